@@ -1,0 +1,37 @@
+import { HeraldError } from '../errors.js';
+import { SETTINGS, type Config } from './schema.js';
+
+/** Raised by `loadConfig` with every problem found, one line per variable. */
+export class ConfigError extends HeraldError {
+  readonly problems: readonly string[];
+
+  constructor(problems: string[]) {
+    super('config_invalid', `invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/**
+ * Builds the configuration from environment variables. Validates every variable before failing,
+ * so an operator sees all mistakes at once; the result is frozen.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const problems: string[] = [];
+  const values: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    try {
+      values[s.key] = s.parse(env[s.env], env);
+    } catch (err) {
+      problems.push(`${s.env} ${(err as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(values as unknown as Config);
+}
+
+/** The Markdown table of README's configuration section, generated so it cannot drift. */
+export function renderConfigTable(): string {
+  const rows = SETTINGS.map((s) => `| \`${s.env}\` | ${s.defaultText} | ${s.doc} |`);
+  return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');
+}

@@ -1,0 +1,54 @@
+/**
+ * herald's error catalogue. Every error a client, a publisher or an operator can see has a stable
+ * code from this table; messages say what to do. Nothing user-facing throws a bare `Error`.
+ */
+export const ERRORS = {
+  bad_request: { status: 400, message: 'The request is malformed.' },
+  invalid_json: { status: 400, message: 'The request body is not valid JSON.' },
+  invalid_room: {
+    status: 400,
+    message: 'Room names are 1-128 characters of A-Z a-z 0-9 and _ - : . @ =',
+  },
+  invalid_event: {
+    status: 400,
+    message: 'Event names are 1-64 printable characters and not a reserved Socket.IO name.',
+  },
+  payload_too_large: { status: 413, message: 'The request body is larger than the configured limit.' },
+  unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
+  unauthorized: { status: 401, message: 'Send a valid publish key as "Authorization: Bearer <key>".' },
+  forbidden: { status: 403, message: 'This caller may not do this.' },
+  not_found: { status: 404, message: 'No such route.' },
+  method_not_allowed: { status: 405, message: 'This route does not accept that method.' },
+  draining: { status: 503, message: 'This replica is shutting down; retry against another one.' },
+  internal: { status: 500, message: 'An internal error occurred; it has been logged.' },
+  config_invalid: { status: 500, message: 'The configuration is invalid.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The shape errors take on the wire, in acks and in HTTP bodies. */
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+}
+
+export class HeraldError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].message, options);
+    this.name = 'HeraldError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+
+  toBody(): ErrorBody {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** Maps anything thrown to a HeraldError; unknown errors become `internal` and keep their cause. */
+export function toHeraldError(err: unknown): HeraldError {
+  return err instanceof HeraldError ? err : new HeraldError('internal', undefined, { cause: err });
+}

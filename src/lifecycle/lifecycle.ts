@@ -1,0 +1,56 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Server } from 'socket.io';
+
+/** starting → ready → draining → stopped; never backwards. */
+export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
+
+export interface Lifecycle {
+  readonly phase: Phase;
+  /** Moves forward to `next`; ignored if already there or past it. */
+  advance(next: Phase): void;
+  /** True once draining began: new Socket.IO handshakes are refused. */
+  readonly refusingConnections: boolean;
+}
+
+const ORDER: readonly Phase[] = ['starting', 'ready', 'draining', 'stopped'];
+
+export function createLifecycle(): Lifecycle {
+  let phase: Phase = 'starting';
+  return {
+    get phase() {
+      return phase;
+    },
+    get refusingConnections() {
+      return ORDER.indexOf(phase) >= ORDER.indexOf('draining');
+    },
+    advance(next) {
+      if (ORDER.indexOf(next) > ORDER.indexOf(phase)) phase = next;
+    },
+  };
+}
+
+/** How often a batch of clients is disconnected while draining. */
+const DRAIN_TICK_MS = 100;
+
+/**
+ * Closes this replica's client connections in even batches spread over `drainMs`, so they do not
+ * all reconnect to the other replicas in the same instant. Closing the transport (rather than
+ * sending a Socket.IO disconnect) makes clients see "transport close" and reconnect by themselves,
+ * through the load balancer, to a replica that is still ready. Returns how many were closed.
+ */
+export async function closeConnectionsInBatches(io: Server, drainMs: number): Promise<number> {
+  const sockets = io.of('/').sockets;
+  const closing = new Set<string>();
+  const deadline = Date.now() + drainMs;
+  while (Date.now() < deadline) {
+    const pending = [...sockets.values()].filter((s) => !closing.has(s.id));
+    if (pending.length === 0) break;
+    const ticksLeft = Math.max(1, Math.floor((deadline - Date.now()) / DRAIN_TICK_MS));
+    for (const socket of pending.slice(0, Math.ceil(pending.length / ticksLeft))) {
+      closing.add(socket.id);
+      socket.conn.close();
+    }
+    await delay(DRAIN_TICK_MS);
+  }
+  return closing.size;
+}

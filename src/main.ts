@@ -1,0 +1,58 @@
+/**
+ * The process entry point, and the only file that reads process.env, handles signals or exits.
+ */
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './observability/logger.js';
+
+/** Extra time past the drain period before a stuck shutdown is cut short with exit code 1. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+let config: Config;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`herald: ${err.message}\n`);
+  process.exit(1);
+}
+
+const logger = createLogger(config.logLevel, config.replicaId);
+if (config.publishKeys.length === 0) {
+  logger.warn('PUBLISH_KEYS is not set: POST /v1/publish accepts loopback callers only');
+}
+if (config.redisUrl === undefined) {
+  logger.warn('REDIS_URL is not set: single node with the in-memory adapter; replicas will not share rooms');
+}
+
+const app = createApp(config, logger);
+
+function shutdown(signal: NodeJS.Signals): void {
+  if (app.phase === 'draining' || app.phase === 'stopped') {
+    logger.info({ signal }, 'already draining');
+    return;
+  }
+  logger.info({ signal }, 'shutdown requested');
+  setTimeout(() => {
+    logger.error('drain did not finish in time; exiting');
+    process.exit(1);
+  }, config.drainSeconds * 1000 + SHUTDOWN_GRACE_MS).unref();
+  app.drain().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      logger.error({ err }, 'drain failed');
+      process.exit(1);
+    },
+  );
+}
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
+
+try {
+  const { port, transport } = await app.start();
+  logger.info({ port, transport, redis: config.redisUrl !== undefined }, 'listening');
+} catch (err) {
+  logger.fatal({ err }, 'could not start');
+  process.exit(1);
+}

@@ -1,0 +1,33 @@
+import type { Bus } from '../cluster/bus.js';
+import type { Lifecycle } from '../lifecycle/lifecycle.js';
+import type { Route } from '../transport/http.js';
+import type { Metrics } from './metrics.js';
+
+/**
+ * `/healthz`: the process is alive (200 until it exits).
+ * `/readyz`: 200 only while this replica should get new clients: not draining, and the configured
+ * Redis reachable (a replica cut off from Redis would serve rooms that miss other replicas' messages).
+ */
+export function healthRoutes(deps: { lifecycle: Lifecycle; bus: Bus; metrics: Metrics; replicaId: string }): Route[] {
+  const { lifecycle, bus, metrics, replicaId } = deps;
+  return [
+    {
+      method: 'GET',
+      path: '/healthz',
+      handle: () => ({ status: 200, body: { status: 'ok', replica: replicaId } }),
+    },
+    {
+      method: 'GET',
+      path: '/readyz',
+      handle() {
+        const redis = bus.kind === 'memory' ? 'none' : bus.isReady() ? 'up' : 'down';
+        const status =
+          lifecycle.phase !== 'ready' ? lifecycle.phase : redis === 'down' ? 'redis_unavailable' : 'ready';
+        return {
+          status: status === 'ready' ? 200 : 503,
+          body: { status, replica: replicaId, redis, ...metrics.snapshot() },
+        };
+      },
+    },
+  ];
+}

@@ -1,0 +1,52 @@
+import { HeraldError, type ErrorBody } from '../errors.js';
+import type { RoomName } from './rooms.js';
+
+/** Unique per published message. */
+export type MessageId = string;
+
+/** Second argument of every delivered message: `socket.on(event, (data, meta) => ...)`. */
+export interface MessageMeta {
+  room: RoomName;
+  id: MessageId;
+  /** Publish time, ms since the epoch. */
+  ts: number;
+}
+
+export type SubscribeAck = { ok: true; room: RoomName } | { ok: false; error: ErrorBody };
+export type AckFn = (reply: SubscribeAck) => void;
+
+/** Events a client may send. Arguments are `unknown` because they come from the network. */
+export interface ClientToServerEvents {
+  subscribe: (arg: unknown, ack?: unknown) => void;
+  unsubscribe: (arg: unknown, ack?: unknown) => void;
+}
+
+/** Published events are user-named, so the server-to-client map is open. */
+export type ServerToClientEvents = Record<string, (data: unknown, meta: MessageMeta) => void>;
+
+export const EVENT_MAX_LENGTH = 64;
+
+// Socket.IO throws when asked to emit these, and clients treat them specially.
+const RESERVED_EVENTS = new Set([
+  'connect',
+  'connect_error',
+  'disconnect',
+  'disconnecting',
+  'newListener',
+  'removeListener',
+  'error',
+]);
+
+/** Returns `input` as an event name, or throws `invalid_event`. */
+export function validateEventName(input: unknown): string {
+  if (
+    typeof input !== 'string' ||
+    input.length === 0 ||
+    input.length > EVENT_MAX_LENGTH ||
+    !/^[\x21-\x7e]+$/.test(input) ||
+    RESERVED_EVENTS.has(input)
+  ) {
+    throw new HeraldError('invalid_event');
+  }
+  return input;
+}

@@ -1,0 +1,71 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'socket.io';
+import { HeraldError } from '../errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
+import { validateRoom, type RoomName } from '../protocol/rooms.js';
+
+/** Most rooms one publish may name. */
+export const PUBLISH_MAX_ROOMS = 100;
+
+export interface PublishRequest {
+  readonly rooms: readonly RoomName[];
+  readonly event: string;
+  readonly data: unknown;
+}
+
+export interface PublishResult {
+  readonly id: MessageId;
+  readonly ts: number;
+}
+
+export interface Publisher {
+  /**
+   * Delivers `event` to every subscriber of each room on every replica. One publish has one id;
+   * a subscriber of two of the rooms receives it once per room, each with its own `meta.room`.
+   * Local subscribers receive it even while the bus is down.
+   */
+  publish(req: PublishRequest): PublishResult;
+}
+
+export function createPublisher(io: Server, metrics: Metrics): Publisher {
+  return {
+    publish(req) {
+      const id = randomUUID();
+      const ts = Date.now();
+      for (const room of req.rooms) {
+        const meta: MessageMeta = { room, id, ts };
+        io.to(room).emit(req.event, req.data, meta);
+      }
+      metrics.published(req.rooms.length);
+      return { id, ts };
+    },
+  };
+}
+
+const ALLOWED_FIELDS = new Set(['room', 'rooms', 'event', 'data']);
+
+/** Validates a publish body: `{room, event, data}` or `{rooms: [...], event, data}`, nothing else. */
+export function parsePublishRequest(body: unknown): PublishRequest {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HeraldError('bad_request', 'The body must be a JSON object {room, event, data}.');
+  }
+  const fields = body as Record<string, unknown>;
+  const unknown = Object.keys(fields).filter((k) => !ALLOWED_FIELDS.has(k));
+  if (unknown.length > 0) throw new HeraldError('bad_request', `Unknown field(s): ${unknown.join(', ')}.`);
+  const hasRoom = Object.hasOwn(fields, 'room');
+  const hasRooms = Object.hasOwn(fields, 'rooms');
+  if (hasRoom === hasRooms) throw new HeraldError('bad_request', 'Send exactly one of "room" or "rooms".');
+  if (!Object.hasOwn(fields, 'event')) throw new HeraldError('bad_request', 'Missing field "event".');
+  let rooms: RoomName[];
+  if (hasRoom) {
+    rooms = [validateRoom(fields.room)];
+  } else {
+    const list = fields.rooms;
+    if (!Array.isArray(list) || list.length === 0 || list.length > PUBLISH_MAX_ROOMS) {
+      throw new HeraldError('bad_request', `"rooms" must be an array of 1 to ${PUBLISH_MAX_ROOMS} room names.`);
+    }
+    rooms = [...new Set(list.map(validateRoom))];
+  }
+  return { rooms, event: validateEventName(fields.event), data: fields.data ?? null };
+}

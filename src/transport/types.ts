@@ -1,0 +1,18 @@
+import type { Server } from 'socket.io';
+import type { TransportKind } from '../config/schema.js';
+import type { HttpService } from './http.js';
+
+export interface TransportOptions {
+  readonly host: string;
+  /** 0 picks a free port; `RunningTransport.port` tells which. */
+  readonly port: number;
+  readonly io: Server;
+  readonly http: HttpService;
+}
+
+export interface RunningTransport {
+  readonly kind: TransportKind;
+  readonly port: number;
+  /** Stops accepting TCP connections; existing ones are closed by `io.close()`. */
+  stopListening(): void;
+}

@@ -1,0 +1,86 @@
+import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { HeraldError } from '../errors.js';
+import { errorReply, replyHeaders, statusLine, type HttpReply } from './http.js';
+import type { RunningTransport, TransportOptions } from './types.js';
+
+/** The native uWebSockets.js module, as loaded by `loadUws`. */
+export type UwsModule = typeof import('uWebSockets.js');
+
+/** Serves Socket.IO (via `io.attachApp`) and herald's HTTP routes on one uWS app. */
+export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
+  const app: TemplatedApp = uws.App();
+  opts.io.attachApp(app);
+  // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
+  app.any('/*', (res, req) => {
+    const method = req.getMethod().toUpperCase();
+    const headers: Record<string, string> = {};
+    req.forEach((k, v) => {
+      headers[k] = v;
+    });
+    const request = {
+      method,
+      path: req.getUrl(),
+      query: new URLSearchParams(req.getQuery() ?? ''),
+      headers,
+      remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
+    };
+    // `req` is invalid after this point; `res` until it is ended or aborted.
+    let done = false;
+    res.onAborted(() => {
+      done = true;
+    });
+    const send = (reply: HttpReply, closeConnection = false) => {
+      if (done) return;
+      done = true;
+      res.cork(() => {
+        res.writeStatus(statusLine(reply.status));
+        for (const [k, v] of replyHeaders(opts.http.replicaId)) res.writeHeader(k, v);
+        res.end(JSON.stringify(reply.body), closeConnection);
+      });
+    };
+    const dispatch = (body: Buffer) => {
+      opts.http.handle({ ...request, body }).then(send, () => send(errorReply(new HeraldError('internal'))));
+    };
+    if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') {
+      dispatch(Buffer.alloc(0));
+      return;
+    }
+    const limit = opts.http.maxBodyBytes;
+    const tooLarge = () => send(errorReply(new HeraldError('payload_too_large')), true);
+    if (Number(headers['content-length'] ?? 0) > limit) {
+      tooLarge();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      if (done) return;
+      size += chunk.byteLength;
+      if (size > limit) {
+        tooLarge();
+        return;
+      }
+      // The ArrayBuffer is neutered after this callback returns: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk)));
+      if (isLast) dispatch(Buffer.concat(chunks, size));
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    app.listen(opts.host, opts.port, (token: us_listen_socket | false) => {
+      if (!token) {
+        reject(new Error(`uWebSockets.js could not listen on ${opts.host}:${opts.port}`));
+        return;
+      }
+      let listening = true;
+      resolve({
+        kind: 'uws',
+        port: uws.us_socket_local_port(token),
+        stopListening() {
+          if (listening) uws.us_listen_socket_close(token);
+          listening = false;
+        },
+      });
+    });
+  });
+}
