@@ -56,11 +56,25 @@ export function createRedisPair(url: string, logger: Logger): RedisPair {
   const sub = new Redis(url, SUB_OPTIONS);
   watchClient(pub, 'pub', logger);
   watchClient(sub, 'sub', logger);
+  // ioredis reports `ready` before its automatic resubscribe has been answered. A PING sent after
+  // it is answered after the SUBSCRIBEs, so once it returns this replica hears the bus again.
+  let subscribed = false;
+  sub.on('ready', () => {
+    sub.ping().then(
+      () => {
+        subscribed = sub.status === 'ready';
+      },
+      () => {},
+    );
+  });
+  sub.on('close', () => {
+    subscribed = false;
+  });
   let closing: Promise<void> | undefined;
   return {
     pub,
     sub,
-    isReady: () => pub.status === 'ready' && sub.status === 'ready',
+    isReady: () => pub.status === 'ready' && sub.status === 'ready' && subscribed,
     close(timeoutMs) {
       closing ??= Promise.all([quitBounded(pub, timeoutMs), quitBounded(sub, timeoutMs)]).then(() => undefined);
       return closing;

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import { HeraldError } from '../errors.js';
 
 /**
@@ -35,6 +36,15 @@ function digest(key: string): Buffer {
   return createHash('sha256').update(key).digest();
 }
 
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * True for 127.0.0.0/8 and ::1 in any textual form, including the IPv4-mapped, zero-padded
+ * `0000:...:ffff:7f00:0001` that uWebSockets.js reports.
+ */
 export function isLoopback(address: string): boolean {
-  return address === '::1' || /^(::ffff:)?127\./.test(address) || address === '0000:0000:0000:0000:0000:0000:0000:0001';
+  const family = isIP(address);
+  return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }

@@ -1,0 +1,75 @@
+import { io as connect, type Socket } from 'socket.io-client';
+import type { MessageMeta } from '../../src/protocol/events.js';
+import { onceWithin, waitFor } from './wait.js';
+
+export type ClientTransport = 'websocket' | 'polling';
+
+export interface Received {
+  event: string;
+  data: unknown;
+  meta: MessageMeta;
+}
+
+/** A socket.io-client that records every event it receives. */
+export interface TestClient {
+  readonly socket: Socket;
+  readonly received: Received[];
+  subscribe(arg: unknown): Promise<unknown>;
+  unsubscribe(arg: unknown): Promise<unknown>;
+  /** Resolves when a message with `predicate` has been received. */
+  waitFor(what: string, predicate: (r: Received) => boolean): Promise<Received>;
+  close(): void;
+}
+
+export async function connectClient(
+  url: string,
+  opts: { transport?: ClientTransport; reconnection?: boolean } = {},
+): Promise<TestClient> {
+  const socket = connect(url, {
+    transports: [opts.transport ?? 'websocket'],
+    reconnection: opts.reconnection ?? false,
+    forceNew: true,
+  });
+  const received: Received[] = [];
+  socket.onAny((event: string, data: unknown, meta: MessageMeta) => {
+    received.push({ event, data, meta });
+  });
+  const outcome = await Promise.race([
+    onceWithin(socket, 'connect', `connect to ${url}`).then(() => null),
+    onceWithin<[Error]>(socket, 'connect_error', 'connect_error').then(([err]) => err),
+  ]);
+  if (outcome) {
+    socket.close();
+    throw outcome;
+  }
+  return {
+    socket,
+    received,
+    subscribe: (arg) => socket.timeout(5000).emitWithAck('subscribe', arg),
+    unsubscribe: (arg) => socket.timeout(5000).emitWithAck('unsubscribe', arg),
+    waitFor: (what, predicate) => waitFor(what, () => received.find(predicate)),
+    close: () => socket.close(),
+  };
+}
+
+export interface PublishResponse {
+  status: number;
+  body: any;
+}
+
+/** POSTs `body` (an object, or a raw string sent as is) to `/v1/publish`. */
+export async function publish(url: string, body: unknown, key?: string): Promise<PublishResponse> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (key) headers.authorization = `Bearer ${key}`;
+  const res = await fetch(`${url}/v1/publish`, {
+    method: 'POST',
+    headers,
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+export async function getJson(url: string): Promise<PublishResponse> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
