@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
@@ -9,6 +9,8 @@ import { onceWithin } from './wait.js';
 export interface RedisProcess {
   readonly port: number;
   readonly url: string;
+  /** With `tls`: the CA that signed the server certificate (give it to clients as NODE_EXTRA_CA_CERTS). */
+  readonly caFile: string | undefined;
   /** SIGKILL, as an outage would; resolves when the process is gone. */
   kill(): Promise<void>;
   /** Starts it again on the same port. */
@@ -16,17 +18,31 @@ export interface RedisProcess {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RedisProcess> {
+export interface RedisOptions {
+  /** Serve TLS only (`rediss://`), with a throw-away CA and a certificate for 127.0.0.1. */
+  tls?: boolean;
+  /** `requirepass`; the URL carries it as `:password@`. */
+  password?: string;
+}
+
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-redis-'));
+  const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  if (opts.password) args.push('--requirepass', opts.password);
+  let caFile: string | undefined;
+  if (opts.tls) {
+    caFile = join(dir, 'ca.pem');
+    makeCertificates(dir);
+    args.push('--port', '0', '--tls-port', String(port), '--tls-auth-clients', 'no');
+    args.push('--tls-cert-file', join(dir, 'server.pem'), '--tls-key-file', join(dir, 'server.key'), '--tls-ca-cert-file', caFile);
+  } else {
+    args.push('--port', String(port));
+  }
   let proc: ChildProcess | undefined;
 
   async function launch(): Promise<void> {
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] });
     proc = child;
     let out = '';
     const ready = new Promise<void>((resolve, reject) => {
@@ -52,9 +68,11 @@ export async function startRedis(): Promise<RedisProcess> {
   }
 
   await launch();
+  const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://${auth}127.0.0.1:${port}`,
+    caFile,
     kill,
     restart: launch,
     async stop() {
@@ -62,4 +80,13 @@ export async function startRedis(): Promise<RedisProcess> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A CA and a server certificate for 127.0.0.1, made with the openssl command line. */
+function makeCertificates(dir: string): void {
+  const run = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=herald-test-ca', '-keyout', 'ca.key', '-out', 'ca.pem');
+  run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr');
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1', '-extfile', 'san.ext', '-out', 'server.pem');
 }
