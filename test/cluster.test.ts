@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
+import { connect } from 'node:net';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
@@ -184,6 +185,31 @@ for (const transport of TRANSPORTS) {
       }
       assert.equal(({} as Record<string, unknown>).polluted, undefined);
 
+      // Chunked, with no Content-Length: the limit applies to the streamed total.
+      const chunk = new TextEncoder().encode('x'.repeat(16 * 1024));
+      let sent = 0;
+      const chunked = await fetch(`${url}/v1/publish`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}` },
+        body: new ReadableStream({
+          pull(controller) {
+            if (sent++ < 8) controller.enqueue(chunk);
+            else controller.close();
+          },
+        }),
+        duplex: 'half',
+      } as RequestInit);
+      assert.equal(chunked.status, 413);
+      assert.equal(((await chunked.json()) as any).error.code, 'payload_too_large');
+
+      // Declared far past the limit: answered at once, without waiting for (or reading) the body.
+      const raw = await rawHttp(
+        gateways[0]!.port,
+        `POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 5000000\r\n\r\n{"room":`,
+      );
+      assert.match(raw, /^HTTP\/1\.1 413 /);
+      assert.match(raw, /"code":"payload_too_large"/);
+
       const get = await fetch(`${url}/v1/publish`);
       assert.equal(get.status, 405);
       assert.equal(((await get.json()) as any).error.code, 'method_not_allowed');
@@ -193,5 +219,18 @@ for (const transport of TRANSPORTS) {
       // Still serving after all of that.
       assert.equal((await publish(url, { room: 'a', event: 'e', data: 1 }, KEY)).status, 200);
     });
+  });
+}
+
+/** Writes `request` on a raw TCP connection and resolves with everything read until the server closes it. */
+function rawHttp(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    let out = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (out += d));
+    socket.on('close', () => resolve(out));
+    socket.on('error', reject);
+    socket.setTimeout(5000, () => socket.destroy(new Error(`no close from server; got: ${out}`)));
   });
 }

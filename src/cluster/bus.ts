@@ -1,9 +1,9 @@
 import { createAdapter } from '@socket.io/redis-adapter';
 import type { Server } from 'socket.io';
-import type { Logger } from '../observability/logger.js';
+import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { guardFireAndForget } from './guard.js';
-import { createRedisPair } from './redis.js';
+import { createRedisPair, ERROR_LOG_INTERVAL_MS } from './redis.js';
 
 export type BusKind = 'memory' | 'redis';
 
@@ -38,14 +38,10 @@ export function createBus(opts: BusOptions): Bus {
   }
   const { logger, metrics } = opts;
   const pair = createRedisPair(opts.redisUrl, logger);
-  let lastFailureLog = 0;
+  const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
   const onFailure = (command: string, err: Error) => {
     if (command === 'publish') metrics.busPublishFailed();
-    const now = Date.now();
-    if (now - lastFailureLog >= 10_000) {
-      lastFailureLog = now;
-      logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
-    }
+    if (failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
   };
   return {
     kind: 'redis',

@@ -1,10 +1,10 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from '../observability/logger.js';
+import { throttle, type Logger } from '../observability/logger.js';
 
 /** Reconnect delay grows with attempts and is capped, so a long outage costs one try every 2 s. */
 const RECONNECT_MAX_DELAY_MS = 2000;
-/** A repeated connection error is logged at most this often per client. */
-const ERROR_LOG_INTERVAL_MS = 10_000;
+/** A repeated Redis error is logged at most this often per client. */
+export const ERROR_LOG_INTERVAL_MS = 10_000;
 
 const COMMON: RedisOptions = {
   retryStrategy: (attempt) => Math.min(attempt * 100, RECONNECT_MAX_DELAY_MS),
@@ -22,18 +22,14 @@ const SUB_OPTIONS: RedisOptions = { ...COMMON, maxRetriesPerRequest: null };
 
 /** Attaches the listeners every herald Redis client needs: errors logged (throttled), never thrown. */
 export function watchClient(client: Redis, name: string, logger: Logger): void {
-  let lastErrorLog = 0;
+  const errorLog = throttle(ERROR_LOG_INTERVAL_MS);
   let wasReady = false;
   client.on('error', (err: Error) => {
-    const now = Date.now();
-    if (now - lastErrorLog >= ERROR_LOG_INTERVAL_MS) {
-      lastErrorLog = now;
-      logger.warn({ client: name, err: err.message }, 'redis connection error');
-    }
+    if (errorLog.due()) logger.warn({ client: name, err: err.message }, 'redis connection error');
   });
   client.on('ready', () => {
     wasReady = true;
-    lastErrorLog = 0;
+    errorLog.reset();
     logger.info({ client: name }, 'redis ready');
   });
   client.on('close', () => {

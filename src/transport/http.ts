@@ -74,3 +74,47 @@ export function createHttpService(opts: {
     },
   };
 }
+
+/** Methods whose body herald reads; others are dispatched with an empty body. */
+export function methodHasBody(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH';
+}
+
+/**
+ * Buffers a request body up to `limit` bytes; both transports use it, so over-limit bodies are
+ * handled the same way. Past the limit, the rest is read and discarded, so the client, still
+ * writing, gets to read a clear 413 instead of a broken pipe. Past `discardCap` (4x the limit,
+ * at least 1 MiB), reading stops: the 413 is sent and the connection closed.
+ */
+export class BodyCollector {
+  private readonly chunks: Buffer[] = [];
+  private size = 0;
+  private readonly discardCap: number;
+
+  constructor(private readonly limit: number) {
+    this.discardCap = Math.max(limit * 4, 1024 * 1024);
+  }
+
+  /** True when the declared Content-Length is past the discard cap: answer without reading. */
+  declaredPastCap(headers: Readonly<Record<string, string>>): boolean {
+    return Number(headers['content-length'] ?? 0) > this.discardCap;
+  }
+
+  /** Keeps `chunk` while under the limit. `copy` is called only for chunks that are kept. */
+  add(length: number, copy: () => Buffer): void {
+    this.size += length;
+    if (this.size <= this.limit) this.chunks.push(copy());
+  }
+
+  get overLimit(): boolean {
+    return this.size > this.limit;
+  }
+
+  get pastCap(): boolean {
+    return this.size > this.discardCap;
+  }
+
+  body(): Buffer {
+    return Buffer.concat(this.chunks, this.size);
+  }
+}

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { HeraldError } from '../errors.js';
-import { errorReply, replyHeaders, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, replyHeaders, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
@@ -50,33 +50,30 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
   const dispatch = (body: Buffer) => {
     opts.http.handle({ ...request, body }).then(send, () => send(errorReply(new HeraldError('internal'))));
   };
-  if (request.method !== 'POST' && request.method !== 'PUT' && request.method !== 'PATCH') {
+  if (!methodHasBody(request.method)) {
     req.resume();
     dispatch(Buffer.alloc(0));
     return;
   }
-  const limit = opts.http.maxBodyBytes;
-  const tooLarge = () => {
-    send(errorReply(new HeraldError('payload_too_large')), true);
-    req.resume();
+  const collector = new BodyCollector(opts.http.maxBodyBytes);
+  const tooLarge = (close: boolean) => {
+    send(errorReply(new HeraldError('payload_too_large')), close);
+    // Stop reading the rest once the 413 is out.
+    if (close) res.once('finish', () => req.socket.destroy());
   };
-  if (Number(headers['content-length'] ?? 0) > limit) {
-    tooLarge();
+  if (collector.declaredPastCap(headers)) {
+    tooLarge(true);
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
   req.on('data', (chunk: Buffer) => {
     if (done) return;
-    size += chunk.length;
-    if (size > limit) {
-      tooLarge();
-      return;
-    }
-    chunks.push(chunk);
+    collector.add(chunk.length, () => chunk);
+    if (collector.pastCap) tooLarge(true);
   });
   req.on('end', () => {
-    if (!done) dispatch(Buffer.concat(chunks, size));
+    if (done) return;
+    if (collector.overLimit) tooLarge(false);
+    else dispatch(collector.body());
   });
   req.on('error', () => {
     done = true;

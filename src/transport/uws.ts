@@ -1,6 +1,6 @@
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
-import { errorReply, replyHeaders, statusLine, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, replyHeaders, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
@@ -41,28 +41,22 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
     const dispatch = (body: Buffer) => {
       opts.http.handle({ ...request, body }).then(send, () => send(errorReply(new HeraldError('internal'))));
     };
-    if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') {
+    if (!methodHasBody(method)) {
       dispatch(Buffer.alloc(0));
       return;
     }
-    const limit = opts.http.maxBodyBytes;
-    const tooLarge = () => send(errorReply(new HeraldError('payload_too_large')), true);
-    if (Number(headers['content-length'] ?? 0) > limit) {
-      tooLarge();
+    const collector = new BodyCollector(opts.http.maxBodyBytes);
+    const tooLarge = (close: boolean) => send(errorReply(new HeraldError('payload_too_large')), close);
+    if (collector.declaredPastCap(headers)) {
+      tooLarge(true);
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
     res.onData((chunk, isLast) => {
       if (done) return;
-      size += chunk.byteLength;
-      if (size > limit) {
-        tooLarge();
-        return;
-      }
-      // The ArrayBuffer is neutered after this callback returns: copy it.
-      chunks.push(Buffer.from(new Uint8Array(chunk)));
-      if (isLast) dispatch(Buffer.concat(chunks, size));
+      // The ArrayBuffer is neutered after this callback returns: copy what is kept.
+      collector.add(chunk.byteLength, () => Buffer.from(new Uint8Array(chunk)));
+      if (collector.pastCap) tooLarge(true);
+      else if (isLast) collector.overLimit ? tooLarge(false) : dispatch(collector.body());
     });
   });
 
