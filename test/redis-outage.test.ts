@@ -67,5 +67,33 @@ for (const transport of ['uws', 'node'] as const) {
       assert.equal(a.process.exitCode, null, 'replica A never exited');
       assert.equal(b.process.exitCode, null, 'replica B never exited');
     });
+
+    it('starts while Redis is down, serves locally, and joins the cluster when Redis comes up', async () => {
+      await redis.kill();
+      const late = await startGateway({ env: { TRANSPORT: transport, REDIS_URL: redis.url, PUBLISH_KEYS: KEY } });
+      try {
+        const unready = await getJson(`${late.url}/readyz`);
+        assert.equal(unready.status, 503);
+        assert.equal(unready.body.status, 'redis_unavailable');
+        const local = await connectClient(late.url);
+        const remote = await connectClient(a.url);
+        clients.push(local, remote);
+        await local.subscribe('late');
+        await remote.subscribe('late');
+        assert.equal((await publish(late.url, { room: 'late', event: 'm', data: 'local only' }, KEY)).status, 200);
+        await local.waitFor('local delivery before Redis exists', (r) => r.data === 'local only');
+
+        await redis.restart();
+        for (const g of [late, a]) {
+          await waitFor(`${g.replicaId} ready`, async () => (await getJson(`${g.url}/readyz`)).status === 200);
+        }
+        await publish(late.url, { room: 'late', event: 'm', data: 'late->a' }, KEY);
+        await publish(a.url, { room: 'late', event: 'm', data: 'a->late' }, KEY);
+        await remote.waitFor('from the late replica', (r) => r.data === 'late->a');
+        await local.waitFor('to the late replica', (r) => r.data === 'a->late');
+      } finally {
+        await late.stop();
+      }
+    });
   });
 }
