@@ -40,7 +40,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
   });
   bus.install(io);
-  registerRealtime(io, { logger, metrics });
+  registerRealtime(io, { logger, metrics, replicaId: config.replicaId });
   const publisher = createPublisher(io, metrics);
   const http = createHttpService({
     routes: [

@@ -11,7 +11,7 @@ export const ERRORS = {
   },
   invalid_event: {
     status: 400,
-    message: 'Event names are 1-64 printable characters and not a reserved Socket.IO name.',
+    message: 'Event names are 1-64 printable characters, not a reserved Socket.IO name, not starting with "herald:".',
   },
   payload_too_large: { status: 413, message: 'The request body is larger than the configured limit.' },
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },

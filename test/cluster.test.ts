@@ -45,6 +45,7 @@ for (const transport of TRANSPORTS) {
       for (const gw of gateways) {
         for (const t of ['websocket', 'polling'] as const) {
           const c = await client(gw, t);
+          assert.equal(c.replica, gw.replicaId, 'herald:hello names the replica');
           assert.deepEqual(await c.subscribe('scores:match-1'), { ok: true, room: 'scores:match-1' });
           subscribers.push(c);
         }
@@ -174,6 +175,7 @@ for (const transport of TRANSPORTS) {
         ['bad room', { room: 'no spaces', event: 'e' }, KEY, 400, 'invalid_room'],
         ['bad room in list', { rooms: ['ok', '$'], event: 'e' }, KEY, 400, 'invalid_room'],
         ['reserved event', { room: 'a', event: 'disconnect' }, KEY, 400, 'invalid_event'],
+        ['herald: event', { room: 'a', event: 'herald:hello' }, KEY, 400, 'invalid_event'],
         ['event not a string', { room: 'a', event: 7 }, KEY, 400, 'invalid_event'],
         ['over 64 KiB', { room: 'a', event: 'e', data: 'x'.repeat(70_000) }, KEY, 413, 'payload_too_large'],
       ];

@@ -37,7 +37,7 @@ describe('room names', () => {
 describe('event names', () => {
   it('rejects reserved, empty, long and non-printable names', () => {
     assert.equal(validateEventName('score'), 'score');
-    for (const bad of ['connect', 'disconnect', 'error', '', 'x'.repeat(65), 'a b', 5]) {
+    for (const bad of ['connect', 'disconnect', 'error', 'herald:hello', 'herald:x', '', 'x'.repeat(65), 'a b', 5]) {
       assert.equal(code(() => validateEventName(bad)), 'invalid_event', JSON.stringify(bad));
     }
   });

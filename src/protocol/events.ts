@@ -21,6 +21,15 @@ export interface ClientToServerEvents {
   unsubscribe: (arg: unknown, ack?: unknown) => void;
 }
 
+/** Prefix of herald's own server-to-client events; publishers may not use it. */
+export const SYSTEM_EVENT_PREFIX = 'herald:';
+
+/** Sent once on every connection: which replica the client landed on. */
+export const HELLO_EVENT = 'herald:hello';
+export interface Hello {
+  replica: string;
+}
+
 /** Published events are user-named, so the server-to-client map is open. */
 export type ServerToClientEvents = Record<string, (data: unknown, meta: MessageMeta) => void>;
 
@@ -37,14 +46,15 @@ const RESERVED_EVENTS = new Set([
   'error',
 ]);
 
-/** Returns `input` as an event name, or throws `invalid_event`. */
+/** Returns `input` as an event name, or throws `invalid_event` (reserved names and the `herald:` prefix included). */
 export function validateEventName(input: unknown): string {
   if (
     typeof input !== 'string' ||
     input.length === 0 ||
     input.length > EVENT_MAX_LENGTH ||
     !/^[\x21-\x7e]+$/.test(input) ||
-    RESERVED_EVENTS.has(input)
+    RESERVED_EVENTS.has(input) ||
+    input.startsWith(SYSTEM_EVENT_PREFIX)
   ) {
     throw new HeraldError('invalid_event');
   }

@@ -2,12 +2,13 @@ import type { Server, Socket } from 'socket.io';
 import { HeraldError, toHeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { SubscribeAck } from '../protocol/events.js';
+import { HELLO_EVENT, type Hello, type SubscribeAck } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 
 export interface RealtimeDeps {
   logger: Logger;
   metrics: Metrics;
+  replicaId: string;
 }
 
 /**
@@ -18,6 +19,8 @@ export interface RealtimeDeps {
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   io.on('connection', (socket) => {
     deps.metrics.connectionOpened();
+    const hello: Hello = { replica: deps.replicaId };
+    socket.emit(HELLO_EVENT, hello);
     socket.on('disconnect', () => deps.metrics.connectionClosed());
     socket.on('subscribe', (arg: unknown, ack: unknown) =>
       answer(ack, () => {

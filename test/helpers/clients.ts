@@ -13,7 +13,10 @@ export interface Received {
 /** A socket.io-client that records every event it receives. */
 export interface TestClient {
   readonly socket: Socket;
+  /** Published messages received (herald's own `herald:*` events excluded). */
   readonly received: Received[];
+  /** The replica this client landed on, from `herald:hello`. */
+  readonly replica: string;
   subscribe(arg: unknown): Promise<unknown>;
   unsubscribe(arg: unknown): Promise<unknown>;
   /** Resolves when a message with `predicate` has been received. */
@@ -31,8 +34,10 @@ export async function connectClient(
     forceNew: true,
   });
   const received: Received[] = [];
+  let replica = '';
   socket.onAny((event: string, data: unknown, meta: MessageMeta) => {
-    received.push({ event, data, meta });
+    if (event === 'herald:hello') replica = (data as { replica: string }).replica;
+    else received.push({ event, data, meta });
   });
   const outcome = await Promise.race([
     onceWithin(socket, 'connect', `connect to ${url}`).then(() => null),
@@ -42,9 +47,13 @@ export async function connectClient(
     socket.close();
     throw outcome;
   }
+  await waitFor('herald:hello', () => replica);
   return {
     socket,
     received,
+    get replica() {
+      return replica;
+    },
     subscribe: (arg) => socket.timeout(5000).emitWithAck('subscribe', arg),
     unsubscribe: (arg) => socket.timeout(5000).emitWithAck('unsubscribe', arg),
     waitFor: (what, predicate) => waitFor(what, () => received.find(predicate)),
