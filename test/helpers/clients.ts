@@ -26,12 +26,14 @@ export interface TestClient {
 
 export async function connectClient(
   url: string,
-  opts: { transport?: ClientTransport; reconnection?: boolean } = {},
+  opts: { transport?: ClientTransport; reconnection?: boolean; cookies?: boolean } = {},
 ): Promise<TestClient> {
   const socket = connect(url, {
     transports: [opts.transport ?? 'websocket'],
     reconnection: opts.reconnection ?? false,
     forceNew: true,
+    // In Node, socket.io-client keeps a cookie jar only with withCredentials, as a browser would.
+    withCredentials: opts.cookies ?? false,
   });
   const received: Received[] = [];
   let replica = '';

@@ -1,0 +1,182 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
+import { freePort } from './helpers/ports.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { onceWithin, waitFor } from './helpers/wait.js';
+
+const KEY = 'test-publish-key-0123456789';
+/** Documented in README: a client of a crashed replica is back through the balancer within this. */
+const RECONNECT_BOUND_MS = 10_000;
+
+/**
+ * deploy/compose/haproxy.cfg (rendered with loopback ports) in front of three gateway processes and
+ * a redis-server: what `docker compose up --scale gateway=3` runs, minus the containers.
+ */
+describe('behind HAProxy with the compose configuration', () => {
+  let redis: RedisProcess;
+  let lb: Haproxy;
+  const names = ['gw1', 'gw2', 'gw3'] as const;
+  type Name = (typeof names)[number];
+  const ports = {} as Record<Name, number>;
+  const gateways = {} as Record<Name, Gateway>;
+  const clients: TestClient[] = [];
+
+  const launch = async (name: Name) => {
+    gateways[name] = await startGateway({
+      env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, PORT: String(ports[name]), DRAIN_SECONDS: '2' },
+    });
+  };
+  const nameOf = (replica: string) => names.find((n) => gateways[n].replicaId === replica);
+  /** A client through the balancer that, like an app, re-subscribes whenever it (re)connects. */
+  const lbClient = async (room: string, opts: { transport?: 'websocket' | 'polling'; cookies?: boolean } = {}) => {
+    const c = await connectClient(lb.url, { reconnection: true, ...opts });
+    clients.push(c);
+    assert.deepEqual(await c.subscribe(room), { ok: true, room });
+    c.socket.on('connect', () => void c.subscribe(room));
+    return c;
+  };
+  /** Waits until every client is connected, has re-subscribed, and receives a fresh publish. */
+  const allReceiveFresh = async (cs: TestClient[], room: string, tag: string) => {
+    await waitFor(`${tag}: clients connected`, () => cs.every((c) => c.socket.connected));
+    await waitFor(
+      `${tag}: every client receives a fresh publish`,
+      async () => {
+        await publish(lb.url, { room, event: 'probe', data: tag }, KEY);
+        return cs.every((c) => c.received.some((r) => r.event === 'probe' && r.data === tag));
+      },
+      RECONNECT_BOUND_MS,
+    );
+  };
+
+  before(async () => {
+    redis = await startRedis();
+    for (const n of names) ports[n] = await freePort();
+    await Promise.all(names.map(launch));
+    lb = await startHaproxy(names.map((n) => ({ name: n, port: ports[n] })));
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    await lb?.stop();
+    await Promise.all(names.map((n) => gateways[n]?.stop()));
+    await redis?.stop();
+  });
+
+  it('spreads WebSocket clients over the replicas, and one publish reaches all of them once', async () => {
+    const cs = [];
+    for (let i = 0; i < 6; i++) cs.push(await lbClient('lb:fanout'));
+    const landed = cs.map((c) => nameOf(c.replica));
+    assert.deepEqual(new Set(landed), new Set(names), `clients landed on ${landed.join(', ')}`);
+
+    const res = await publish(lb.url, { room: 'lb:fanout', event: 'score', data: 1 }, KEY);
+    assert.equal(res.status, 200);
+    await publish(lb.url, { room: 'lb:fanout', event: 'end', data: null }, KEY);
+    await Promise.all(cs.map((c) => c.waitFor('end', (r) => r.event === 'end')));
+    for (const c of cs) assert.deepEqual(c.received.filter((r) => r.event === 'score').map((r) => r.meta.id), [res.body.id]);
+  });
+
+  it('keeps a long-polling client on one replica with the balancer cookie', async () => {
+    const c = await lbClient('lb:polling', { transport: 'polling', cookies: true });
+    for (let i = 0; i < 5; i++) {
+      await publish(lb.url, { room: 'lb:polling', event: 'tick', data: i }, KEY);
+      await c.waitFor(`tick ${i}`, (r) => r.event === 'tick' && r.data === i);
+    }
+    assert.ok(c.socket.connected);
+    assert.equal(c.socket.io.engine.transport.name, 'polling');
+  });
+
+  it('without the cookie, long-polling breaks across replicas (the stickiness is what makes it work)', async () => {
+    // Control for the test above: the same exchange without a cookie jar. Every publish forces a
+    // new poll request; spread by the balancer, they reach replicas that do not know the session.
+    let outcome = 'completed';
+    try {
+      const c = await connectClient(lb.url, { transport: 'polling', cookies: false });
+      clients.push(c);
+      await c.subscribe('lb:nocookie');
+      for (let i = 0; i < 5; i++) {
+        await publish(lb.url, { room: 'lb:nocookie', event: 'tick', data: i }, KEY);
+        await waitFor(`tick ${i} or a broken session`, () => {
+          if (!c.socket.connected) throw new Error('session lost');
+          return c.received.some((r) => r.data === i);
+        }, 3000);
+      }
+    } catch (err) {
+      outcome = (err as Error).message;
+    }
+    console.log(`# long-polling without the cookie: ${outcome}`);
+    assert.notEqual(outcome, 'completed', 'a cookie-less long-polling client should not survive a multi-replica backend');
+  });
+
+  it('SIGTERM: the balancer stops sending new clients to the draining replica; its clients reconnect to the others', async () => {
+    const cs = [];
+    for (let i = 0; i < 9; i++) cs.push(await lbClient('lb:drain'));
+    const victim: Name = nameOf(cs[0]!.replica)!;
+    const moved = cs.filter((c) => nameOf(c.replica) === victim);
+    const replicasBefore = new Map(cs.map((c) => [c, c.replica]));
+
+    gateways[victim].signal('SIGTERM');
+    await lb.waitForStatus(victim, 'DOWN');
+    const fresh = [];
+    for (let i = 0; i < 6; i++) fresh.push(await lbClient('lb:drain'));
+    assert.ok(
+      fresh.every((c) => nameOf(c.replica) !== victim),
+      `new clients avoid ${victim}: ${fresh.map((c) => nameOf(c.replica)).join(', ')}`,
+    );
+    assert.equal(await gateways[victim].exited(), 0);
+
+    await allReceiveFresh([...cs, ...fresh], 'lb:drain', 'after drain');
+    for (const c of moved) {
+      assert.notEqual(c.replica, replicasBefore.get(c), 'a drained client now sits on another replica');
+      assert.notEqual(nameOf(c.replica), victim);
+    }
+    console.log(`# drain: ${moved.length} clients moved off ${victim}; 6 new clients avoided it`);
+    await launch(victim);
+    await lb.waitForStatus(victim, 'UP');
+  });
+
+  it(`SIGKILL: the dead replica's clients are back through the balancer within ${RECONNECT_BOUND_MS / 1000} s`, async () => {
+    const cs = [];
+    for (let i = 0; i < 9; i++) cs.push(await lbClient('lb:kill'));
+    const victim: Name = nameOf(cs[0]!.replica)!;
+    const orphaned = cs.filter((c) => nameOf(c.replica) === victim);
+    const killedAt = Date.now();
+    gateways[victim].signal('SIGKILL');
+    await allReceiveFresh(cs, 'lb:kill', 'after kill');
+    console.log(`# kill: ${orphaned.length} clients of ${victim} back in ${Date.now() - killedAt} ms`);
+    for (const c of orphaned) assert.notEqual(nameOf(c.replica), victim);
+    await launch(victim);
+    await lb.waitForStatus(victim, 'UP');
+  });
+
+  it('rolling restart of every replica, one at a time: every client ends connected and receiving', async () => {
+    const cs = [];
+    for (let i = 0; i < 9; i++) cs.push(await lbClient('lb:rolling'));
+    let published = 0;
+    let stop = false;
+    // A steady publisher through the balancer for the whole restart, bounded in count.
+    const publisher = (async () => {
+      while (!stop && published < 2000) {
+        const res = await publish(lb.url, { room: 'lb:rolling', event: 'seq', data: published }, KEY).catch(() => undefined);
+        if (res?.status === 200) published++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    for (const n of names) {
+      gateways[n].signal('SIGTERM');
+      assert.equal(await gateways[n].exited(), 0);
+      await launch(n);
+      await lb.waitForStatus(n, 'UP');
+    }
+    stop = true;
+    await publisher;
+    await allReceiveFresh(cs, 'lb:rolling', 'after rolling restart');
+    const received = cs.map((c) => new Set(c.received.filter((r) => r.event === 'seq').map((r) => r.data)).size);
+    // Without history (the reliable fan-out issue), messages published while a client was between
+    // replicas are not recoverable; this reports them rather than asserting on them.
+    console.log(`# rolling restart: ${published} published; per client received min ${Math.min(...received)}, max ${Math.max(...received)}`);
+    assert.ok(published > 0);
+  });
+});
