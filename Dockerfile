@@ -7,9 +7,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# uWebSockets.js ships binaries for every OS, CPU and Node ABI (~90 MB) plus a pure-JS shim herald
+# never loads (it falls back to its own Node transport): keep only this platform's binary.
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
- && find node_modules/uWebSockets.js/binaries -type f ! -name 'uws_linux_*' -delete
+ && keep="uws_$(node -p 'process.platform + "_" + process.arch + "_" + process.versions.modules').node" \
+ && find node_modules/uWebSockets.js/binaries -type f ! -name "$keep" -delete \
+ && rm -rf node_modules/uWebSockets.js/dist node_modules/uWebSockets.js/docs
 
 FROM node:20-bookworm-slim
 # tini as PID 1 forwards SIGTERM to node and reaps zombies; herald drains on SIGTERM.
