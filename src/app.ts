@@ -1,5 +1,10 @@
 import { Server } from 'socket.io';
-import { createBus } from './cluster/bus.js';
+import { createBus, type Bus } from './cluster/bus.js';
+import { createMemoryHistory } from './history/memory.js';
+import { createRedisHistory } from './history/redis.js';
+import { historyRoutes } from './history/routes.js';
+import { PatternTable } from './protocol/patterns.js';
+import { HistoryRooms } from './realtime/history-rooms.js';
 import type { Config, TransportKind } from './config/schema.js';
 import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { healthRoutes } from './observability/health.js';
@@ -27,6 +32,21 @@ export interface HeraldApp {
   drain(): Promise<void>;
 }
 
+/** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): HistoryRooms | undefined {
+  if (config.historyRooms.length === 0) return undefined;
+  const backend = bus.redis
+    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, logger })
+    : createMemoryHistory();
+  const policies = new PatternTable(
+    config.historyRooms.map((r) => ({
+      pattern: r.pattern,
+      value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds },
+    })),
+  );
+  return new HistoryRooms(io, backend, policies);
+}
+
 /** Composition root: builds every part from `config` and wires them together. */
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
@@ -40,12 +60,15 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
   });
   bus.install(io);
-  registerRealtime(io, { logger, metrics, replicaId: config.replicaId });
-  const publisher = createPublisher(io, metrics);
+  const history = createHistory(config, io, bus, logger);
+  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history });
+  const publisher = createPublisher(io, metrics, history);
+  const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
     routes: [
       ...healthRoutes({ lifecycle, bus, metrics, replicaId: config.replicaId }),
-      ...publishRoutes(publisher, createPublishAuthorizer(config.publishKeys)),
+      ...publishRoutes(publisher, publishAuth),
+      ...historyRoutes(history, publishAuth),
     ],
     maxBodyBytes: config.publishMaxBytes,
     replicaId: config.replicaId,

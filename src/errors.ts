@@ -13,6 +13,11 @@ export const ERRORS = {
     status: 400,
     message: 'Event names are 1-64 printable characters, not a reserved Socket.IO name, not starting with "herald:".',
   },
+  invalid_since: { status: 400, message: '"since" must be a message id as received in meta.id (<ms>-<seq>).' },
+  unavailable: {
+    status: 503,
+    message: 'History is unreachable (Redis is down); nothing was published. Retry, ideally against another replica.',
+  },
   payload_too_large: { status: 413, message: 'The request body is larger than the configured limit.' },
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
   unauthorized: { status: 401, message: 'Send a valid publish key as "Authorization: Bearer <key>".' },

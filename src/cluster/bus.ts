@@ -3,7 +3,7 @@ import type { Server } from 'socket.io';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { guardFireAndForget } from './guard.js';
-import { createRedisPair, ERROR_LOG_INTERVAL_MS } from './redis.js';
+import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair } from './redis.js';
 
 export type BusKind = 'memory' | 'redis';
 
@@ -17,6 +17,8 @@ export type BusKind = 'memory' | 'redis';
  */
 export interface Bus {
   readonly kind: BusKind;
+  /** The Redis connections, for other Redis-backed parts (history); undefined for `memory`. */
+  readonly redis: RedisPair | undefined;
   /** Installs the adapter on `io`. Call once, before clients connect. */
   install(io: Server): void;
   /** False while a configured Redis is unreachable; readiness reports it. */
@@ -34,7 +36,7 @@ export interface BusOptions {
 
 export function createBus(opts: BusOptions): Bus {
   if (opts.redisUrl === undefined) {
-    return { kind: 'memory', install: () => {}, isReady: () => true, close: async () => {} };
+    return { kind: 'memory', redis: undefined, install: () => {}, isReady: () => true, close: async () => {} };
   }
   const { logger, metrics } = opts;
   const pair = createRedisPair(opts.redisUrl, logger);
@@ -45,6 +47,7 @@ export function createBus(opts: BusOptions): Bus {
   };
   return {
     kind: 'redis',
+    redis: pair,
     install(io) {
       io.adapter(
         createAdapter(guardFireAndForget(pair.pub, onFailure), guardFireAndForget(pair.sub, onFailure), {

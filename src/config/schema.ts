@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { isValidPattern } from '../protocol/patterns.js';
 
 export type TransportKind = 'uws' | 'node';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -29,6 +30,21 @@ export interface Config {
   readonly production: boolean;
   /** Identifies this replica in logs, health bodies and the `x-herald-replica` header. */
   readonly replicaId: string;
+  /** Rooms that keep a history, first matching pattern wins. Empty: no history. */
+  readonly historyRooms: readonly HistoryRule[];
+  /** Default entries kept per history room (approximate). @default 1000 */
+  readonly historySize: number;
+  /** Default seconds a history room keeps its entries after its last publish. @default 600 */
+  readonly historyTtlSeconds: number;
+}
+
+/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>]`. */
+export interface HistoryRule {
+  readonly pattern: string;
+  /** Overrides HISTORY_SIZE for rooms of this pattern. */
+  readonly size: number | undefined;
+  /** Overrides HISTORY_TTL_SECONDS for rooms of this pattern. */
+  readonly ttlSeconds: number | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -184,4 +200,41 @@ export const SETTINGS = [
       return raw;
     },
   }),
+  setting({
+    env: 'HISTORY_ROOMS',
+    key: 'historyRooms',
+    doc: 'Comma-separated room patterns (`*` matches anything) whose rooms keep a history for recovery, each optionally followed by its own ` size=<n>` and ` ttl=<seconds>`, e.g. `scores:* size=200 ttl=120, chat:*`.',
+    defaultText: '(unset)',
+    parse: (raw) => Object.freeze(list(raw).map(parseHistoryRule)),
+  }),
+  setting({
+    env: 'HISTORY_SIZE',
+    key: 'historySize',
+    doc: 'Entries a history room keeps (trimmed approximately, as Redis `XADD MAXLEN ~` does), unless its pattern says otherwise.',
+    defaultText: '1000',
+    parse: integer(1, 1_000_000, 1000),
+  }),
+  setting({
+    env: 'HISTORY_TTL_SECONDS',
+    key: 'historyTtlSeconds',
+    doc: 'Seconds a history room keeps its entries after its last publish, unless its pattern says otherwise.',
+    defaultText: '600',
+    parse: integer(1, 30 * 24 * 3600, 600),
+  }),
 ] as const;
+
+function parseHistoryRule(entry: string): HistoryRule {
+  const [pattern, ...options] = entry.split(/\s+/);
+  if (!pattern || !isValidPattern(pattern)) {
+    throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
+  }
+  let size: number | undefined;
+  let ttlSeconds: number | undefined;
+  for (const option of options) {
+    const m = /^(size|ttl)=(\d+)$/.exec(option);
+    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n> or ttl=<seconds>`);
+    if (m[1] === 'size') size = Number(m[2]);
+    else ttlSeconds = Number(m[2]);
+  }
+  return Object.freeze({ pattern, size, ttlSeconds });
+}

@@ -12,10 +12,17 @@ export interface MessageMeta {
   ts: number;
 }
 
-export type SubscribeAck = { ok: true; room: RoomName } | { ok: false; error: ErrorBody };
+/**
+ * `recovered` is present when the client sent `since`: true when it was sent every message after
+ * `since`, false when that was impossible and it must reload its state.
+ */
+export type SubscribeAck = { ok: true; room: RoomName; recovered?: boolean } | { ok: false; error: ErrorBody };
 export type AckFn = (reply: SubscribeAck) => void;
 
-/** Events a client may send. Arguments are `unknown` because they come from the network. */
+/**
+ * Events a client may send. Arguments are `unknown` because they come from the network.
+ * `subscribe` takes a room name or `{room, since?}`, `since` being the last `meta.id` it saw.
+ */
 export interface ClientToServerEvents {
   subscribe: (arg: unknown, ack?: unknown) => void;
   unsubscribe: (arg: unknown, ack?: unknown) => void;

@@ -9,7 +9,7 @@ export function publishRoutes(publisher: Publisher, auth: PublishAuthorizer): Ro
     {
       method: 'POST',
       path: '/v1/publish',
-      handle(req) {
+      async handle(req) {
         auth.check(req.headers, req.remoteAddress);
         let body: unknown;
         try {
@@ -17,8 +17,8 @@ export function publishRoutes(publisher: Publisher, auth: PublishAuthorizer): Ro
         } catch (err) {
           throw new HeraldError('invalid_json', undefined, { cause: err });
         }
-        const { id, ts } = publisher.publish(parsePublishRequest(body));
-        return { status: 200, body: { id, ts } };
+        const result = await publisher.publish(parsePublishRequest(body));
+        return { status: 200, body: result };
       },
     },
   ];

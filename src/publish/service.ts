@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { HistoryRooms } from '../realtime/history-rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
 
@@ -15,30 +16,49 @@ export interface PublishRequest {
 }
 
 export interface PublishResult {
+  /** Identifies the publish; it is `meta.id` in rooms without history. */
   readonly id: MessageId;
   readonly ts: number;
+  /** Per room, the `meta.id` its subscribers receive (the stream offset in history rooms). */
+  readonly ids: Readonly<Record<RoomName, MessageId>>;
 }
 
 export interface Publisher {
   /**
-   * Delivers `event` to every subscriber of each room on every replica. One publish has one id;
-   * a subscriber of two of the rooms receives it once per room, each with its own `meta.room`.
-   * Local subscribers receive it even while the bus is down.
+   * Delivers `event` to every subscriber of each room on every replica; a subscriber of two of
+   * the rooms receives it once per room, each with its own `meta.room`.
+   * Rooms without history: at-most-once over the bus; local subscribers receive it even while the
+   * bus is down. History rooms: appended and broadcast atomically; if the history is unreachable
+   * the publish fails with `unavailable` and nobody receives it. A multi-room publish that fails
+   * may have reached some of its history rooms.
    */
-  publish(req: PublishRequest): PublishResult;
+  publish(req: PublishRequest): Promise<PublishResult>;
 }
 
-export function createPublisher(io: Server, metrics: Metrics): Publisher {
+export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined): Publisher {
   return {
-    publish(req) {
+    async publish(req) {
       const id = randomUUID();
       const ts = Date.now();
+      const ids: Record<RoomName, MessageId> = {};
+      const appended = req.rooms.flatMap((room) => {
+        const policy = history?.policyFor(room);
+        return policy ? [{ room, policy }] : [];
+      });
+      try {
+        const entries = await Promise.all(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy)));
+        for (const e of entries) ids[e.room] = e.id;
+      } catch (err) {
+        throw new HeraldError('unavailable', undefined, { cause: err });
+      }
       for (const room of req.rooms) {
+        if (ids[room] !== undefined) continue;
         const meta: MessageMeta = { room, id, ts };
         io.to(room).emit(req.event, req.data, meta);
+        ids[room] = id;
       }
       metrics.published(req.rooms.length);
-      return { id, ts };
+      return { id, ts, ids };
     },
   };
 }

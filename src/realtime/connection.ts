@@ -4,11 +4,14 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, type Hello, type SubscribeAck } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
+import type { HistoryRooms } from './history-rooms.js';
 
 export interface RealtimeDeps {
   logger: Logger;
   metrics: Metrics;
   replicaId: string;
+  /** Rooms with history and recovery; undefined when HISTORY_ROOMS is empty. */
+  history: HistoryRooms | undefined;
 }
 
 /**
@@ -22,18 +25,25 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
     const hello: Hello = { replica: deps.replicaId };
     socket.emit(HELLO_EVENT, hello);
     socket.on('disconnect', () => deps.metrics.connectionClosed());
+    socket.on('disconnecting', () => {
+      for (const room of socket.rooms) deps.history?.forget(socket.id, room);
+    });
     socket.on('subscribe', (arg: unknown, ack: unknown) =>
-      answer(ack, () => {
+      answer(ack, async () => {
         const room = clientRoom(socket, arg);
-        void socket.join(room);
-        return room;
+        const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
+        if (deps.history?.policyFor(room)) return { room, ...(await deps.history.join(socket, room, since)) };
+        await socket.join(room);
+        // `since` on a room without history: nothing can be recovered.
+        return since === undefined ? { room } : { room, recovered: false };
       }),
     );
     socket.on('unsubscribe', (arg: unknown, ack: unknown) =>
-      answer(ack, () => {
+      answer(ack, async () => {
         const room = clientRoom(socket, arg);
-        void socket.leave(room);
-        return room;
+        deps.history?.forget(socket.id, room);
+        await socket.leave(room);
+        return { room };
       }),
     );
   });
@@ -46,12 +56,13 @@ function clientRoom(socket: Socket, arg: unknown): RoomName {
   return room;
 }
 
-function answer(ack: unknown, work: () => RoomName): void {
-  let reply: SubscribeAck;
-  try {
-    reply = { ok: true, room: work() };
-  } catch (err) {
-    reply = { ok: false, error: toHeraldError(err).toBody() };
-  }
-  if (typeof ack === 'function') (ack as (r: SubscribeAck) => void)(reply);
+function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: boolean }>): void {
+  work().then(
+    (result) => reply(ack, { ok: true, ...result }),
+    (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+  );
+}
+
+function reply(ack: unknown, body: SubscribeAck): void {
+  if (typeof ack === 'function') (ack as (r: SubscribeAck) => void)(body);
 }

@@ -10,6 +10,8 @@ export interface HttpRequest {
   readonly headers: Readonly<Record<string, string>>;
   readonly remoteAddress: string;
   readonly body: Buffer;
+  /** Values of the route's `:name` segments, URL-decoded. */
+  readonly params: Readonly<Record<string, string>>;
 }
 
 /** A JSON reply. */
@@ -20,6 +22,7 @@ export interface HttpReply {
 
 export interface Route {
   readonly method: 'GET' | 'POST';
+  /** Exact path; a segment `:name` matches any one segment and is passed in `params`. */
   readonly path: string;
   handle(req: HttpRequest): HttpReply | Promise<HttpReply>;
 }
@@ -30,7 +33,7 @@ export interface HttpService {
   readonly maxBodyBytes: number;
   /** Sent as `x-herald-replica` on every reply. */
   readonly replicaId: string;
-  handle(req: HttpRequest): Promise<HttpReply>;
+  handle(req: Omit<HttpRequest, 'params'>): Promise<HttpReply>;
 }
 
 export function errorReply(err: HeraldError): HttpReply {
@@ -61,11 +64,14 @@ export function createHttpService(opts: {
     maxBodyBytes: opts.maxBodyBytes,
     replicaId: opts.replicaId,
     async handle(req) {
-      const onPath = routes.filter((r) => r.path === req.path);
-      const route = onPath.find((r) => r.method === req.method);
-      if (!route) return errorReply(new HeraldError(onPath.length > 0 ? 'method_not_allowed' : 'not_found'));
+      const onPath = routes.flatMap((route) => {
+        const params = matchPath(route.path, req.path);
+        return params ? [{ route, params }] : [];
+      });
+      const hit = onPath.find((r) => r.route.method === req.method);
+      if (!hit) return errorReply(new HeraldError(onPath.length > 0 ? 'method_not_allowed' : 'not_found'));
       try {
-        return await route.handle(req);
+        return await hit.route.handle({ ...req, params: hit.params });
       } catch (err) {
         const herr = toHeraldError(err);
         if (herr.code === 'internal') logger.error({ err: herr.cause, path: req.path }, 'request failed');
@@ -73,6 +79,27 @@ export function createHttpService(opts: {
       }
     },
   };
+}
+
+/** Params of `path` against a route pattern, or undefined when it does not match. */
+function matchPath(pattern: string, path: string): Record<string, string> | undefined {
+  const want = pattern.split('/');
+  const got = path.split('/');
+  if (want.length !== got.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i]!;
+    if (w.startsWith(':')) {
+      try {
+        params[w.slice(1)] = decodeURIComponent(got[i]!);
+      } catch {
+        return undefined;
+      }
+    } else if (w !== got[i]) {
+      return undefined;
+    }
+  }
+  return params;
 }
 
 /** Methods whose body herald reads; others are dispatched with an empty body. */

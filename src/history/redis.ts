@@ -1,0 +1,95 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from '../observability/logger.js';
+import { throttle } from '../observability/logger.js';
+import type { HistoryBackend, HistoryEntry } from './types.js';
+
+/**
+ * Append and broadcast in one script, so Redis runs them as one step: the stream entry and the
+ * published message carry the same id and either both happen or neither does. The message is
+ * `<id> <json>`, the JSON being what the publisher serialized once.
+ */
+const PUBLISH_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[4], id .. ' ' .. ARGV[3])
+return id
+`;
+
+interface Wire {
+  room: string;
+  event: string;
+  data: unknown;
+  ts: number;
+}
+
+export interface RedisHistoryOptions {
+  /** Commands (script, XRANGE). */
+  pub: Redis;
+  /** A subscriber connection (ioredis resubscribes after reconnects). */
+  sub: Redis;
+  keyPrefix: string;
+  logger: Logger;
+}
+
+export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
+  const { pub, sub, logger } = opts;
+  const channel = `${opts.keyPrefix}-history#`;
+  // Braces make every key of one room hash to one Redis Cluster slot.
+  const key = (room: string) => `${opts.keyPrefix}-history:{${room}}`;
+  let handler: (entry: HistoryEntry) => void = () => {};
+  const badMessageLog = throttle(10_000);
+
+  sub.subscribe(channel).catch((err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'));
+  sub.on('message', (ch: string, message: string) => {
+    if (ch !== channel) return;
+    const entry = decode(message);
+    if (entry) handler(entry);
+    else if (badMessageLog.due()) logger.warn({ channel }, 'ignored a malformed history message');
+  });
+
+  return {
+    async publish(room, event, data, policy) {
+      const ts = Date.now();
+      const json = JSON.stringify({ room, event, data, ts } satisfies Wire);
+      const id = (await pub.eval(PUBLISH_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds, json, channel)) as string;
+      return { id, room, event, data, ts };
+    },
+    async read(room, since, limit) {
+      if (since !== undefined) {
+        // The entry `since` must still be there, or entries after it may have been trimmed; both
+        // reads in one MULTI, so no trim can fall between them.
+        const replies = await pub.multi().xrange(key(room), since, since).xrange(key(room), `(${since}`, '+', 'COUNT', limit).exec();
+        const [found, rows] = (replies ?? []).map(([err, rows]) => {
+          if (err) throw err;
+          return rows as [string, string[]][];
+        });
+        if (!found || !rows || found.length === 0) return { entries: [], recovered: false };
+        return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)), recovered: true };
+      }
+      const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit);
+      return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)), recovered: true };
+    },
+    onEntry(h) {
+      handler = h;
+    },
+    async close() {},
+  };
+}
+
+function decode(message: string): HistoryEntry | undefined {
+  const space = message.indexOf(' ');
+  return space > 0 ? entryOf(message.slice(0, space), ['m', message.slice(space + 1)])[0] : undefined;
+}
+
+/** Parses a stored or published entry; anything malformed yields nothing rather than throwing. */
+function entryOf(id: string, fields: string[]): HistoryEntry[] {
+  const json = fields[fields.indexOf('m') + 1];
+  if (json === undefined) return [];
+  try {
+    const w = JSON.parse(json) as Wire;
+    if (typeof w.room !== 'string' || typeof w.event !== 'string' || typeof w.ts !== 'number') return [];
+    return [{ id, room: w.room, event: w.event, data: w.data, ts: w.ts }];
+  } catch {
+    return [];
+  }
+}

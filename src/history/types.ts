@@ -1,0 +1,51 @@
+import type { MessageId } from '../protocol/events.js';
+import type { RoomName } from '../protocol/rooms.js';
+
+/** A message as history keeps it and as every replica delivers it. */
+export interface HistoryEntry {
+  /** Stream offset, `<ms>-<seq>`: ordered within a room, delivered to clients as `meta.id`. */
+  readonly id: MessageId;
+  readonly room: RoomName;
+  readonly event: string;
+  readonly data: unknown;
+  /** Publish time, ms since the epoch. */
+  readonly ts: number;
+}
+
+/** How much of a room's history is kept. */
+export interface HistoryPolicy {
+  /** Entries kept (approximately). */
+  readonly size: number;
+  /** Seconds kept after the room's last publish. */
+  readonly ttlSeconds: number;
+}
+
+export interface HistoryPage {
+  /** Entries after `since`, oldest first. */
+  readonly entries: HistoryEntry[];
+  /**
+   * True when `entries` are every message published after `since` (up to `limit`): the entry
+   * `since` is still in the history. False when it is not (trimmed, expired, from a Redis that
+   * has since lost its data, or never existed): the caller must reload its state.
+   */
+  readonly recovered: boolean;
+}
+
+/**
+ * History plus the broadcast of history rooms, in one place so they cannot disagree.
+ *
+ * Guarantees:
+ * - `publish` appends and broadcasts atomically: every delivered message is in the history and
+ *   every history entry was broadcast to every replica connected to the backend at that moment.
+ *   If the append fails, nothing is broadcast and `publish` rejects.
+ * - Entries of one room are delivered to every replica in id order, which is publish order.
+ * - Delivery to replicas is at-most-once; `read` recovers what a replica or client missed.
+ */
+export interface HistoryBackend {
+  publish(room: RoomName, event: string, data: unknown, policy: HistoryPolicy): Promise<HistoryEntry>;
+  /** Up to `limit` entries after `since` (exclusive); without `since`, the oldest kept. */
+  read(room: RoomName, since: MessageId | undefined, limit: number): Promise<HistoryPage>;
+  /** Registers the one receiver of every entry published by any replica. */
+  onEntry(handler: (entry: HistoryEntry) => void): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,120 @@
+import type { Server, Socket } from 'socket.io';
+import { HeraldError } from '../errors.js';
+import { compareIds, isStreamId } from '../history/ids.js';
+import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
+import type { MessageId, MessageMeta } from '../protocol/events.js';
+import type { PatternTable } from '../protocol/patterns.js';
+import type { RoomName } from '../protocol/rooms.js';
+
+/** Entries fetched per history read while replaying. */
+const REPLAY_PAGE = 1000;
+
+/**
+ * A socket catching up on a room: live entries are held while the replay is read, then entries
+ * at or below the last one it was sent are dropped until a newer one arrives (the pub/sub copy of
+ * an entry the replay already returned can still be on its way).
+ */
+type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settling'; mark: MessageId };
+
+/**
+ * Delivery and recovery for rooms with history. Live entries reach this replica from the history
+ * backend (never through the Socket.IO adapter) and go to local members; a member that subscribed
+ * with `since` first gets what it missed, in order, with no gap and no duplicate against live.
+ */
+export class HistoryRooms {
+  private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
+
+  constructor(
+    private readonly io: Server,
+    readonly backend: HistoryBackend,
+    private readonly policies: PatternTable<HistoryPolicy>,
+  ) {
+    backend.onEntry((entry) => this.deliver(entry));
+  }
+
+  policyFor(room: RoomName): HistoryPolicy | undefined {
+    return this.policies.match(room);
+  }
+
+  /** Joins `socket` to a history room; with `since`, replays what it missed first. */
+  async join(socket: Socket, room: RoomName, since: unknown): Promise<{ recovered?: boolean }> {
+    if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
+    this.forget(socket.id, room);
+    await socket.join(room);
+    if (since === undefined) return {};
+    const catchup: Catchup = { phase: 'replaying', buffer: [] };
+    this.roomCatchups(room).set(socket.id, catchup);
+    const stillWanted = () => socket.connected && socket.rooms.has(room) && this.catchups.get(room)?.get(socket.id) === catchup;
+
+    let mark: MessageId = since;
+    let recovered = true;
+    try {
+      for (;;) {
+        const page = await this.backend.read(room, mark, REPLAY_PAGE);
+        if (!stillWanted()) return { recovered: false };
+        if (!page.recovered) {
+          recovered = false;
+          break;
+        }
+        for (const e of page.entries) {
+          send(socket, e);
+          mark = e.id;
+        }
+        if (page.entries.length < REPLAY_PAGE) break;
+      }
+    } catch {
+      // History unreachable: the socket stays subscribed to live messages and is told to reload.
+      recovered = false;
+    }
+    if (!stillWanted()) return { recovered: false };
+    for (const e of catchup.buffer) {
+      if (!recovered || compareIds(e.id, mark) > 0) {
+        send(socket, e);
+        mark = e.id;
+      }
+    }
+    if (recovered) this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
+    else this.forget(socket.id, room);
+    return { recovered };
+  }
+
+  /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */
+  forget(socketId: string, room: RoomName): void {
+    const m = this.catchups.get(room);
+    m?.delete(socketId);
+    if (m?.size === 0) this.catchups.delete(room);
+  }
+
+  private deliver(entry: HistoryEntry): void {
+    const { room } = entry;
+    const pending = this.catchups.get(room);
+    if (!pending) {
+      this.io.local.to(room).emit(entry.event, entry.data, meta(entry));
+      return;
+    }
+    this.io.local.to(room).except([...pending.keys()]).emit(entry.event, entry.data, meta(entry));
+    for (const [sid, c] of pending) {
+      const socket = this.io.of('/').sockets.get(sid);
+      if (!socket) this.forget(sid, room);
+      else if (c.phase === 'replaying') c.buffer.push(entry);
+      else if (compareIds(entry.id, c.mark) > 0) {
+        send(socket, entry);
+        this.forget(sid, room);
+      }
+    }
+  }
+
+  private roomCatchups(room: RoomName): Map<string, Catchup> {
+    let m = this.catchups.get(room);
+    if (!m) this.catchups.set(room, (m = new Map()));
+    return m;
+  }
+}
+
+function meta(e: HistoryEntry): MessageMeta {
+  return { room: e.room, id: e.id, ts: e.ts };
+}
+
+function send(socket: Socket, e: HistoryEntry): void {
+  socket.emit(e.event, e.data, meta(e));
+}

@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+
+const KEY = 'test-publish-key-0123456789';
+const HISTORY_ROOMS = 'live:* size=2000, small:* size=5';
+
+/** One contract, two backends: in memory on a single node, and in Redis across two replicas. */
+for (const backend of ['memory', 'redis'] as const) {
+  describe(`history and recovery (${backend})`, () => {
+    let redis: RedisProcess | undefined;
+    let publisherGw: Gateway;
+    let clientGw: Gateway;
+    const gateways: Gateway[] = [];
+    const clients: TestClient[] = [];
+
+    const client = async () => {
+      const c = await connectClient(clientGw.url);
+      clients.push(c);
+      return c;
+    };
+    const send = async (room: string, data: unknown, event = 'msg') => {
+      const res = await publish(publisherGw.url, { room, event, data }, KEY);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body.ids[room] as string;
+    };
+    const history = (room: string, query = '') =>
+      fetch(`${publisherGw.url}/v1/rooms/${encodeURIComponent(room)}/history${query}`, { headers: { authorization: `Bearer ${KEY}` } }).then(
+        async (r) => ({ status: r.status, body: (await r.json()) as any }),
+      );
+    const dataOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'msg').map((r) => r.data);
+
+    before(async () => {
+      const env: Record<string, string> = { PUBLISH_KEYS: KEY, HISTORY_ROOMS };
+      if (backend === 'redis') {
+        redis = await startRedis();
+        env.REDIS_URL = redis.url;
+        gateways.push(await startGateway({ env }), await startGateway({ env }));
+      } else {
+        gateways.push(await startGateway({ env }));
+      }
+      publisherGw = gateways[0]!;
+      clientGw = gateways.at(-1)!;
+    });
+
+    after(async () => {
+      for (const c of clients) c.close();
+      await Promise.all(gateways.map((g) => g.stop()));
+      await redis?.stop();
+    });
+
+    it('replays what a client missed, in order, then continues live, with stream offsets as ids', async () => {
+      const first = await client();
+      await first.subscribe('live:1');
+      const ids: string[] = [];
+      for (let i = 1; i <= 5; i++) ids.push(await send('live:1', i));
+      await first.waitFor('5', (r) => r.data === 5);
+      assert.deepEqual(first.received.map((r) => r.meta.id), ids, 'meta.id is the id the publish returned');
+      assert.ok(ids.every((id) => /^\d+-\d+$/.test(id)));
+      first.close();
+
+      for (let i = 6; i <= 15; i++) await send('live:1', i);
+      const back = await client();
+      assert.deepEqual(await back.subscribe({ room: 'live:1', since: ids[4] }), { ok: true, room: 'live:1', recovered: true });
+      await send('live:1', 16);
+      await back.waitFor('16', (r) => r.data === 16);
+      assert.deepEqual(dataOf(back, 'live:1'), [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    });
+
+    it('says recovered: false when since is older than the history window, or unknown', async () => {
+      const firstId = await send('small:1', 0);
+      // Enough to trim even Redis's approximate MAXLEN (it trims whole nodes of 100 entries).
+      for (let i = 1; i <= 300; i++) await send('small:1', i);
+      const c = await client();
+      assert.deepEqual(await c.subscribe({ room: 'small:1', since: firstId }), { ok: true, room: 'small:1', recovered: false });
+      assert.deepEqual(await c.subscribe({ room: 'small:1', since: '1-0' }), { ok: true, room: 'small:1', recovered: false });
+      const kept = await history('small:1', '?limit=1000');
+      assert.ok(kept.body.entries.length < 301 && kept.body.entries.length >= 5, `kept ${kept.body.entries.length}`);
+      assert.equal(kept.body.entries.at(-1).data, 300);
+      // Still subscribed: live messages flow after a failed recovery.
+      await send('small:1', 'live');
+      await c.waitFor('live after recovered:false', (r) => r.data === 'live');
+      assert.deepEqual(dataOf(c, 'small:1'), ['live'], 'nothing replayed when recovery is impossible');
+    });
+
+    it('answers bad since values and rooms without history clearly', async () => {
+      const c = await client();
+      const bad = (await c.subscribe({ room: 'live:2', since: 'yesterday' })) as any;
+      assert.deepEqual([bad.ok, bad.error.code], [false, 'invalid_since']);
+      assert.deepEqual(await c.subscribe({ room: 'plain', since: '1-0' }), { ok: true, room: 'plain', recovered: false });
+    });
+
+    it('pages through GET /v1/rooms/:room/history', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 25; i++) ids.push(await send('live:page', i));
+      const seen: string[] = [];
+      let since = '';
+      for (let page = 0; page < 5; page++) {
+        const res = await history('live:page', `?limit=10${since ? `&since=${since}` : ''}`);
+        assert.equal(res.status, 200);
+        assert.equal(res.body.recovered, true);
+        seen.push(...res.body.entries.map((e: any) => e.id));
+        if (!res.body.next) break;
+        since = res.body.next;
+      }
+      assert.deepEqual(seen, ids);
+      const one = (await history('live:page', `?since=${ids[23]}`)).body;
+      assert.deepEqual(one.entries, [{ id: ids[24], event: 'msg', data: 24, ts: one.entries[0].ts }]);
+      assert.equal(one.next, undefined);
+
+      assert.equal((await history('live:page', '?since=nope')).body.error.code, 'invalid_since');
+      assert.equal((await history('live:page', '?limit=0')).body.error.code, 'bad_request');
+      assert.equal((await history('plain-room')).status, 404);
+      const anonymous = await fetch(`${publisherGw.url}/v1/rooms/live:page/history`);
+      assert.equal(anonymous.status, 401);
+    });
+
+    it('has no gap and no duplicate between replay and live while messages keep coming', async () => {
+      const room = 'live:race';
+      const watcher = await client();
+      await watcher.subscribe(room);
+      const N = 300;
+      // Clients join with `since` at several points while the publisher runs on the other replica.
+      const joinAt = [20, 60, 100, 150, 200, 250];
+      const joiners: { c: TestClient; from: number; ack: Promise<unknown> }[] = [];
+      const publishing = (async () => {
+        for (let i = 1; i <= N; i++) await send(room, i);
+      })();
+      for (const from of joinAt) {
+        const seen = await watcher.waitFor(`message ${from}`, (r) => r.data === from);
+        const c = await client();
+        joiners.push({ c, from, ack: c.subscribe({ room, since: seen.meta.id }) });
+      }
+      await publishing;
+      for (const j of joiners) {
+        assert.deepEqual(await j.ack, { ok: true, room, recovered: true });
+        await j.c.waitFor(`message ${N}`, (r) => r.data === N);
+        const expected = Array.from({ length: N - j.from }, (_, k) => j.from + 1 + k);
+        assert.deepEqual(dataOf(j.c, room), expected, `joined after ${j.from}`);
+      }
+    });
+
+    it('keeps rooms without history on the plain path, with UUID ids', async () => {
+      const c = await client();
+      await c.subscribe('plain:1');
+      const res = await publish(publisherGw.url, { rooms: ['plain:1', 'live:mixed'], event: 'msg', data: 'x' }, KEY);
+      assert.equal(res.status, 200);
+      assert.equal(res.body.ids['plain:1'], res.body.id);
+      assert.match(res.body.ids['live:mixed'], /^\d+-\d+$/);
+      const got = await c.waitFor('plain message', (r) => r.data === 'x');
+      assert.equal(got.meta.id, res.body.id);
+    });
+  });
+}
+
+describe('history rooms while Redis is down', () => {
+  let redis: RedisProcess;
+  let gw: Gateway;
+  const clients: TestClient[] = [];
+  before(async () => {
+    redis = await startRedis();
+    gw = await startGateway({ env: { PUBLISH_KEYS: KEY, HISTORY_ROOMS, REDIS_URL: redis.url } });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await gw?.stop();
+    await redis?.stop();
+  });
+
+  it('refuses to publish to a history room (nothing delivered), while plain rooms still deliver locally', async () => {
+    const c = await connectClient(gw.url);
+    clients.push(c);
+    await c.subscribe('live:down');
+    await c.subscribe('plain:down');
+    await redis.kill();
+    const refused = await publish(gw.url, { room: 'live:down', event: 'msg', data: 'lost?' }, KEY);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'unavailable');
+    assert.equal((await publish(gw.url, { room: 'plain:down', event: 'msg', data: 'local' }, KEY)).status, 200);
+    await c.waitFor('plain message', (r) => r.data === 'local');
+    assert.ok(!c.received.some((r) => r.data === 'lost?'), 'a refused history publish is not delivered');
+    const h = await fetch(`${gw.url}/v1/rooms/live:down/history`, { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(h.status, 503);
+    const sub = await c.subscribe({ room: 'live:down', since: '1-0' });
+    assert.deepEqual(sub, { ok: true, room: 'live:down', recovered: false });
+    assert.equal((await getJson(`${gw.url}/healthz`)).status, 200);
+  });
+});
