@@ -61,12 +61,29 @@ for (const backend of ['memory', 'redis'] as const) {
       assert.ok(ids.every((id) => /^\d+-\d+$/.test(id)));
       first.close();
 
-      for (let i = 6; i <= 15; i++) await send('live:1', i);
+      let id15 = '';
+      for (let i = 6; i <= 15; i++) id15 = await send('live:1', i);
       const back = await client();
-      assert.deepEqual(await back.subscribe({ room: 'live:1', since: ids[4] }), { ok: true, room: 'live:1', recovered: true });
+      assert.deepEqual(await back.subscribe({ room: 'live:1', since: ids[4] }), { ok: true, room: 'live:1', recovered: true, offset: id15 });
       await send('live:1', 16);
       await back.waitFor('16', (r) => r.data === 16);
       assert.deepEqual(dataOf(back, 'live:1'), [6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    });
+
+    it('gives a fresh subscriber a position, so it recovers even if it received nothing before dropping', async () => {
+      const c = await client();
+      const ack = (await c.subscribe('live:quiet')) as { ok: boolean; offset: string };
+      assert.equal(ack.ok, true);
+      assert.match(ack.offset, /^\d+-\d+$/, 'an empty room has a position too');
+      c.close();
+      for (let i = 1; i <= 3; i++) await send('live:quiet', i);
+      const back = await client();
+      const again = (await back.subscribe({ room: 'live:quiet', since: ack.offset })) as { recovered: boolean };
+      assert.equal(again.recovered, true);
+      await back.waitFor('3', (r) => r.data === 3);
+      assert.deepEqual(dataOf(back, 'live:quiet'), [1, 2, 3]);
+      // The position marker is not a message: history holds exactly the three.
+      assert.deepEqual((await history('live:quiet')).body.entries.map((e: any) => e.data), [1, 2, 3]);
     });
 
     it('says recovered: false when since is older than the history window, or unknown', async () => {
@@ -74,9 +91,11 @@ for (const backend of ['memory', 'redis'] as const) {
       // Enough to trim even Redis's approximate MAXLEN (it trims whole nodes of 100 entries).
       for (let i = 1; i <= 300; i++) await send('small:1', i);
       const c = await client();
-      assert.deepEqual(await c.subscribe({ room: 'small:1', since: firstId }), { ok: true, room: 'small:1', recovered: false });
-      assert.deepEqual(await c.subscribe({ room: 'small:1', since: '1-0' }), { ok: true, room: 'small:1', recovered: false });
       const kept = await history('small:1', '?limit=1000');
+      const top = kept.body.entries.at(-1).id;
+      // Not recoverable: the answer says so, and gives the current position to continue from.
+      assert.deepEqual(await c.subscribe({ room: 'small:1', since: firstId }), { ok: true, room: 'small:1', recovered: false, offset: top });
+      assert.deepEqual(await c.subscribe({ room: 'small:1', since: '1-0' }), { ok: true, room: 'small:1', recovered: false, offset: top });
       assert.ok(kept.body.entries.length < 301 && kept.body.entries.length >= 5, `kept ${kept.body.entries.length}`);
       assert.equal(kept.body.entries.at(-1).data, 300);
       // Still subscribed: live messages flow after a failed recovery.
@@ -135,7 +154,7 @@ for (const backend of ['memory', 'redis'] as const) {
       }
       await publishing;
       for (const j of joiners) {
-        assert.deepEqual(await j.ack, { ok: true, room, recovered: true });
+        assert.deepEqual({ ...(await j.ack as object), offset: undefined }, { ok: true, room, recovered: true, offset: undefined });
         await j.c.waitFor(`message ${N}`, (r) => r.data === N);
         const expected = Array.from({ length: N - j.from }, (_, k) => j.from + 1 + k);
         assert.deepEqual(dataOf(j.c, room), expected, `joined after ${j.from}`);
@@ -184,7 +203,7 @@ describe('history rooms while Redis is down', () => {
     const h = await fetch(`${gw.url}/v1/rooms/live:down/history`, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(h.status, 503);
     const sub = await c.subscribe({ room: 'live:down', since: '1-0' });
-    assert.deepEqual(sub, { ok: true, room: 'live:down', recovered: false });
+    assert.deepEqual(sub, { ok: true, room: 'live:down', recovered: false }, 'no offset while history is unreachable');
     assert.equal((await getJson(`${gw.url}/healthz`)).status, 200);
   });
 });

@@ -1,7 +1,13 @@
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 
+/** A log row: an entry, or the position marker a room gets before its first entry. */
+interface Row {
+  id: string;
+  entry: HistoryEntry | undefined;
+}
+
 interface RoomLog {
-  entries: HistoryEntry[];
+  rows: Row[];
   expiresAt: number;
 }
 
@@ -24,31 +30,44 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
     return log;
   };
 
+  const nextId = (): string => {
+    const ts = now();
+    // Monotonic like a Redis stream: the same millisecond gets the next sequence number.
+    if (ts > lastMs) {
+      lastMs = ts;
+      seq = 0;
+    } else {
+      seq++;
+    }
+    return `${lastMs}-${seq}`;
+  };
+  const append = (room: string, entry: HistoryEntry | undefined, policy: HistoryPolicy): string => {
+    const id = entry?.id ?? nextId();
+    const log = live(room) ?? { rows: [], expiresAt: 0 };
+    log.rows.push({ id, entry });
+    if (log.rows.length > policy.size) log.rows.splice(0, log.rows.length - policy.size);
+    log.expiresAt = now() + policy.ttlSeconds * 1000;
+    rooms.set(room, log);
+    return id;
+  };
+  const entriesOf = (rows: Row[]) => rows.flatMap((r) => (r.entry ? [r.entry] : []));
+
   return {
     async publish(room, event, data, policy: HistoryPolicy) {
-      const ts = now();
-      // Monotonic like a Redis stream: the same millisecond gets the next sequence number.
-      if (ts > lastMs) {
-        lastMs = ts;
-        seq = 0;
-      } else {
-        seq++;
-      }
-      const entry: HistoryEntry = { id: `${lastMs}-${seq}`, room, event, data, ts };
-      const log = live(room) ?? { entries: [], expiresAt: 0 };
-      log.entries.push(entry);
-      if (log.entries.length > policy.size) log.entries.splice(0, log.entries.length - policy.size);
-      log.expiresAt = ts + policy.ttlSeconds * 1000;
-      rooms.set(room, log);
+      const entry: HistoryEntry = { id: nextId(), room, event, data, ts: lastMs };
+      append(room, entry, policy);
       handler(entry);
       return entry;
     },
     async read(room, since, limit) {
-      const entries = live(room)?.entries ?? [];
-      if (since === undefined) return { entries: entries.slice(0, limit), recovered: true };
-      const at = entries.findIndex((e) => e.id === since);
+      const rows = live(room)?.rows ?? [];
+      if (since === undefined) return { entries: entriesOf(rows).slice(0, limit), recovered: true };
+      const at = rows.findIndex((r) => r.id === since);
       if (at === -1) return { entries: [], recovered: false };
-      return { entries: entries.slice(at + 1, at + 1 + limit), recovered: true };
+      return { entries: entriesOf(rows.slice(at + 1)).slice(0, limit), recovered: true };
+    },
+    async position(room, policy) {
+      return live(room)?.rows.at(-1)?.id ?? append(room, undefined, policy);
     },
     onEntry(h) {
       handler = h;

@@ -15,6 +15,15 @@ redis.call('PUBLISH', ARGV[4], id .. ' ' .. ARGV[3])
 return id
 `;
 
+/** The newest id, or, for a room without history yet, the id of a new position marker (field `g`). */
+const POSITION_SCRIPT = `
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #last > 0 then return last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'g', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return id
+`;
+
 interface Wire {
   room: string;
   event: string;
@@ -66,8 +75,12 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
         if (!found || !rows || found.length === 0) return { entries: [], recovered: false };
         return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)), recovered: true };
       }
-      const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit);
-      return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)), recovered: true };
+      // One more than asked: the first row may be the position marker, which is not an entry.
+      const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit + 1);
+      return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)).slice(0, limit), recovered: true };
+    },
+    async position(room, policy) {
+      return (await pub.eval(POSITION_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds)) as string;
     },
     onEntry(h) {
       handler = h;
@@ -81,9 +94,10 @@ function decode(message: string): HistoryEntry | undefined {
   return space > 0 ? entryOf(message.slice(0, space), ['m', message.slice(space + 1)])[0] : undefined;
 }
 
-/** Parses a stored or published entry; anything malformed yields nothing rather than throwing. */
+/** Parses a stored or published entry; markers and anything malformed yield nothing. */
 function entryOf(id: string, fields: string[]): HistoryEntry[] {
-  const json = fields[fields.indexOf('m') + 1];
+  const at = fields.indexOf('m');
+  const json = at === -1 ? undefined : fields[at + 1];
   if (json === undefined) return [];
   try {
     const w = JSON.parse(json) as Wire;

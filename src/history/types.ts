@@ -45,6 +45,12 @@ export interface HistoryBackend {
   publish(room: RoomName, event: string, data: unknown, policy: HistoryPolicy): Promise<HistoryEntry>;
   /** Up to `limit` entries after `since` (exclusive); without `since`, the oldest kept. */
   read(room: RoomName, since: MessageId | undefined, limit: number): Promise<HistoryPage>;
+  /**
+   * The room's current position: the id of its newest entry, usable as `since`. A room with no
+   * history yet gets a marker entry (never delivered, never returned by `read`) so that even a
+   * client that has received nothing can later recover from here.
+   */
+  position(room: RoomName, policy: HistoryPolicy): Promise<MessageId>;
   /** Registers the one receiver of every entry published by any replica. */
   onEntry(handler: (entry: HistoryEntry) => void): void;
   close(): Promise<void>;

@@ -15,8 +15,12 @@ export interface MessageMeta {
 /**
  * `recovered` is present when the client sent `since`: true when it was sent every message after
  * `since`, false when that was impossible and it must reload its state.
+ * `offset` (history rooms) is the position reached: the client sends it as `since` on its next
+ * subscribe unless it has received a newer message since. Absent while history is unreachable.
  */
-export type SubscribeAck = { ok: true; room: RoomName; recovered?: boolean } | { ok: false; error: ErrorBody };
+export type SubscribeAck =
+  | { ok: true; room: RoomName; recovered?: boolean; offset?: MessageId }
+  | { ok: false; error: ErrorBody };
 export type AckFn = (reply: SubscribeAck) => void;
 
 /**

@@ -32,7 +32,8 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
       answer(ack, async () => {
         const room = clientRoom(socket, arg);
         const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
-        if (deps.history?.policyFor(room)) return { room, ...(await deps.history.join(socket, room, since)) };
+        const policy = deps.history?.policyFor(room);
+        if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
         await socket.join(room);
         // `since` on a room without history: nothing can be recovered.
         return since === undefined ? { room } : { room, recovered: false };
@@ -56,7 +57,7 @@ function clientRoom(socket: Socket, arg: unknown): RoomName {
   return room;
 }
 
-function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: boolean }>): void {
+function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: boolean; offset?: string }>): void {
   work().then(
     (result) => reply(ack, { ok: true, ...result }),
     (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),

@@ -6,6 +6,11 @@ import type { MessageId, MessageMeta } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 
+export interface JoinResult {
+  offset?: MessageId;
+  recovered?: boolean;
+}
+
 /** Entries fetched per history read while replaying. */
 const REPLAY_PAGE = 1000;
 
@@ -36,46 +41,62 @@ export class HistoryRooms {
     return this.policies.match(room);
   }
 
-  /** Joins `socket` to a history room; with `since`, replays what it missed first. */
-  async join(socket: Socket, room: RoomName, since: unknown): Promise<{ recovered?: boolean }> {
+  /**
+   * Joins `socket` to a history room. With `since`, replays what it missed first. Either way the
+   * answer carries `offset`, the position the client has reached, to send as `since` next time if
+   * it receives nothing newer; `recovered` answers a `since`. Without a reachable history the
+   * socket still joins for live messages, and the answer has no `offset`.
+   */
+  async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryPolicy): Promise<JoinResult> {
     if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
     this.forget(socket.id, room);
-    await socket.join(room);
-    if (since === undefined) return {};
     const catchup: Catchup = { phase: 'replaying', buffer: [] };
     this.roomCatchups(room).set(socket.id, catchup);
+    await socket.join(room);
     const stillWanted = () => socket.connected && socket.rooms.has(room) && this.catchups.get(room)?.get(socket.id) === catchup;
 
-    let mark: MessageId = since;
-    let recovered = true;
+    let mark: MessageId | undefined;
+    let recovered: boolean | undefined;
     try {
-      for (;;) {
-        const page = await this.backend.read(room, mark, REPLAY_PAGE);
-        if (!stillWanted()) return { recovered: false };
-        if (!page.recovered) {
-          recovered = false;
-          break;
-        }
-        for (const e of page.entries) {
-          send(socket, e);
-          mark = e.id;
-        }
-        if (page.entries.length < REPLAY_PAGE) break;
+      if (since !== undefined) {
+        mark = await this.replay(socket, room, since, stillWanted);
+        recovered = mark !== undefined;
       }
+      // A fresh subscribe, or one that could not recover, starts from the room's current position;
+      // replaying from there catches what is published while that position is being read.
+      mark ??= await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
     } catch {
-      // History unreachable: the socket stays subscribed to live messages and is told to reload.
-      recovered = false;
+      // History unreachable: joined for live messages only.
+      mark = undefined;
     }
-    if (!stillWanted()) return { recovered: false };
+    if (!stillWanted()) return {};
     for (const e of catchup.buffer) {
-      if (!recovered || compareIds(e.id, mark) > 0) {
+      if (mark === undefined || compareIds(e.id, mark) > 0) {
+        send(socket, e);
+        if (mark !== undefined) mark = e.id;
+      }
+    }
+    if (mark === undefined) this.forget(socket.id, room);
+    else this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
+    return {
+      ...(mark !== undefined ? { offset: mark } : {}),
+      ...(since !== undefined ? { recovered: recovered === true } : {}),
+    };
+  }
+
+  /** Sends everything after `since`; resolves with the last id sent (or `since`), or undefined if not recoverable. */
+  private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<MessageId | undefined> {
+    let mark = since;
+    for (;;) {
+      const page = await this.backend.read(room, mark, REPLAY_PAGE);
+      if (!page.recovered) return undefined;
+      if (!stillWanted()) return mark;
+      for (const e of page.entries) {
         send(socket, e);
         mark = e.id;
       }
+      if (page.entries.length < REPLAY_PAGE) return mark;
     }
-    if (recovered) this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
-    else this.forget(socket.id, room);
-    return { recovered };
   }
 
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */

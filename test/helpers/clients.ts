@@ -84,3 +84,26 @@ export async function getJson(url: string): Promise<PublishResponse> {
   const res = await fetch(url);
   return { status: res.status, body: await res.json() };
 }
+
+/**
+ * A client as a live-feed app writes one: on every (re)connect it subscribes to `room` with
+ * `since` = the last `meta.id` it received there, or else the `offset` of its last ack. It never
+ * de-duplicates, so tests see any duplicate herald sends. `acks` records every subscribe answer.
+ */
+export interface RecoveringClient extends TestClient {
+  readonly acks: unknown[];
+}
+
+export async function connectRecovering(url: string, room: string): Promise<RecoveringClient> {
+  const c = await connectClient(url, { reconnection: true });
+  const acks: unknown[] = [];
+  const subscribe = async () => {
+    const last =
+      c.received.filter((r) => r.meta?.room === room).at(-1)?.meta.id ??
+      (acks.findLast((a) => (a as { offset?: string }).offset) as { offset?: string } | undefined)?.offset;
+    acks.push(await c.subscribe(last ? { room, since: last } : room));
+  };
+  await subscribe();
+  c.socket.on('connect', () => void subscribe().catch(() => {}));
+  return Object.assign(c, { acks });
+}
