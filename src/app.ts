@@ -1,5 +1,8 @@
 import { Server } from 'socket.io';
+import { AccessPolicy } from './auth/access.js';
+import { createTokenVerifier } from './auth/jwt.js';
 import { createBus, type Bus } from './cluster/bus.js';
+import { registerSessions } from './realtime/session.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
 import { historyRoutes } from './history/routes.js';
@@ -52,17 +55,24 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
   const bus = createBus({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger, metrics });
+  const anyOrigin = config.corsOrigins.includes('*');
   const io = new Server({
     serveClient: false,
-    allowRequest: (_req, callback) => {
+    cors: { origin: anyOrigin ? true : [...config.corsOrigins], credentials: true },
+    allowRequest: (req, callback) => {
+      const origin = req.headers.origin;
       if (lifecycle.refusingConnections) callback('draining', false);
+      // CORS does not cover WebSockets: check the Origin of every handshake that has one.
+      else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) callback('origin not allowed', false);
       else callback(null, true);
     },
   });
   bus.install(io);
   const history = createHistory(config, io, bus, logger);
-  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history });
+  const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
+  registerSessions(io, { verifier: createTokenVerifier(config), policy, allowAnonymous: config.allowAnonymous, logger, metrics });
+  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history, policy, publisher });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
     routes: [

@@ -21,6 +21,7 @@ export const ERRORS = {
   payload_too_large: { status: 413, message: 'The request body is larger than the configured limit.' },
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
   unauthorized: { status: 401, message: 'Send a valid publish key as "Authorization: Bearer <key>".' },
+  token_expired: { status: 401, message: 'The token has expired; get a fresh one and reconnect (or send it with "refresh").' },
   forbidden: { status: 403, message: 'This caller may not do this.' },
   not_found: { status: 404, message: 'No such route.' },
   method_not_allowed: { status: 405, message: 'This route does not accept that method.' },

@@ -22,6 +22,12 @@ const logger = createLogger(config.logLevel, config.replicaId);
 if (config.publishKeys.length === 0) {
   logger.warn('PUBLISH_KEYS is not set: POST /v1/publish accepts loopback callers only');
 }
+if (!config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl) {
+  logger.warn(
+    { publicRooms: config.publicRooms },
+    'no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: every client is anonymous and may use PUBLIC_ROOMS only',
+  );
+}
 if (config.redisUrl === undefined) {
   logger.warn('REDIS_URL is not set: single node with the in-memory adapter; replicas will not share rooms');
 }

@@ -30,7 +30,10 @@ describe('configuration', () => {
     assert.equal(c.port, 8080);
     assert.equal(c.transport, 'node');
     assert.equal(c.redisUrl, 'rediss://:secret@cache.example.net:6380');
-    assert.deepEqual(c.publishKeys, ['first-key-0123456789', 'second-key-0123456789']);
+    assert.deepEqual(c.publishKeys, [
+      { key: 'first-key-0123456789', rooms: undefined },
+      { key: 'second-key-0123456789', rooms: undefined },
+    ]);
     assert.equal(c.drainSeconds, 30);
     assert.equal(c.replicaId, 'gw-1');
   });
@@ -57,9 +60,41 @@ describe('configuration', () => {
     assert.equal(err.code, 'config_invalid');
   });
 
-  it('refuses production without publish keys', () => {
-    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PUBLISH_KEYS must be set when NODE_ENV=production/);
-    assert.equal(loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) }).production, true);
+  it('refuses production without publish keys or token verification', () => {
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PUBLISH_KEYS must be set when NODE_ENV=production[\s\S]*JWT_SECRET \(or JWT_PUBLIC_KEY or JWKS_URL\) must be set/);
+    assert.throws(() => loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) }), /JWT_SECRET/);
+    const c = loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32), JWT_SECRET: 's'.repeat(32) });
+    assert.equal(c.production, true);
+    assert.deepEqual(c.corsOrigins, [], 'no browser origins by default in production');
+  });
+
+  it('derives auth defaults from whether a token key is configured', () => {
+    const open = loadConfig({});
+    assert.deepEqual([open.allowAnonymous, open.publicRooms, open.corsOrigins], [true, ['*'], ['*']]);
+    const closed = loadConfig({ JWT_SECRET: 's'.repeat(32) });
+    assert.deepEqual([closed.allowAnonymous, closed.publicRooms], [false, []]);
+    const mixed = loadConfig({ JWT_SECRET: 's'.repeat(32), ALLOW_ANONYMOUS: 'true', PUBLIC_ROOMS: 'scores:*, news' });
+    assert.deepEqual([mixed.allowAnonymous, mixed.publicRooms], [true, ['scores:*', 'news']]);
+  });
+
+  it('checks auth settings: one key source, real keys, origins, scoped publish keys', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+    };
+    assert.match(problems({ JWT_SECRET: 's'.repeat(32), JWKS_URL: 'https://idp.example.com/jwks' })[0]!, /JWT_SECRET conflicts with JWKS_URL/);
+    assert.match(problems({ JWT_SECRET: 'short' })[0]!, /at least 32/);
+    assert.match(problems({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nnope\\n-----END PUBLIC KEY-----' })[0]!, /not a PEM public key/);
+    assert.match(problems({ JWKS_URL: 'ftp://x' })[0]!, /http\(s\):\/\/ or file:/);
+    assert.match(problems({ CORS_ORIGINS: 'https://app.example.com/path' })[0]!, /not an origin/);
+    assert.match(problems({ ALLOW_ANONYMOUS: 'false' })[0]!, /cannot be false without/);
+    assert.match(problems({ PUBLISH_KEYS: 'k'.repeat(20) + ' rooms=bad room' })[0]!, /bad option/);
+    const scoped = loadConfig({ PUBLISH_KEYS: `${'k'.repeat(20)} rooms=scores:*|news` });
+    assert.deepEqual(scoped.publishKeys, [{ key: 'k'.repeat(20), rooms: ['scores:*', 'news'] }]);
   });
 
   it('makes the process exit non-zero with the problems on stderr', async () => {
@@ -67,7 +102,7 @@ describe('configuration', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /TRANSPORT must be one of uws, node/);
     assert.match(bad.stderr, /PORT must be from 0 to 65535/);
-    const prod = await runGatewayToExit({ NODE_ENV: 'production' });
+    const prod = await runGatewayToExit({ NODE_ENV: 'production', JWT_SECRET: 's'.repeat(32) });
     assert.equal(prod.code, 1);
     assert.match(prod.stderr, /PUBLISH_KEYS/);
   });

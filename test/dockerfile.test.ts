@@ -125,8 +125,13 @@ describe('Dockerfile', () => {
     for (const step of only(runtime, 'ENV')) {
       for (const m of step.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
     }
-    // Compose and Kubernetes set these; NODE_ENV=production from the image demands a key.
-    Object.assign(env, { PORT: String(await freePort()), PUBLISH_KEYS: 'image-test-key-0123456789', DRAIN_SECONDS: '1' });
+    // Compose and Kubernetes set these; NODE_ENV=production from the image demands keys.
+    Object.assign(env, {
+      PORT: String(await freePort()),
+      PUBLISH_KEYS: 'image-test-key-0123456789',
+      JWT_SECRET: 'image-test-jwt-secret-0123456789abcdef',
+      DRAIN_SECONDS: '1',
+    });
 
     const child = spawn('unshare', ['--pid', '--fork', '--kill-child', '--', ...entry], { cwd: imageDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];

@@ -78,10 +78,15 @@ describe('publish authorization', () => {
     auth.check({}, '127.0.0.1');
     assert.equal(code(() => auth.check({}, '10.1.2.3')), 'forbidden');
   });
-  it('with keys needs a matching bearer key, whatever the caller address', () => {
-    const auth = createPublishAuthorizer(['first-key-0123456789', 'second-key-0123456789']);
-    auth.check({ authorization: 'Bearer second-key-0123456789' }, '10.1.2.3');
-    auth.check({ authorization: 'bearer first-key-0123456789' }, '127.0.0.1');
+  it('with keys needs a matching bearer key, whatever the caller address, within the key\'s rooms', () => {
+    const auth = createPublishAuthorizer([
+      { key: 'first-key-0123456789', rooms: undefined },
+      { key: 'second-key-0123456789', rooms: ['scores:*', 'news'] },
+    ]);
+    auth.check({ authorization: 'Bearer first-key-0123456789' }, '10.1.2.3').assertRooms(['anything', 'user:x']);
+    const scoped = auth.check({ authorization: 'bearer second-key-0123456789' }, '127.0.0.1');
+    scoped.assertRooms(['scores:1', 'news']);
+    assert.equal(code(() => scoped.assertRooms(['scores:1', 'chat:1'])), 'forbidden');
     for (const h of [undefined, '', 'Bearer', 'Bearer first-key', 'Basic first-key-0123456789', 'Bearer first-key-0123456789x']) {
       assert.equal(code(() => auth.check(h === undefined ? {} : { authorization: h }, '127.0.0.1')), 'unauthorized', String(h));
     }

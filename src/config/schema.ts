@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isValidPattern } from '../protocol/patterns.js';
 
 export type TransportKind = 'uws' | 'node';
@@ -18,8 +19,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Channel prefix shared with the redis-adapter and @socket.io/redis-emitter. @default "socket.io" */
   readonly redisKeyPrefix: string;
-  /** Bearer keys accepted by the publish API. Empty: loopback-only publishing. */
-  readonly publishKeys: readonly string[];
+  /** Bearer keys accepted by the publish and history APIs. Empty: loopback-only publishing. */
+  readonly publishKeys: readonly PublishKey[];
   /** Largest publish body in bytes. @default 65536 */
   readonly publishMaxBytes: number;
   /** Seconds over which connected clients are disconnected on SIGTERM. @default 10 */
@@ -36,6 +37,29 @@ export interface Config {
   readonly historySize: number;
   /** Default seconds a history room keeps its entries after its last publish. @default 600 */
   readonly historyTtlSeconds: number;
+  /** HS256/384/512 shared secret for connection tokens. */
+  readonly jwtSecret: string | undefined;
+  /** RSA or EC public key (PEM) for RS256/ES256 connection tokens. */
+  readonly jwtPublicKey: string | undefined;
+  /** JWKS for connection tokens: an http(s) URL or a file: URL. */
+  readonly jwksUrl: URL | undefined;
+  /** Required `iss` claim, when set. */
+  readonly jwtIssuer: string | undefined;
+  /** Required `aud` claim, when set. */
+  readonly jwtAudience: string | undefined;
+  /** Room patterns any connected client may subscribe to. @default "*" without auth, none with auth */
+  readonly publicRooms: readonly string[];
+  /** Whether clients without a token may connect (public rooms only). @default true without auth, false with auth */
+  readonly allowAnonymous: boolean;
+  /** Browser origins allowed to connect; `*` any. @default "*" outside production, none in production */
+  readonly corsOrigins: readonly string[];
+}
+
+/** One `PUBLISH_KEYS` entry: `<key>[ rooms=<pattern>|<pattern>…]`. */
+export interface PublishKey {
+  readonly key: string;
+  /** Room patterns this key may publish to and read; undefined: every room. */
+  readonly rooms: readonly string[] | undefined;
 }
 
 /** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>]`. */
@@ -149,12 +173,10 @@ export const SETTINGS = [
   setting({
     env: 'PUBLISH_KEYS',
     key: 'publishKeys',
-    doc: 'Comma-separated bearer keys for `POST /v1/publish`. Unset: publishing only from loopback (refused at start when `NODE_ENV=production`).',
+    doc: 'Comma-separated bearer keys for the publish and history APIs, each optionally limited to rooms: `key1, key2 rooms=scores:*|news:*`. Keys are at least 16 characters. Unset: loopback callers only (refused at start when `NODE_ENV=production`).',
     defaultText: '(unset)',
     parse: (raw, env) => {
-      const keys = list(raw);
-      const short = keys.filter((k) => k.length < 16);
-      if (short.length > 0) throw new Error('each key must be at least 16 characters long');
+      const keys = list(raw).map(parsePublishKey);
       if (keys.length === 0 && env.NODE_ENV === 'production') {
         throw new Error('must be set when NODE_ENV=production (publishing would be loopback-only)');
       }
@@ -221,7 +243,143 @@ export const SETTINGS = [
     defaultText: '600',
     parse: integer(1, 30 * 24 * 3600, 600),
   }),
+  setting({
+    env: 'JWT_SECRET',
+    key: 'jwtSecret',
+    doc: 'Shared secret (at least 32 characters) for HS256/HS384/HS512 connection tokens. Set at most one of `JWT_SECRET`, `JWT_PUBLIC_KEY`, `JWKS_URL`; with none, clients connect anonymously (refused at start when `NODE_ENV=production`).',
+    defaultText: '(unset)',
+    parse: (raw, env) => {
+      const sources = ['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWKS_URL'].filter((k) => env[k]);
+      if (sources.length > 1) throw new Error(`conflicts with ${sources.filter((k) => k !== 'JWT_SECRET').join(', ')}: set only one token key source`);
+      if (sources.length === 0 && env.NODE_ENV === 'production') {
+        throw new Error('(or JWT_PUBLIC_KEY or JWKS_URL) must be set when NODE_ENV=production: anonymous-only is for development');
+      }
+      if (raw && raw.length < 32) throw new Error('must be at least 32 characters long');
+      return raw || undefined;
+    },
+  }),
+  setting({
+    env: 'JWT_PUBLIC_KEY',
+    key: 'jwtPublicKey',
+    doc: 'PEM public key (RSA for RS256, EC P-256 for ES256) for connection tokens, or the path of a PEM file.',
+    defaultText: '(unset)',
+    parse: (raw) => {
+      if (!raw) return undefined;
+      const pem = raw.includes('-----BEGIN') ? raw.replace(/\\n/g, '\n') : readPem(raw);
+      try {
+        const key = createPublicKey(pem);
+        if (key.asymmetricKeyType !== 'rsa' && !(key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1')) {
+          throw new Error(`is a ${key.asymmetricKeyType} key; use RSA (RS256) or EC P-256 (ES256)`);
+        }
+      } catch (err) {
+        throw new Error(err instanceof Error && err.message.startsWith('is a') ? err.message : 'is not a PEM public key');
+      }
+      return pem;
+    },
+  }),
+  setting({
+    env: 'JWKS_URL',
+    key: 'jwksUrl',
+    doc: 'JWKS of the token issuer: an `https://` URL (fetched and cached) or a `file:` URL.',
+    defaultText: '(unset)',
+    parse: (raw) => {
+      if (!raw) return undefined;
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new Error('must be an http(s):// or file: URL');
+      }
+      if (!['https:', 'http:', 'file:'].includes(url.protocol)) throw new Error('must be an http(s):// or file: URL');
+      return url;
+    },
+  }),
+  setting({
+    env: 'JWT_ISSUER',
+    key: 'jwtIssuer',
+    doc: 'When set, tokens must carry this `iss`.',
+    defaultText: '(unset)',
+    parse: (raw) => raw || undefined,
+  }),
+  setting({
+    env: 'JWT_AUDIENCE',
+    key: 'jwtAudience',
+    doc: 'When set, tokens must carry this `aud`.',
+    defaultText: '(unset)',
+    parse: (raw) => raw || undefined,
+  }),
+  setting({
+    env: 'PUBLIC_ROOMS',
+    key: 'publicRooms',
+    doc: 'Comma-separated room patterns any connected client may subscribe to (e.g. `scores:*`); other rooms need a token whose `rooms` claim matches. `user:<id>` rooms are never public.',
+    defaultText: '`*` without auth; none with auth',
+    parse: (raw, env) => {
+      const patterns = raw === undefined ? (hasAuth(env) ? [] : ['*']) : list(raw);
+      const bad = patterns.filter((p) => !isValidPattern(p));
+      if (bad.length > 0) throw new Error(`has bad pattern(s) ${bad.join(', ')}: use room characters and *`);
+      return Object.freeze(patterns);
+    },
+  }),
+  setting({
+    env: 'ALLOW_ANONYMOUS',
+    key: 'allowAnonymous',
+    doc: 'Whether clients without a token may connect (to public rooms only).',
+    defaultText: '`true` without auth; `false` with auth',
+    parse: (raw, env) => {
+      if (raw === undefined || raw === '') return !hasAuth(env);
+      if (raw !== 'true' && raw !== 'false') throw new Error(`must be true or false, got "${raw}"`);
+      if (raw === 'false' && !hasAuth(env)) throw new Error('cannot be false without JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL');
+      return raw === 'true';
+    },
+  }),
+  setting({
+    env: 'CORS_ORIGINS',
+    key: 'corsOrigins',
+    doc: 'Comma-separated browser origins allowed to connect (`https://app.example.com`), or `*`. Checked on every Socket.IO handshake that carries an `Origin` (WebSocket too).',
+    defaultText: '`*`; none when `NODE_ENV=production`',
+    parse: (raw, env) => {
+      const origins = raw === undefined ? (env.NODE_ENV === 'production' ? [] : ['*']) : list(raw);
+      for (const o of origins) {
+        if (o === '*') continue;
+        let url: URL | undefined;
+        try {
+          url = new URL(o);
+        } catch {
+          url = undefined;
+        }
+        if (!url || url.origin !== o) throw new Error(`has "${o}", which is not an origin like https://app.example.com`);
+      }
+      return Object.freeze(origins);
+    },
+  }),
 ] as const;
+
+function hasAuth(env: Env): boolean {
+  return Boolean(env.JWT_SECRET || env.JWT_PUBLIC_KEY || env.JWKS_URL);
+}
+
+function readPem(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`is neither a PEM key nor a readable file path ("${path}")`);
+  }
+}
+
+function parsePublishKey(entry: string): PublishKey {
+  const [key, ...options] = entry.split(/\s+/);
+  if (!key || key.length < 16) throw new Error('each key must be at least 16 characters long');
+  let rooms: string[] | undefined;
+  for (const option of options) {
+    const m = /^rooms=(.+)$/.exec(option);
+    const patterns = m ? m[1]!.split('|') : [];
+    if (!m || patterns.some((p) => !isValidPattern(p))) {
+      throw new Error(`has a bad option "${option}": use rooms=<pattern>|<pattern>`);
+    }
+    rooms = patterns;
+  }
+  return Object.freeze({ key, rooms: rooms && Object.freeze(rooms) });
+}
 
 function parseHistoryRule(entry: string): HistoryRule {
   const [pattern, ...options] = entry.split(/\s+/);

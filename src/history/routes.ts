@@ -19,8 +19,9 @@ export function historyRoutes(history: HistoryRooms | undefined, auth: PublishAu
       method: 'GET',
       path: '/v1/rooms/:room/history',
       async handle(req) {
-        auth.check(req.headers, req.remoteAddress);
+        const scope = auth.check(req.headers, req.remoteAddress);
         const room = validateRoom(req.params.room);
+        scope.assertRooms([room]);
         if (!history?.policyFor(room)) throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS).`);
         const since = req.query.get('since') ?? undefined;
         if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');

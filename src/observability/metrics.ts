@@ -10,6 +10,8 @@ export interface Metrics {
   published(rooms: number): void;
   /** A message could not be handed to Redis; local subscribers still got it. */
   busPublishFailed(): void;
+  /** A connection was refused authentication, by error code. */
+  authFailed(code: string): void;
   snapshot(): MetricsSnapshot;
 }
 
@@ -18,10 +20,11 @@ export interface MetricsSnapshot {
   connectionsTotal: number;
   published: number;
   busPublishFailures: number;
+  authFailures: Record<string, number>;
 }
 
 export function createMetrics(): Metrics {
-  const s: MetricsSnapshot = { connections: 0, connectionsTotal: 0, published: 0, busPublishFailures: 0 };
+  const s: MetricsSnapshot = { connections: 0, connectionsTotal: 0, published: 0, busPublishFailures: 0, authFailures: {} };
   return {
     connectionOpened() {
       s.connections++;
@@ -36,6 +39,9 @@ export function createMetrics(): Metrics {
     busPublishFailed() {
       s.busPublishFailures++;
     },
-    snapshot: () => ({ ...s }),
+    authFailed(code) {
+      s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
+    },
+    snapshot: () => ({ ...s, authFailures: { ...s.authFailures } }),
   };
 }

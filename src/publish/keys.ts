@@ -1,33 +1,58 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
+import type { PublishKey } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
+import { PatternTable } from '../protocol/patterns.js';
+import type { RoomName } from '../protocol/rooms.js';
 
-/**
- * Decides who may call the publish API. With keys: a matching `Authorization: Bearer <key>`,
- * compared in constant time (both sides hashed first, so lengths leak nothing). Without keys:
- * loopback callers only.
- */
-export interface PublishAuthorizer {
-  check(headers: Readonly<Record<string, string>>, remoteAddress: string): void;
+/** What an authenticated API caller may touch. */
+export interface PublishScope {
+  /** Throws `forbidden` unless this caller may publish to / read every one of `rooms`. */
+  assertRooms(rooms: readonly RoomName[]): void;
 }
 
-export function createPublishAuthorizer(keys: readonly string[]): PublishAuthorizer {
-  const digests = keys.map(digest);
+/**
+ * Decides who may call the publish and history APIs. With keys: a matching
+ * `Authorization: Bearer <key>`, compared in constant time (both sides hashed first, so lengths
+ * leak nothing), limited to the key's rooms if it has any. Without keys: loopback callers only.
+ * Keys are never logged.
+ */
+export interface PublishAuthorizer {
+  check(headers: Readonly<Record<string, string>>, remoteAddress: string): PublishScope;
+}
+
+const EVERY_ROOM: PublishScope = { assertRooms: () => {} };
+
+export function createPublishAuthorizer(keys: readonly PublishKey[]): PublishAuthorizer {
+  const entries = keys.map((k) => ({
+    digest: digest(k.key),
+    scope: k.rooms ? scopeOf(new PatternTable(k.rooms.map((pattern) => ({ pattern, value: true as const })))) : EVERY_ROOM,
+  }));
   return {
     check(headers, remoteAddress) {
-      if (digests.length === 0) {
+      if (entries.length === 0) {
         if (!isLoopback(remoteAddress)) {
           throw new HeraldError('forbidden', 'No PUBLISH_KEYS are configured, so only loopback callers may publish.');
         }
-        return;
+        return EVERY_ROOM;
       }
       const match = /^Bearer\s+(\S+)\s*$/i.exec(headers.authorization ?? '');
       if (!match?.[1]) throw new HeraldError('unauthorized');
       const given = digest(match[1]);
       // Compare against every key so timing does not reveal which one matched.
-      let ok = false;
-      for (const d of digests) ok = timingSafeEqual(given, d) || ok;
-      if (!ok) throw new HeraldError('unauthorized');
+      let found: PublishScope | undefined;
+      for (const e of entries) if (timingSafeEqual(given, e.digest)) found ??= e.scope;
+      if (!found) throw new HeraldError('unauthorized');
+      return found;
+    },
+  };
+}
+
+function scopeOf(rooms: PatternTable<true>): PublishScope {
+  return {
+    assertRooms(list) {
+      const outside = list.filter((r) => !rooms.match(r));
+      if (outside.length > 0) throw new HeraldError('forbidden', `This key may not use room(s): ${outside.join(', ')}.`);
     },
   };
 }

@@ -10,14 +10,16 @@ export function publishRoutes(publisher: Publisher, auth: PublishAuthorizer): Ro
       method: 'POST',
       path: '/v1/publish',
       async handle(req) {
-        auth.check(req.headers, req.remoteAddress);
+        const scope = auth.check(req.headers, req.remoteAddress);
         let body: unknown;
         try {
           body = JSON.parse(req.body.toString('utf8'));
         } catch (err) {
           throw new HeraldError('invalid_json', undefined, { cause: err });
         }
-        const result = await publisher.publish(parsePublishRequest(body));
+        const request = parsePublishRequest(body);
+        scope.assertRooms(request.rooms);
+        const result = await publisher.publish(request);
         return { status: 200, body: result };
       },
     },

@@ -4,7 +4,10 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, type Hello, type SubscribeAck } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
+import type { AccessPolicy } from '../auth/access.js';
+import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
+import { identityOf } from './session.js';
 
 export interface RealtimeDeps {
   logger: Logger;
@@ -12,6 +15,8 @@ export interface RealtimeDeps {
   replicaId: string;
   /** Rooms with history and recovery; undefined when HISTORY_ROOMS is empty. */
   history: HistoryRooms | undefined;
+  policy: AccessPolicy;
+  publisher: Publisher;
 }
 
 /**
@@ -31,6 +36,9 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
     socket.on('subscribe', (arg: unknown, ack: unknown) =>
       answer(ack, async () => {
         const room = clientRoom(socket, arg);
+        if (!deps.policy.canSubscribe(identityOf(socket), room)) {
+          throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
+        }
         const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
         const policy = deps.history?.policyFor(room);
         if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
@@ -47,6 +55,20 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
         return { room };
       }),
     );
+    // Client publishing (a chat message from a browser): the same path as the HTTP API, allowed
+    // only into rooms the token's `publish` claim matches.
+    socket.on('publish', (arg: unknown, ack: unknown) => {
+      (async () => {
+        const request = parsePublishRequest(arg);
+        const identity = identityOf(socket);
+        const refused = request.rooms.filter((r) => !deps.policy.canPublish(identity, r));
+        if (refused.length > 0) throw new HeraldError('forbidden', `Not allowed to publish to ${refused.join(', ')}.`);
+        return deps.publisher.publish(request);
+      })().then(
+        (result) => reply(ack, { ok: true, ...result }),
+        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+      );
+    });
   });
 }
 
@@ -64,6 +86,6 @@ function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: 
   );
 }
 
-function reply(ack: unknown, body: SubscribeAck): void {
-  if (typeof ack === 'function') (ack as (r: SubscribeAck) => void)(body);
+function reply(ack: unknown, body: SubscribeAck | { ok: true; id: string } | { ok: false; error: unknown }): void {
+  if (typeof ack === 'function') (ack as (r: unknown) => void)(body);
 }

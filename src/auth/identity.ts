@@ -1,0 +1,57 @@
+import { HeraldError } from '../errors.js';
+import { isValidPattern, PatternTable } from '../protocol/patterns.js';
+import { validateRoom, type RoomName } from '../protocol/rooms.js';
+
+/** The private room of user `<id>`: every connection of that user joins it, nobody else may. */
+export const USER_ROOM_PREFIX = 'user:';
+
+/** Who is on a connection and what their token lets them do. */
+export interface Identity {
+  /** The token's `sub`; undefined for anonymous connections. */
+  readonly userId: string | undefined;
+  /** Patterns from the `rooms` claim: rooms this identity may subscribe to beyond the public ones. */
+  readonly rooms: PatternTable<true>;
+  /** Patterns from the `publish` claim: rooms this identity may publish to from the client. */
+  readonly publish: PatternTable<true>;
+  /** Token expiry, ms since the epoch. */
+  readonly expiresAt: number | undefined;
+}
+
+export const ANONYMOUS: Identity = Object.freeze({
+  userId: undefined,
+  rooms: new PatternTable<true>([]),
+  publish: new PatternTable<true>([]),
+  expiresAt: undefined,
+});
+
+/** Verified token claims as herald reads them. */
+export interface Claims {
+  sub: string;
+  exp: number | undefined;
+  rooms: unknown;
+  publish: unknown;
+}
+
+export function identityFromClaims(claims: Claims): Identity {
+  try {
+    validateRoom(userRoom(claims.sub));
+  } catch {
+    throw new HeraldError('unauthorized', 'The token "sub" must be usable in a room name (A-Z a-z 0-9 _ - : . @ =, at most 123 characters).');
+  }
+  return {
+    userId: claims.sub,
+    rooms: patternsOf(claims.rooms),
+    publish: patternsOf(claims.publish),
+    expiresAt: claims.exp === undefined ? undefined : claims.exp * 1000,
+  };
+}
+
+export function userRoom(userId: string): RoomName {
+  return `${USER_ROOM_PREFIX}${userId}`;
+}
+
+/** A claim listing room patterns; anything else in it is ignored (a token cannot widen access by malformation). */
+function patternsOf(claim: unknown): PatternTable<true> {
+  const list = Array.isArray(claim) ? claim.filter((p): p is string => typeof p === 'string' && isValidPattern(p)) : [];
+  return new PatternTable(list.map((pattern) => ({ pattern, value: true as const })));
+}

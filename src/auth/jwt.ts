@@ -1,0 +1,70 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { Config } from '../config/schema.js';
+import { HeraldError } from '../errors.js';
+import type { Claims } from './identity.js';
+
+/** Tokens are small; anything bigger is refused before parsing. */
+export const MAX_TOKEN_LENGTH = 8192;
+/** Allowance for clocks that disagree, applied to `exp` and `nbf`. */
+export const CLOCK_SKEW_SECONDS = 30;
+
+export interface TokenVerifier {
+  /** Resolves with the claims of a valid token; rejects with `unauthorized` or `token_expired`. */
+  verify(token: unknown): Promise<Claims>;
+}
+
+const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+const JWKS_ALGS = [...RSA_ALGS, 'ES256', 'ES384', 'EdDSA'];
+
+/**
+ * The verifier for the configured key source, or undefined when none is configured. The allowed
+ * algorithms follow from the key: a shared secret only verifies HS*, a public key or JWKS never
+ * does, so an HS256 token "signed" with the public key (algorithm confusion) and `alg: none`
+ * tokens are both refused.
+ */
+export function createTokenVerifier(config: Config): TokenVerifier | undefined {
+  let key: Uint8Array | KeyObject | JWTVerifyGetKey;
+  let algorithms: string[];
+  if (config.jwtSecret) {
+    key = new TextEncoder().encode(config.jwtSecret);
+    algorithms = ['HS256', 'HS384', 'HS512'];
+  } else if (config.jwtPublicKey) {
+    const pub = createPublicKey(config.jwtPublicKey);
+    key = pub;
+    algorithms = pub.asymmetricKeyType === 'rsa' ? RSA_ALGS : ['ES256'];
+  } else if (config.jwksUrl) {
+    key =
+      config.jwksUrl.protocol === 'file:'
+        ? createLocalJWKSet(JSON.parse(readFileSync(config.jwksUrl, 'utf8')))
+        : createRemoteJWKSet(config.jwksUrl, { timeoutDuration: 5000, cooldownDuration: 30_000 });
+    algorithms = JWKS_ALGS;
+  } else {
+    return undefined;
+  }
+  const options = {
+    algorithms,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    clockTolerance: CLOCK_SKEW_SECONDS,
+    requiredClaims: ['sub', 'exp'],
+  };
+  return {
+    async verify(token) {
+      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+        throw new HeraldError('unauthorized', 'The token must be a JWT string.');
+      }
+      try {
+        const { payload } = await jwtVerify(token, key as Uint8Array, options);
+        if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new HeraldError('unauthorized', 'The token has no "sub".');
+        return { sub: payload.sub, exp: payload.exp, rooms: payload.rooms, publish: payload.publish };
+      } catch (err) {
+        if (err instanceof HeraldError) throw err;
+        if (err instanceof errors.JWTExpired) throw new HeraldError('token_expired', undefined, { cause: err });
+        const reason = err instanceof errors.JOSEError ? err.code : 'invalid token';
+        throw new HeraldError('unauthorized', `The token was refused (${reason}).`, { cause: err });
+      }
+    },
+  };
+}

@@ -1,0 +1,116 @@
+import type { Server, Socket } from 'socket.io';
+import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
+import type { AccessPolicy } from '../auth/access.js';
+import type { TokenVerifier } from '../auth/jwt.js';
+import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+/** `token_expiring` is sent this long before a token expires (or at once if it expires sooner). */
+export const EXPIRY_NOTICE_MS = 60_000;
+/** Sent before herald itself disconnects a client, with `{code, message}`. */
+export const DISCONNECT_EVENT = 'herald:disconnect';
+/** setTimeout's limit; longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export interface SessionDeps {
+  verifier: TokenVerifier | undefined;
+  policy: AccessPolicy;
+  allowAnonymous: boolean;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/** The identity established at connect (and replaced by `refresh`). */
+export function identityOf(socket: Socket): Identity {
+  return (socket.data as { identity?: Identity }).identity ?? ANONYMOUS;
+}
+
+/**
+ * Connection authentication and token lifetime:
+ * - handshake `auth: {token}` is verified; refusals reach the client as `connect_error` with
+ *   `err.data.code` (`unauthorized`, `token_expired`);
+ * - an authenticated connection joins `user:<sub>`;
+ * - `token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
+ *   `herald:disconnect` `{code: "token_expired"}` and is disconnected, unless it sent a fresh token
+ *   with `refresh` (ack `{ok, expiresAt, removed}`); rooms the new token no longer allows are left.
+ */
+export function registerSessions(io: Server, deps: SessionDeps): void {
+  io.use((socket, next) => {
+    authenticate(socket.handshake.auth as Record<string, unknown> | undefined, deps).then(
+      (identity) => {
+        (socket.data as { identity: Identity }).identity = identity;
+        next();
+      },
+      (err: unknown) => {
+        const herr = toHeraldError(err);
+        deps.metrics.authFailed(herr.code);
+        next(Object.assign(new Error(herr.message), { data: herr.toBody() }));
+      },
+    );
+  });
+
+  io.on('connection', (socket) => {
+    const identity = identityOf(socket);
+    if (identity.userId !== undefined) void socket.join(userRoom(identity.userId));
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (id: Identity) => {
+      clearTimeout(timer);
+      if (id.expiresAt === undefined) return;
+      const notifyAt = id.expiresAt - EXPIRY_NOTICE_MS;
+      const step = () => {
+        const now = Date.now();
+        if (now >= id.expiresAt!) {
+          const body: ErrorBody = new HeraldError('token_expired').toBody();
+          socket.emit(DISCONNECT_EVENT, body);
+          socket.disconnect(true);
+          return;
+        }
+        if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((id.expiresAt! - now) / 1000) });
+        timer = setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? id.expiresAt! : notifyAt) - now));
+      };
+      step();
+    };
+    arm(identity);
+    socket.on('disconnect', () => clearTimeout(timer));
+
+    socket.on('refresh', (arg: unknown, ack: unknown) => {
+      const token = typeof arg === 'object' && arg !== null ? (arg as { token?: unknown }).token : arg;
+      refresh(socket, token, deps).then(
+        (result) => {
+          arm(identityOf(socket));
+          reply(ack, { ok: true, ...result });
+        },
+        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+      );
+    });
+  });
+}
+
+async function authenticate(auth: Record<string, unknown> | undefined, deps: SessionDeps): Promise<Identity> {
+  const token = auth?.token;
+  if (token === undefined || token === null || token === '' || !deps.verifier) {
+    if (!deps.allowAnonymous) throw new HeraldError('unauthorized', 'A token is required: connect with auth: {token}.');
+    return ANONYMOUS;
+  }
+  return identityFromClaims(await deps.verifier.verify(token));
+}
+
+async function refresh(socket: Socket, token: unknown, deps: SessionDeps): Promise<{ expiresAt: number | undefined; removed: string[] }> {
+  if (!deps.verifier) throw new HeraldError('bad_request', 'No token verification is configured; there is nothing to refresh.');
+  const current = identityOf(socket);
+  const next = identityFromClaims(await deps.verifier.verify(token));
+  if (next.userId !== current.userId) throw new HeraldError('forbidden', 'A refreshed token must be for the same user ("sub").');
+  (socket.data as { identity: Identity }).identity = next;
+  const removed: string[] = [];
+  for (const room of socket.rooms) {
+    if (room === socket.id || deps.policy.canSubscribe(next, room)) continue;
+    removed.push(room);
+    await socket.leave(room);
+  }
+  return { expiresAt: next.expiresAt, removed };
+}
+
+function reply(ack: unknown, body: unknown): void {
+  if (typeof ack === 'function') (ack as (b: unknown) => void)(body);
+}
