@@ -71,7 +71,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const history = createHistory(config, io, bus, logger);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
-  registerSessions(io, { verifier: createTokenVerifier(config), policy, allowAnonymous: config.allowAnonymous, logger, metrics });
+  registerSessions(io, {
+    verifier: createTokenVerifier(config),
+    clockSkewMs: config.jwtClockSkewSeconds * 1000,
+    policy, allowAnonymous: config.allowAnonymous, logger, metrics });
   registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history, policy, publisher });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({

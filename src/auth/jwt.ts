@@ -7,8 +7,6 @@ import type { Claims } from './identity.js';
 
 /** Tokens are small; anything bigger is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 8192;
-/** Allowance for clocks that disagree, applied to `exp` and `nbf`. */
-export const CLOCK_SKEW_SECONDS = 30;
 
 export interface TokenVerifier {
   /** Resolves with the claims of a valid token; rejects with `unauthorized` or `token_expired`. */
@@ -47,7 +45,7 @@ export function createTokenVerifier(config: Config): TokenVerifier | undefined {
     algorithms,
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
-    clockTolerance: CLOCK_SKEW_SECONDS,
+    clockTolerance: config.jwtClockSkewSeconds,
     requiredClaims: ['sub', 'exp'],
   };
   return {

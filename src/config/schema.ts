@@ -47,6 +47,8 @@ export interface Config {
   readonly jwtIssuer: string | undefined;
   /** Required `aud` claim, when set. */
   readonly jwtAudience: string | undefined;
+  /** Allowance for clock differences on `exp`/`nbf`, at connect and for the expiry disconnect. @default 30 */
+  readonly jwtClockSkewSeconds: number;
   /** Room patterns any connected client may subscribe to. @default "*" without auth, none with auth */
   readonly publicRooms: readonly string[];
   /** Whether clients without a token may connect (public rooms only). @default true without auth, false with auth */
@@ -307,6 +309,13 @@ export const SETTINGS = [
     doc: 'When set, tokens must carry this `aud`.',
     defaultText: '(unset)',
     parse: (raw) => raw || undefined,
+  }),
+  setting({
+    env: 'JWT_CLOCK_SKEW_SECONDS',
+    key: 'jwtClockSkewSeconds',
+    doc: 'Allowance for clocks that disagree: a token is valid until `exp` plus this, at connect and for the expiry disconnect.',
+    defaultText: '30',
+    parse: integer(0, 300, 30),
   }),
   setting({
     env: 'PUBLIC_ROOMS',

@@ -15,6 +15,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface SessionDeps {
   verifier: TokenVerifier | undefined;
+  /** The clock-skew allowance verification applied: a token is honoured until `exp` plus this. */
+  clockSkewMs: number;
   policy: AccessPolicy;
   allowAnonymous: boolean;
   logger: Logger;
@@ -31,6 +33,7 @@ export function identityOf(socket: Socket): Identity {
  * - handshake `auth: {token}` is verified; refusals reach the client as `connect_error` with
  *   `err.data.code` (`unauthorized`, `token_expired`);
  * - an authenticated connection joins `user:<sub>`;
+ * - expiry is `exp` plus the clock-skew allowance (the same one verification applied);
  * - `token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
  *   `herald:disconnect` `{code: "token_expired"}` and is disconnected, unless it sent a fresh token
  *   with `refresh` (ack `{ok, expiresAt, removed}`); rooms the new token no longer allows are left.
@@ -57,17 +60,18 @@ export function registerSessions(io: Server, deps: SessionDeps): void {
     const arm = (id: Identity) => {
       clearTimeout(timer);
       if (id.expiresAt === undefined) return;
-      const notifyAt = id.expiresAt - EXPIRY_NOTICE_MS;
+      const deadline = id.expiresAt + deps.clockSkewMs;
+      const notifyAt = deadline - EXPIRY_NOTICE_MS;
       const step = () => {
         const now = Date.now();
-        if (now >= id.expiresAt!) {
+        if (now >= deadline) {
           const body: ErrorBody = new HeraldError('token_expired').toBody();
           socket.emit(DISCONNECT_EVENT, body);
           socket.disconnect(true);
           return;
         }
-        if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((id.expiresAt! - now) / 1000) });
-        timer = setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? id.expiresAt! : notifyAt) - now));
+        if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((deadline - now) / 1000) });
+        timer = setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now));
       };
       step();
     };

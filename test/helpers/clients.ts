@@ -26,9 +26,18 @@ export interface TestClient {
 
 export async function connectClient(
   url: string,
-  opts: { transport?: ClientTransport; reconnection?: boolean; cookies?: boolean } = {},
+  opts: {
+    transport?: ClientTransport;
+    reconnection?: boolean;
+    cookies?: boolean;
+    /** Handshake `auth` payload, e.g. `{token}`. */
+    auth?: Record<string, unknown>;
+    extraHeaders?: Record<string, string>;
+  } = {},
 ): Promise<TestClient> {
   const socket = connect(url, {
+    auth: opts.auth,
+    extraHeaders: opts.extraHeaders,
     transports: [opts.transport ?? 'websocket'],
     reconnection: opts.reconnection ?? false,
     forceNew: true,
