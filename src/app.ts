@@ -6,6 +6,10 @@ import { registerSessions } from './realtime/session.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
 import { historyRoutes } from './history/routes.js';
+import { createMemoryPresence } from './presence/memory.js';
+import { createRedisPresence } from './presence/redis.js';
+import { presenceRoutes } from './presence/routes.js';
+import { PresenceRooms } from './realtime/presence-rooms.js';
 import { PatternTable } from './protocol/patterns.js';
 import { HistoryRooms } from './realtime/history-rooms.js';
 import type { Config, TransportKind } from './config/schema.js';
@@ -50,6 +54,17 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): Hi
   return new HistoryRooms(io, backend, policies);
 }
 
+/** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */
+function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
+  if (config.presenceRooms.length === 0) return undefined;
+  const backend = bus.redis
+    ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger })
+    : createMemoryPresence();
+  const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
+  bus.redis?.pub.on('ready', () => void rooms.resync());
+  return { backend, rooms };
+}
+
 /** Composition root: builds every part from `config` and wires them together. */
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
@@ -75,13 +90,15 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     verifier: createTokenVerifier(config),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy, allowAnonymous: config.allowAnonymous, logger, metrics });
-  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history, policy, publisher });
+  const presence = createPresence(config, io, bus, logger);
+  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history, policy, publisher, presence: presence?.rooms });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
     routes: [
       ...healthRoutes({ lifecycle, bus, metrics, replicaId: config.replicaId }),
       ...publishRoutes(publisher, publishAuth),
       ...historyRoutes(history, publishAuth),
+      ...presenceRoutes(presence?.rooms, publishAuth),
     ],
     maxBodyBytes: config.publishMaxBytes,
     replicaId: config.replicaId,
@@ -98,6 +115,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
     await io.close();
     transport?.stopListening();
+    await presence?.backend.close();
     await bus.close(BUS_CLOSE_TIMEOUT_MS);
     lifecycle.advance('stopped');
     logger.info({ closed }, 'drained');

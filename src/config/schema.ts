@@ -55,6 +55,17 @@ export interface Config {
   readonly allowAnonymous: boolean;
   /** Browser origins allowed to connect; `*` any. @default "*" outside production, none in production */
   readonly corsOrigins: readonly string[];
+  /** Rooms with cluster-wide presence, first matching pattern wins. Empty: no presence. */
+  readonly presenceRooms: readonly PresenceRule[];
+  /** Seconds after which a silent replica's members stop counting. @default 30 */
+  readonly presenceTtlSeconds: number;
+}
+
+/** One `PRESENCE_ROOMS` entry: `<pattern>[ events]`. */
+export interface PresenceRule {
+  readonly pattern: string;
+  /** Send `herald:join` / `herald:leave` to the room's members. */
+  readonly events: boolean;
 }
 
 /** One `PUBLISH_KEYS` entry: `<key>[ rooms=<pattern>|<pattern>…]`. */
@@ -216,10 +227,13 @@ export const SETTINGS = [
   setting({
     env: 'REPLICA_ID',
     key: 'replicaId',
-    doc: 'Name of this replica in logs, `/healthz`, `/readyz` and the `x-herald-replica` response header.',
-    defaultText: '`<hostname>-<random>`',
-    parse: (raw) => {
-      if (raw === undefined || raw === '') return `${hostname()}-${randomBytes(3).toString('hex')}`;
+    doc: 'Name of this replica in logs, `/healthz`, `/readyz`, `herald:hello` and the `x-herald-replica` header. Keep it stable across restarts of the same replica (a pod name, a container hostname): presence then replaces a restarted replica\'s members at once instead of after `PRESENCE_TTL_SECONDS`. Two live replicas must never share one.',
+    defaultText: '`<hostname>-<PORT>` (random suffix when `PORT=0`)',
+    parse: (raw, env) => {
+      if (raw === undefined || raw === '') {
+        const port = env.PORT && env.PORT !== '0' ? env.PORT : randomBytes(3).toString('hex');
+        return `${hostname()}-${port}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
+      }
       if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) throw new Error('must be 1-64 characters of A-Z a-z 0-9 _ . : -');
       return raw;
     },
@@ -360,6 +374,28 @@ export const SETTINGS = [
       }
       return Object.freeze(origins);
     },
+  }),
+  setting({
+    env: 'PRESENCE_ROOMS',
+    key: 'presenceRooms',
+    doc: 'Comma-separated room patterns with cluster-wide presence (who is subscribed), each optionally followed by ` events` to send `herald:join`/`herald:leave` to the room, e.g. `chat:* events, lobby`.',
+    defaultText: '(unset)',
+    parse: (raw) =>
+      Object.freeze(
+        list(raw).map((entry) => {
+          const [pattern, ...options] = entry.split(/\s+/);
+          if (!pattern || !isValidPattern(pattern)) throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
+          if (options.some((o) => o !== 'events')) throw new Error(`has a bad option in "${entry}": the only option is events`);
+          return Object.freeze({ pattern, events: options.includes('events') });
+        }),
+      ),
+  }),
+  setting({
+    env: 'PRESENCE_TTL_SECONDS',
+    key: 'presenceTtlSeconds',
+    doc: 'A replica refreshes its presence heartbeat every third of this; when it stops (crash), its members drop out of presence within this many seconds.',
+    defaultText: '30',
+    parse: integer(3, 3600, 30),
   }),
 ] as const;
 

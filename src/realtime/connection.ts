@@ -7,6 +7,7 @@ import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
+import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
 import { identityOf } from './session.js';
 
 export interface RealtimeDeps {
@@ -17,6 +18,8 @@ export interface RealtimeDeps {
   history: HistoryRooms | undefined;
   policy: AccessPolicy;
   publisher: Publisher;
+  /** Rooms with presence; undefined when PRESENCE_ROOMS is empty. */
+  presence: PresenceRooms | undefined;
 }
 
 /**
@@ -55,6 +58,20 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
         return { room };
       }),
     );
+    // `presence` with a room or {room, cursor?, limit?}: only for rooms the client may subscribe to.
+    socket.on('presence', (arg: unknown, ack: unknown) => {
+      (async () => {
+        const room = roomFromClientArg(arg);
+        if (!deps.policy.canSubscribe(identityOf(socket), room)) throw new HeraldError('forbidden', `Not allowed to see "${room}".`);
+        if (!deps.presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
+        const o = typeof arg === 'object' && arg !== null ? (arg as { cursor?: unknown; limit?: unknown }) : {};
+        const cursor = typeof o.cursor === 'string' ? o.cursor : undefined;
+        return deps.presence.page(room, cursor, o.limit === undefined ? PRESENCE_PAGE_DEFAULT : Number(o.limit));
+      })().then(
+        (page) => reply(ack, { ok: true, ...page }),
+        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+      );
+    });
     // Client publishing (a chat message from a browser): the same path as the HTTP API, allowed
     // only into rooms the token's `publish` claim matches.
     socket.on('publish', (arg: unknown, ack: unknown) => {
@@ -86,6 +103,6 @@ function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: 
   );
 }
 
-function reply(ack: unknown, body: SubscribeAck | { ok: true; id: string } | { ok: false; error: unknown }): void {
+function reply(ack: unknown, body: SubscribeAck | { ok: true } | { ok: false; error: unknown }): void {
   if (typeof ack === 'function') (ack as (r: unknown) => void)(body);
 }

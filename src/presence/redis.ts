@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { throttle, type Logger } from '../observability/logger.js';
+import type { Member, PresenceBackend } from './types.js';
+import { summarize } from './types.js';
+
+/** Room hashes are a safety net for rooms nobody reads: they expire a day after their last write. */
+const ROOM_KEY_TTL_SECONDS = 24 * 3600;
+
+const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+export interface RedisPresenceOptions {
+  redis: Redis;
+  keyPrefix: string;
+  replicaId: string;
+  ttlSeconds: number;
+  logger: Logger;
+}
+
+/**
+ * Layout: a hash per room, `<prefix>-presence:{<room>}`, field `<replica>/<instance>/<socket>`,
+ * value the user id ('' for anonymous); and per replica `<prefix>-presence-replica:<replica>`
+ * holding the live instance's nonce, refreshed every ttl/3 with a TTL of ttl. A field counts only
+ * while its replica key holds its instance: a crashed replica's key expires, and a restarted one
+ * overwrites it at once. Dead fields are deleted by whoever reads them.
+ */
+export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend {
+  const { redis, logger } = opts;
+  const instance = randomBytes(6).toString('hex');
+  const roomKey = (room: string) => `${opts.keyPrefix}-presence:{${room}}`;
+  const replicaKey = (replica: string) => `${opts.keyPrefix}-presence-replica:${replica}`;
+  const self = `${opts.replicaId}/${instance}/`;
+  const failureLog = throttle(10_000);
+  const report = (err: Error) => {
+    if (failureLog.due()) logger.warn({ err: err.message }, 'presence write failed; resynced when Redis returns');
+  };
+
+  const beat = () => redis.set(replicaKey(opts.replicaId), instance, 'EX', opts.ttlSeconds).catch(report);
+  void beat();
+  const heartbeat = setInterval(beat, (opts.ttlSeconds * 1000) / 3);
+  heartbeat.unref();
+
+  return {
+    async add(room, member) {
+      await redis
+        .multi()
+        .hset(roomKey(room), self + member.client, member.user ?? '')
+        .expire(roomKey(room), ROOM_KEY_TTL_SECONDS)
+        .exec()
+        .catch(report);
+    },
+    async remove(room, client) {
+      await redis.hdel(roomKey(room), self + client).catch(report);
+    },
+    async get(room) {
+      const fields = await redis.hgetall(roomKey(room));
+      const byReplica = new Map<string, string | null>();
+      for (const field of Object.keys(fields)) byReplica.set(field.split('/')[0]!, null);
+      const replicas = [...byReplica.keys()];
+      // One GET per replica (replica keys may live in other cluster slots than the room).
+      const live = await Promise.all(replicas.map((r) => redis.get(replicaKey(r))));
+      replicas.forEach((r, i) => byReplica.set(r, live[i] ?? null));
+      const members: Member[] = [];
+      const dead: string[] = [];
+      for (const [field, user] of Object.entries(fields)) {
+        const [replica, inst, client] = field.split('/');
+        if (client && byReplica.get(replica!) === inst) members.push({ client, user: user === '' ? undefined : user });
+        else dead.push(field);
+      }
+      if (dead.length > 0) void redis.hdel(roomKey(room), ...dead).catch(report);
+      return summarize(members);
+    },
+    async resync(members) {
+      await beat();
+      const pipeline = redis.pipeline();
+      for (const [room, m] of members) {
+        pipeline.hset(roomKey(room), self + m.client, m.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS);
+      }
+      await pipeline.exec().catch(report);
+    },
+    async close() {
+      clearInterval(heartbeat);
+      // A clean stop retires this instance's members at once instead of after the TTL, unless a
+      // newer instance of the same replica already took the key over.
+      await redis.eval(RELEASE_SCRIPT, 1, replicaKey(opts.replicaId), instance).catch(report);
+    },
+  };
+}

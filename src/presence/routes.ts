@@ -1,0 +1,24 @@
+import type { PublishAuthorizer } from '../publish/keys.js';
+import { validateRoom } from '../protocol/rooms.js';
+import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from '../realtime/presence-rooms.js';
+import { HeraldError } from '../errors.js';
+import type { Route } from '../transport/http.js';
+
+/** `GET /v1/rooms/:room/presence?cursor=<user>&limit=<n>` for backends (publish keys). */
+export function presenceRoutes(presence: PresenceRooms | undefined, auth: PublishAuthorizer): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: '/v1/rooms/:room/presence',
+      async handle(req) {
+        const scope = auth.check(req.headers, req.remoteAddress);
+        const room = validateRoom(req.params.room);
+        scope.assertRooms([room]);
+        if (!presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
+        const rawLimit = req.query.get('limit');
+        const page = await presence.page(room, req.query.get('cursor') ?? undefined, rawLimit === null ? PRESENCE_PAGE_DEFAULT : Number(rawLimit));
+        return { status: 200, body: page };
+      },
+    },
+  ];
+}
