@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig, renderConfigTable } from '../src/config/load.js';
 import { runGatewayToExit } from './helpers/gateway.js';
@@ -14,6 +15,8 @@ describe('configuration', () => {
     assert.equal(c.publishMaxBytes, 65536);
     assert.equal(c.drainSeconds, 10);
     assert.equal(c.logLevel, 'info');
+    assert.equal(c.replicaId, `${hostname()}-3000`, 'stable across restarts of the same host and port');
+    assert.notEqual(loadConfig({ PORT: '0' }).replicaId, loadConfig({ PORT: '0' }).replicaId, 'PORT=0: unique');
     assert.ok(Object.isFrozen(c));
   });
 

@@ -231,8 +231,9 @@ export const SETTINGS = [
     defaultText: '`<hostname>-<PORT>` (random suffix when `PORT=0`)',
     parse: (raw, env) => {
       if (raw === undefined || raw === '') {
-        const port = env.PORT && env.PORT !== '0' ? env.PORT : randomBytes(3).toString('hex');
-        return `${hostname()}-${port}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
+        const port = env.PORT === undefined || env.PORT === '' ? '3000' : env.PORT;
+        const suffix = port === '0' ? randomBytes(3).toString('hex') : port;
+        return `${hostname()}-${suffix}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
       }
       if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) throw new Error('must be 1-64 characters of A-Z a-z 0-9 _ . : -');
       return raw;
