@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { KeyedLimiter } from './limits/token-bucket.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { registerSessions } from './realtime/session.js';
 import { createMemoryHistory } from './history/memory.js';
@@ -65,21 +67,34 @@ function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
   return { backend, rooms };
 }
 
+/** The address per-IP limits count: the peer, or behind a trusted proxy the first X-Forwarded-For hop. */
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  const forwarded = trustProxy ? req.headers['x-forwarded-for'] : undefined;
+  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+  // engine.io's uWS requests carry the peer in `connection`, Node's in `socket`.
+  return first || req.socket?.remoteAddress || (req as unknown as { connection?: { remoteAddress?: string } }).connection?.remoteAddress || 'unknown';
+}
+
 /** Composition root: builds every part from `config` and wires them together. */
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
   const bus = createBus({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger, metrics });
   const anyOrigin = config.corsOrigins.includes('*');
+  const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
     serveClient: false,
+    maxHttpBufferSize: config.clientMaxBytes,
     cors: { origin: anyOrigin ? true : [...config.corsOrigins], credentials: true },
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
       if (lifecycle.refusingConnections) callback('draining', false);
       // CORS does not cover WebSockets: check the Origin of every handshake that has one.
       else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) callback('origin not allowed', false);
-      else callback(null, true);
+      else if (!connectLimiter.take(clientIp(req, config.trustProxy))) {
+        metrics.authFailed('rate_limited');
+        callback('rate_limited', false);
+      } else callback(null, true);
     },
   });
   bus.install(io);
@@ -91,7 +106,16 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy, allowAnonymous: config.allowAnonymous, logger, metrics });
   const presence = createPresence(config, io, bus, logger);
-  registerRealtime(io, { logger, metrics, replicaId: config.replicaId, history, policy, publisher, presence: presence?.rooms });
+  registerRealtime(io, {
+    logger,
+    metrics,
+    replicaId: config.replicaId,
+    history,
+    policy,
+    publisher,
+    presence: presence?.rooms,
+    limits: { rate: config.clientRate, burst: config.clientBurst, maxSubscriptions: config.maxSubscriptions },
+  });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
     routes: [
@@ -101,6 +125,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...presenceRoutes(presence?.rooms, publishAuth),
     ],
     maxBodyBytes: config.publishMaxBytes,
+    requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,
     replicaId: config.replicaId,
     logger,
   });

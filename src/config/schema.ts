@@ -55,6 +55,22 @@ export interface Config {
   readonly allowAnonymous: boolean;
   /** Browser origins allowed to connect; `*` any. @default "*" outside production, none in production */
   readonly corsOrigins: readonly string[];
+  /** Rooms one connection may be subscribed to at once. @default 100 */
+  readonly maxSubscriptions: number;
+  /** Events a client may send per second (sustained). @default 20 */
+  readonly clientRate: number;
+  /** Events a client may send in a burst. @default 60 */
+  readonly clientBurst: number;
+  /** Largest client message (Socket.IO maxHttpBufferSize, uWS maxPayloadLength). @default 65536 */
+  readonly clientMaxBytes: number;
+  /** New Socket.IO connections per second from one IP (sustained). @default 20 */
+  readonly connectRatePerIp: number;
+  /** New connections from one IP in a burst. @default 100 */
+  readonly connectBurstPerIp: number;
+  /** Take the client IP from X-Forwarded-For (behind a trusted proxy). @default false */
+  readonly trustProxy: boolean;
+  /** Seconds an HTTP request (headers and body) may take to arrive. @default 10 */
+  readonly httpRequestTimeoutSeconds: number;
   /** Rooms with cluster-wide presence, first matching pattern wins. Empty: no presence. */
   readonly presenceRooms: readonly PresenceRule[];
   /** Seconds after which a silent replica's members stop counting. @default 30 */
@@ -397,6 +413,66 @@ export const SETTINGS = [
     doc: 'A replica refreshes its presence heartbeat every third of this; when it stops (crash), its members drop out of presence within this many seconds.',
     defaultText: '30',
     parse: integer(3, 3600, 30),
+  }),
+  setting({
+    env: 'MAX_SUBSCRIPTIONS',
+    key: 'maxSubscriptions',
+    doc: 'Rooms one connection may be subscribed to at once (its own `user:` room not counted); beyond it `subscribe` acks `too_many_subscriptions`.',
+    defaultText: '100',
+    parse: integer(1, 100_000, 100),
+  }),
+  setting({
+    env: 'CLIENT_RATE',
+    key: 'clientRate',
+    doc: 'Events per second a connection may send, sustained (token bucket). Over it: an error ack `rate_limited`; if a connection keeps going for as many refusals again as its burst, it is disconnected with `herald:disconnect {code: "rate_limited"}`.',
+    defaultText: '20',
+    parse: integer(1, 100_000, 20),
+  }),
+  setting({
+    env: 'CLIENT_BURST',
+    key: 'clientBurst',
+    doc: 'Events a connection may send in a burst.',
+    defaultText: '60',
+    parse: integer(1, 100_000, 60),
+  }),
+  setting({
+    env: 'CLIENT_MAX_BYTES',
+    key: 'clientMaxBytes',
+    doc: 'Largest message a client may send (Socket.IO `maxHttpBufferSize`, uWS `maxPayloadLength`); a larger WebSocket frame closes the connection (1009 on the node transport).',
+    defaultText: '65536',
+    parse: integer(1024, 16 * 1024 * 1024, 64 * 1024),
+  }),
+  setting({
+    env: 'CONNECT_RATE_PER_IP',
+    key: 'connectRatePerIp',
+    doc: 'New Socket.IO connections per second from one client IP, sustained; over it the handshake is refused (`rate_limited`).',
+    defaultText: '20',
+    parse: integer(1, 100_000, 20),
+  }),
+  setting({
+    env: 'CONNECT_BURST_PER_IP',
+    key: 'connectBurstPerIp',
+    doc: 'New connections from one client IP in a burst (a reconnect avalanche behind one NAT).',
+    defaultText: '100',
+    parse: integer(1, 1_000_000, 100),
+  }),
+  setting({
+    env: 'TRUST_PROXY',
+    key: 'trustProxy',
+    doc: 'Take the client IP for per-IP limits from the first `X-Forwarded-For` address. Only behind a proxy that sets it.',
+    defaultText: 'false',
+    parse: (raw) => {
+      if (raw === undefined || raw === '' || raw === 'false') return false;
+      if (raw === 'true') return true;
+      throw new Error(`must be true or false, got "${raw}"`);
+    },
+  }),
+  setting({
+    env: 'HTTP_REQUEST_TIMEOUT_SECONDS',
+    key: 'httpRequestTimeoutSeconds',
+    doc: 'Seconds an HTTP request (headers and body) may take to arrive; slower ones get 408 and are closed.',
+    defaultText: '10',
+    parse: integer(1, 600, 10),
   }),
 ] as const;
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
+import { assertDepth } from '../limits/json-depth.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
@@ -87,5 +88,6 @@ export function parsePublishRequest(body: unknown): PublishRequest {
     }
     rooms = [...new Set(list.map(validateRoom))];
   }
+  assertDepth(fields.data);
   return { rooms, event: validateEventName(fields.event), data: fields.data ?? null };
 }

@@ -8,6 +8,7 @@ import type { AccessPolicy } from '../auth/access.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
+import { applyClientLimits, type ClientLimits } from './limits.js';
 import { identityOf } from './session.js';
 
 export interface RealtimeDeps {
@@ -20,6 +21,7 @@ export interface RealtimeDeps {
   publisher: Publisher;
   /** Rooms with presence; undefined when PRESENCE_ROOMS is empty. */
   presence: PresenceRooms | undefined;
+  limits: ClientLimits & { maxSubscriptions: number };
 }
 
 /**
@@ -30,6 +32,7 @@ export interface RealtimeDeps {
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   io.on('connection', (socket) => {
     deps.metrics.connectionOpened();
+    applyClientLimits(socket, deps.limits);
     const hello: Hello = { replica: deps.replicaId };
     socket.emit(HELLO_EVENT, hello);
     socket.on('disconnect', () => deps.metrics.connectionClosed());
@@ -39,8 +42,13 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
     socket.on('subscribe', (arg: unknown, ack: unknown) =>
       answer(ack, async () => {
         const room = clientRoom(socket, arg);
-        if (!deps.policy.canSubscribe(identityOf(socket), room)) {
+        const identity = identityOf(socket);
+        if (!deps.policy.canSubscribe(identity, room)) {
           throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
+        }
+        if (!socket.rooms.has(room)) {
+          const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+          if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
         }
         const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
         const policy = deps.history?.policyFor(room);

@@ -31,6 +31,8 @@ export interface Route {
 export interface HttpService {
   /** Bodies above this many bytes are refused with 413 before they are buffered. */
   readonly maxBodyBytes: number;
+  /** A request whose body has not fully arrived by then gets 408 and its connection is closed. */
+  readonly requestTimeoutMs: number;
   /** Sent as `x-herald-replica` on every reply. */
   readonly replicaId: string;
   handle(req: Omit<HttpRequest, 'params'>): Promise<HttpReply>;
@@ -56,12 +58,14 @@ export function replyHeaders(replicaId: string): [string, string][] {
 export function createHttpService(opts: {
   routes: readonly Route[];
   maxBodyBytes: number;
+  requestTimeoutMs: number;
   replicaId: string;
   logger: Logger;
 }): HttpService {
   const { routes, logger } = opts;
   return {
     maxBodyBytes: opts.maxBodyBytes,
+    requestTimeoutMs: opts.requestTimeoutMs,
     replicaId: opts.replicaId,
     async handle(req) {
       const onPath = routes.flatMap((route) => {

@@ -5,7 +5,16 @@ import type { RunningTransport, TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
 export function startNodeTransport(opts: TransportOptions): Promise<RunningTransport> {
-  const server = createServer((req, res) => handle(opts, req, res));
+  // Slow or stalled requests (headers or body) get 408 and are closed; Node checks every
+  // connectionsCheckingInterval, so that follows the timeout.
+  const server = createServer(
+    {
+      requestTimeout: opts.http.requestTimeoutMs,
+      headersTimeout: opts.http.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, opts.http.requestTimeoutMs / 2),
+    },
+    (req, res) => handle(opts, req, res),
+  );
   // Attached after our listener: Engine.IO takes /socket.io/ requests and hands the rest to it.
   opts.io.attach(server);
   return new Promise((resolve, reject) => {

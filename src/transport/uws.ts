@@ -51,12 +51,21 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
       tooLarge(true);
       return;
     }
+    // uWS times out idle connections itself, but not a body that trickles in: bound it here.
+    const timer = setTimeout(() => send(errorReply(new HeraldError('request_timeout')), true), opts.http.requestTimeoutMs);
+    res.onAborted(() => {
+      done = true;
+      clearTimeout(timer);
+    });
     res.onData((chunk, isLast) => {
       if (done) return;
+      if (isLast) clearTimeout(timer);
       // The ArrayBuffer is neutered after this callback returns: copy what is kept.
       collector.add(chunk.byteLength, () => Buffer.from(new Uint8Array(chunk)));
-      if (collector.pastCap) tooLarge(true);
-      else if (isLast) collector.overLimit ? tooLarge(false) : dispatch(collector.body());
+      if (collector.pastCap) {
+        clearTimeout(timer);
+        tooLarge(true);
+      } else if (isLast) collector.overLimit ? tooLarge(false) : dispatch(collector.body());
     });
   });
 

@@ -1,0 +1,18 @@
+import { HeraldError } from '../errors.js';
+
+/** Deepest nesting of objects/arrays accepted in published `data`. */
+export const MAX_JSON_DEPTH = 32;
+
+/**
+ * Throws `bad_request` when `value` nests deeper than `max`. Iterative, so hostile input cannot
+ * exhaust the stack, and it stops at the first level too deep.
+ */
+export function assertDepth(value: unknown, max = MAX_JSON_DEPTH): void {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth >= max) throw new HeraldError('bad_request', `"data" nests deeper than ${max} levels.`);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+}

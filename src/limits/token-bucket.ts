@@ -1,0 +1,63 @@
+/**
+ * A token bucket: `rate` tokens a second, holding at most `burst`. `take()` spends one if there is
+ * one. Time is passed in so callers (and tests) decide the clock.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  /** True when the bucket would be full again by `now`: nothing to remember for this key. */
+  idle(now: number): boolean {
+    return this.tokens + ((now - this.last) / 1000) * this.rate >= this.burst;
+  }
+}
+
+/**
+ * One bucket per key (client IP), bounded in memory: full buckets are forgotten on a sweep, and
+ * past `maxKeys` new keys share a single overflow bucket rather than growing the map.
+ */
+export class KeyedLimiter {
+  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly overflow: TokenBucket;
+  private lastSweep: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly maxKeys = 100_000,
+    now = Date.now(),
+  ) {
+    this.overflow = new TokenBucket(rate, burst, now);
+    this.lastSweep = now;
+  }
+
+  take(key: string, now = Date.now()): boolean {
+    if (now - this.lastSweep > 60_000) {
+      for (const [k, b] of this.buckets) if (b.idle(now)) this.buckets.delete(k);
+      this.lastSweep = now;
+    }
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      if (this.buckets.size >= this.maxKeys) return this.overflow.take(now);
+      this.buckets.set(key, (bucket = new TokenBucket(this.rate, this.burst, now)));
+    }
+    return bucket.take(now);
+  }
+}
