@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
-import { connect } from 'node:net';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { rawHttp } from './helpers/raw.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 
 const KEY = 'test-publish-key-0123456789';
@@ -224,15 +224,3 @@ for (const transport of TRANSPORTS) {
   });
 }
 
-/** Writes `request` on a raw TCP connection and resolves with everything read until the server closes it. */
-function rawHttp(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    let out = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => (out += d));
-    socket.on('close', () => resolve(out));
-    socket.on('error', reject);
-    socket.setTimeout(5000, () => socket.destroy(new Error(`no close from server; got: ${out}`)));
-  });
-}

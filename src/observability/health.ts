@@ -25,7 +25,14 @@ export function healthRoutes(deps: { lifecycle: Lifecycle; bus: Bus; metrics: Me
           lifecycle.phase !== 'ready' ? lifecycle.phase : redis === 'down' ? 'redis_unavailable' : 'ready';
         return {
           status: status === 'ready' ? 200 : 503,
-          body: { status, replica: replicaId, redis, ...metrics.snapshot() },
+          body: {
+            status,
+            replica: replicaId,
+            redis,
+            ...metrics.snapshot(),
+            heapUsedBytes: process.memoryUsage().heapUsed,
+            rssBytes: process.memoryUsage.rss(),
+          },
         };
       },
     },
