@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -85,6 +87,7 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
       ['wrong audience', hs256({ sub: 'alice' }, { aud: 'someone-else' }), 'unauthorized'],
       ['wrong issuer', hs256({ sub: 'alice' }, { iss: 'https://evil.example.com' }), 'unauthorized'],
       ['no sub', hs256({}), 'unauthorized'],
+      ['not yet valid (nbf beyond the skew)', hs256({ sub: 'alice', nbf: now() + 600 }), 'unauthorized'],
       ['sub unusable in a room name', hs256({ sub: 'a b' }), 'unauthorized'],
       ['garbage', 'not.a.jwt', 'unauthorized'],
       ['oversized', 'x'.repeat(20_000), 'unauthorized'],
@@ -94,7 +97,7 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
     }
     assert.equal(await refusal(a.url, { token: 42 }), 'unauthorized', 'non-string token');
     const stats = (await getJson(`${a.url}/readyz`)).body;
-    assert.equal(stats.authFailures.unauthorized, 9);
+    assert.equal(stats.authFailures.unauthorized, 10);
     assert.equal(stats.authFailures.token_expired, 1);
     // Expired by less than the clock-skew allowance: accepted.
     assert.equal(await refusal(a.url, { token: await hs256({ sub: 'alice' }, { exp: now() - 1 }) }), 'connected');
@@ -199,7 +202,9 @@ describe('public keys, JWKS, anonymous refusal and origins', () => {
   let ec: { privateKey: CryptoKey; publicKey: CryptoKey };
   let rsaGw: Gateway;
   let jwksGw: Gateway;
+  let remoteJwksGw: Gateway;
   let strictGw: Gateway;
+  let jwksServer: Server;
   const sign = (alg: string, key: CryptoKey | Uint8Array, claims: JWTPayload, kid?: string) =>
     new SignJWT(claims).setProtectedHeader({ alg, ...(kid ? { kid } : {}) }).setExpirationTime(now() + 600).sign(key);
 
@@ -210,15 +215,24 @@ describe('public keys, JWKS, anonymous refusal and origins', () => {
     writeFileSync(jwksFile, JSON.stringify({ keys: [{ ...(await exportJWK(ec.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
     const pem = await exportSPKI(rsa.publicKey);
     writeFileSync(join(dir, 'rsa.pem'), pem);
-    [rsaGw, jwksGw, strictGw] = await Promise.all([
+    // The issuer's JWKS endpoint, served on loopback.
+    jwksServer = createServer((req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(readFileSync(jwksFile));
+    });
+    await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', r));
+    const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+    [rsaGw, jwksGw, remoteJwksGw, strictGw] = await Promise.all([
       startGateway({ env: { JWT_PUBLIC_KEY: join(dir, 'rsa.pem'), PUBLIC_ROOMS: '*' } }),
       startGateway({ env: { JWKS_URL: pathToFileURL(jwksFile).href, PUBLIC_ROOMS: '*' } }),
+      startGateway({ env: { JWKS_URL: jwksUrl, PUBLIC_ROOMS: '*' } }),
       startGateway({ env: { TRANSPORT: 'node', JWT_SECRET: SECRET, CORS_ORIGINS: 'https://app.example.com' } }),
     ]);
-    gateways.push(rsaGw, jwksGw, strictGw);
+    gateways.push(rsaGw, jwksGw, remoteJwksGw, strictGw);
   });
   after(async () => {
     await Promise.all(gateways.map((g) => g.stop()));
+    jwksServer?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -233,6 +247,12 @@ describe('public keys, JWKS, anonymous refusal and origins', () => {
     assert.equal(await refusal(jwksGw.url, { token: await sign('ES256', ec.privateKey, { sub: 'u2' }, 'k1') }), 'connected');
     const stranger = await generateKeyPair('ES256');
     assert.equal(await refusal(jwksGw.url, { token: await sign('ES256', stranger.privateKey, { sub: 'u2' }, 'k1') }), 'unauthorized');
+  });
+
+  it('fetches the JWKS from the issuer URL', async () => {
+    assert.equal(await refusal(remoteJwksGw.url, { token: await sign('ES256', ec.privateKey, { sub: 'u3' }, 'k1') }), 'connected');
+    const stranger = await generateKeyPair('ES256');
+    assert.equal(await refusal(remoteJwksGw.url, { token: await sign('ES256', stranger.privateKey, { sub: 'u3' }, 'k1') }), 'unauthorized');
   });
 
   it('refuses clients without a token when anonymous access is off', async () => {
