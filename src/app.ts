@@ -14,6 +14,9 @@ import { presenceRoutes } from './presence/routes.js';
 import { PresenceRooms } from './realtime/presence-rooms.js';
 import { PatternTable } from './protocol/patterns.js';
 import { HistoryRooms } from './realtime/history-rooms.js';
+import { metricsRoutes, startMetricsServer } from './observability/metrics-http.js';
+import { observeDeliveries } from './realtime/deliveries.js';
+import { SlowConsumers } from './realtime/slow-consumers.js';
 import type { Config, TransportKind } from './config/schema.js';
 import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { healthRoutes } from './observability/health.js';
@@ -85,6 +88,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const io = new Server({
     serveClient: false,
     maxHttpBufferSize: config.clientMaxBytes,
+    // uWS skips a subscriber whose queue is over this in room publishes (the slow-consumer bound).
+    ...({ maxBackpressure: config.slowClientMaxBytes } as object),
     cors: { origin: anyOrigin ? true : [...config.corsOrigins], credentials: true },
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
@@ -106,6 +111,30 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy, allowAnonymous: config.allowAnonymous, logger, metrics });
   const presence = createPresence(config, io, bus, logger);
+  let transport: RunningTransport | undefined;
+  const slow = new SlowConsumers(
+    io,
+    { boundBytes: config.slowClientMaxBytes, graceMs: config.slowClientSeconds * 1000 },
+    () => transport?.kind ?? config.transport,
+    metrics,
+    logger,
+  );
+  metrics.bindLiveState({
+    connectionsByTransport() {
+      const counts: Record<string, number> = {};
+      for (const s of io.of('/').sockets.values()) counts[s.conn.transport.name] = (counts[s.conn.transport.name] ?? 0) + 1;
+      return counts;
+    },
+    rooms: () => io.of('/').adapter.rooms.size - io.of('/').adapter.sids.size,
+    subscriptions() {
+      let n = 0;
+      for (const rooms of io.of('/').adapter.sids.values()) n += rooms.size - 1;
+      return n;
+    },
+    redisUp: () => (bus.kind === 'memory' ? undefined : bus.isReady() ? 1 : 0),
+    phase: () => lifecycle.phase,
+    maxOutboundBytes: () => slow.maxOutboundBytes(),
+  });
   registerRealtime(io, {
     logger,
     metrics,
@@ -115,6 +144,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     publisher,
     presence: presence?.rooms,
     limits: { rate: config.clientRate, burst: config.clientBurst, maxSubscriptions: config.maxSubscriptions },
+    slow,
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
@@ -123,6 +153,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...publishRoutes(publisher, publishAuth),
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
+      ...(config.metricsPort === undefined ? metricsRoutes(metrics, publishAuth) : []),
     ],
     maxBodyBytes: config.publishMaxBytes,
     requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,
@@ -130,16 +161,20 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     logger,
   });
 
-  let transport: RunningTransport | undefined;
   let draining: Promise<void> | undefined;
+  let unobserve: (() => void) | undefined;
+  let metricsServer: { close(): Promise<void> } | undefined;
 
   async function drain(): Promise<void> {
     lifecycle.advance('draining');
     const connections = io.of('/').sockets.size;
     logger.info({ connections, drainSeconds: config.drainSeconds }, 'draining');
     const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
+    slow.close();
     await io.close();
+    unobserve?.();
     transport?.stopListening();
+    await metricsServer?.close();
     await presence?.backend.close();
     await bus.close(BUS_CLOSE_TIMEOUT_MS);
     lifecycle.advance('stopped');
@@ -152,6 +187,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
     async start() {
       transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http }, logger);
+      // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
+      unobserve = observeDeliveries(metrics, slow);
+      if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
       lifecycle.advance('ready');
       return { port: transport.port, transport: transport.kind };
     },

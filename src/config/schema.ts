@@ -71,6 +71,12 @@ export interface Config {
   readonly trustProxy: boolean;
   /** Seconds an HTTP request (headers and body) may take to arrive. @default 10 */
   readonly httpRequestTimeoutSeconds: number;
+  /** Outbound bytes a connection may have queued before messages to it are dropped. @default 1048576 */
+  readonly slowClientMaxBytes: number;
+  /** Seconds a connection may stay over that bound before it is disconnected. @default 10 */
+  readonly slowClientSeconds: number;
+  /** Serve /metrics on this separate port (no auth); unset: on the main port behind the publish keys. */
+  readonly metricsPort: number | undefined;
   /** Rooms with cluster-wide presence, first matching pattern wins. Empty: no presence. */
   readonly presenceRooms: readonly PresenceRule[];
   /** Seconds after which a silent replica's members stop counting. @default 30 */
@@ -473,6 +479,27 @@ export const SETTINGS = [
     doc: 'Seconds an HTTP request (headers and body) may take to arrive; slower ones get 408 and are closed.',
     defaultText: '10',
     parse: integer(1, 600, 10),
+  }),
+  setting({
+    env: 'SLOW_CLIENT_MAX_BYTES',
+    key: 'slowClientMaxBytes',
+    doc: 'Outbound bytes one connection may have queued (uWS `maxBackpressure`; Engine.IO + `ws` buffers on the node transport). Over it, messages to that client are dropped and counted (`herald_slow_consumer_drops_total`).',
+    defaultText: '1048576',
+    parse: integer(16 * 1024, 1024 * 1024 * 1024, 1024 * 1024),
+  }),
+  setting({
+    env: 'SLOW_CLIENT_SECONDS',
+    key: 'slowClientSeconds',
+    doc: 'A client over `SLOW_CLIENT_MAX_BYTES` this long without a break is disconnected (reason `slow_consumer` in the log, `herald_slow_consumer_disconnects_total`).',
+    defaultText: '10',
+    parse: integer(1, 3600, 10),
+  }),
+  setting({
+    env: 'METRICS_PORT',
+    key: 'metricsPort',
+    doc: 'Serve `GET /metrics` on this separate port, without auth (keep it off the public network). Unset: `/metrics` on the main port, behind `PUBLISH_KEYS` like the publish API.',
+    defaultText: '(unset)',
+    parse: (raw) => (raw === undefined || raw === '' ? undefined : integer(1, 65535, 0)(raw)),
   }),
 ] as const;
 

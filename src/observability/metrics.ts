@@ -1,17 +1,25 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
 /**
  * What herald counts, named as domain verbs so transports and services never touch a metrics
- * library. This in-process implementation backs `/readyz`'s body; a Prometheus one can replace it
- * behind the same interface.
+ * library. Backed by prom-client (`GET /metrics`); `snapshot()` feeds `/readyz` and the status page.
  */
 export interface Metrics {
-  connectionOpened(): void;
+  connectionOpened(transport: string): void;
   connectionClosed(): void;
-  /** One publish accepted for `rooms` rooms. */
-  published(rooms: number): void;
+  /** One publish accepted for `rooms` rooms, from `source` (`http`, `client`). */
+  published(rooms: number, source: string): void;
+  /** A broadcast handed to `recipients` local sockets, `latencySeconds` after its publish time. */
+  delivered(recipients: number, latencySeconds: number | undefined): void;
   /** A message could not be handed to Redis; local subscribers still got it. */
   busPublishFailed(): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
+  /** Messages not sent to slow consumers. */
+  slowConsumerDropped(count: number): void;
+  /** A slow consumer was disconnected. */
+  slowConsumerDisconnected(): void;
+  readonly registry: Registry;
   snapshot(): MetricsSnapshot;
 }
 
@@ -19,28 +27,131 @@ export interface MetricsSnapshot {
   connections: number;
   connectionsTotal: number;
   published: number;
+  delivered: number;
   busPublishFailures: number;
   authFailures: Record<string, number>;
+  slowConsumerDrops: number;
+  slowConsumerDisconnects: number;
 }
 
-export function createMetrics(): Metrics {
-  const s: MetricsSnapshot = { connections: 0, connectionsTotal: 0, published: 0, busPublishFailures: 0, authFailures: {} };
+/** State read at scrape time rather than counted on the hot path. */
+export interface LiveState {
+  connectionsByTransport(): Record<string, number>;
+  rooms(): number;
+  subscriptions(): number;
+  redisUp(): number | undefined;
+  phase(): string;
+  maxOutboundBytes(): number;
+}
+
+/** Fan-out latency buckets, seconds: from a millisecond to seconds. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+const PHASES = ['starting', 'ready', 'draining', 'stopped'];
+
+export function createMetrics(): Metrics & { bindLiveState(state: LiveState): void } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'herald_' });
+  const s: MetricsSnapshot = {
+    connections: 0,
+    connectionsTotal: 0,
+    published: 0,
+    delivered: 0,
+    busPublishFailures: 0,
+    authFailures: {},
+    slowConsumerDrops: 0,
+    slowConsumerDisconnects: 0,
+  };
+  let live: LiveState | undefined;
+  const connectionsTotal = new Counter({ name: 'herald_connections_total', help: 'Connections accepted, by transport', labelNames: ['transport'], registers: [registry] });
+  const published = new Counter({ name: 'herald_messages_published_total', help: 'Room messages published through this replica, by source', labelNames: ['source'], registers: [registry] });
+  const delivered = new Counter({ name: 'herald_messages_delivered_total', help: 'Messages handed to local sockets (one per recipient)', registers: [registry] });
+  const latency = new Histogram({
+    name: 'herald_fanout_latency_seconds',
+    help: 'Publish time to hand-off to local sockets, per broadcast',
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const busFailures = new Counter({ name: 'herald_bus_publish_failures_total', help: 'Broadcasts that could not be handed to Redis (local delivery still happened)', registers: [registry] });
+  const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
+  const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
+  const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
+  new Gauge({
+    name: 'herald_connections',
+    help: 'Open connections, by transport',
+    labelNames: ['transport'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [t, n] of Object.entries(live?.connectionsByTransport() ?? {})) this.set({ transport: t }, n);
+    },
+  });
+  new Gauge({ name: 'herald_rooms', help: 'Rooms with at least one local member', registers: [registry], collect() { this.set(live?.rooms() ?? 0); } });
+  new Gauge({ name: 'herald_subscriptions', help: 'Local room memberships (socket-id rooms excluded)', registers: [registry], collect() { this.set(live?.subscriptions() ?? 0); } });
+  new Gauge({
+    name: 'herald_redis_up',
+    help: '1 when the configured Redis is usable, 0 when not (absent without Redis)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const up = live?.redisUp();
+      if (up !== undefined) this.set(up);
+    },
+  });
+  new Gauge({
+    name: 'herald_lifecycle_phase',
+    help: '1 for the current phase (starting, ready, draining, stopped)',
+    labelNames: ['phase'],
+    registers: [registry],
+    collect() {
+      for (const p of PHASES) this.set({ phase: p }, live?.phase() === p ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'herald_outbound_buffer_max_bytes',
+    help: 'Largest outbound buffer of any local connection at the last check',
+    registers: [registry],
+    collect() {
+      this.set(live?.maxOutboundBytes() ?? 0);
+    },
+  });
+
   return {
-    connectionOpened() {
+    registry,
+    bindLiveState(state) {
+      live = state;
+    },
+    connectionOpened(transport) {
       s.connections++;
       s.connectionsTotal++;
+      connectionsTotal.inc({ transport });
     },
     connectionClosed() {
       s.connections--;
     },
-    published(rooms) {
+    published(rooms, source) {
       s.published += rooms;
+      published.inc({ source }, rooms);
+    },
+    delivered(recipients, latencySeconds) {
+      s.delivered += recipients;
+      delivered.inc(recipients);
+      if (latencySeconds !== undefined) latency.observe(latencySeconds);
     },
     busPublishFailed() {
       s.busPublishFailures++;
+      busFailures.inc();
     },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
+      authFailures.inc({ code });
+    },
+    slowConsumerDropped(count) {
+      s.slowConsumerDrops += count;
+      slowDrops.inc(count);
+    },
+    slowConsumerDisconnected() {
+      s.slowConsumerDisconnects++;
+      slowDisconnects.inc();
     },
     snapshot: () => ({ ...s, authFailures: { ...s.authFailures } }),
   };

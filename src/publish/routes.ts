@@ -19,7 +19,7 @@ export function publishRoutes(publisher: Publisher, auth: PublishAuthorizer): Ro
         }
         const request = parsePublishRequest(body);
         scope.assertRooms(request.rooms);
-        const result = await publisher.publish(request);
+        const result = await publisher.publish(request, 'http');
         return { status: 200, body: result };
       },
     },

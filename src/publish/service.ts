@@ -33,12 +33,12 @@ export interface Publisher {
    * the publish fails with `unavailable` and nobody receives it. A multi-room publish that fails
    * may have reached some of its history rooms.
    */
-  publish(req: PublishRequest): Promise<PublishResult>;
+  publish(req: PublishRequest, source: 'http' | 'client'): Promise<PublishResult>;
 }
 
 export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined): Publisher {
   return {
-    async publish(req) {
+    async publish(req, source) {
       const id = randomUUID();
       const ts = Date.now();
       const ids: Record<RoomName, MessageId> = {};
@@ -58,7 +58,7 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
         io.to(room).emit(req.event, req.data, meta);
         ids[room] = id;
       }
-      metrics.published(req.rooms.length);
+      metrics.published(req.rooms.length, source);
       return { id, ts, ids };
     },
   };

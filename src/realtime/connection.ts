@@ -10,6 +10,7 @@ import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
 import { applyClientLimits, type ClientLimits } from './limits.js';
 import { identityOf } from './session.js';
+import type { SlowConsumers } from './slow-consumers.js';
 
 export interface RealtimeDeps {
   logger: Logger;
@@ -22,6 +23,7 @@ export interface RealtimeDeps {
   /** Rooms with presence; undefined when PRESENCE_ROOMS is empty. */
   presence: PresenceRooms | undefined;
   limits: ClientLimits & { maxSubscriptions: number };
+  slow: SlowConsumers;
 }
 
 /**
@@ -31,7 +33,8 @@ export interface RealtimeDeps {
  */
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   io.on('connection', (socket) => {
-    deps.metrics.connectionOpened();
+    deps.metrics.connectionOpened(socket.conn.transport.name);
+    deps.slow.attach(socket);
     applyClientLimits(socket, deps.limits);
     const hello: Hello = { replica: deps.replicaId };
     socket.emit(HELLO_EVENT, hello);
@@ -88,7 +91,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
         const identity = identityOf(socket);
         const refused = request.rooms.filter((r) => !deps.policy.canPublish(identity, r));
         if (refused.length > 0) throw new HeraldError('forbidden', `Not allowed to publish to ${refused.join(', ')}.`);
-        return deps.publisher.publish(request);
+        return deps.publisher.publish(request, 'client');
       })().then(
         (result) => reply(ack, { ok: true, ...result }),
         (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),

@@ -14,10 +14,18 @@ export interface HttpRequest {
   readonly params: Readonly<Record<string, string>>;
 }
 
-/** A JSON reply. */
+/** A reply: JSON unless `contentType` is given, in which case `body` is sent as the string it is. */
 export interface HttpReply {
   readonly status: number;
   readonly body: unknown;
+  readonly contentType?: string;
+}
+
+/** The bytes and headers of a reply, the same on both transports. */
+export function renderReply(reply: HttpReply, replicaId: string): { body: string; headers: [string, string][] } {
+  const headers = replyHeaders(replicaId);
+  if (reply.contentType) headers[0] = ['content-type', reply.contentType];
+  return { body: reply.contentType ? String(reply.body) : JSON.stringify(reply.body), headers };
 }
 
 export interface Route {

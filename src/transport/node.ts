@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { HeraldError } from '../errors.js';
-import { BodyCollector, errorReply, methodHasBody, replyHeaders, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, renderReply, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
@@ -51,10 +51,11 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
   const send = (reply: HttpReply, closeConnection = false) => {
     if (done || res.destroyed) return;
     done = true;
-    for (const [k, v] of replyHeaders(opts.http.replicaId)) res.setHeader(k, v);
+    const { body, headers } = renderReply(reply, opts.http.replicaId);
+    for (const [k, v] of headers) res.setHeader(k, v);
     if (closeConnection) res.setHeader('connection', 'close');
     res.writeHead(reply.status);
-    res.end(JSON.stringify(reply.body));
+    res.end(body);
   };
   const dispatch = (body: Buffer) => {
     opts.http.handle({ ...request, body }).then(send, () => send(errorReply(new HeraldError('internal'))));

@@ -1,6 +1,6 @@
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
-import { BodyCollector, errorReply, methodHasBody, replyHeaders, statusLine, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
@@ -32,10 +32,11 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
     const send = (reply: HttpReply, closeConnection = false) => {
       if (done) return;
       done = true;
+      const { body, headers } = renderReply(reply, opts.http.replicaId);
       res.cork(() => {
         res.writeStatus(statusLine(reply.status));
-        for (const [k, v] of replyHeaders(opts.http.replicaId)) res.writeHeader(k, v);
-        res.end(JSON.stringify(reply.body), closeConnection);
+        for (const [k, v] of headers) res.writeHeader(k, v);
+        res.end(body, closeConnection);
       });
     };
     const dispatch = (body: Buffer) => {
