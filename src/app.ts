@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { instrument } from '@socket.io/admin-ui';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
@@ -17,6 +18,9 @@ import { HistoryRooms } from './realtime/history-rooms.js';
 import { metricsRoutes, startMetricsServer } from './observability/metrics-http.js';
 import { observeDeliveries } from './realtime/deliveries.js';
 import { SlowConsumers } from './realtime/slow-consumers.js';
+import type { LiveState } from './observability/metrics.js';
+import { StatsReporter } from './observability/stats.js';
+import { statusRoutes } from './status/routes.js';
 import type { Config, TransportKind } from './config/schema.js';
 import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { healthRoutes } from './observability/health.js';
@@ -86,7 +90,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
-    serveClient: false,
+    // The status page loads /socket.io/socket.io.js.
+    serveClient: config.statusPage,
     maxHttpBufferSize: config.clientMaxBytes,
     // uWS skips a subscriber whose queue is over this in room publishes (the slow-consumer bound).
     ...({ maxBackpressure: config.slowClientMaxBytes } as object),
@@ -103,6 +108,13 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
   });
   bus.install(io);
+  if (config.adminUiUsername && config.adminUiPasswordHash) {
+    instrument(io, {
+      auth: { type: 'basic', username: config.adminUiUsername, password: config.adminUiPasswordHash },
+      mode: 'production',
+      readonly: true,
+    });
+  }
   const history = createHistory(config, io, bus, logger);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
@@ -119,7 +131,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     metrics,
     logger,
   );
-  metrics.bindLiveState({
+  const live: LiveState = {
     connectionsByTransport() {
       const counts: Record<string, number> = {};
       for (const s of io.of('/').sockets.values()) counts[s.conn.transport.name] = (counts[s.conn.transport.name] ?? 0) + 1;
@@ -134,7 +146,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     redisUp: () => (bus.kind === 'memory' ? undefined : bus.isReady() ? 1 : 0),
     phase: () => lifecycle.phase,
     maxOutboundBytes: () => slow.maxOutboundBytes(),
-  });
+  };
+  metrics.bindLiveState(live);
+  const stats = new StatsReporter({ replicaId: config.replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix: config.redisKeyPrefix });
   registerRealtime(io, {
     logger,
     metrics,
@@ -154,6 +168,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
       ...(config.metricsPort === undefined ? metricsRoutes(metrics, publishAuth) : []),
+      ...(config.statusPage ? statusRoutes(stats) : []),
     ],
     maxBodyBytes: config.publishMaxBytes,
     requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,
@@ -171,6 +186,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     logger.info({ connections, drainSeconds: config.drainSeconds }, 'draining');
     const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
     slow.close();
+    stats.close();
     await io.close();
     unobserve?.();
     transport?.stopListening();

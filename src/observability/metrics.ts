@@ -21,6 +21,8 @@ export interface Metrics {
   slowConsumerDisconnected(): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
+  /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
+  takeLatencyWindow(): number[];
 }
 
 export interface MetricsSnapshot {
@@ -47,6 +49,7 @@ export interface LiveState {
 /** Fan-out latency buckets, seconds: from a millisecond to seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const PHASES = ['starting', 'ready', 'draining', 'stopped'];
+const LATENCY_WINDOW = 10_000;
 
 export function createMetrics(): Metrics & { bindLiveState(state: LiveState): void } {
   const registry = new Registry();
@@ -62,6 +65,8 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     slowConsumerDisconnects: 0,
   };
   let live: LiveState | undefined;
+  let window: number[] = [];
+  let seenInWindow = 0;
   const connectionsTotal = new Counter({ name: 'herald_connections_total', help: 'Connections accepted, by transport', labelNames: ['transport'], registers: [registry] });
   const published = new Counter({ name: 'herald_messages_published_total', help: 'Room messages published through this replica, by source', labelNames: ['source'], registers: [registry] });
   const delivered = new Counter({ name: 'herald_messages_delivered_total', help: 'Messages handed to local sockets (one per recipient)', registers: [registry] });
@@ -135,7 +140,16 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     delivered(recipients, latencySeconds) {
       s.delivered += recipients;
       delivered.inc(recipients);
-      if (latencySeconds !== undefined) latency.observe(latencySeconds);
+      if (latencySeconds !== undefined) {
+        latency.observe(latencySeconds);
+        // Reservoir sample: the status page's p99 without keeping every observation.
+        seenInWindow++;
+        if (window.length < LATENCY_WINDOW) window.push(latencySeconds);
+        else {
+          const i = Math.floor(Math.random() * seenInWindow);
+          if (i < LATENCY_WINDOW) window[i] = latencySeconds;
+        }
+      }
     },
     busPublishFailed() {
       s.busPublishFailures++;
@@ -154,5 +168,11 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       slowDisconnects.inc();
     },
     snapshot: () => ({ ...s, authFailures: { ...s.authFailures } }),
+    takeLatencyWindow() {
+      const w = window;
+      window = [];
+      seenInWindow = 0;
+      return w;
+    },
   };
 }

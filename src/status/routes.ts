@@ -1,0 +1,17 @@
+import type { StatsReporter } from '../observability/stats.js';
+import type { Route } from '../transport/http.js';
+import { STATUS_PAGE_HTML } from './page.js';
+
+/** `GET /` (the status page) and `GET /v1/stats` (its data: this replica and the cluster). */
+export function statusRoutes(stats: StatsReporter): Route[] {
+  return [
+    { method: 'GET', path: '/', handle: () => ({ status: 200, body: STATUS_PAGE_HTML, contentType: 'text/html; charset=utf-8' }) },
+    {
+      method: 'GET',
+      path: '/v1/stats',
+      async handle() {
+        return { status: 200, body: { replica: stats.current().replica, cluster: await stats.cluster() } };
+      },
+    },
+  ];
+}
