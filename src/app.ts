@@ -21,6 +21,8 @@ import { SlowConsumers } from './realtime/slow-consumers.js';
 import type { LiveState } from './observability/metrics.js';
 import { StatsReporter } from './observability/stats.js';
 import { statusRoutes } from './status/routes.js';
+import { startAmqpIngest } from './ingest/amqp.js';
+import { startStreamIngest } from './ingest/redis-streams.js';
 import type { Config, TransportKind } from './config/schema.js';
 import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { healthRoutes } from './observability/health.js';
@@ -176,6 +178,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     logger,
   });
 
+  const ingest: { close(): Promise<void> }[] = [];
   let draining: Promise<void> | undefined;
   let unobserve: (() => void) | undefined;
   let metricsServer: { close(): Promise<void> } | undefined;
@@ -184,6 +187,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     lifecycle.advance('draining');
     const connections = io.of('/').sockets.size;
     logger.info({ connections, drainSeconds: config.drainSeconds }, 'draining');
+    // Stop taking work first: what this replica does not acknowledge goes to the others.
+    await Promise.all(ingest.map((i) => i.close()));
     const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
     slow.close();
     stats.close();
@@ -206,6 +211,33 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
       unobserve = observeDeliveries(metrics, slow);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
+      const common = { publisher, maxBytes: config.publishMaxBytes, metrics, logger };
+      if (config.ingestStreams.length > 0 && config.redisUrl) {
+        ingest.push(
+          startStreamIngest({
+            ...common,
+            redisUrl: config.redisUrl,
+            streams: config.ingestStreams,
+            group: config.ingestGroup,
+            consumer: config.replicaId,
+            batch: config.ingestBatch,
+            claimIdleMs: config.ingestClaimIdleSeconds * 1000,
+          }),
+        );
+      }
+      if (config.amqpUrl) {
+        ingest.push(
+          startAmqpIngest({
+            ...common,
+            url: config.amqpUrl,
+            exchange: config.amqpExchange,
+            exchangeType: config.amqpExchangeType,
+            queue: config.amqpQueue,
+            bindingKeys: config.amqpBindingKeys,
+            prefetch: config.amqpPrefetch,
+          }),
+        );
+      }
       lifecycle.advance('ready');
       return { port: transport.port, transport: transport.kind };
     },

@@ -17,6 +17,8 @@ interface RoomLog {
  */
 export function createMemoryHistory(now: () => number = Date.now): HistoryBackend {
   const rooms = new Map<string, RoomLog>();
+  /** `<room> <dedupe key>` → id and expiry, like the Redis backend's dedupe keys. */
+  const seen = new Map<string, { id: string; expiresAt: number }>();
   let handler: (entry: HistoryEntry) => void = () => {};
   let lastMs = 0;
   let seq = 0;
@@ -53,11 +55,20 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
   const entriesOf = (rows: Row[]) => rows.flatMap((r) => (r.entry ? [r.entry] : []));
 
   return {
-    async publish(room, event, data, policy: HistoryPolicy) {
+    async publish(room, event, data, policy: HistoryPolicy, dedupeKey) {
+      const dedupe = dedupeKey === undefined ? undefined : `${room} ${dedupeKey}`;
+      const prev = dedupe === undefined ? undefined : seen.get(dedupe);
+      if (prev && prev.expiresAt > now()) {
+        return { entry: { id: prev.id, room, event, data, ts: now() }, duplicate: true };
+      }
       const entry: HistoryEntry = { id: nextId(), room, event, data, ts: lastMs };
       append(room, entry, policy);
+      if (dedupe !== undefined) {
+        seen.set(dedupe, { id: entry.id, expiresAt: now() + policy.ttlSeconds * 1000 });
+        if (seen.size > 100_000) for (const [k, v] of seen) if (v.expiresAt <= now()) seen.delete(k);
+      }
       handler(entry);
-      return entry;
+      return { entry, duplicate: false };
     },
     async read(room, since, limit) {
       const rows = live(room)?.rows ?? [];

@@ -9,10 +9,15 @@ import type { HistoryBackend, HistoryEntry } from './types.js';
  * `<id> <json>`, the JSON being what the publisher serialized once.
  */
 const PUBLISH_SCRIPT = `
+if KEYS[2] then
+  local prev = redis.call('GET', KEYS[2])
+  if prev then return {prev, 1} end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[4], id .. ' ' .. ARGV[3])
-return id
+if KEYS[2] then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end
+return {id, 0}
 `;
 
 /** The newest id, or, for a room without history yet, the id of a new position marker (field `g`). */
@@ -57,11 +62,13 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   });
 
   return {
-    async publish(room, event, data, policy) {
+    async publish(room, event, data, policy, dedupeKey) {
       const ts = Date.now();
       const json = JSON.stringify({ room, event, data, ts } satisfies Wire);
-      const id = (await pub.eval(PUBLISH_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds, json, channel)) as string;
-      return { id, room, event, data, ts };
+      // The dedupe key shares the room's hash tag, so the script stays single-slot on a cluster.
+      const keys = dedupeKey === undefined ? [key(room)] : [key(room), `${opts.keyPrefix}-dedupe:{${room}}:${dedupeKey}`];
+      const [id, dup] = (await pub.eval(PUBLISH_SCRIPT, keys.length, ...keys, policy.size, policy.ttlSeconds, json, channel)) as [string, number];
+      return { entry: { id, room, event, data, ts }, duplicate: dup === 1 };
     },
     async read(room, since, limit) {
       if (since !== undefined) {

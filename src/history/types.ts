@@ -41,8 +41,19 @@ export interface HistoryPage {
  * - Entries of one room are delivered to every replica in id order, which is publish order.
  * - Delivery to replicas is at-most-once; `read` recovers what a replica or client missed.
  */
+/** What `publish` did: the entry, and whether it had been published before under the same key. */
+export interface Published {
+  readonly entry: HistoryEntry;
+  /** True when `dedupeKey` was seen before: nothing was appended or broadcast this time. */
+  readonly duplicate: boolean;
+}
+
 export interface HistoryBackend {
-  publish(room: RoomName, event: string, data: unknown, policy: HistoryPolicy): Promise<HistoryEntry>;
+  /**
+   * Appends and broadcasts. With `dedupeKey` (an ingest entry id), a key already published in this
+   * room within the room's TTL is not published again: the first publish's id is returned.
+   */
+  publish(room: RoomName, event: string, data: unknown, policy: HistoryPolicy, dedupeKey?: string): Promise<Published>;
   /** Up to `limit` entries after `since` (exclusive); without `since`, the oldest kept. */
   read(room: RoomName, since: MessageId | undefined, limit: number): Promise<HistoryPage>;
   /**

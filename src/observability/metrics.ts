@@ -19,6 +19,12 @@ export interface Metrics {
   slowConsumerDropped(count: number): void;
   /** A slow consumer was disconnected. */
   slowConsumerDisconnected(): void;
+  /**
+   * An ingest entry from `source` was `delivered` (broadcast, then acknowledged), a `duplicate`
+   * (already published, acknowledged), `rejected` (bad, acknowledged) or `retried` (left for later);
+   * `lagSeconds` from its creation to the broadcast.
+   */
+  ingested(source: string, outcome: 'delivered' | 'duplicate' | 'rejected' | 'retried', lagSeconds?: number): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
   /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
@@ -34,6 +40,7 @@ export interface MetricsSnapshot {
   authFailures: Record<string, number>;
   slowConsumerDrops: number;
   slowConsumerDisconnects: number;
+  ingest: Record<string, number>;
 }
 
 /** State read at scrape time rather than counted on the hot path. */
@@ -63,6 +70,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     authFailures: {},
     slowConsumerDrops: 0,
     slowConsumerDisconnects: 0,
+    ingest: {},
   };
   let live: LiveState | undefined;
   let window: number[] = [];
@@ -80,6 +88,14 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
+  const ingested = new Counter({ name: 'herald_ingest_entries_total', help: 'Ingest entries by source and outcome', labelNames: ['source', 'outcome'], registers: [registry] });
+  const ingestLag = new Histogram({
+    name: 'herald_ingest_lag_seconds',
+    help: 'Entry creation (stream id time, AMQP timestamp) to broadcast',
+    labelNames: ['source'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    registers: [registry],
+  });
   new Gauge({
     name: 'herald_connections',
     help: 'Open connections, by transport',
@@ -167,7 +183,13 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       s.slowConsumerDisconnects++;
       slowDisconnects.inc();
     },
-    snapshot: () => ({ ...s, authFailures: { ...s.authFailures } }),
+    ingested(source, outcome, lagSeconds) {
+      const k = `${source}:${outcome}`;
+      s.ingest[k] = (s.ingest[k] ?? 0) + 1;
+      ingested.inc({ source, outcome });
+      if (lagSeconds !== undefined) ingestLag.observe({ source }, Math.max(0, lagSeconds));
+    },
+    snapshot: () => ({ ...s, authFailures: { ...s.authFailures }, ingest: { ...s.ingest } }),
     takeLatencyWindow() {
       const w = window;
       window = [];

@@ -33,12 +33,18 @@ export interface Publisher {
    * the publish fails with `unavailable` and nobody receives it. A multi-room publish that fails
    * may have reached some of its history rooms.
    */
-  publish(req: PublishRequest, source: 'http' | 'client'): Promise<PublishResult>;
+  /**
+   * `dedupeKey` (ingest): in history rooms, a key already published is not published again
+   * (at-least-once sources become exactly-once there); other rooms ignore it.
+   */
+  publish(req: PublishRequest, source: PublishSource, dedupeKey?: string): Promise<PublishResult>;
 }
+
+export type PublishSource = 'http' | 'client' | 'redis-stream' | 'amqp';
 
 export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined): Publisher {
   return {
-    async publish(req, source) {
+    async publish(req, source, dedupeKey) {
       const id = randomUUID();
       const ts = Date.now();
       const ids: Record<RoomName, MessageId> = {};
@@ -47,8 +53,8 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
         return policy ? [{ room, policy }] : [];
       });
       try {
-        const entries = await Promise.all(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy)));
-        for (const e of entries) ids[e.room] = e.id;
+        const done = await Promise.all(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy, dedupeKey)));
+        for (const { entry } of done) ids[entry.room] = entry.id;
       } catch (err) {
         throw new HeraldError('unavailable', undefined, { cause: err });
       }
