@@ -34,14 +34,26 @@ for (const transport of ['uws', 'node'] as const) {
     let baselineHeap = 0;
     const report: [string, number, Tally][] = [];
 
-    /** After the input, a valid subscribe on the same connection either works or the connection is gone. */
-    const afterwards = async (s: RawSocket, tally: Tally) => {
-      if (s.isOpen()) {
+    /**
+     * After the input, a valid subscribe on the same connection either works, or works once the
+     * namespace is joined again (the input made the client leave it, e.g. `41`), or the connection
+     * is gone. Anything else is a connection left hanging.
+     */
+    const afterwards = async (s: RawSocket, tally: Tally, input = '') => {
+      const subscribeWorks = async () => {
         const id = randomInt(1_000_000, 9_999_999);
         s.send(`42${id}["subscribe","fuzz:after"]`);
-        const ack = await s.next((f) => f.startsWith(`43${id}`), 2000);
-        if (ack) return bump(tally, `answered, still usable`);
+        return (await s.next((f) => f.startsWith(`43${id}`), 2000)) !== undefined;
+      };
+      if (s.isOpen()) {
+        if (await subscribeWorks()) return bump(tally, `answered, still usable`);
         if (!s.isOpen()) return bump(tally, `closed ${await s.closed}`);
+        s.send('40');
+        if ((await s.next((f) => f.startsWith('40{'), 2000)) && (await subscribeWorks())) {
+          return bump(tally, 'left the namespace, usable after joining again');
+        }
+        if (!s.isOpen()) return bump(tally, `closed ${await s.closed}`);
+        console.log(`# ${transport}: open but unresponsive after ${JSON.stringify(input).slice(0, 80)}; frames: ${JSON.stringify(s.frames.slice(1)).slice(0, 300)}`);
         return bump(tally, 'open but unresponsive');
       }
       bump(tally, `closed ${await s.closed}`);
@@ -120,7 +132,7 @@ for (const transport of ['uws', 'node'] as const) {
         packets.map((p) => async () => {
           const s = await rawSocket(gw.url, { connect: true, headers: { 'x-forwarded-for': someIp() } });
           s.send(p);
-          await afterwards(s, tally);
+          await afterwards(s, tally, p);
           s.close();
         }),
         tally,
