@@ -54,7 +54,7 @@ export interface HeraldApp {
 function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
-    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, logger })
+    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
     : createMemoryHistory();
   const policies = new PatternTable(
     config.historyRooms.map((r) => ({
@@ -88,7 +88,9 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
-  const bus = createBus({ redisUrl: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger, metrics });
+  const target =
+    config.redisClusterNodes.length > 0 ? { clusterNodes: config.redisClusterNodes } : config.redisUrl ? { url: config.redisUrl } : undefined;
+  const bus = createBus({ target, mode: config.redisMode, keyPrefix: config.redisKeyPrefix, logger, metrics });
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
@@ -148,6 +150,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     redisUp: () => (bus.kind === 'memory' ? undefined : bus.isReady() ? 1 : 0),
     phase: () => lifecycle.phase,
     maxOutboundBytes: () => slow.maxOutboundBytes(),
+    redisMessagesReceived: () => (bus.kind === 'memory' ? undefined : bus.messagesReceived()),
   };
   metrics.bindLiveState(live);
   const stats = new StatsReporter({ replicaId: config.replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix: config.redisKeyPrefix });
@@ -161,6 +164,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     presence: presence?.rooms,
     limits: { rate: config.clientRate, burst: config.clientBurst, maxSubscriptions: config.maxSubscriptions },
     slow,
+    bus,
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({

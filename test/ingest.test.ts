@@ -257,7 +257,7 @@ describe('dedupe keys in history rooms (what makes re-delivered ingest entries a
         const [pub, sub] = [new Redis(redis.url), new Redis(redis.url)];
         clients.push(pub, sub);
         const keyPrefix = `t${randomBytes(3).toString('hex')}`;
-        backend = createRedisHistory({ pub, sub, keyPrefix, logger: pino({ level: 'silent' }) });
+        backend = createRedisHistory({ pub, sub, keyPrefix, sharded: false, logger: pino({ level: 'silent' }) });
         await waitFor('the history channel subscribed', async () => ((await pub.pubsub('NUMSUB', `${keyPrefix}-history#`)) as [string, number])[1] === 1);
       } else {
         backend = createMemoryHistory();

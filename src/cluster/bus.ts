@@ -1,11 +1,12 @@
-import { createAdapter } from '@socket.io/redis-adapter';
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Server } from 'socket.io';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { RoomName } from '../protocol/rooms.js';
 import { guardFireAndForget } from './guard.js';
-import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair } from './redis.js';
+import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair, type RedisTarget } from './redis.js';
 
-export type BusKind = 'memory' | 'redis';
+export type BusKind = 'memory' | 'redis' | 'sharded';
 
 /**
  * How replicas share rooms and broadcasts. The bus never sees clients: it only installs a
@@ -14,13 +15,22 @@ export type BusKind = 'memory' | 'redis';
  * Guarantees: at-most-once between replicas (Redis pub/sub). Local delivery never depends on the
  * bus: while Redis is down, a publish still reaches this replica's subscribers, and the lost
  * cross-replica copy is counted in `Metrics.busPublishFailed`.
+ * `sharded`: a replica subscribes to a room's channel only while it has a local member there, so
+ * its Redis traffic follows its own rooms, not the cluster's.
  */
 export interface Bus {
   readonly kind: BusKind;
-  /** The Redis connections, for other Redis-backed parts (history); undefined for `memory`. */
+  /** The Redis connections, for other Redis-backed parts (history, presence); undefined for `memory`. */
   readonly redis: RedisPair | undefined;
   /** Installs the adapter on `io`. Call once, before clients connect. */
   install(io: Server): void;
+  /**
+   * Resolves once this replica hears `room`'s broadcasts from Redis (sharded: its shard channel is
+   * subscribed). Call after a join, before telling the client it is subscribed.
+   */
+  awaitRoom(room: RoomName): Promise<void>;
+  /** Redis messages this replica received (every channel), for the per-replica traffic metric. */
+  messagesReceived(): number;
   /** False while a configured Redis is unreachable; readiness reports it. */
   isReady(): boolean;
   /** Releases connections, bounded by `timeoutMs`. Idempotent. */
@@ -28,33 +38,55 @@ export interface Bus {
 }
 
 export interface BusOptions {
-  redisUrl: string | undefined;
+  target: RedisTarget | undefined;
+  mode: 'classic' | 'sharded';
   keyPrefix: string;
   logger: Logger;
   metrics: Metrics;
 }
 
 export function createBus(opts: BusOptions): Bus {
-  if (opts.redisUrl === undefined) {
-    return { kind: 'memory', redis: undefined, install: () => {}, isReady: () => true, close: async () => {} };
+  if (opts.target === undefined) {
+    return {
+      kind: 'memory',
+      redis: undefined,
+      install: () => {},
+      awaitRoom: async () => {},
+      messagesReceived: () => 0,
+      isReady: () => true,
+      close: async () => {},
+    };
   }
   const { logger, metrics } = opts;
-  const pair = createRedisPair(opts.redisUrl, logger);
+  const pair = createRedisPair(opts.target, logger);
   const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
   const onFailure = (command: string, err: Error) => {
-    if (command === 'publish') metrics.busPublishFailed();
+    if (command === 'publish' || command === 'spublish') metrics.busPublishFailed();
     if (failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
   };
+  let received = 0;
+  for (const event of ['messageBuffer', 'pmessageBuffer', 'smessageBuffer']) pair.sub.on(event, () => received++);
+  const sharded = opts.mode === 'sharded';
   return {
-    kind: 'redis',
+    kind: sharded ? 'sharded' : 'redis',
     redis: pair,
     install(io) {
+      const pub = guardFireAndForget(pair.pub, onFailure);
+      const sub = guardFireAndForget(pair.sub, onFailure);
       io.adapter(
-        createAdapter(guardFireAndForget(pair.pub, onFailure), guardFireAndForget(pair.sub, onFailure), {
-          key: opts.keyPrefix,
-        }),
+        sharded
+          ? createShardedAdapter(pub, sub, { channelPrefix: opts.keyPrefix, subscriptionMode: 'dynamic' })
+          : createAdapter(pub, sub, { key: opts.keyPrefix }),
       );
     },
+    async awaitRoom(room) {
+      // Rooms that look like socket ids stay on the adapter's main channel (always subscribed).
+      if (!sharded || /^[a-zA-Z0-9_-]{20}$/.test(room)) return;
+      // The adapter subscribed this room's channel on its creation without waiting; the same
+      // SSUBSCRIBE again travels the same shard connection, so its answer follows the first one.
+      await pair.sub.ssubscribe(`${opts.keyPrefix}#/#${room}#`).catch(() => {});
+    },
+    messagesReceived: () => received,
     isReady: () => pair.isReady(),
     close: (timeoutMs) => pair.close(timeoutMs),
   };

@@ -4,7 +4,7 @@
  * This wraps a client so those commands report failures to `onFailure` and resolve instead.
  * Every other property passes through untouched.
  */
-const GUARDED_COMMANDS = new Set(['publish', 'subscribe', 'psubscribe', 'unsubscribe', 'punsubscribe']);
+const GUARDED_COMMANDS = new Set(['publish', 'subscribe', 'psubscribe', 'unsubscribe', 'punsubscribe', 'spublish', 'ssubscribe', 'sunsubscribe']);
 
 export type CommandFailure = (command: string, err: Error) => void;
 

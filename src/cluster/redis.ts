@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { throttle, type Logger } from '../observability/logger.js';
 
 /** Reconnect delay grows with attempts and is capped, so a long outage costs one try every 2 s. */
@@ -20,8 +20,14 @@ const COMMON: RedisOptions = {
 const PUB_OPTIONS: RedisOptions = { ...COMMON, enableOfflineQueue: false, maxRetriesPerRequest: 1 };
 const SUB_OPTIONS: RedisOptions = { ...COMMON, maxRetriesPerRequest: null };
 
+/** A standalone Redis or a Redis Cluster: both speak the same commands through ioredis. */
+export type RedisClient = Redis | Cluster;
+
+/** Where Redis is: one server, or the seed nodes of a cluster. */
+export type RedisTarget = { url: string } | { clusterNodes: readonly string[] };
+
 /** Attaches the listeners every herald Redis client needs: errors logged (throttled), never thrown. */
-export function watchClient(client: Redis, name: string, logger: Logger): void {
+export function watchClient(client: RedisClient, name: string, logger: Logger): void {
   const errorLog = throttle(ERROR_LOG_INTERVAL_MS);
   let wasReady = false;
   client.on('error', (err: Error) => {
@@ -39,17 +45,20 @@ export function watchClient(client: Redis, name: string, logger: Logger): void {
 }
 
 export interface RedisPair {
-  readonly pub: Redis;
-  readonly sub: Redis;
+  readonly pub: RedisClient;
+  readonly sub: RedisClient;
+  readonly cluster: boolean;
   /** True while both connections are usable. */
   isReady(): boolean;
   /** Quits both clients, forcing a disconnect after `timeoutMs`. Idempotent. */
   close(timeoutMs: number): Promise<void>;
 }
 
-export function createRedisPair(url: string, logger: Logger): RedisPair {
-  const pub = new Redis(url, PUB_OPTIONS);
-  const sub = new Redis(url, SUB_OPTIONS);
+export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair {
+  const [pub, sub] =
+    'url' in target
+      ? [new Redis(target.url, PUB_OPTIONS), new Redis(target.url, SUB_OPTIONS)]
+      : [createCluster(target.clusterNodes, PUB_OPTIONS, false), createCluster(target.clusterNodes, SUB_OPTIONS, true)];
   watchClient(pub, 'pub', logger);
   watchClient(sub, 'sub', logger);
   // ioredis reports `ready` before its automatic resubscribe has been answered. A PING sent after
@@ -70,6 +79,7 @@ export function createRedisPair(url: string, logger: Logger): RedisPair {
   return {
     pub,
     sub,
+    cluster: !('url' in target),
     isReady: () => pub.status === 'ready' && sub.status === 'ready' && subscribed,
     close(timeoutMs) {
       closing ??= Promise.all([quitBounded(pub, timeoutMs), quitBounded(sub, timeoutMs)]).then(() => undefined);
@@ -78,7 +88,36 @@ export function createRedisPair(url: string, logger: Logger): RedisPair {
   };
 }
 
-async function quitBounded(client: Redis, timeoutMs: number): Promise<void> {
+/**
+ * An ioredis Cluster from seed URLs. Credentials and TLS come from the URLs (`rediss://` for
+ * Azure Cache for Redis); `dnsLookup` keeps the host names TLS certificates are issued for;
+ * the subscriber uses one connection per shard for SSUBSCRIBE.
+ */
+function createCluster(urls: readonly string[], options: RedisOptions, subscriber: boolean): Cluster {
+  const first = new URL(urls[0]!);
+  const clusterOptions: ClusterOptions = {
+    redisOptions: {
+      ...options,
+      username: first.username ? decodeURIComponent(first.username) : undefined,
+      password: first.password ? decodeURIComponent(first.password) : undefined,
+      tls: first.protocol === 'rediss:' ? { servername: first.hostname } : undefined,
+    },
+    enableOfflineQueue: options.enableOfflineQueue ?? true,
+    clusterRetryStrategy: (attempt) => Math.min(attempt * 100, RECONNECT_MAX_DELAY_MS),
+    dnsLookup: (address, callback) => callback(null, address),
+    slotsRefreshTimeout: 2000,
+    shardedSubscribers: subscriber,
+  };
+  return new Cluster(
+    urls.map((u) => {
+      const url = new URL(u);
+      return { host: url.hostname, port: Number(url.port) };
+    }),
+    clusterOptions,
+  );
+}
+
+async function quitBounded(client: RedisClient, timeoutMs: number): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
     client.disconnect();

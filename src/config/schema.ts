@@ -17,6 +17,10 @@ export interface Config {
   readonly transport: TransportKind;
   /** Redis URL (redis:// or rediss://). Unset: single node, in-memory adapter. */
   readonly redisUrl: string | undefined;
+  /** `classic` (pub/sub, every replica hears everything) or `sharded` (SPUBLISH/SSUBSCRIBE per room). @default "classic" */
+  readonly redisMode: 'classic' | 'sharded';
+  /** Redis Cluster seed nodes (redis:// or rediss:// URLs); set instead of REDIS_URL. */
+  readonly redisClusterNodes: readonly string[];
   /** Channel prefix shared with the redis-adapter and @socket.io/redis-emitter. @default "socket.io" */
   readonly redisKeyPrefix: string;
   /** Bearer keys accepted by the publish and history APIs. Empty: loopback-only publishing. */
@@ -216,6 +220,39 @@ export const SETTINGS = [
         throw new Error(`must start with redis:// or rediss://, got "${url.protocol}//"`);
       }
       return raw;
+    },
+  }),
+  setting({
+    env: 'REDIS_MODE',
+    key: 'redisMode',
+    doc: '`classic`: the Redis adapter over pub/sub, every replica receives every broadcast. `sharded`: the sharded adapter over Redis 7 `SPUBLISH`/`SSUBSCRIBE`, a replica subscribes to a room\'s channel only while it has a member there (works on one Redis 7 too). Required with `REDIS_CLUSTER_NODES`.',
+    defaultText: 'classic',
+    parse: (raw, env) => {
+      const mode = oneOf(['classic', 'sharded'] as const, 'classic')(raw);
+      if (env.REDIS_CLUSTER_NODES && mode !== 'sharded') throw new Error('must be sharded with REDIS_CLUSTER_NODES');
+      return mode;
+    },
+  }),
+  setting({
+    env: 'REDIS_CLUSTER_NODES',
+    key: 'redisClusterNodes',
+    doc: 'Redis Cluster seed nodes, comma-separated `redis://[:password@]host:port` (or `rediss://` for TLS, e.g. Azure Cache for Redis with clustering: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Set instead of `REDIS_URL`.',
+    defaultText: '(unset)',
+    parse: (raw, env) => {
+      const nodes = list(raw);
+      if (nodes.length > 0 && env.REDIS_URL) throw new Error('and REDIS_URL are exclusive: set one');
+      for (const n of nodes) {
+        let url: URL | undefined;
+        try {
+          url = new URL(n);
+        } catch {
+          url = undefined;
+        }
+        if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.port) {
+          throw new Error(`has "${n}": use redis://host:port or rediss://:password@host:port`);
+        }
+      }
+      return Object.freeze(nodes);
     },
   }),
   setting({
@@ -566,7 +603,7 @@ export const SETTINGS = [
     defaultText: '(unset)',
     parse: (raw, env) => {
       const streams = list(raw);
-      if (streams.length > 0 && !env.REDIS_URL) throw new Error('needs REDIS_URL');
+      if (streams.length > 0 && !env.REDIS_URL) throw new Error('needs REDIS_URL (a non-cluster Redis)');
       return Object.freeze(streams);
     },
   }),

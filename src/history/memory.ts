@@ -83,6 +83,8 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
     onEntry(h) {
       handler = h;
     },
+    watch: () => Promise.resolve(),
+    unwatch: () => {},
     async close() {
       rooms.clear();
     },

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cluster/redis.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { HistoryBackend, HistoryEntry } from './types.js';
@@ -15,7 +15,7 @@ if KEYS[2] then
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'm', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[4], id .. ' ' .. ARGV[3])
+redis.call(ARGV[5], ARGV[4], id .. ' ' .. ARGV[3])
 if KEYS[2] then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end
 return {id, 0}
 `;
@@ -38,28 +38,42 @@ interface Wire {
 
 export interface RedisHistoryOptions {
   /** Commands (script, XRANGE). */
-  pub: Redis;
+  pub: RedisClient;
   /** A subscriber connection (ioredis resubscribes after reconnects). */
-  sub: Redis;
+  sub: RedisClient;
   keyPrefix: string;
+  /**
+   * Sharded: each room has its own shard channel (in the slot of its stream, so the script stays
+   * single-slot), SPUBLISHed and SSUBSCRIBEd only while this replica has members there.
+   * Classic: one channel every replica subscribes to.
+   */
+  sharded: boolean;
   logger: Logger;
 }
 
 export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
-  const { pub, sub, logger } = opts;
+  const { pub, sub, logger, sharded } = opts;
   const channel = `${opts.keyPrefix}-history#`;
+  const roomChannel = (room: string) => (sharded ? `${opts.keyPrefix}-history#{${room}}` : channel);
   // Braces make every key of one room hash to one Redis Cluster slot.
   const key = (room: string) => `${opts.keyPrefix}-history:{${room}}`;
   let handler: (entry: HistoryEntry) => void = () => {};
   const badMessageLog = throttle(10_000);
 
-  sub.subscribe(channel).catch((err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'));
-  sub.on('message', (ch: string, message: string) => {
-    if (ch !== channel) return;
+  const onMessage = (ch: string, message: string) => {
+    if (sharded ? !ch.startsWith(channel) : ch !== channel) return;
     const entry = decode(message);
     if (entry) handler(entry);
-    else if (badMessageLog.due()) logger.warn({ channel }, 'ignored a malformed history message');
-  });
+    else if (badMessageLog.due()) logger.warn({ channel: ch }, 'ignored a malformed history message');
+  };
+  /** Sharded: rooms whose channel this replica subscribes to, with the SSUBSCRIBE in flight or done. */
+  const watched = new Map<string, Promise<void>>();
+  if (sharded) {
+    sub.on('smessage', onMessage);
+  } else {
+    sub.subscribe(channel).catch((err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'));
+    sub.on('message', onMessage);
+  }
 
   return {
     async publish(room, event, data, policy, dedupeKey) {
@@ -67,7 +81,9 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
       const json = JSON.stringify({ room, event, data, ts } satisfies Wire);
       // The dedupe key shares the room's hash tag, so the script stays single-slot on a cluster.
       const keys = dedupeKey === undefined ? [key(room)] : [key(room), `${opts.keyPrefix}-dedupe:{${room}}:${dedupeKey}`];
-      const [id, dup] = (await pub.eval(PUBLISH_SCRIPT, keys.length, ...keys, policy.size, policy.ttlSeconds, json, channel)) as [string, number];
+      const [id, dup] = (await pub.eval(
+        PUBLISH_SCRIPT, keys.length, ...keys, policy.size, policy.ttlSeconds, json, roomChannel(room), sharded ? 'SPUBLISH' : 'PUBLISH',
+      )) as [string, number];
       return { entry: { id, room, event, data, ts }, duplicate: dup === 1 };
     },
     async read(room, since, limit) {
@@ -91,6 +107,25 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
     },
     onEntry(h) {
       handler = h;
+    },
+    watch(room) {
+      if (!sharded) return Promise.resolve();
+      let p = watched.get(room);
+      if (!p) {
+        p = sub.ssubscribe(roomChannel(room)).then(
+          () => undefined,
+          (err: Error) => {
+            watched.delete(room);
+            throw err;
+          },
+        );
+        watched.set(room, p);
+      }
+      return p;
+    },
+    unwatch(room) {
+      if (!sharded || !watched.delete(room)) return;
+      sub.sunsubscribe(roomChannel(room)).catch(() => {});
     },
     async close() {},
   };

@@ -64,5 +64,12 @@ export interface HistoryBackend {
   position(room: RoomName, policy: HistoryPolicy): Promise<MessageId>;
   /** Registers the one receiver of every entry published by any replica. */
   onEntry(handler: (entry: HistoryEntry) => void): void;
+  /**
+   * Starts receiving `room`'s entries, when receiving is per room (sharded Redis); resolves once
+   * they will arrive. Idempotent; a no-op where every replica receives every room.
+   */
+  watch(room: RoomName): Promise<void>;
+  /** Stops receiving `room`'s entries (its last local member left). */
+  unwatch(room: RoomName): void;
   close(): Promise<void>;
 }

@@ -51,6 +51,8 @@ export interface LiveState {
   redisUp(): number | undefined;
   phase(): string;
   maxOutboundBytes(): number;
+  /** Messages this replica received from Redis; undefined without Redis. */
+  redisMessagesReceived(): number | undefined;
 }
 
 /** Fan-out latency buckets, seconds: from a millisecond to seconds. */
@@ -125,6 +127,18 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     registers: [registry],
     collect() {
       for (const p of PHASES) this.set({ phase: p }, live?.phase() === p ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'herald_redis_messages_received_total',
+    help: 'Pub/sub messages this replica received from Redis (classic: every broadcast; sharded: only its rooms)',
+    registers: [registry],
+    collect() {
+      const n = live?.redisMessagesReceived();
+      if (n !== undefined) {
+        this.reset();
+        this.inc(n);
+      }
     },
   });
   new Gauge({

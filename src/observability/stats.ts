@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cluster/redis.js';
 import type { LiveState, Metrics } from './metrics.js';
 
 /** How often each replica computes and shares its numbers. */
@@ -31,7 +31,7 @@ export class StatsReporter {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly opts: { replicaId: string; metrics: Metrics; live: LiveState; redis: Redis | undefined; keyPrefix: string },
+    private readonly opts: { replicaId: string; metrics: Metrics; live: LiveState; redis: RedisClient | undefined; keyPrefix: string },
   ) {
     const snap = opts.metrics.snapshot();
     this.prev = { at: Date.now(), delivered: snap.delivered, published: snap.published };

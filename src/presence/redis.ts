@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cluster/redis.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Member, PresenceBackend } from './types.js';
 import { summarize } from './types.js';
@@ -10,7 +10,7 @@ const ROOM_KEY_TTL_SECONDS = 24 * 3600;
 const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 export interface RedisPresenceOptions {
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   replicaId: string;
   ttlSeconds: number;
@@ -72,11 +72,18 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
     },
     async resync(members) {
       await beat();
-      const pipeline = redis.pipeline();
+      // One MULTI per room: each touches a single key, so it also works on a Redis Cluster.
+      const byRoom = new Map<string, Record<string, string>>();
       for (const [room, m] of members) {
-        pipeline.hset(roomKey(room), self + m.client, m.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS);
+        const fields = byRoom.get(room) ?? {};
+        fields[self + m.client] = m.user ?? '';
+        byRoom.set(room, fields);
       }
-      await pipeline.exec().catch(report);
+      await Promise.all(
+        [...byRoom].map(([room, fields]) =>
+          redis.multi().hset(roomKey(room), fields).expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec().catch(report),
+        ),
+      );
     },
     async close() {
       clearInterval(heartbeat);

@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, type Hello, type SubscribeAck } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
+import type { Bus } from '../cluster/bus.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
@@ -24,6 +25,7 @@ export interface RealtimeDeps {
   presence: PresenceRooms | undefined;
   limits: ClientLimits & { maxSubscriptions: number };
   slow: SlowConsumers;
+  bus: Bus;
 }
 
 /**
@@ -56,7 +58,10 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
         const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
         const policy = deps.history?.policyFor(room);
         if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
+        const isNew = !socket.nsp.adapter.rooms.has(room);
         await socket.join(room);
+        // Sharded mode: the ack promises delivery, so the room's shard channel must be live first.
+        if (isNew) await deps.bus.awaitRoom(room);
         // `since` on a room without history: nothing can be recovered.
         return since === undefined ? { room } : { room, recovered: false };
       }),

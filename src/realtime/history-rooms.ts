@@ -35,6 +35,10 @@ export class HistoryRooms {
     private readonly policies: PatternTable<HistoryPolicy>,
   ) {
     backend.onEntry((entry) => this.deliver(entry));
+    const adapter = io.of('/').adapter;
+    adapter.on('delete-room', (room: RoomName) => {
+      if (this.policyFor(room)) backend.unwatch(room);
+    });
   }
 
   policyFor(room: RoomName): HistoryPolicy | undefined {
@@ -53,6 +57,8 @@ export class HistoryRooms {
     const catchup: Catchup = { phase: 'replaying', buffer: [] };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
+    // Live entries must be arriving before history is read, or one published in between is lost.
+    await this.backend.watch(room).catch(() => {});
     const stillWanted = () => socket.connected && socket.rooms.has(room) && this.catchups.get(room)?.get(socket.id) === catchup;
 
     let mark: MessageId | undefined;
