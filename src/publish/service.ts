@@ -7,6 +7,9 @@ import type { HistoryRooms } from '../realtime/history-rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
 
+/** Socket.IO packet type of an event (socket.io-parser's PacketType.EVENT). */
+const SOCKET_IO_EVENT = 2;
+
 /** Most rooms one publish may name. */
 export const PUBLISH_MAX_ROOMS = 100;
 
@@ -58,10 +61,14 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
       } catch (err) {
         throw new HeraldError('unavailable', undefined, { cause: err });
       }
+      const adapter = io.of('/').adapter;
       for (const room of req.rooms) {
         if (ids[room] !== undefined) continue;
         const meta: MessageMeta = { room, id, ts };
-        io.to(room).emit(req.event, req.data, meta);
+        // What io.to(room).emit() does, but awaited: the sharded (cluster) adapter publishes
+        // asynchronously, and answering only once the message is in Redis keeps one publisher's
+        // messages in order even when its requests land on different replicas.
+        await adapter.broadcast({ type: SOCKET_IO_EVENT, data: [req.event, req.data, meta], nsp: '/' }, { rooms: new Set([room]), except: new Set() });
         ids[room] = id;
       }
       metrics.published(req.rooms.length, source);
