@@ -1,0 +1,51 @@
+/** Messages between the harness coordinator and its client processes. */
+export type WorkerCommand =
+  | {
+      cmd: 'open';
+      urls: string[];
+      count: number;
+      rooms: string[];
+      /** Where in `rooms` this worker's first connection starts, so rooms spread over workers. */
+      roomOffset: number;
+      localAddresses: string[];
+      auth?: object;
+      /** `seq`: parse every event, check sequence numbers; `count`: count, parse one in `sampleEvery`. */
+      track: 'seq' | 'count';
+      sampleEvery: number;
+      concurrency: number;
+    }
+  | { cmd: 'report' }
+  | { cmd: 'drop'; every: number; phase: number; concurrency: number }
+  | { cmd: 'churn'; urls: string[]; rooms: string[]; localAddresses: string[]; cycles: number; concurrency: number }
+  | { cmd: 'close' };
+
+export interface ConnectionReport {
+  room: string;
+  received: number;
+  /** Distinct sequence numbers received. */
+  unique: number;
+  duplicates: number;
+  reconnects: number;
+  recovered: number;
+  unrecovered: number;
+}
+
+export interface WorkerReport {
+  cmd: 'report';
+  connected: number;
+  failedConnects: number;
+  /** Events received since the last report. */
+  delivered: number;
+  /** Latency samples (ms) since the last report. */
+  samples: number[];
+  perConnection: ConnectionReport[];
+}
+
+export type WorkerReply =
+  | { cmd: 'ready' }
+  | { cmd: 'opened'; connected: number; failedConnects: number }
+  | WorkerReport
+  | { cmd: 'dropped'; count: number }
+  | { cmd: 'churned'; ok: number; failed: number; ms: number }
+  | { cmd: 'closed' }
+  | { cmd: 'error'; message: string };

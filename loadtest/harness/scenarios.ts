@@ -1,0 +1,204 @@
+/**
+ * The k6 scenarios (loadtest/k6/) as Node code that runs here: same wire protocol module, same
+ * shapes of load, results as plain objects for the report.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ConnectionReport, WorkerReport } from './protocol.js';
+import { publishAtRate, type PublishTarget } from './publisher.js';
+import { loopbackAddresses, type Workers } from './workers.js';
+
+export interface Target extends PublishTarget {
+  /** Resident memory of the server processes, for per-connection cost; optional. */
+  rss?: () => Promise<number>;
+}
+
+export interface Latency {
+  samples: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+export function percentiles(samples: number[]): Latency {
+  const s = [...samples].sort((a, b) => a - b);
+  const q = (p: number) => (s.length === 0 ? NaN : s[Math.min(s.length - 1, Math.floor(p * s.length))]!);
+  return { samples: s.length, p50: q(0.5), p95: q(0.95), p99: q(0.99), max: s.at(-1) ?? NaN };
+}
+
+const ADDRESSES = loopbackAddresses(16);
+
+/** Splits `total` connections over the workers and opens them. */
+async function openAll(workers: Workers, target: Target, total: number, rooms: string[], track: 'seq' | 'count', sampleEvery = 1) {
+  const per = Math.ceil(total / workers.size);
+  const opened = await workers.all(
+    (i) => ({
+      cmd: 'open',
+      urls: target.urls,
+      count: Math.max(0, Math.min(per, total - i * per)),
+      rooms,
+      roomOffset: i * per,
+      localAddresses: ADDRESSES,
+      track,
+      sampleEvery,
+      concurrency: 100,
+    }),
+    'opened',
+  );
+  return { connected: opened.reduce((a, o) => a + o.connected, 0), failed: opened.reduce((a, o) => a + o.failedConnects, 0) };
+}
+
+function merge(reports: WorkerReport[]) {
+  return {
+    delivered: reports.reduce((a, r) => a + r.delivered, 0),
+    samples: reports.flatMap((r) => r.samples),
+    connections: reports.flatMap((r) => r.perConnection),
+  };
+}
+
+/** Waits until delivery stops growing (the tail has drained), bounded. */
+async function settle(workers: Workers, expected: number, maxMs = 10_000): Promise<WorkerReport[]> {
+  const deadline = Date.now() + maxMs;
+  let last = -1;
+  let reports: WorkerReport[] = [];
+  let delivered = 0;
+  for (;;) {
+    const now = await workers.reports();
+    reports = reports.length === 0 ? now : reports.map((r, i) => ({ ...now[i]!, delivered: r.delivered + now[i]!.delivered, samples: r.samples.concat(now[i]!.samples) }));
+    delivered = reports.reduce((a, r) => a + r.delivered, 0);
+    if (delivered >= expected || delivered === last || Date.now() > deadline) return reports;
+    last = delivered;
+    await delay(250);
+  }
+}
+
+/** Missing and duplicate messages over all connections, against what each room accepted. */
+function accounting(connections: ConnectionReport[], accepted: Record<string, number>) {
+  let missing = 0;
+  let duplicates = 0;
+  for (const c of connections) {
+    missing += Math.max(0, (accepted[c.room] ?? 0) - c.unique);
+    duplicates += c.duplicates;
+  }
+  return { missing, duplicates };
+}
+
+/** `fanout-latency`: N subscribers in one room, a publisher at a fixed rate; end-to-end latency, missing, duplicates. */
+export async function fanoutLatency(workers: Workers, target: Target, o: { subscribers: number; rate: number; seconds: number }) {
+  const room = `load:fanout-${Date.now()}`;
+  const open = await openAll(workers, target, o.subscribers, [room], 'seq');
+  await workers.reports();
+  const pub = await publishAtRate(target, [room], o.rate, o.seconds);
+  const expected = (pub.accepted[room] ?? 0) * open.connected;
+  const m = merge(await settle(workers, expected));
+  await workers.all(() => ({ cmd: 'close' }), 'closed');
+  return {
+    scenario: 'fanout-latency',
+    subscribers: open.connected,
+    failedConnects: open.failed,
+    rate: o.rate,
+    published: pub.accepted[room] ?? 0,
+    publishFailures: pub.failed,
+    delivered: m.delivered,
+    expected,
+    ...accounting(m.connections, pub.accepted),
+    latencyMs: percentiles(m.samples),
+  };
+}
+
+/** `throughput`: rising publish rate over many rooms, deliveries/s and latency per step, up to saturation. */
+export async function throughput(
+  workers: Workers,
+  target: Target,
+  o: { rooms: number; subscribersPerRoom: number; rates: number[]; secondsPerStep: number; sampleEvery?: number },
+) {
+  const rooms = Array.from({ length: o.rooms }, (_, i) => `load:tp-${Date.now()}-${i}`);
+  const open = await openAll(workers, target, o.rooms * o.subscribersPerRoom, rooms, 'count', o.sampleEvery ?? 50);
+  const steps = [];
+  for (const rate of o.rates) {
+    await workers.reports();
+    const started = Date.now();
+    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: 256 });
+    const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
+    const expected = published * o.subscribersPerRoom;
+    const m = merge(await settle(workers, expected, 5000));
+    const seconds = (Date.now() - started) / 1000;
+    steps.push({
+      rate,
+      achievedPublishRate: Math.round(pub.achievedRate),
+      deliveriesPerSecond: Math.round(m.delivered / seconds),
+      deliveredShare: expected === 0 ? 0 : m.delivered / expected,
+      latencyMs: percentiles(m.samples),
+    });
+    // Saturated: the server no longer keeps up with what was published.
+    if (expected > 0 && m.delivered / expected < 0.9) break;
+  }
+  await workers.all(() => ({ cmd: 'close' }), 'closed');
+  return {
+    scenario: 'throughput',
+    connections: open.connected,
+    failedConnects: open.failed,
+    steps,
+    maxDeliveriesPerSecond: Math.max(0, ...steps.map((s) => s.deliveriesPerSecond)),
+  };
+}
+
+/** `connections`: ramp to `count` idle connections and hold; memory per connection. */
+export async function connections(workers: Workers, target: Target, o: { count: number; holdSeconds: number }) {
+  const rssBefore = target.rss ? await target.rss() : undefined;
+  const started = Date.now();
+  const open = await openAll(workers, target, o.count, ['load:idle'], 'count', 1000);
+  const rampSeconds = (Date.now() - started) / 1000;
+  await delay(o.holdSeconds * 1000);
+  const still = (await workers.reports()).reduce((a, r) => a + r.connected, 0);
+  const rssAfter = target.rss ? await target.rss() : undefined;
+  await workers.all(() => ({ cmd: 'close' }), 'closed');
+  return {
+    scenario: 'connections',
+    target: o.count,
+    connected: open.connected,
+    failedConnects: open.failed,
+    heldAfter: still,
+    rampSeconds,
+    rssBefore,
+    rssAfter,
+    bytesPerConnection: rssBefore !== undefined && rssAfter !== undefined && open.connected > 0 ? Math.round((rssAfter - rssBefore) / open.connected) : undefined,
+  };
+}
+
+/** `churn`: connect/subscribe/disconnect storms. */
+export async function churn(workers: Workers, target: Target, o: { cycles: number; concurrency: number }) {
+  const per = Math.ceil(o.cycles / workers.size);
+  const started = Date.now();
+  const r = await workers.all(
+    () => ({ cmd: 'churn', urls: target.urls, rooms: ['load:churn'], localAddresses: ADDRESSES, cycles: per, concurrency: o.concurrency }),
+    'churned',
+  );
+  const ok = r.reduce((a, x) => a + x.ok, 0);
+  const seconds = (Date.now() - started) / 1000;
+  return { scenario: 'churn', cycles: per * workers.size, ok, failed: r.reduce((a, x) => a + x.failed, 0), perSecond: Math.round(ok / seconds) };
+}
+
+/** `recovery`: clients that drop and come back with `since` while messages flow; gaps and duplicates. */
+export async function recovery(workers: Workers, target: Target, o: { clients: number; rate: number; seconds: number; room: string; drops: number }) {
+  const open = await openAll(workers, target, o.clients, [o.room], 'seq');
+  const publishing = publishAtRate(target, [o.room], o.rate, o.seconds);
+  for (let phase = 0; phase < o.drops; phase++) {
+    await delay((o.seconds * 1000) / (o.drops + 1));
+    await workers.all(() => ({ cmd: 'drop', every: o.drops, phase, concurrency: 50 }), 'dropped');
+  }
+  const pub = await publishing;
+  const expected = (pub.accepted[o.room] ?? 0) * open.connected;
+  const m = merge(await settle(workers, expected));
+  await workers.all(() => ({ cmd: 'close' }), 'closed');
+  return {
+    scenario: 'recovery',
+    clients: open.connected,
+    published: pub.accepted[o.room] ?? 0,
+    reconnects: m.connections.reduce((a, c) => a + c.reconnects, 0),
+    recovered: m.connections.reduce((a, c) => a + c.recovered, 0),
+    unrecovered: m.connections.reduce((a, c) => a + c.unrecovered, 0),
+    ...accounting(m.connections, pub.accepted),
+    latencyMs: percentiles(m.samples),
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * A load-generating client process: holds many raw WebSocket connections speaking Socket.IO (the
+ * same wire module as the k6 scripts) and reports to its parent over IPC. Kept cheap, so that the
+ * clients are not the bottleneck: frames are counted without parsing unless a scenario needs the
+ * content, and latency is sampled.
+ */
+import WebSocket from 'ws';
+import { connectFrame, eventFrame, isEventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
+import type { WorkerCommand, WorkerReport } from './protocol.js';
+
+const MAX_SAMPLES = 50_000;
+
+interface Conn {
+  ws: WebSocket | undefined;
+  url: string;
+  room: string;
+  localAddress: string;
+  /** Sequence numbers seen in its room (a bitmap: publishes are concurrent, so not in order). */
+  seen: Uint8Array;
+  /** The last message id received (its `since` when it reconnects) and the last ack offset. */
+  lastId: string | undefined;
+  offset: string | undefined;
+  received: number;
+  unique: number;
+  duplicates: number;
+  reconnects: number;
+  recovered: number;
+  unrecovered: number;
+}
+
+let conns: Conn[] = [];
+let plan: Extract<WorkerCommand, { cmd: 'open' }> | undefined;
+/** Events received, in total (for sampling) and since the last report (what reports carry). */
+let delivered = 0;
+let deliveredSinceReport = 0;
+let samples: number[] = [];
+let sampled = 0;
+let ackCounter = 0;
+const pendingAcks = new Map<number, (args: unknown[]) => void>();
+let failedConnects = 0;
+
+function sample(ms: number): void {
+  sampled++;
+  if (samples.length < MAX_SAMPLES) samples.push(ms);
+  else {
+    const i = Math.floor(Math.random() * sampled);
+    if (i < MAX_SAMPLES) samples[i] = ms;
+  }
+}
+
+/** herald's own events (`herald:hello`, …) are not published messages and are not counted. */
+const SYSTEM_EVENT = '42["herald:';
+
+function onEvent(c: Conn, frame: string): void {
+  if (frame.startsWith(SYSTEM_EVENT)) return;
+  delivered++;
+  deliveredSinceReport++;
+  const p = plan!;
+  if (p.track === 'count') {
+    // Cheap path: count, and look inside only one frame in `sampleEvery`.
+    if (delivered % p.sampleEvery !== 0) return;
+  }
+  const f = parseFrame(frame);
+  if (f.type !== 'event') return;
+  const data = f.args[0] as { seq?: number; sent?: number } | undefined;
+  const meta = f.args[1] as { id?: string } | undefined;
+  if (typeof data?.sent === 'number') sample(Date.now() - data.sent);
+  if (p.track !== 'seq' || typeof data?.seq !== 'number') return;
+  c.received++;
+  if (meta?.id) c.lastId = meta.id;
+  const byte = data.seq >> 3;
+  if (byte >= c.seen.length) {
+    const grown = new Uint8Array(Math.max(byte + 1, c.seen.length * 2));
+    grown.set(c.seen);
+    c.seen = grown;
+  }
+  const bit = 1 << (data.seq & 7);
+  if (c.seen[byte]! & bit) c.duplicates++;
+  else {
+    c.seen[byte]! |= bit;
+    c.unique++;
+  }
+}
+
+/** Opens one connection, joins the namespace and subscribes (with `since` when reconnecting). */
+function open(c: Conn, since?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (ok: boolean) => {
+      if (!settled) {
+        settled = true;
+        resolve(ok);
+      }
+    };
+    const ws = new WebSocket(socketUrl(c.url), { localAddress: c.localAddress, perMessageDeflate: false });
+    c.ws = ws;
+    ws.on('error', () => done(false));
+    ws.on('close', () => done(false));
+    ws.on('message', (raw: Buffer, isBinary: boolean) => {
+      if (isBinary) return;
+      const frame = raw.toString();
+      if (isEventFrame(frame)) return onEvent(c, frame);
+      const f = parseFrame(frame);
+      if (f.type === 'ping') ws.send(PONG);
+      else if (f.type === 'open') ws.send(connectFrame(plan!.auth));
+      else if (f.type === 'refused') done(false);
+      else if (f.type === 'connected') {
+        const id = ++ackCounter;
+        pendingAcks.set(id, (args) => {
+          const ack = args[0] as { ok?: boolean; recovered?: boolean; offset?: string };
+          if (ack?.offset) c.offset = ack.offset;
+          if (since !== undefined) {
+            if (ack?.recovered) c.recovered++;
+            else c.unrecovered++;
+          }
+          done(ack?.ok === true);
+        });
+        ws.send(eventFrame('subscribe', [since === undefined ? c.room : { room: c.room, since }], id));
+      } else if (f.type === 'ack' && f.id !== undefined) {
+        const cb = pendingAcks.get(f.id);
+        pendingAcks.delete(f.id);
+        cb?.(f.args);
+      }
+    });
+  });
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
+}
+
+function report(): WorkerReport {
+  const r: WorkerReport = {
+    cmd: 'report',
+    connected: conns.filter((c) => c.ws?.readyState === WebSocket.OPEN).length,
+    failedConnects,
+    delivered: deliveredSinceReport,
+    samples,
+    perConnection: conns.map((c) => ({
+      room: c.room,
+      received: c.received,
+      unique: c.unique,
+      duplicates: c.duplicates,
+      reconnects: c.reconnects,
+      recovered: c.recovered,
+      unrecovered: c.unrecovered,
+    })),
+  };
+  samples = [];
+  sampled = 0;
+  deliveredSinceReport = 0;
+  return r;
+}
+
+process.on('message', async (msg: WorkerCommand) => {
+  try {
+    if (msg.cmd === 'open') {
+      plan = msg;
+      const mine = Array.from({ length: msg.count }, (_, i): Conn => ({
+        ws: undefined,
+        url: msg.urls[i % msg.urls.length]!,
+        room: msg.rooms[(msg.roomOffset + i) % msg.rooms.length]!,
+        localAddress: msg.localAddresses[i % msg.localAddresses.length]!,
+        seen: new Uint8Array(16),
+        lastId: undefined,
+        offset: undefined,
+        received: 0,
+        unique: 0,
+        duplicates: 0,
+        reconnects: 0,
+        recovered: 0,
+        unrecovered: 0,
+      }));
+      conns.push(...mine);
+      await pool(mine, msg.concurrency, async (c) => {
+        if (!(await open(c))) failedConnects++;
+      });
+      process.send!({ cmd: 'opened', connected: conns.filter((c) => c.ws?.readyState === WebSocket.OPEN).length, failedConnects });
+    } else if (msg.cmd === 'report') {
+      process.send!(report());
+    } else if (msg.cmd === 'drop') {
+      // Recovery: cut a share of the connections abruptly; each comes back with `since`.
+      const victims = conns.filter((_, i) => i % msg.every === msg.phase % msg.every);
+      for (const c of victims) c.ws?.terminate();
+      await pool(victims, msg.concurrency, async (c) => {
+        c.reconnects++;
+        if (!(await open(c, c.lastId ?? c.offset))) failedConnects++;
+      });
+      process.send!({ cmd: 'dropped', count: victims.length });
+    } else if (msg.cmd === 'churn') {
+      // Connect, subscribe, disconnect, `cycles` times per slot, `concurrency` slots at once.
+      let ok = 0;
+      let failed = 0;
+      const started = Date.now();
+      await pool(
+        Array.from({ length: msg.cycles }, (_, i) => i),
+        msg.concurrency,
+        async (i) => {
+          const c: Conn = { ws: undefined, url: msg.urls[i % msg.urls.length]!, room: msg.rooms[i % msg.rooms.length]!, localAddress: msg.localAddresses[i % msg.localAddresses.length]!, seen: new Uint8Array(1), lastId: undefined, offset: undefined, received: 0, unique: 0, duplicates: 0, reconnects: 0, recovered: 0, unrecovered: 0 };
+          if (await open(c)) ok++;
+          else failed++;
+          c.ws?.terminate();
+        },
+      );
+      process.send!({ cmd: 'churned', ok, failed, ms: Date.now() - started });
+    } else if (msg.cmd === 'close') {
+      for (const c of conns) c.ws?.terminate();
+      conns = [];
+      process.send!({ cmd: 'closed' });
+    }
+  } catch (err) {
+    process.send!({ cmd: 'error', message: (err as Error).stack ?? String(err) });
+  }
+});
+
+process.send!({ cmd: 'ready' });

@@ -1,0 +1,61 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import type { WorkerCommand, WorkerReply, WorkerReport } from './protocol.js';
+
+const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+
+/** Loopback source addresses, so more connections than one address's ephemeral ports fit. */
+export function loopbackAddresses(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `127.0.0.${i + 1}`);
+}
+
+/** A pool of client processes, optionally pinned to CPUs with taskset. */
+export class Workers {
+  private constructor(private readonly procs: ChildProcess[]) {}
+
+  static async start(count: number, opts: { cpus?: string } = {}): Promise<Workers> {
+    const procs: ChildProcess[] = [];
+    for (let i = 0; i < count; i++) {
+      const args = ['--import', 'tsx', WORKER];
+      const child = opts.cpus
+        ? fork(WORKER, [], { execPath: 'taskset', execArgv: ['-c', opts.cpus, process.execPath, '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+        : fork(WORKER, [], { execArgv: args.slice(0, 2), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      procs.push(child);
+    }
+    await Promise.all(procs.map((p) => Workers.next(p, 'ready')));
+    return new Workers(procs);
+  }
+
+  get size(): number {
+    return this.procs.length;
+  }
+
+  private static async next<T extends WorkerReply['cmd']>(p: ChildProcess, cmd: T): Promise<Extract<WorkerReply, { cmd: T }>> {
+    for (;;) {
+      const [msg] = (await once(p, 'message')) as [WorkerReply];
+      if (msg.cmd === 'error') throw new Error(`harness worker: ${msg.message}`);
+      if (msg.cmd === cmd) return msg as Extract<WorkerReply, { cmd: T }>;
+    }
+  }
+
+  /** Sends `make(i)` to worker i and waits for each one's `reply`. */
+  async all<T extends WorkerReply['cmd']>(make: (i: number) => WorkerCommand, reply: T): Promise<Extract<WorkerReply, { cmd: T }>[]> {
+    return Promise.all(
+      this.procs.map((p, i) => {
+        const answer = Workers.next(p, reply);
+        p.send(make(i));
+        return answer;
+      }),
+    );
+  }
+
+  reports(): Promise<WorkerReport[]> {
+    return this.all(() => ({ cmd: 'report' }), 'report');
+  }
+
+  async stop(): Promise<void> {
+    await this.all(() => ({ cmd: 'close' }), 'closed').catch(() => {});
+    for (const p of this.procs) p.kill('SIGKILL');
+  }
+}

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { writeReport } from '../loadtest/harness/report.js';
+import * as scenarios from '../loadtest/harness/scenarios.js';
+import { Workers } from '../loadtest/harness/workers.js';
+import { getJson } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+
+const KEY = 'test-publish-key-0123456789';
+
+/**
+ * A small, short run of every harness scenario against two replicas and Redis: it keeps the
+ * harness and its wire protocol code (shared with the k6 scripts) honest. Performance thresholds
+ * are not asserted here; delivery correctness is.
+ */
+describe('load-test harness smoke runs', () => {
+  let redis: RedisProcess;
+  let gateways: Gateway[] = [];
+  let workers: Workers;
+  const out = mkdtempSync(join(tmpdir(), 'herald-harness-'));
+  const results: Record<string, Record<string, unknown>> = {};
+
+  before(async () => {
+    redis = await startRedis();
+    const env = { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'load:recovery*', CONNECT_BURST_PER_IP: '5000', CONNECT_RATE_PER_IP: '5000' };
+    gateways = await Promise.all([startGateway({ env }), startGateway({ env })]);
+    workers = await Workers.start(2);
+  });
+  after(async () => {
+    await workers?.stop();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await redis?.stop();
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  const target = () => ({
+    urls: gateways.map((g) => g.url),
+    key: KEY,
+    rss: async () => (await Promise.all(gateways.map(async (g) => (await getJson(`${g.url}/readyz`)).body.rssBytes as number))).reduce((a, b) => a + b, 0),
+  });
+
+  it('fanout-latency: every subscriber gets every message once', async () => {
+    const r = await scenarios.fanoutLatency(workers, target(), { subscribers: 200, rate: 50, seconds: 2 });
+    results.fanout = r;
+    assert.equal(r.subscribers, 200);
+    assert.equal(r.published, 100);
+    assert.deepEqual([r.missing, r.duplicates, r.delivered], [0, 0, 200 * 100]);
+    assert.ok(r.latencyMs.samples > 0);
+  });
+
+  it('throughput: steps of rising rate over many rooms', async () => {
+    const r = await scenarios.throughput(workers, target(), { rooms: 20, subscribersPerRoom: 10, rates: [50, 200], secondsPerStep: 1.5 });
+    results.throughput = r;
+    assert.equal(r.steps.length, 2);
+    for (const s of r.steps) assert.ok(s.deliveriesPerSecond > 0 && s.deliveredShare > 0.9, JSON.stringify(s));
+  });
+
+  it('connections: ramp to idle connections and hold', async () => {
+    const r = await scenarios.connections(workers, target(), { count: 1000, holdSeconds: 1 });
+    results.connections = r;
+    assert.deepEqual([r.connected, r.heldAfter, r.failedConnects], [1000, 1000, 0]);
+    assert.equal(typeof r.bytesPerConnection, 'number');
+  });
+
+  it('churn: connect, subscribe, disconnect storms', async () => {
+    const r = await scenarios.churn(workers, target(), { cycles: 400, concurrency: 25 });
+    results.churn = r;
+    assert.deepEqual([r.ok, r.failed], [400, 0]);
+  });
+
+  it('recovery: clients drop and resubscribe with since, without gaps or duplicates', async () => {
+    const r = await scenarios.recovery(workers, target(), { clients: 100, rate: 40, seconds: 3, room: 'load:recovery', drops: 2 });
+    results.recovery = r;
+    assert.equal(r.reconnects, 100);
+    assert.deepEqual([r.recovered, r.unrecovered, r.missing, r.duplicates], [100, 0, 0, 0]);
+  });
+
+  it('writes a JSON report, a Markdown table and an SVG chart', () => {
+    const files = writeReport(out, 'smoke', { machine: 'test', results });
+    const json = JSON.parse(readFileSync(files.json, 'utf8')) as { results: Record<string, unknown> };
+    assert.deepEqual(Object.keys(json.results).sort(), ['churn', 'connections', 'fanout', 'recovery', 'throughput']);
+    assert.match(readFileSync(files.markdown, 'utf8'), /\| fanout-latency \|/);
+    assert.match(readFileSync(files.svg, 'utf8'), /^<svg/);
+    console.log(`# harness smoke: ${readFileSync(files.markdown, 'utf8').split('\n').filter((l) => l.startsWith('|')).length - 2} result rows`);
+  });
+});
