@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -86,5 +88,20 @@ describe('load-test harness smoke runs', () => {
     assert.match(readFileSync(files.markdown, 'utf8'), /\| fanout-latency \|/);
     assert.match(readFileSync(files.svg, 'utf8'), /^<svg/);
     console.log(`# harness smoke: ${readFileSync(files.markdown, 'utf8').split('\n').filter((l) => l.startsWith('|')).length - 2} result rows`);
+  });
+});
+
+describe('k6 scripts', () => {
+  const dir = new URL('../loadtest/k6/', import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.js'));
+
+  it('parse, and import only k6 modules and the shared wire module the harness runs', () => {
+    assert.deepEqual(files.sort(), ['churn.js', 'common.js', 'connections.js', 'fanout-latency.js', 'recovery.js', 'throughput.js']);
+    for (const f of files) {
+      const path = fileURLToPath(new URL(f, dir));
+      execFileSync(process.execPath, ['--check', path]);
+      const imports = [...readFileSync(path, 'utf8').matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]!);
+      for (const spec of imports) assert.ok(/^k6(\/|$)/.test(spec) || spec === './common.js' || spec === '../lib/socketio.js', `${f} imports ${spec}`);
+    }
   });
 });

@@ -1,0 +1,42 @@
+// churn: connect → subscribe → disconnect storms at RATE per second. To see a reconnect avalanche,
+// run it while restarting a replica (docker compose restart gateway, kubectl rollout restart).
+//   k6 run -e BASE_URL=... -e RATE=200 -e DURATION_S=60 loadtest/k6/churn.js
+import { Counter, Trend } from 'k6/metrics';
+import { subscribe, summary } from './common.js';
+
+const RATE = Number(__ENV.RATE || 50);
+const DURATION_S = Number(__ENV.DURATION_S || 30);
+
+const cycleTime = new Trend('churn_cycle_time', true);
+const ok = new Counter('churn_ok');
+const failed = new Counter('churn_failed');
+
+export const options = {
+  scenarios: {
+    storm: { executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: `${DURATION_S}s`, preAllocatedVUs: Math.max(10, RATE), maxVUs: RATE * 5 },
+  },
+  thresholds: { churn_failed: ['count<1'], churn_cycle_time: ['p(95)<1000'] },
+};
+
+export default function () {
+  const started = Date.now();
+  const ws = subscribe('load:churn', {
+    onSubscribed() {
+      cycleTime.add(Date.now() - started);
+      ok.add(1);
+      ws.close();
+    },
+    onError() {
+      failed.add(1);
+      ws.close();
+    },
+  });
+}
+
+export function handleSummary(data) {
+  return summary(data, 'churn', [
+    ['cycles ok', 'churn_ok', 'count'],
+    ['cycles failed', 'churn_failed', 'count'],
+    ['cycle p95 (ms)', 'churn_cycle_time', 'p(95)'],
+  ]);
+}
