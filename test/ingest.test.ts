@@ -16,6 +16,17 @@ const KEY = 'test-publish-key-0123456789';
 const N = 1000;
 const AMQP_URL = process.env.HERALD_TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
+/** `n` clients of `gw`, each subscribed to `room`. */
+async function subscribed(gw: Gateway, room: string, n: number): Promise<TestClient[]> {
+  const out: TestClient[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await connectClient(gw.url);
+    await c.subscribe(room);
+    out.push(c);
+  }
+  return out;
+}
+
 /** Every `n` of a client's `event` messages in `room`. */
 const seqOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'seq').map((r) => (r.data as { n: number }).n);
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -95,12 +106,7 @@ describe('ingest from a Redis Stream consumer group', () => {
   it(`kill -9 of a replica mid-stream: subscribers of the survivor end with all ${N} of a history room, none twice`, async () => {
     const room = 'hist:kill';
     const survivor = gateways[1]!;
-    const subs: TestClient[] = [];
-    for (let i = 0; i < 3; i++) {
-      const c = await connectClient(survivor.url);
-      await c.subscribe(room);
-      subs.push(c);
-    }
+    const subs = await subscribed(survivor, room, 3);
     clients.push(...subs);
     // Frozen, the replica's blocked XREADGROUP is still answered by Redis: entries land on its
     // pending list and are never processed. Then it dies, as a crashed replica would.
@@ -202,12 +208,7 @@ describe('ingest from a RabbitMQ queue', () => {
   it('kill -9 of a replica with unacknowledged messages: the other broadcasts them, none twice in a history room', async () => {
     const room = 'hist:amqp-kill';
     const survivor = gateways[1]!;
-    const subs: TestClient[] = [];
-    for (let i = 0; i < 3; i++) {
-      const c = await connectClient(survivor.url);
-      await c.subscribe(room);
-      subs.push(c);
-    }
+    const subs = await subscribed(survivor, room, 3);
     clients.push(...subs);
     send(room, 1, N);
     // Killed while messages are still flowing (each replica holds up to 50 unacknowledged).

@@ -5,27 +5,28 @@
  * content, and latency is sampled.
  */
 import WebSocket from 'ws';
-import { connectFrame, eventFrame, isEventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
-import type { WorkerCommand, WorkerReport } from './protocol.js';
+import { connectFrame, eventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
+import type { ConnectionReport, WorkerCommand, WorkerReport } from './protocol.js';
 
 const MAX_SAMPLES = 50_000;
 
-interface Conn {
+/** A connection and its counters (what it reports, plus what it needs to reconnect). */
+interface Conn extends ConnectionReport {
   ws: WebSocket | undefined;
   url: string;
-  room: string;
   localAddress: string;
   /** Sequence numbers seen in its room (a bitmap: publishes are concurrent, so not in order). */
   seen: Uint8Array;
   /** The last message id received (its `since` when it reconnects) and the last ack offset. */
   lastId: string | undefined;
   offset: string | undefined;
-  received: number;
-  unique: number;
-  duplicates: number;
-  reconnects: number;
-  recovered: number;
-  unrecovered: number;
+}
+
+function newConn(url: string, room: string, localAddress: string): Conn {
+  return {
+    ws: undefined, url, room, localAddress, seen: new Uint8Array(16), lastId: undefined, offset: undefined,
+    received: 0, unique: 0, duplicates: 0, reconnects: 0, recovered: 0, unrecovered: 0,
+  };
 }
 
 let conns: Conn[] = [];
@@ -49,10 +50,11 @@ function sample(ms: number): void {
 }
 
 /** herald's own events (`herald:hello`, …) are not published messages and are not counted. */
-const SYSTEM_EVENT = '42["herald:';
+const SYSTEM_EVENT = Buffer.from('42["herald:');
 
-function onEvent(c: Conn, frame: string): void {
-  if (frame.startsWith(SYSTEM_EVENT)) return;
+/** Handles an event frame from its raw bytes: counting needs no string, only sampling does. */
+function onEvent(c: Conn, raw: Buffer): void {
+  if (raw.length >= SYSTEM_EVENT.length && raw.compare(SYSTEM_EVENT, 0, SYSTEM_EVENT.length, 0, SYSTEM_EVENT.length) === 0) return;
   delivered++;
   deliveredSinceReport++;
   const p = plan!;
@@ -60,7 +62,7 @@ function onEvent(c: Conn, frame: string): void {
     // Cheap path: count, and look inside only one frame in `sampleEvery`.
     if (delivered % p.sampleEvery !== 0) return;
   }
-  const f = parseFrame(frame);
+  const f = parseFrame(raw.toString());
   if (f.type !== 'event') return;
   const data = f.args[0] as { seq?: number; sent?: number } | undefined;
   const meta = f.args[1] as { id?: string } | undefined;
@@ -92,15 +94,16 @@ function open(c: Conn, since?: string): Promise<boolean> {
         resolve(ok);
       }
     };
-    const ws = new WebSocket(socketUrl(c.url), { localAddress: c.localAddress, perMessageDeflate: false });
+    // No UTF-8 validation: the frames are counted, and the few that are read are herald's own JSON.
+    const ws = new WebSocket(socketUrl(c.url), { localAddress: c.localAddress, perMessageDeflate: false, skipUTF8Validation: true });
     c.ws = ws;
     ws.on('error', () => done(false));
     ws.on('close', () => done(false));
     ws.on('message', (raw: Buffer, isBinary: boolean) => {
       if (isBinary) return;
-      const frame = raw.toString();
-      if (isEventFrame(frame)) return onEvent(c, frame);
-      const f = parseFrame(frame);
+      // "42": an event (the hot path), recognized without decoding the frame.
+      if (raw[0] === 0x34 && raw[1] === 0x32) return onEvent(c, raw);
+      const f = parseFrame(raw.toString());
       if (f.type === 'ping') ws.send(PONG);
       else if (f.type === 'open') ws.send(connectFrame(plan!.auth));
       else if (f.type === 'refused') done(false);
@@ -142,15 +145,7 @@ function report(): WorkerReport {
     failedConnects,
     delivered: deliveredSinceReport,
     samples,
-    perConnection: conns.map((c) => ({
-      room: c.room,
-      received: c.received,
-      unique: c.unique,
-      duplicates: c.duplicates,
-      reconnects: c.reconnects,
-      recovered: c.recovered,
-      unrecovered: c.unrecovered,
-    })),
+    perConnection: conns.map(({ room, received, unique, duplicates, reconnects, recovered, unrecovered }) => ({ room, received, unique, duplicates, reconnects, recovered, unrecovered })),
   };
   samples = [];
   sampled = 0;
@@ -162,21 +157,9 @@ process.on('message', async (msg: WorkerCommand) => {
   try {
     if (msg.cmd === 'open') {
       plan = msg;
-      const mine = Array.from({ length: msg.count }, (_, i): Conn => ({
-        ws: undefined,
-        url: msg.urls[i % msg.urls.length]!,
-        room: msg.rooms[(msg.roomOffset + i) % msg.rooms.length]!,
-        localAddress: msg.localAddresses[i % msg.localAddresses.length]!,
-        seen: new Uint8Array(16),
-        lastId: undefined,
-        offset: undefined,
-        received: 0,
-        unique: 0,
-        duplicates: 0,
-        reconnects: 0,
-        recovered: 0,
-        unrecovered: 0,
-      }));
+      const mine = Array.from({ length: msg.count }, (_, i) =>
+        newConn(msg.urls[i % msg.urls.length]!, msg.rooms[(msg.roomOffset + i) % msg.rooms.length]!, msg.localAddresses[i % msg.localAddresses.length]!),
+      );
       conns.push(...mine);
       await pool(mine, msg.concurrency, async (c) => {
         if (!(await open(c))) failedConnects++;
@@ -202,7 +185,7 @@ process.on('message', async (msg: WorkerCommand) => {
         Array.from({ length: msg.cycles }, (_, i) => i),
         msg.concurrency,
         async (i) => {
-          const c: Conn = { ws: undefined, url: msg.urls[i % msg.urls.length]!, room: msg.rooms[i % msg.rooms.length]!, localAddress: msg.localAddresses[i % msg.localAddresses.length]!, seen: new Uint8Array(1), lastId: undefined, offset: undefined, received: 0, unique: 0, duplicates: 0, reconnects: 0, recovered: 0, unrecovered: 0 };
+          const c = newConn(msg.urls[i % msg.urls.length]!, msg.rooms[i % msg.rooms.length]!, msg.localAddresses[i % msg.localAddresses.length]!);
           if (await open(c)) ok++;
           else failed++;
           c.ws?.terminate();

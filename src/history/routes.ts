@@ -1,7 +1,6 @@
 import { HeraldError } from '../errors.js';
-import type { PublishAuthorizer } from '../publish/keys.js';
+import { authorizedRoom, type PublishAuthorizer } from '../publish/keys.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
-import { validateRoom } from '../protocol/rooms.js';
 import type { Route } from '../transport/http.js';
 import { isStreamId } from './ids.js';
 
@@ -19,9 +18,7 @@ export function historyRoutes(history: HistoryRooms | undefined, auth: PublishAu
       method: 'GET',
       path: '/v1/rooms/:room/history',
       async handle(req) {
-        const scope = auth.check(req.headers, req.remoteAddress);
-        const room = validateRoom(req.params.room);
-        scope.assertRooms([room]);
+        const room = authorizedRoom(auth, req);
         if (!history?.policyFor(room)) throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS).`);
         const since = req.query.get('since') ?? undefined;
         if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');

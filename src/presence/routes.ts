@@ -1,5 +1,4 @@
-import type { PublishAuthorizer } from '../publish/keys.js';
-import { validateRoom } from '../protocol/rooms.js';
+import { authorizedRoom, type PublishAuthorizer } from '../publish/keys.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from '../realtime/presence-rooms.js';
 import { HeraldError } from '../errors.js';
 import type { Route } from '../transport/http.js';
@@ -11,9 +10,7 @@ export function presenceRoutes(presence: PresenceRooms | undefined, auth: Publis
       method: 'GET',
       path: '/v1/rooms/:room/presence',
       async handle(req) {
-        const scope = auth.check(req.headers, req.remoteAddress);
-        const room = validateRoom(req.params.room);
-        scope.assertRooms([room]);
+        const room = authorizedRoom(auth, req);
         if (!presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
         const rawLimit = req.query.get('limit');
         const page = await presence.page(room, req.query.get('cursor') ?? undefined, rawLimit === null ? PRESENCE_PAGE_DEFAULT : Number(rawLimit));

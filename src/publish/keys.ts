@@ -3,7 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import type { PublishKey } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
 import { PatternTable } from '../protocol/patterns.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { validateRoom, type RoomName } from '../protocol/rooms.js';
 
 /** What an authenticated API caller may touch. */
 export interface PublishScope {
@@ -72,4 +72,15 @@ LOOPBACK.addAddress('::1', 'ipv6');
 export function isLoopback(address: string): boolean {
   const family = isIP(address);
   return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * The common start of the per-room backend APIs (history, presence): a valid key for this room,
+ * or loopback without keys. Returns the validated room name.
+ */
+export function authorizedRoom(auth: PublishAuthorizer, req: { headers: Readonly<Record<string, string>>; remoteAddress: string; params: Readonly<Record<string, string>> }): RoomName {
+  const scope = auth.check(req.headers, req.remoteAddress);
+  const room = validateRoom(req.params.room);
+  scope.assertRooms([room]);
+  return room;
 }

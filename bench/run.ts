@@ -1,0 +1,351 @@
+/**
+ * `npm run bench`: herald beside what users deploy today, in one run on this machine, with the
+ * load-test harness. Servers (and Redis) run on CPU 0, clients and the publisher on CPU 1.
+ * Writes BENCHMARKS.md, bench/results.json and the charts under docs/.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { setTimeout as delay } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { lineChart } from '../loadtest/harness/chart.js';
+import * as scenarios from '../loadtest/harness/scenarios.js';
+import { Workers } from '../loadtest/harness/workers.js';
+import { freePort } from '../test/helpers/ports.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SERVER_CPU = '0';
+const CLIENT_CPU = '1';
+const QUICK = process.env.BENCH_QUICK === '1';
+
+interface Proc {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a process pinned to the server CPU and waits for its `ready` line (bounded). */
+async function start(cmd: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Proc> {
+  const child: ChildProcess = spawn('taskset', ['-c', SERVER_CPU, cmd, ...args], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: ROOT,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start`)), 15_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (ready.test(line)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}`)));
+  });
+  return {
+    pid: child.pid!,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      }),
+  };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+interface Stack {
+  name: string;
+  urls: string[];
+  servers: Proc[];
+  /** Every server-side process, Redis included, for CPU accounting. */
+  all: Proc[];
+  stop(): Promise<void>;
+}
+
+async function redis(): Promise<{ proc: Proc; url: string; dir: string }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'));
+  const proc = await start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {}, /Ready to accept connections/);
+  return { proc, url: `redis://127.0.0.1:${port}`, dir };
+}
+
+const HERALD_ENV = {
+  LOG_LEVEL: 'info',
+  STATUS_PAGE: 'false',
+  CONNECT_RATE_PER_IP: '100000',
+  CONNECT_BURST_PER_IP: '100000',
+  // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
+  SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
+  SLOW_CLIENT_SECONDS: '3600',
+};
+
+async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
+  const r = await redis();
+  const servers: Proc[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const port = await freePort();
+    servers.push(
+      await start(process.execPath, ['dist/main.js'], { ...HERALD_ENV, ...extra, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}` }, /"msg":"listening"/),
+    );
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  return {
+    name,
+    urls,
+    servers,
+    all: [...servers, r.proc],
+    async stop() {
+      await Promise.all([...servers, r.proc].map((p) => p.stop()));
+      rmSync(r.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function stockStack(): Promise<Stack> {
+  const r = await redis();
+  const servers: Proc[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    servers.push(await start(process.execPath, ['bench/stock-server.cjs'], { REDIS_URL: r.url, PORT: String(port) }, /^listening/));
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  return { name: 'stock Socket.IO + redis-adapter (2 processes, ws)', urls, servers, all: [...servers, r.proc], stop: async () => {
+    await Promise.all([...servers, r.proc].map((p) => p.stop()));
+    rmSync(r.dir, { recursive: true, force: true });
+  } };
+}
+
+async function ceilingStack(): Promise<Stack> {
+  const port = await freePort();
+  const p = await start(process.execPath, ['bench/uws-ceiling.cjs'], { PORT: String(port) }, /^listening/);
+  return { name: 'raw uWebSockets.js pub/sub (1 process, no Redis)', urls: [`http://127.0.0.1:${port}`], servers: [p], all: [p], stop: () => p.stop() };
+}
+
+/** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
+async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
+  const before = stack.all.map((p) => cpuSeconds(p.pid));
+  const result = await fn();
+  const cpu = stack.all.reduce((a, p, i) => a + cpuSeconds(p.pid) - before[i]!, 0);
+  return { result, cpu };
+}
+
+async function measureStack(stack: Stack, workers: Workers) {
+  const target = { urls: stack.urls };
+  const latencyRates = QUICK ? [10, 100] : [10, 100, 1000];
+  const latency = [];
+  let cpuPer1000: number | undefined;
+  for (const rate of latencyRates) {
+    const { result, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, target, { subscribers: 1000, rate, seconds: QUICK ? 3 : 5 }));
+    latency.push({ rate, deliveries: result.delivered, missing: result.missing, duplicates: result.duplicates, latencyMs: result.latencyMs, cpuSeconds: cpu });
+    if (rate === 100) cpuPer1000 = (cpu / Math.max(1, result.delivered)) * 1000 * 1000; // ms of CPU per 1,000 deliveries
+  }
+  // Few, large rooms: each publish fans out 500-wide, so the HTTP publisher is not the limit.
+  const saturation = await scenarios.throughput(workers, target, {
+    rooms: 2,
+    subscribersPerRoom: 500,
+    rates: QUICK ? [100, 400] : [100, 200, 400, 800, 1600, 3200],
+    secondsPerStep: QUICK ? 2 : 3,
+    sampleEvery: 200,
+  });
+  const rssBefore = stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0);
+  const idle = await scenarios.connections(workers, { urls: stack.urls, rss: async () => stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0) }, { count: QUICK ? 2000 : 10_000, holdSeconds: 3 });
+  return { stack: stack.name, latency, saturation, idle, rssBefore, cpuMsPer1000Deliveries: cpuPer1000 };
+}
+
+/** The most idle connections one herald replica holds here, and where it stopped. */
+async function capacity(workers: Workers) {
+  const stack = await heraldStack('capacity', 'uws', 1);
+  try {
+    const target = QUICK ? 3000 : 19_500;
+    const r = await scenarios.connections(workers, { urls: stack.urls, rss: async () => rssBytes(stack.servers[0]!.pid) }, { count: target, holdSeconds: 3 });
+    return { ...r, fdLimit: Number(execFileSync('bash', ['-c', 'ulimit -Hn']).toString().trim()) };
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** Issue 7: Redis-to-gateway traffic per replica, classic against sharded, with 2, 3 and 4 replicas. */
+async function shardedComparison(workers: Workers) {
+  const rows = [];
+  const rooms = Array.from({ length: 300 }, (_, i) => `bench-room-${i}`);
+  for (const membersPerRoom of [1, 3]) {
+    for (const replicas of QUICK ? [3] : [2, 3, 4]) {
+      for (const mode of ['classic', 'sharded'] as const) {
+        const stack = await heraldStack(`${mode}-${replicas}`, 'uws', replicas, { REDIS_MODE: mode });
+        try {
+          const received = async () =>
+            Promise.all(
+              stack.urls.map(async (u) => Number(/^herald_redis_messages_received_total (\d+)/m.exec(await (await fetch(`${u}/metrics`)).text())?.[1] ?? 0)),
+            );
+          // Connection k is in room k % 300, on a random replica (as behind a load balancer); each
+          // worker gets its connections' rooms and replicas spelled out, one per connection.
+          const total = rooms.length * membersPerRoom;
+          const urls = Array.from({ length: total }, () => stack.urls[Math.floor(Math.random() * stack.urls.length)]!);
+          const mine = (i: number) => Array.from({ length: total }, (_, k) => k).filter((k) => k % workers.size === i);
+          await workers.all(
+            (i) => ({
+              cmd: 'open',
+              urls: mine(i).map((k) => urls[k]!),
+              rooms: mine(i).map((k) => rooms[k % rooms.length]!),
+              count: mine(i).length,
+              roomOffset: 0,
+              localAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'],
+              track: 'count',
+              sampleEvery: 100,
+              concurrency: 100,
+            }),
+            'opened',
+          );
+          await workers.reports();
+          const before = await received();
+          const { result: pub, cpu } = await withCpu(stack, () => (async () => {
+            const p = await (await import('../loadtest/harness/publisher.js')).publishAtRate({ urls: stack.urls }, rooms, 1000, QUICK ? 2 : 3);
+            await delay(500);
+            return p;
+          })());
+          const after = await received();
+          const delivered = (await workers.reports()).reduce((a, r) => a + r.delivered, 0);
+          const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
+          const perReplica = after.map((a, i) => (a - before[i]!) / published);
+          rows.push({
+            mode,
+            replicas,
+            membersPerRoom,
+            published,
+            delivered,
+            redisMessagesPerReplicaPerPublish: perReplica.reduce((a, b) => a + b, 0) / perReplica.length,
+            gatewayCpuUsPerDelivery: (cpu / Math.max(1, delivered)) * 1e6,
+          });
+          await workers.all(() => ({ cmd: 'close' }), 'closed');
+        } finally {
+          await stack.stop();
+        }
+      }
+    }
+  }
+  return rows;
+}
+
+const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+
+function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awaited<ReturnType<typeof capacity>>, sharded: Awaited<ReturnType<typeof shardedComparison>>, machine: string, seconds: number): string {
+  const stock = results.find((r) => r.stack.startsWith('stock'))!;
+  const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
+  const heraldUws = results.find((r) => r.stack.includes('uWS transport'))!;
+  const max = (r: (typeof results)[number]) => r.saturation.maxDeliveriesPerSecond;
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.`,
+    `Generated ${new Date().toISOString()} by bench/run.ts; raw numbers in bench/results.json.`,
+    '',
+    '## Stacks side by side',
+    '',
+    '| stack | deliveries/s at saturation | p50 / p95 / p99 ms at 10 msg/s | at 100 msg/s | at 1,000 msg/s | RSS per idle connection (10k) | CPU ms per 1,000 deliveries |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...results.map((r) => {
+      const at = (rate: number) => {
+        const l = r.latency.find((x) => x.rate === rate);
+        return l ? `${l.latencyMs.p50} / ${l.latencyMs.p95} / ${l.latencyMs.p99}${l.missing ? ` (${f(l.missing)} missing)` : ''}` : 'n/a';
+      };
+      return `| ${r.stack} | ${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} |`;
+    }),
+    '',
+    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room. Saturation: 2 rooms × 500 subscribers, publish rate doubling from 100/s until deliveries fall below 90 % of what was published (or the last step).',
+    '',
+    '## Against the targets',
+    '',
+    `| target | measured | met |`,
+    `| --- | --- | --- |`,
+    `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : 'no'} |`,
+    `| herald (uWS) ≥ 80 % of raw uWS | ${f((max(heraldUws) / max(ceiling)) * 100)} % | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} |`,
+    `| ≤ 8 KB RSS per idle connection | ${f(heraldUws.idle.bytesPerConnection)} B | ${(heraldUws.idle.bytesPerConnection ?? Infinity) <= 8192 ? 'yes' : 'no'} |`,
+    `| 100k idle connections on one replica | ${f(cap.connected)} held (${f(cap.bytesPerConnection)} B each); stopped by the per-process file-descriptor hard limit of ${f(cap.fdLimit)}, which cannot be raised here (setrlimit: Operation not permitted) | no (limit of this machine) |`,
+    '',
+    '## Saturation steps',
+    '',
+    '| stack | publish rate → deliveries/s (p99 ms) |',
+    '| --- | --- |',
+    ...results.map((r) => `| ${r.stack} | ${r.saturation.steps.map((s) => `${f(s.rate)} → ${f(s.deliveriesPerSecond)} (${s.latencyMs.p99})`).join('; ')} |`),
+    '',
+    '![deliveries per second against publish rate](docs/bench-throughput.svg)',
+    '',
+    '![p99 latency against publish rate](docs/bench-latency.svg)',
+    '',
+    '## Classic against sharded adapter (300 rooms, 1,000 messages/s spread over them)',
+    '',
+    'Redis-to-gateway messages per replica per published message: the classic adapter delivers every broadcast to every replica; the sharded one only to replicas with a member in the room. Clients land on random replicas, as behind a load balancer.',
+    '',
+    '| members per room | replicas | classic: Redis msgs per replica per publish | sharded | sharded / classic | gateway CPU µs per delivery, classic / sharded |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...[1, 3].flatMap((m) =>
+      [...new Set(sharded.filter((r) => r.membersPerRoom === m).map((r) => r.replicas))].map((n) => {
+        const c = sharded.find((r) => r.membersPerRoom === m && r.replicas === n && r.mode === 'classic')!;
+        const s = sharded.find((r) => r.membersPerRoom === m && r.replicas === n && r.mode === 'sharded')!;
+        return `| ${m} | ${n} | ${f(c.redisMessagesPerReplicaPerPublish, 2)} | ${f(s.redisMessagesPerReplicaPerPublish, 2)} | ${f(s.redisMessagesPerReplicaPerPublish / c.redisMessagesPerReplicaPerPublish, 2)} | ${f(c.gatewayCpuUsPerDelivery, 1)} / ${f(s.gatewayCpuUsPerDelivery, 1)} |`;
+      }),
+    ),
+    '',
+    'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+async function main() {
+  const startedAt = Date.now();
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${execFileSync('bash', ['-c', '. /etc/os-release && echo $PRETTY_NAME']).toString().trim()}, Node ${process.version}, Redis ${/v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1]}`;
+  const workers = await Workers.start(2, { cpus: CLIENT_CPU });
+  const results = [];
+  try {
+    for (const make of [
+      () => heraldStack('herald (2 replicas + Redis, uWS transport)', 'uws', 2),
+      () => heraldStack('herald (2 replicas + Redis, ws transport)', 'node', 2),
+      stockStack,
+      ceilingStack,
+    ]) {
+      const stack = await make();
+      console.log(`# bench: ${stack.name}`);
+      try {
+        results.push(await measureStack(stack, workers));
+      } finally {
+        await stack.stop();
+      }
+      console.log(JSON.stringify(results.at(-1)));
+    }
+    console.log('# bench: capacity of one replica');
+    const cap = await capacity(workers);
+    console.log(JSON.stringify(cap));
+    console.log('# bench: classic against sharded');
+    const sharded = await shardedComparison(workers);
+    console.log(JSON.stringify(sharded));
+    const seconds = (Date.now() - startedAt) / 1000;
+    writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify({ machine, results, capacity: cap, sharded }, null, 2));
+    writeFileSync(
+      join(ROOT, 'docs/bench-throughput.svg'),
+      lineChart({ title: 'Deliveries/s against publish rate (2 rooms × 500 subscribers)', xLabel: 'publish rate (messages/s)', yLabel: 'deliveries/s', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.deliveriesPerSecond] as [number, number]) })), width: 760 }),
+    );
+    writeFileSync(
+      join(ROOT, 'docs/bench-latency.svg'),
+      lineChart({ title: 'p99 latency against publish rate', xLabel: 'publish rate (messages/s)', yLabel: 'p99 ms', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.latencyMs.p99] as [number, number]) })), width: 760 }),
+    );
+    writeFileSync(join(ROOT, 'BENCHMARKS.md'), markdown(results, cap, sharded, machine, seconds));
+    console.log(`# bench: done in ${seconds.toFixed(0)} s; wrote BENCHMARKS.md`);
+  } finally {
+    await workers.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,42 @@
+// The ceiling on this machine: uWebSockets.js native pub/sub in one process, speaking just enough
+// Engine.IO/Socket.IO for the harness (open, connect, subscribe with ack, pong) and publishing with
+// app.publish. No Redis, no Socket.IO, no auth, no history: it measures the transport alone.
+// Used only by bench/run.ts. PORT from the environment.
+const uws = require(`uWebSockets.js/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
+
+const app = uws.App();
+let sid = 0;
+app.ws('/socket.io/*', {
+  maxPayloadLength: 64 * 1024,
+  maxBackpressure: 1024 * 1024,
+  open: (ws) => ws.send(`0{"sid":"c${++sid}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`),
+  message: (ws, message) => {
+    const frame = Buffer.from(message).toString();
+    if (frame === '40') return void ws.send(`40{"sid":"s${sid}"}`);
+    const m = /^42(\d+)\["subscribe",(.*)\]$/.exec(frame);
+    if (m) {
+      const arg = JSON.parse(m[2]);
+      const room = typeof arg === 'string' ? arg : arg.room;
+      ws.subscribe(room);
+      ws.send(`43${m[1]}[{"ok":true,"room":${JSON.stringify(room)}}]`);
+    }
+  },
+});
+let seq = 0;
+app.post('/v1/publish', (res) => {
+  let body = '';
+  res.onAborted(() => {});
+  res.onData((chunk, last) => {
+    body += Buffer.from(chunk).toString();
+    if (!last) return;
+    const { room, event, data } = JSON.parse(body);
+    const id = `m${++seq}`;
+    app.publish(room, `42${JSON.stringify([event, data, { room, id, ts: Date.now() }])}`);
+    res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"id":"${id}"}`));
+  });
+});
+app.listen('127.0.0.1', Number(process.env.PORT), (token) => {
+  if (!token) process.exit(1);
+  console.log(`listening ${process.env.PORT}`);
+});
+process.on('SIGTERM', () => process.exit(0));
