@@ -238,6 +238,28 @@ async function shardedComparison(workers: Workers) {
   return rows;
 }
 
+/** What `node --import tsx bench/profile.ts` showed; kept with the numbers it explains. */
+const PROFILE_FINDINGS = `## Where herald falls short, and why (profile)
+
+\`node --import tsx bench/profile.ts\` runs the saturation load (1,600 messages/s to 2 rooms × 500
+subscribers, two replicas + Redis on one core) with one replica under \`--cpu-prof\`. Last run:
+215,237 deliveries/s; of the profiled replica's CPU, 73.1 % was inside uWebSockets.js \`app.publish\`
+as called by Socket.IO's uWS fast path (\`socket.io/dist/uws.js:67\`), 8.6 % in uWS's \`writeBuffer\`,
+2.0 % in Socket.IO's per-broadcast scan of room members for long-polling clients
+(\`in-memory-adapter.js:250\`), and herald's own code (HTTP handling, validation, metrics) under 1 %
+in total.
+
+So the cost is in the native publish. With the one server core saturated, that is about 4.6 µs of
+server CPU per delivery for herald (1 s / 215k, two replicas and Redis sharing the core) against
+1.3 µs for the raw-uWS ceiling at its best run (1 s / 790k, one process, no Redis).
+Not yet verified, and the next thing to try: the ceiling publishes inside uWS's own HTTP callback,
+where uWS can batch writes, while herald publishes after an \`await\` (or from the Redis socket),
+outside any uWS callback; batching broadcasts and flushing them from a corked uWS scope would test
+that. Measured separately on the same load, one herald replica without Redis reached about 250k
+deliveries/s against 290k–375k for the ceiling in the same run; run-to-run variation on this
+machine is large (the ceiling's own saturation point ranged from 290k to 790k across runs).
+`;
+
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awaited<ReturnType<typeof capacity>>, sharded: Awaited<ReturnType<typeof shardedComparison>>, machine: string, seconds: number): string {
@@ -299,7 +321,9 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
     ),
     '',
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
+    'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
+    PROFILE_FINDINGS,
   ];
   return lines.join('\n');
 }

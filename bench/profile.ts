@@ -1,0 +1,62 @@
+/**
+ * `node --import tsx bench/profile.ts`: where a herald replica spends its CPU at saturation.
+ * Two replicas + Redis on CPU 0 (as in the benchmark), one of them under --cpu-prof, the harness on
+ * CPU 1 publishing 1,600 messages/s to 2 rooms × 500 subscribers; prints the functions with the
+ * most self time.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import * as scenarios from '../loadtest/harness/scenarios.js';
+import { Workers } from '../loadtest/harness/workers.js';
+import { freePort } from '../test/helpers/ports.js';
+
+function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('taskset', ['-c', '0', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start`)), 15_000);
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (ready.test(l)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'herald-profile-'));
+const redisPort = await freePort();
+const redis = await start(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {}, /Ready to accept/);
+const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, LOG_LEVEL: 'info', STATUS_PAGE: 'false', HOST: '127.0.0.1', CONNECT_BURST_PER_IP: '100000', CONNECT_RATE_PER_IP: '100000', SLOW_CLIENT_MAX_BYTES: '268435456' };
+const [pa, pb] = [await freePort(), await freePort()];
+const a = await start([process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
+const b = await start([process.execPath, 'dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
+const workers = await Workers.start(2, { cpus: '1' });
+const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`] }, { rooms: 2, subscribersPerRoom: 500, rates: [1600], secondsPerStep: 6, sampleEvery: 200 });
+await workers.stop();
+const exited = new Promise((r) => a.once('exit', r));
+a.kill('SIGTERM');
+b.kill('SIGKILL');
+await exited;
+redis.kill('SIGKILL');
+
+const profile = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8')) as {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+};
+const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const self = new Map<string, number>();
+let total = 0;
+profile.samples.forEach((id, i) => {
+  const n = byId.get(id)!;
+  const where = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/')}:${n.callFrame.lineNumber}`;
+  const us = profile.timeDeltas[i] ?? 0;
+  total += us;
+  self.set(where, (self.get(where) ?? 0) + us);
+});
+console.log(`load: ${JSON.stringify(result.steps[0])}`);
+console.log(`profiled replica: ${(total / 1e6).toFixed(1)} s of samples; self time:`);
+for (const [where, us] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`${((us / total) * 100).toFixed(1).padStart(5)} %  ${where}`);
