@@ -252,10 +252,13 @@ in total.
 So the cost is in the native publish. With the one server core saturated, that is about 4.6 µs of
 server CPU per delivery for herald (1 s / 215k, two replicas and Redis sharing the core) against
 1.3 µs for the raw-uWS ceiling at its best run (1 s / 790k, one process, no Redis).
-Not yet verified, and the next thing to try: the ceiling publishes inside uWS's own HTTP callback,
-where uWS can batch writes, while herald publishes after an \`await\` (or from the Redis socket),
-outside any uWS callback; batching broadcasts and flushing them from a corked uWS scope would test
-that. Measured separately on the same load, one herald replica without Redis reached about 250k
+One explanation was tested and is not supported: that the ceiling is faster because it publishes
+inside uWS's own HTTP callback while herald publishes from a promise continuation. With the ceiling
+made to publish from a continuation (\`CEILING_DEFER=1\` in bench/uws-ceiling.cjs), two runs each
+gave 292k and 366k deliveries/s inside the callback against 732k and 366k deferred: no consistent
+difference, the machine's variance dominates. Left to try: Socket.IO's per-broadcast member scan
+(2 %), shorter message ids than UUIDs (fewer bytes per frame), and measuring on a machine where
+server and clients do not share two cores. Measured separately on the same load, one herald replica without Redis reached about 250k
 deliveries/s against 290k–375k for the ceiling in the same run; run-to-run variation on this
 machine is large (the ceiling's own saturation point ranged from 290k to 790k across runs).
 `;
