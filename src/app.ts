@@ -125,7 +125,11 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   registerSessions(io, {
     verifier: createTokenVerifier(config),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
-    policy, allowAnonymous: config.allowAnonymous, logger, metrics });
+    policy,
+    allowAnonymous: config.allowAnonymous,
+    logger,
+    metrics,
+  });
   const presence = createPresence(config, io, bus, logger);
   let transport: RunningTransport | undefined;
   const slow = new SlowConsumers(

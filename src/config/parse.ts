@@ -1,0 +1,79 @@
+import { createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { isValidPattern } from '../protocol/patterns.js';
+import type { Config, Env, HistoryRule, PublishKey, Setting } from './schema.js';
+
+export function setting<K extends keyof Config>(s: Setting<K>): Setting<K> {
+  return s;
+}
+
+export function integer(min: number, max: number, fallback: number) {
+  return (raw: string | undefined): number => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw)) throw new Error(`must be a whole number from ${min} to ${max}, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new Error(`must be from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+}
+
+export function oneOf<T extends string>(allowed: readonly T[], fallback: T) {
+  return (raw: string | undefined): T => {
+    if (raw === undefined || raw === '') return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      throw new Error(`must be one of ${allowed.join(', ')}, got "${raw}"`);
+    }
+    return raw as T;
+  };
+}
+
+export function list(raw: string | undefined): string[] {
+  return (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+
+export function hasAuth(env: Env): boolean {
+  return Boolean(env.JWT_SECRET || env.JWT_PUBLIC_KEY || env.JWKS_URL);
+}
+
+export function readPem(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`is neither a PEM key nor a readable file path ("${path}")`);
+  }
+}
+
+export function parsePublishKey(entry: string): PublishKey {
+  const [key, ...options] = entry.split(/\s+/);
+  if (!key || key.length < 16) throw new Error('each key must be at least 16 characters long');
+  let rooms: string[] | undefined;
+  for (const option of options) {
+    const m = /^rooms=(.+)$/.exec(option);
+    const patterns = m ? m[1]!.split('|') : [];
+    if (!m || patterns.some((p) => !isValidPattern(p))) {
+      throw new Error(`has a bad option "${option}": use rooms=<pattern>|<pattern>`);
+    }
+    rooms = patterns;
+  }
+  return Object.freeze({ key, rooms: rooms && Object.freeze(rooms) });
+}
+
+export function parseHistoryRule(entry: string): HistoryRule {
+  const [pattern, ...options] = entry.split(/\s+/);
+  if (!pattern || !isValidPattern(pattern)) {
+    throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
+  }
+  let size: number | undefined;
+  let ttlSeconds: number | undefined;
+  for (const option of options) {
+    const m = /^(size|ttl)=(\d+)$/.exec(option);
+    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n> or ttl=<seconds>`);
+    if (m[1] === 'size') size = Number(m[2]);
+    else ttlSeconds = Number(m[2]);
+  }
+  return Object.freeze({ pattern, size, ttlSeconds });
+}

@@ -1,0 +1,151 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { LOG_LEVELS, type LogLevel } from '../levels.js';
+import type { TransportKind } from '../schema.js';
+import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
+
+/** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
+export const CORE_SETTINGS = [
+  setting({
+    env: 'PORT',
+    key: 'port',
+    doc: 'TCP port for Socket.IO, the publish API and health checks (0 picks a free port).',
+    defaultText: '3000',
+    parse: integer(0, 65535, 3000),
+  }),
+  setting({
+    env: 'HOST',
+    key: 'host',
+    doc: 'Address to bind.',
+    defaultText: '0.0.0.0',
+    parse: (raw) => (raw === undefined || raw === '' ? '0.0.0.0' : raw),
+  }),
+  setting({
+    env: 'TRANSPORT',
+    key: 'transport',
+    doc: '`uws` (uWebSockets.js) or `node` (Node http + `ws`). `uws` falls back to `node` with a warning when its native module cannot load.',
+    defaultText: 'uws',
+    parse: oneOf<TransportKind>(['uws', 'node'], 'uws'),
+  }),
+  setting({
+    env: 'REDIS_URL',
+    key: 'redisUrl',
+    doc: 'Redis shared by all replicas: `redis://[:password@]host:port[/db]` or `rediss://` for TLS (Azure Cache for Redis: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Unset: single node with the in-memory adapter.',
+    defaultText: '(unset)',
+    parse: (raw) => {
+      if (raw === undefined || raw === '') return undefined;
+      let url: URL;
+      try {
+        url = new URL(raw);
+      } catch {
+        throw new Error('must be a URL like redis://host:6379 or rediss://:password@host:6380');
+      }
+      if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+        throw new Error(`must start with redis:// or rediss://, got "${url.protocol}//"`);
+      }
+      return raw;
+    },
+  }),
+  setting({
+    env: 'REDIS_MODE',
+    key: 'redisMode',
+    doc: '`classic`: the Redis adapter over pub/sub, every replica receives every broadcast. `sharded`: the sharded adapter over Redis 7 `SPUBLISH`/`SSUBSCRIBE`, a replica subscribes to a room\'s channel only while it has a member there (works on one Redis 7 too). Required with `REDIS_CLUSTER_NODES`.',
+    defaultText: 'classic',
+    parse: (raw, env) => {
+      const mode = oneOf(['classic', 'sharded'] as const, 'classic')(raw);
+      if (env.REDIS_CLUSTER_NODES && mode !== 'sharded') throw new Error('must be sharded with REDIS_CLUSTER_NODES');
+      return mode;
+    },
+  }),
+  setting({
+    env: 'REDIS_CLUSTER_NODES',
+    key: 'redisClusterNodes',
+    doc: 'Redis Cluster seed nodes, comma-separated `redis://[:password@]host:port` (or `rediss://` for TLS, e.g. Azure Cache for Redis with clustering: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Set instead of `REDIS_URL`.',
+    defaultText: '(unset)',
+    parse: (raw, env) => {
+      const nodes = list(raw);
+      if (nodes.length > 0 && env.REDIS_URL) throw new Error('and REDIS_URL are exclusive: set one');
+      for (const n of nodes) {
+        let url: URL | undefined;
+        try {
+          url = new URL(n);
+        } catch {
+          url = undefined;
+        }
+        if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.port) {
+          throw new Error(`has "${n}": use redis://host:port or rediss://:password@host:port`);
+        }
+      }
+      return Object.freeze(nodes);
+    },
+  }),
+  setting({
+    env: 'REDIS_KEY_PREFIX',
+    key: 'redisKeyPrefix',
+    doc: 'Pub/sub channel prefix of the Redis adapter; a backend using `@socket.io/redis-emitter` must pass the same `key`.',
+    defaultText: 'socket.io',
+    parse: (raw) => {
+      if (raw === undefined || raw === '') return 'socket.io';
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+        throw new Error('must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+      }
+      return raw;
+    },
+  }),
+  setting({
+    env: 'PUBLISH_KEYS',
+    key: 'publishKeys',
+    doc: 'Comma-separated bearer keys for the publish and history APIs, each optionally limited to rooms: `key1, key2 rooms=scores:*|news:*`. Keys are at least 16 characters. Unset: loopback callers only (refused at start when `NODE_ENV=production`).',
+    defaultText: '(unset)',
+    parse: (raw, env) => {
+      const keys = list(raw).map(parsePublishKey);
+      if (keys.length === 0 && env.NODE_ENV === 'production') {
+        throw new Error('must be set when NODE_ENV=production (publishing would be loopback-only)');
+      }
+      return Object.freeze(keys);
+    },
+  }),
+  setting({
+    env: 'PUBLISH_MAX_BYTES',
+    key: 'publishMaxBytes',
+    doc: 'Largest `POST /v1/publish` body in bytes; larger bodies get 413 `payload_too_large`.',
+    defaultText: '65536',
+    parse: integer(1, 16 * 1024 * 1024, 64 * 1024),
+  }),
+  setting({
+    env: 'DRAIN_SECONDS',
+    key: 'drainSeconds',
+    doc: 'On SIGTERM/SIGINT, connected clients are disconnected in batches spread over this many seconds, then the process exits 0.',
+    defaultText: '10',
+    parse: integer(0, 3600, 10),
+  }),
+  setting({
+    env: 'LOG_LEVEL',
+    key: 'logLevel',
+    doc: `Log level: ${LOG_LEVELS.join(', ')}.`,
+    defaultText: 'info',
+    parse: oneOf<LogLevel>(LOG_LEVELS, 'info'),
+  }),
+  setting({
+    env: 'NODE_ENV',
+    key: 'production',
+    doc: '`production` refuses unsafe defaults (no publish keys).',
+    defaultText: '(unset)',
+    parse: (raw) => raw === 'production',
+  }),
+  setting({
+    env: 'REPLICA_ID',
+    key: 'replicaId',
+    doc: 'Name of this replica in logs, `/healthz`, `/readyz`, `herald:hello` and the `x-herald-replica` header. Keep it stable across restarts of the same replica (a pod name, a container hostname): presence then replaces a restarted replica\'s members at once instead of after `PRESENCE_TTL_SECONDS`. Two live replicas must never share one.',
+    defaultText: '`<hostname>-<PORT>` (random suffix when `PORT=0`)',
+    parse: (raw, env) => {
+      if (raw === undefined || raw === '') {
+        const port = env.PORT === undefined || env.PORT === '' ? '3000' : env.PORT;
+        const suffix = port === '0' ? randomBytes(3).toString('hex') : port;
+        return `${hostname()}-${suffix}`.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 64);
+      }
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) throw new Error('must be 1-64 characters of A-Z a-z 0-9 _ . : -');
+      return raw;
+    },
+  }),
+] as const;
