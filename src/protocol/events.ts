@@ -21,16 +21,6 @@ export interface MessageMeta {
 export type SubscribeAck =
   | { ok: true; room: RoomName; recovered?: boolean; offset?: MessageId }
   | { ok: false; error: ErrorBody };
-export type AckFn = (reply: SubscribeAck) => void;
-
-/**
- * Events a client may send. Arguments are `unknown` because they come from the network.
- * `subscribe` takes a room name or `{room, since?}`, `since` being the last `meta.id` it saw.
- */
-export interface ClientToServerEvents {
-  subscribe: (arg: unknown, ack?: unknown) => void;
-  unsubscribe: (arg: unknown, ack?: unknown) => void;
-}
 
 /** Prefix of herald's own server-to-client events; publishers may not use it. */
 export const SYSTEM_EVENT_PREFIX = 'herald:';
@@ -40,9 +30,6 @@ export const HELLO_EVENT = 'herald:hello';
 export interface Hello {
   replica: string;
 }
-
-/** Published events are user-named, so the server-to-client map is open. */
-export type ServerToClientEvents = Record<string, (data: unknown, meta: MessageMeta) => void>;
 
 export const EVENT_MAX_LENGTH = 64;
 

@@ -29,7 +29,8 @@ export interface RealtimeDeps {
 }
 
 /**
- * Client contract: `subscribe`/`unsubscribe` take a room name or `{room}` and an ack that receives
+ * Client contract: `subscribe`/`unsubscribe` take a room name or `{room}` (`subscribe` also
+ * `{room, since}`, `since` being the last `meta.id` the client saw) and an ack that receives
  * `{ok: true, room}` or `{ok: false, error: {code, message}}`. The ack is sent after the join, so a
  * message published after the client saw `ok` is delivered to it.
  */
