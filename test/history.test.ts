@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
-import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startBackend, startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 
 const KEY = 'test-publish-key-0123456789';
@@ -33,14 +33,9 @@ for (const backend of ['memory', 'redis'] as const) {
     const dataOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'msg').map((r) => r.data);
 
     before(async () => {
-      const env: Record<string, string> = { PUBLISH_KEYS: KEY, HISTORY_ROOMS };
-      if (backend === 'redis') {
-        redis = await startRedis();
-        env.REDIS_URL = redis.url;
-        gateways.push(await startGateway({ env }), await startGateway({ env }));
-      } else {
-        gateways.push(await startGateway({ env }));
-      }
+      const started = await startBackend(backend, { PUBLISH_KEYS: KEY, HISTORY_ROOMS });
+      redis = started.redis;
+      gateways.push(...started.gateways);
       publisherGw = gateways[0]!;
       clientGw = gateways.at(-1)!;
     });

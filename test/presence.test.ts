@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { connectClient, type TestClient } from './helpers/clients.js';
-import { startGateway, type Gateway } from './helpers/gateway.js';
-import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { startBackend, startGateway, type Gateway } from './helpers/gateway.js';
+import type { RedisProcess } from './helpers/redis.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
@@ -46,14 +46,12 @@ for (const backend of ['memory', 'redis'] as const) {
       );
 
     before(async () => {
-      env = { PUBLISH_KEYS: KEY, JWT_SECRET: SECRET, ALLOW_ANONYMOUS: 'true', PUBLIC_ROOMS: 'lobby', PRESENCE_ROOMS: 'chat:* events, lobby, user:*', PRESENCE_TTL_SECONDS: String(TTL) };
-      if (backend === 'redis') {
-        redis = await startRedis();
-        env.REDIS_URL = redis.url;
-        gateways.push(await startGateway({ env }), await startGateway({ env }));
-      } else {
-        gateways.push(await startGateway({ env }));
-      }
+      const base = { PUBLISH_KEYS: KEY, JWT_SECRET: SECRET, ALLOW_ANONYMOUS: 'true', PUBLIC_ROOMS: 'lobby', PRESENCE_ROOMS: 'chat:* events, lobby, user:*', PRESENCE_TTL_SECONDS: String(TTL) };
+      const started = await startBackend(backend, base);
+      redis = started.redis;
+      gateways.push(...started.gateways);
+      // Later gateways of the Redis variant join the same Redis.
+      env = redis ? { ...base, REDIS_URL: redis.url } : base;
     });
     after(async () => {
       for (const c of clients) c.close();

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { startRedis, type RedisProcess } from './redis.js';
 import { onceWithin, waitFor } from './wait.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
@@ -97,4 +98,18 @@ export async function runGatewayToExit(env: Record<string, string>): Promise<{ c
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   const [code] = await onceWithin<[number | null]>(child, 'exit', 'gateway to exit');
   return { code, stderr, stdout };
+}
+
+/**
+ * The gateways of a backend under test: `memory`, one gateway on its own; `redis`, a private
+ * redis-server (returned, for the test to stop) and two gateways sharing it.
+ */
+export async function startBackend(
+  backend: 'memory' | 'redis',
+  env: Record<string, string>,
+): Promise<{ gateways: Gateway[]; redis: RedisProcess | undefined }> {
+  if (backend === 'memory') return { gateways: [await startGateway({ env })], redis: undefined };
+  const redis = await startRedis();
+  const shared = { ...env, REDIS_URL: redis.url };
+  return { gateways: [await startGateway({ env: shared }), await startGateway({ env: shared })], redis };
 }
