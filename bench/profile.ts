@@ -1,8 +1,8 @@
 /**
- * `node --import tsx bench/profile.ts`: where a herald replica spends its CPU at saturation.
+ * `node --import tsx bench/profile.ts`: where a herald replica spends its CPU under load.
  * Two replicas + Redis on CPU 0 (as in the benchmark), one of them under --cpu-prof, the harness on
- * CPU 1 publishing 1,600 messages/s to 2 rooms × 500 subscribers; prints the functions with the
- * most self time.
+ * CPU 1 publishing RATE messages/s (default 1,000: below the knee) to 2 rooms × 500 subscribers;
+ * prints how the server CPU split between the processes and the functions with the most self time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
@@ -12,6 +12,10 @@ import { createInterface } from 'node:readline';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { freePort } from '../test/helpers/ports.js';
+import { cpuSeconds, pinToClientCpu } from './stacks.js';
+
+pinToClientCpu();
+const RATE = Number(process.env.RATE ?? 1000);
 
 function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
@@ -34,7 +38,15 @@ const [pa, pb] = [await freePort(), await freePort()];
 const a = await start([process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
 const b = await start([process.execPath, 'dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
 const workers = await Workers.start(2, { cpus: '1' });
-const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`] }, { rooms: 2, subscribersPerRoom: 500, rates: [1600], secondsPerStep: 6, sampleEvery: 200 });
+const procs = { profiled: a.pid!, other: b.pid!, redis: redis.pid! };
+const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`] }, {
+  rooms: 2,
+  subscribersPerRoom: 500,
+  rates: [RATE],
+  secondsPerStep: 6,
+  sampleEvery: 200,
+  counters: Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, () => cpuSeconds(pid)])),
+});
 await workers.stop();
 const exited = new Promise((r) => a.once('exit', r));
 a.kill('SIGTERM');
@@ -57,6 +69,8 @@ profile.samples.forEach((id, i) => {
   total += us;
   self.set(where, (self.get(where) ?? 0) + us);
 });
-console.log(`load: ${JSON.stringify(result.steps[0])}`);
+const step = result.steps[0]!;
+console.log(`load: ${RATE} messages/s → ${step.deliveriesPerSecond} deliveries/s, p99 ${step.latencyMs.p99} ms`);
+console.log(`server CPU per second: ${Object.entries(step.counters).map(([k, v]) => `${k} ${(v / step.seconds).toFixed(2)}`).join(', ')}`);
 console.log(`profiled replica: ${(total / 1e6).toFixed(1)} s of samples; self time:`);
 for (const [where, us] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`${((us / total) * 100).toFixed(1).padStart(5)} %  ${where}`);

@@ -3,143 +3,24 @@
  * load-test harness. Servers (and Redis) run on CPU 0, clients and the publisher on CPU 1.
  * Writes BENCHMARKS.md, bench/results.json and the charts under docs/.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { freePort } from '../test/helpers/ports.js';
+import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, heraldStack, pinToClientCpu, rssBytes, stockStack, withCpu, type Stack } from './stacks.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const SERVER_CPU = '0';
-const CLIENT_CPU = '1';
 const QUICK = process.env.BENCH_QUICK === '1';
-
-interface Proc {
-  pid: number;
-  stop(): Promise<void>;
-}
-
-/** Starts a process pinned to the server CPU and waits for its `ready` line (bounded). */
-async function start(cmd: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Proc> {
-  const child: ChildProcess = spawn('taskset', ['-c', SERVER_CPU, cmd, ...args], {
-    env: { PATH: process.env.PATH, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-    cwd: ROOT,
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${cmd} did not start`)), 15_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (ready.test(line)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}`)));
-  });
-  return {
-    pid: child.pid!,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', () => resolve());
-        child.kill('SIGKILL');
-      }),
-  };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function rssBytes(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
-
-interface Stack {
-  name: string;
-  urls: string[];
-  servers: Proc[];
-  /** Every server-side process, Redis included, for CPU accounting. */
-  all: Proc[];
-  stop(): Promise<void>;
-}
-
-async function redis(): Promise<{ proc: Proc; url: string; dir: string }> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'));
-  const proc = await start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {}, /Ready to accept connections/);
-  return { proc, url: `redis://127.0.0.1:${port}`, dir };
-}
-
-const HERALD_ENV = {
-  LOG_LEVEL: 'info',
-  STATUS_PAGE: 'false',
-  CONNECT_RATE_PER_IP: '100000',
-  CONNECT_BURST_PER_IP: '100000',
-  // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
-  SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
-  SLOW_CLIENT_SECONDS: '3600',
+/** Publish rates of the saturation sweep: 100 to 6,400 messages/s, about 20 % apart past 1,000. */
+const SATURATION_RATES = [100, 200, 400, 600, 800, 1000, 1250, 1500, 1800, 2200, 2600, 3100, 3700, 4400, 5300, 6400];
+const STACKS = {
+  herald: 'herald (2 replicas + Redis, uWS transport)',
+  heraldOne: 'herald (1 replica, no Redis, uWS transport)',
+  heraldWs: 'herald (2 replicas + Redis, ws transport)',
 };
-
-async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
-  const r = await redis();
-  const servers: Proc[] = [];
-  const urls: string[] = [];
-  for (let i = 0; i < replicas; i++) {
-    const port = await freePort();
-    servers.push(
-      await start(process.execPath, ['dist/main.js'], { ...HERALD_ENV, ...extra, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}` }, /"msg":"listening"/),
-    );
-    urls.push(`http://127.0.0.1:${port}`);
-  }
-  return {
-    name,
-    urls,
-    servers,
-    all: [...servers, r.proc],
-    async stop() {
-      await Promise.all([...servers, r.proc].map((p) => p.stop()));
-      rmSync(r.dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function stockStack(): Promise<Stack> {
-  const r = await redis();
-  const servers: Proc[] = [];
-  const urls: string[] = [];
-  for (let i = 0; i < 2; i++) {
-    const port = await freePort();
-    servers.push(await start(process.execPath, ['bench/stock-server.cjs'], { REDIS_URL: r.url, PORT: String(port) }, /^listening/));
-    urls.push(`http://127.0.0.1:${port}`);
-  }
-  return { name: 'stock Socket.IO + redis-adapter (2 processes, ws)', urls, servers, all: [...servers, r.proc], stop: async () => {
-    await Promise.all([...servers, r.proc].map((p) => p.stop()));
-    rmSync(r.dir, { recursive: true, force: true });
-  } };
-}
-
-async function ceilingStack(): Promise<Stack> {
-  const port = await freePort();
-  const p = await start(process.execPath, ['bench/uws-ceiling.cjs'], { PORT: String(port) }, /^listening/);
-  return { name: 'raw uWebSockets.js pub/sub (1 process, no Redis)', urls: [`http://127.0.0.1:${port}`], servers: [p], all: [p], stop: () => p.stop() };
-}
-
-/** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
-async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
-  const before = stack.all.map((p) => cpuSeconds(p.pid));
-  const result = await fn();
-  const cpu = stack.all.reduce((a, p, i) => a + cpuSeconds(p.pid) - before[i]!, 0);
-  return { result, cpu };
-}
 
 async function measureStack(stack: Stack, workers: Workers) {
   const target = { urls: stack.urls };
@@ -155,8 +36,9 @@ async function measureStack(stack: Stack, workers: Workers) {
   const saturation = await scenarios.throughput(workers, target, {
     rooms: 2,
     subscribersPerRoom: 500,
-    rates: QUICK ? [100, 400] : [100, 200, 400, 800, 1600, 3200],
+    rates: QUICK ? [100, 400] : SATURATION_RATES,
     secondsPerStep: QUICK ? 2 : 3,
+    patience: 2,
     sampleEvery: 200,
   });
   const rssBefore = stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0);
@@ -268,8 +150,10 @@ const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isF
 function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awaited<ReturnType<typeof capacity>>, sharded: Awaited<ReturnType<typeof shardedComparison>>, machine: string, seconds: number): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
-  const heraldUws = results.find((r) => r.stack.includes('uWS transport'))!;
+  const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
+  const heraldOne = results.find((r) => r.stack === STACKS.heraldOne)!;
   const max = (r: (typeof results)[number]) => r.saturation.maxDeliveriesPerSecond;
+  const latencyAt = (r: (typeof results)[number], rate: number) => r.latency.find((x) => x.rate === rate)?.latencyMs;
   const lines = [
     '# Benchmarks',
     '',
@@ -288,22 +172,25 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
       return `| ${r.stack} | ${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} |`;
     }),
     '',
-    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room. Saturation: 2 rooms × 500 subscribers, publish rate doubling from 100/s until deliveries fall below 90 % of what was published (or the last step).',
+    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (256 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with.',
     '',
     '## Against the targets',
     '',
     `| target | measured | met |`,
     `| --- | --- | --- |`,
     `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : 'no'} |`,
-    `| herald (uWS) ≥ 80 % of raw uWS | ${f((max(heraldUws) / max(ceiling)) * 100)} % | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} |`,
+    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${f((max(heraldUws) / max(ceiling)) * 100)} %; 1 replica without Redis (the same single process as raw uWS): ${f((max(heraldOne) / max(ceiling)) * 100)} % | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica) |`,
+    `| p99 ≤ 50 ms at 100k deliveries/s (100 msg/s to 1,000 subscribers) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 50 ? 'yes' : 'no'} |`,
     `| ≤ 8 KB RSS per idle connection | ${f(heraldUws.idle.bytesPerConnection)} B | ${(heraldUws.idle.bytesPerConnection ?? Infinity) <= 8192 ? 'yes' : 'no'} |`,
     `| 100k idle connections on one replica | ${f(cap.connected)} held (${f(cap.bytesPerConnection)} B each); stopped by the per-process file-descriptor hard limit of ${f(cap.fdLimit)}, which cannot be raised here (setrlimit: Operation not permitted) | no (limit of this machine) |`,
     '',
     '## Saturation steps',
     '',
-    '| stack | publish rate → deliveries/s (p99 ms) |',
+    'Each step: publish rate asked → deliveries/s (p99 ms); ✗ marks a saturated step, with the publish rate the server let the publisher reach.',
+    '',
+    '| stack | steps |',
     '| --- | --- |',
-    ...results.map((r) => `| ${r.stack} | ${r.saturation.steps.map((s) => `${f(s.rate)} → ${f(s.deliveriesPerSecond)} (${s.latencyMs.p99})`).join('; ')} |`),
+    ...results.map((r) => `| ${r.stack} | ${r.saturation.steps.map((s) => `${f(s.rate)} → ${f(s.deliveriesPerSecond)} (${s.latencyMs.p99})${s.saturated ? ` ✗ ${f(s.achievedPublishRate)}/s` : ''}`).join('; ')} |`),
     '',
     '![deliveries per second against publish rate](docs/bench-throughput.svg)',
     '',
@@ -332,14 +219,16 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
 }
 
 async function main() {
+  pinToClientCpu();
   const startedAt = Date.now();
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${execFileSync('bash', ['-c', '. /etc/os-release && echo $PRETTY_NAME']).toString().trim()}, Node ${process.version}, Redis ${/v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1]}`;
   const workers = await Workers.start(2, { cpus: CLIENT_CPU });
   const results = [];
   try {
     for (const make of [
-      () => heraldStack('herald (2 replicas + Redis, uWS transport)', 'uws', 2),
-      () => heraldStack('herald (2 replicas + Redis, ws transport)', 'node', 2),
+      () => heraldStack(STACKS.herald, 'uws', 2),
+      () => heraldStack(STACKS.heraldOne, 'uws', 1, { REDIS_URL: '' }),
+      () => heraldStack(STACKS.heraldWs, 'node', 2),
       stockStack,
       ceilingStack,
     ]) {

@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { HttpPipeline } from './http-pipeline.js';
 
 export interface PublishTarget {
   /** Base URLs to publish through (round robin). */
@@ -22,8 +23,8 @@ export async function publishAtRate(
   const seqs: Record<string, number> = Object.fromEntries(rooms.map((r) => [r, 0]));
   const accepted: Record<string, number> = Object.fromEntries(rooms.map((r) => [r, 0]));
   let failed = 0;
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (target.key) headers.authorization = `Bearer ${target.key}`;
+  const headers: Record<string, string> = target.key ? { authorization: `Bearer ${target.key}` } : {};
+  const servers = target.urls.map((u) => new HttpPipeline(u));
   const started = Date.now();
   const inFlight = new Set<Promise<void>>();
   for (let i = 0; i < total; i++) {
@@ -33,10 +34,10 @@ export async function publishAtRate(
     if (wait > 1) await delay(wait);
     const room = rooms[i % rooms.length]!;
     const body = JSON.stringify({ room, event: 'load', data: { seq: ++seqs[room]!, sent: Date.now() } });
-    const p: Promise<void> = fetch(`${target.urls[i % target.urls.length]}/v1/publish`, { method: 'POST', headers, body })
-      .then(async (res) => {
-        await res.arrayBuffer();
-        if (res.ok) accepted[room]!++;
+    const p: Promise<void> = servers[i % servers.length]!
+      .post('/v1/publish', body, headers)
+      .then((res) => {
+        if (res.status === 200) accepted[room]!++;
         else failed++;
       })
       .catch(() => {
@@ -47,5 +48,6 @@ export async function publishAtRate(
     if (inFlight.size >= (opts.inFlight ?? 64)) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
+  for (const s of servers) s.close();
   return { accepted, failed, achievedRate: (total / Math.max(1, Date.now() - started)) * 1000 };
 }

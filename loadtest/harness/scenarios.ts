@@ -110,28 +110,54 @@ export async function fanoutLatency(workers: Workers, target: Target, o: { subsc
 export async function throughput(
   workers: Workers,
   target: Target,
-  o: { rooms: number; subscribersPerRoom: number; rates: number[]; secondsPerStep: number; sampleEvery?: number },
+  o: {
+    rooms: number;
+    subscribersPerRoom: number;
+    rates: number[];
+    secondsPerStep: number;
+    sampleEvery?: number;
+    /** Cumulative counters (CPU seconds of some processes, say); each step reports their change. */
+    counters?: Record<string, () => number>;
+    /**
+     * Stop after this many saturated steps in a row (default 1). Past its knee a WebSocket server
+     * can fall into a slow regime from one transient stall (a client that momentarily stops
+     * reading turns every later send into a syscall of its own), so one saturated step below
+     * the knee says less than the steps after it. Infinity: run every step.
+     */
+    patience?: number;
+  },
 ) {
   const rooms = Array.from({ length: o.rooms }, (_, i) => `load:tp-${Date.now()}-${i}`);
   const open = await openAll(workers, target, o.rooms * o.subscribersPerRoom, rooms, 'count', o.sampleEvery ?? 50);
   const steps = [];
+  let saturatedInARow = 0;
   for (const rate of o.rates) {
     await workers.reports();
     const started = Date.now();
+    const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
     const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: 256 });
     const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
     const expected = published * o.subscribersPerRoom;
     const m = merge(await settle(workers, expected, 5000));
     const seconds = (Date.now() - started) / 1000;
+    const counters = Object.fromEntries(before.map(([k, v]) => [k, o.counters![k]!() - v]));
+    const deliveredShare = expected === 0 ? 0 : m.delivered / expected;
+    // Saturated: the server no longer keeps up with what was offered. The publisher keeps a
+    // bounded number of requests in flight, so a server that answers slowly shows up as a
+    // publish rate below the one asked for, and one that falls behind as missing deliveries.
+    const saturated = deliveredShare < 0.9 || pub.achievedRate < 0.9 * rate;
     steps.push({
       rate,
+      seconds,
+      counters,
       achievedPublishRate: Math.round(pub.achievedRate),
       deliveriesPerSecond: Math.round(m.delivered / seconds),
-      deliveredShare: expected === 0 ? 0 : m.delivered / expected,
+      deliveredShare,
+      saturated,
       latencyMs: percentiles(m.samples),
     });
-    // Saturated: the server no longer keeps up with what was published.
-    if (expected > 0 && m.delivered / expected < 0.9) break;
+    saturatedInARow = saturated ? saturatedInARow + 1 : 0;
+    if (saturatedInARow >= (o.patience ?? 1)) break;
   }
   await workers.all(() => ({ cmd: 'close' }), 'closed');
   return {
@@ -139,7 +165,8 @@ export async function throughput(
     connections: open.connected,
     failedConnects: open.failed,
     steps,
-    maxDeliveriesPerSecond: Math.max(0, ...steps.map((s) => s.deliveriesPerSecond)),
+    /** The most deliveries/s at a step the server kept up with (any step, if it kept up with none). */
+    maxDeliveriesPerSecond: Math.max(0, ...(steps.some((s) => !s.saturated) ? steps.filter((s) => !s.saturated) : steps).map((s) => s.deliveriesPerSecond)),
   };
 }
 

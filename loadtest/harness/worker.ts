@@ -4,15 +4,15 @@
  * clients are not the bottleneck: frames are counted without parsing unless a scenario needs the
  * content, and latency is sampled.
  */
-import WebSocket from 'ws';
 import { connectFrame, eventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
 import type { ConnectionReport, WorkerCommand, WorkerReport } from './protocol.js';
+import { WsClient } from './wsclient.js';
 
 const MAX_SAMPLES = 50_000;
 
 /** A connection and its counters (what it reports, plus what it needs to reconnect). */
 interface Conn extends ConnectionReport {
-  ws: WebSocket | undefined;
+  ws: WsClient | undefined;
   url: string;
   localAddress: string;
   /** Sequence numbers seen in its room (a bitmap: publishes are concurrent, so not in order). */
@@ -52,9 +52,9 @@ function sample(ms: number): void {
 /** herald's own events (`herald:hello`, …) are not published messages and are not counted. */
 const SYSTEM_EVENT = Buffer.from('42["herald:');
 
-/** Handles an event frame from its raw bytes: counting needs no string, only sampling does. */
-function onEvent(c: Conn, raw: Buffer): void {
-  if (raw.length >= SYSTEM_EVENT.length && raw.compare(SYSTEM_EVENT, 0, SYSTEM_EVENT.length, 0, SYSTEM_EVENT.length) === 0) return;
+/** Handles an event frame, `buf[start, end)`: counting needs no string, only sampling does. */
+function onEvent(c: Conn, buf: Buffer, start: number, end: number): void {
+  if (end - start >= SYSTEM_EVENT.length && buf.compare(SYSTEM_EVENT, 0, SYSTEM_EVENT.length, start, start + SYSTEM_EVENT.length) === 0) return;
   delivered++;
   deliveredSinceReport++;
   const p = plan!;
@@ -62,7 +62,7 @@ function onEvent(c: Conn, raw: Buffer): void {
     // Cheap path: count, and look inside only one frame in `sampleEvery`.
     if (delivered % p.sampleEvery !== 0) return;
   }
-  const f = parseFrame(raw.toString());
+  const f = parseFrame(buf.toString('utf8', start, end));
   if (f.type !== 'event') return;
   const data = f.args[0] as { seq?: number; sent?: number } | undefined;
   const meta = f.args[1] as { id?: string } | undefined;
@@ -94,37 +94,36 @@ function open(c: Conn, since?: string): Promise<boolean> {
         resolve(ok);
       }
     };
-    // No UTF-8 validation: the frames are counted, and the few that are read are herald's own JSON.
-    const ws = new WebSocket(socketUrl(c.url), { localAddress: c.localAddress, perMessageDeflate: false, skipUTF8Validation: true });
+    const ws: WsClient = new WsClient(socketUrl(c.url), {
+      open: () => {},
+      closed: () => done(false),
+      text: (buf, start, end) => {
+        // "42": an event (the hot path), recognized without decoding the frame.
+        if (buf[start] === 0x34 && buf[start + 1] === 0x32) return onEvent(c, buf, start, end);
+        const f = parseFrame(buf.toString('utf8', start, end));
+        if (f.type === 'ping') ws.send(PONG);
+        else if (f.type === 'open') ws.send(connectFrame(plan!.auth));
+        else if (f.type === 'refused') done(false);
+        else if (f.type === 'connected') {
+          const id = ++ackCounter;
+          pendingAcks.set(id, (args) => {
+            const ack = args[0] as { ok?: boolean; recovered?: boolean; offset?: string };
+            if (ack?.offset) c.offset = ack.offset;
+            if (since !== undefined) {
+              if (ack?.recovered) c.recovered++;
+              else c.unrecovered++;
+            }
+            done(ack?.ok === true);
+          });
+          ws.send(eventFrame('subscribe', [since === undefined ? c.room : { room: c.room, since }], id));
+        } else if (f.type === 'ack' && f.id !== undefined) {
+          const cb = pendingAcks.get(f.id);
+          pendingAcks.delete(f.id);
+          cb?.(f.args);
+        }
+      },
+    }, { localAddress: c.localAddress });
     c.ws = ws;
-    ws.on('error', () => done(false));
-    ws.on('close', () => done(false));
-    ws.on('message', (raw: Buffer, isBinary: boolean) => {
-      if (isBinary) return;
-      // "42": an event (the hot path), recognized without decoding the frame.
-      if (raw[0] === 0x34 && raw[1] === 0x32) return onEvent(c, raw);
-      const f = parseFrame(raw.toString());
-      if (f.type === 'ping') ws.send(PONG);
-      else if (f.type === 'open') ws.send(connectFrame(plan!.auth));
-      else if (f.type === 'refused') done(false);
-      else if (f.type === 'connected') {
-        const id = ++ackCounter;
-        pendingAcks.set(id, (args) => {
-          const ack = args[0] as { ok?: boolean; recovered?: boolean; offset?: string };
-          if (ack?.offset) c.offset = ack.offset;
-          if (since !== undefined) {
-            if (ack?.recovered) c.recovered++;
-            else c.unrecovered++;
-          }
-          done(ack?.ok === true);
-        });
-        ws.send(eventFrame('subscribe', [since === undefined ? c.room : { room: c.room, since }], id));
-      } else if (f.type === 'ack' && f.id !== undefined) {
-        const cb = pendingAcks.get(f.id);
-        pendingAcks.delete(f.id);
-        cb?.(f.args);
-      }
-    });
   });
 }
 
@@ -141,7 +140,7 @@ async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): 
 function report(): WorkerReport {
   const r: WorkerReport = {
     cmd: 'report',
-    connected: conns.filter((c) => c.ws?.readyState === WebSocket.OPEN).length,
+    connected: conns.filter((c) => c.ws?.isOpen).length,
     failedConnects,
     delivered: deliveredSinceReport,
     samples,
@@ -164,7 +163,7 @@ process.on('message', async (msg: WorkerCommand) => {
       await pool(mine, msg.concurrency, async (c) => {
         if (!(await open(c))) failedConnects++;
       });
-      process.send!({ cmd: 'opened', connected: conns.filter((c) => c.ws?.readyState === WebSocket.OPEN).length, failedConnects });
+      process.send!({ cmd: 'opened', connected: conns.filter((c) => c.ws?.isOpen).length, failedConnects });
     } else if (msg.cmd === 'report') {
       process.send!(report());
     } else if (msg.cmd === 'drop') {
@@ -201,5 +200,8 @@ process.on('message', async (msg: WorkerCommand) => {
     process.send!({ cmd: 'error', message: (err as Error).stack ?? String(err) });
   }
 });
+
+// The coordinator is done with this worker: exit normally (a CPU profile, if asked for, is written).
+process.on('disconnect', () => process.exit(0));
 
 process.send!({ cmd: 'ready' });

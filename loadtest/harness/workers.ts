@@ -17,14 +17,20 @@ export class Workers {
   static async start(count: number, opts: { cpus?: string } = {}): Promise<Workers> {
     const procs: ChildProcess[] = [];
     for (let i = 0; i < count; i++) {
-      const args = ['--import', 'tsx', WORKER];
+      // HARNESS_WORKER_PROFILE=<dir>: each worker writes a V8 CPU profile there when it exits.
+      const node = ['--import', 'tsx', ...(process.env.HARNESS_WORKER_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HARNESS_WORKER_PROFILE}`] : [])];
       const child = opts.cpus
-        ? fork(WORKER, [], { execPath: 'taskset', execArgv: ['-c', opts.cpus, process.execPath, '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-        : fork(WORKER, [], { execArgv: args.slice(0, 2), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        ? fork(WORKER, [], { execPath: 'taskset', execArgv: ['-c', opts.cpus, process.execPath, ...node], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+        : fork(WORKER, [], { execArgv: node, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       procs.push(child);
     }
     await Promise.all(procs.map((p) => Workers.next(p, 'ready')));
     return new Workers(procs);
+  }
+
+  /** The client processes' pids (for CPU readings from /proc). */
+  get pids(): number[] {
+    return this.procs.map((p) => p.pid!);
   }
 
   get size(): number {
@@ -54,8 +60,18 @@ export class Workers {
     return this.all(() => ({ cmd: 'report' }), 'report');
   }
 
+  /** Closes the connections and lets the workers exit by themselves (bounded: then SIGKILL). */
   async stop(): Promise<void> {
     await this.all(() => ({ cmd: 'close' }), 'closed').catch(() => {});
-    for (const p of this.procs) p.kill('SIGKILL');
+    await Promise.all(
+      this.procs.map(async (p) => {
+        if (p.exitCode !== null || p.signalCode !== null) return;
+        const exited = once(p, 'exit');
+        p.disconnect();
+        const timer = setTimeout(() => p.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }),
+    );
   }
 }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { assertDepth } from '../limits/json-depth.js';
@@ -6,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
+import { messageIds } from './message-id.js';
 
 /** Socket.IO packet type of an event (socket.io-parser's PacketType.EVENT). */
 const SOCKET_IO_EVENT = 2;
@@ -46,9 +46,10 @@ export interface Publisher {
 export type PublishSource = 'http' | 'client' | 'redis-stream' | 'amqp';
 
 export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined): Publisher {
+  const nextId = messageIds();
   return {
     async publish(req, source, dedupeKey) {
-      const id = randomUUID();
+      const id = nextId();
       const ts = Date.now();
       const ids: Record<RoomName, MessageId> = {};
       const appended = req.rooms.flatMap((room) => {

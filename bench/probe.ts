@@ -1,0 +1,52 @@
+/**
+ * `node --import tsx bench/probe.ts [stack ...]`: a finer saturation sweep than `npm run bench`,
+ * for finding where a stack saturates and which core is the limit. For each publish rate it prints
+ * deliveries/s, the share delivered, p99, and the CPU the servers (CPU 0) and the clients and
+ * publisher (CPU 1) used per second. Stacks: herald-uws, herald-uws-1 (one replica, no Redis),
+ * herald-ws, stock, ceiling. RATES=comma list overrides the rates; STEP_SECONDS the step length.
+ */
+import * as scenarios from '../loadtest/harness/scenarios.js';
+import { Workers } from '../loadtest/harness/workers.js';
+import { CLIENT_CPU, ceilingStack, cpuSeconds, heraldStack, pinToClientCpu, stockStack, type Stack } from './stacks.js';
+
+pinToClientCpu();
+
+const makers: Record<string, () => Promise<Stack>> = {
+  'herald-uws': () => heraldStack('herald-uws', 'uws', 2),
+  'herald-uws-1': () => heraldStack('herald-uws-1', 'uws', 1, { REDIS_URL: '' }),
+  'herald-ws': () => heraldStack('herald-ws', 'node', 2),
+  stock: stockStack,
+  ceiling: ceilingStack,
+};
+const names = process.argv.slice(2).length ? process.argv.slice(2) : ['herald-uws', 'ceiling'];
+const rates = (process.env.RATES ?? '400,600,800,1000,1200,1400,1600,2000').split(',').map(Number);
+const workers = await Workers.start(2, { cpus: CLIENT_CPU });
+const self = process.pid;
+try {
+  for (const name of names) {
+    const stack = await makers[name]!();
+    try {
+      const r = await scenarios.throughput(workers, { urls: stack.urls }, {
+        rooms: 2,
+        subscribersPerRoom: 500,
+        rates,
+        secondsPerStep: Number(process.env.STEP_SECONDS ?? 3),
+        sampleEvery: 200,
+        patience: Infinity,
+        counters: {
+          server: () => stack.all.reduce((a, p) => a + cpuSeconds(p.pid), 0),
+          client: () => [...workers.pids, self].reduce((a, pid) => a + cpuSeconds(pid), 0),
+        },
+      });
+      for (const s of r.steps) {
+        console.log(
+          `${name.padEnd(13)} rate ${String(s.rate).padStart(5)} (achieved ${String(s.achievedPublishRate).padStart(5)}): ${String(s.deliveriesPerSecond).padStart(7)} deliveries/s, ${(s.deliveredShare * 100).toFixed(0).padStart(3)} % delivered,${s.saturated ? ' SATURATED,' : ''} p99 ${String(s.latencyMs.p99).padStart(5)} ms, CPU/s server ${(s.counters.server! / s.seconds).toFixed(2)} client ${(s.counters.client! / s.seconds).toFixed(2)}`,
+        );
+      }
+    } finally {
+      await stack.stop();
+    }
+  }
+} finally {
+  await workers.stop();
+}

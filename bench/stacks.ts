@@ -1,0 +1,142 @@
+/**
+ * The stacks the benchmark compares, started as child processes pinned to the server CPU, and the
+ * /proc readings it takes of them. Shared by bench/run.ts and bench/probe.ts.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const SERVER_CPU = '0';
+export const CLIENT_CPU = '1';
+
+export interface Proc {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a process pinned to the server CPU and waits for its `ready` line (bounded). */
+export async function start(cmd: string, args: string[], env: Record<string, string>, ready: RegExp): Promise<Proc> {
+  const child: ChildProcess = spawn('taskset', ['-c', SERVER_CPU, cmd, ...args], {
+    env: { PATH: process.env.PATH, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: ROOT,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${cmd} did not start`)), 15_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (ready.test(line)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}`)));
+  });
+  return {
+    pid: child.pid!,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGKILL');
+      }),
+  };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+export function rssBytes(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+export interface Stack {
+  name: string;
+  urls: string[];
+  servers: Proc[];
+  /** Every server-side process, Redis included, for CPU accounting. */
+  all: Proc[];
+  stop(): Promise<void>;
+}
+
+export async function redis(): Promise<{ proc: Proc; url: string; dir: string }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-redis-'));
+  const proc = await start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {}, /Ready to accept connections/);
+  return { proc, url: `redis://127.0.0.1:${port}`, dir };
+}
+
+export const HERALD_ENV = {
+  LOG_LEVEL: 'info',
+  STATUS_PAGE: 'false',
+  CONNECT_RATE_PER_IP: '100000',
+  CONNECT_BURST_PER_IP: '100000',
+  // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
+  SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
+  SLOW_CLIENT_SECONDS: '3600',
+};
+
+export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
+  const r = await redis();
+  const servers: Proc[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < replicas; i++) {
+    const port = await freePort();
+    servers.push(
+      await start(process.execPath, ['dist/main.js'], { ...HERALD_ENV, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
+    );
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  return {
+    name,
+    urls,
+    servers,
+    all: [...servers, r.proc],
+    async stop() {
+      await Promise.all([...servers, r.proc].map((p) => p.stop()));
+      rmSync(r.dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function stockStack(): Promise<Stack> {
+  const r = await redis();
+  const servers: Proc[] = [];
+  const urls: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const port = await freePort();
+    servers.push(await start(process.execPath, ['bench/stock-server.cjs'], { REDIS_URL: r.url, PORT: String(port) }, /^listening/));
+    urls.push(`http://127.0.0.1:${port}`);
+  }
+  return { name: 'stock Socket.IO + redis-adapter (2 processes, ws)', urls, servers, all: [...servers, r.proc], stop: async () => {
+    await Promise.all([...servers, r.proc].map((p) => p.stop()));
+    rmSync(r.dir, { recursive: true, force: true });
+  } };
+}
+
+export async function ceilingStack(): Promise<Stack> {
+  const port = await freePort();
+  const p = await start(process.execPath, ['bench/uws-ceiling.cjs'], { PORT: String(port) }, /^listening/);
+  return { name: 'raw uWebSockets.js pub/sub (1 process, no Redis)', urls: [`http://127.0.0.1:${port}`], servers: [p], all: [p], stop: () => p.stop() };
+}
+
+/** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
+export async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
+  const before = stack.all.map((p) => cpuSeconds(p.pid));
+  const result = await fn();
+  const cpu = stack.all.reduce((a, p, i) => a + cpuSeconds(p.pid) - before[i]!, 0);
+  return { result, cpu };
+}
+
+
+/** Pins this process (every thread: the publisher lives here) to the client CPU, beside the workers. */
+export function pinToClientCpu(): void {
+  execFileSync('taskset', ['-a', '-p', '-c', CLIENT_CPU, String(process.pid)], { stdio: 'ignore' });
+}
