@@ -3,6 +3,7 @@
  * for finding where a stack saturates and which core is the limit. For each publish rate it prints
  * deliveries/s, the share delivered, p99, and the CPU the servers (CPU 0) and the clients and
  * publisher (CPU 1) used per second. Stacks: herald-uws, herald-uws-1 (one replica, no Redis),
+ * herald-uws-1-redis (one replica with Redis),
  * herald-ws, stock, ceiling. RATES=comma list overrides the rates; STEP_SECONDS the step length.
  */
 import * as scenarios from '../loadtest/harness/scenarios.js';
@@ -14,6 +15,7 @@ pinToClientCpu();
 const makers: Record<string, () => Promise<Stack>> = {
   'herald-uws': () => heraldStack('herald-uws', 'uws', 2),
   'herald-uws-1': () => heraldStack('herald-uws-1', 'uws', 1, { REDIS_URL: '' }),
+  'herald-uws-1-redis': () => heraldStack('herald-uws-1-redis', 'uws', 1),
   'herald-ws': () => heraldStack('herald-ws', 'node', 2),
   stock: stockStack,
   ceiling: ceilingStack,

@@ -1,7 +1,7 @@
 /**
  * `node --import tsx bench/profile.ts`: where a herald replica spends its CPU under load.
  * Two replicas + Redis on CPU 0 (as in the benchmark), one of them under --cpu-prof, the harness on
- * CPU 1 publishing RATE messages/s (default 1,000: below the knee) to 2 rooms × 500 subscribers;
+ * CPU 1 publishing RATES messages/s (a ramp, default 1,000 then 1,500: below the knee) to 2 rooms × 500 subscribers;
  * prints how the server CPU split between the processes and the functions with the most self time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -15,7 +15,8 @@ import { freePort } from '../test/helpers/ports.js';
 import { cpuSeconds, pinToClientCpu } from './stacks.js';
 
 pinToClientCpu();
-const RATE = Number(process.env.RATE ?? 1000);
+/** Publish rates, one step each (a ramp, so the profile is not of a cold start); the last one is reported. */
+const RATES = (process.env.RATES ?? '1000,1500').split(',').map(Number);
 
 function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
@@ -42,7 +43,8 @@ const procs = { profiled: a.pid!, other: b.pid!, redis: redis.pid! };
 const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`] }, {
   rooms: 2,
   subscribersPerRoom: 500,
-  rates: [RATE],
+  rates: RATES,
+  patience: Infinity,
   secondsPerStep: 6,
   sampleEvery: 200,
   counters: Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, () => cpuSeconds(pid)])),
@@ -69,8 +71,8 @@ profile.samples.forEach((id, i) => {
   total += us;
   self.set(where, (self.get(where) ?? 0) + us);
 });
-const step = result.steps[0]!;
-console.log(`load: ${RATE} messages/s → ${step.deliveriesPerSecond} deliveries/s, p99 ${step.latencyMs.p99} ms`);
+const step = result.steps.at(-1)!;
+console.log(`load: ${step.rate} messages/s → ${step.deliveriesPerSecond} deliveries/s, p99 ${step.latencyMs.p99} ms`);
 console.log(`server CPU per second: ${Object.entries(step.counters).map(([k, v]) => `${k} ${(v / step.seconds).toFixed(2)}`).join(', ')}`);
 console.log(`profiled replica: ${(total / 1e6).toFixed(1)} s of samples; self time:`);
 for (const [where, us] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`${((us / total) * 100).toFixed(1).padStart(5)} %  ${where}`);

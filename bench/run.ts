@@ -4,7 +4,7 @@
  * Writes BENCHMARKS.md, bench/results.json and the charts under docs/.
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -14,8 +14,8 @@ import { Workers } from '../loadtest/harness/workers.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, heraldStack, pinToClientCpu, rssBytes, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-/** Publish rates of the saturation sweep: 100 to 6,400 messages/s, about 20 % apart past 1,000. */
-const SATURATION_RATES = [100, 200, 400, 600, 800, 1000, 1250, 1500, 1800, 2200, 2600, 3100, 3700, 4400, 5300, 6400];
+/** Publish rates of the saturation sweep: 100 to 9,200 messages/s, about 20 % apart past 1,000. */
+const SATURATION_RATES = [100, 200, 400, 600, 800, 1000, 1250, 1500, 1800, 2200, 2600, 3100, 3700, 4400, 5300, 6400, 7700, 9200];
 const STACKS = {
   herald: 'herald (2 replicas + Redis, uWS transport)',
   heraldOne: 'herald (1 replica, no Redis, uWS transport)',
@@ -120,34 +120,63 @@ async function shardedComparison(workers: Workers) {
   return rows;
 }
 
-/** What `node --import tsx bench/profile.ts` showed; kept with the numbers it explains. */
-const PROFILE_FINDINGS = `## Where herald falls short, and why (profile)
+/** What the probes and profiles showed; kept with the numbers it explains. */
+const PROFILE_FINDINGS = `## What limits each stack here (probes and profiles)
 
-\`node --import tsx bench/profile.ts\` runs the saturation load (1,600 messages/s to 2 rooms × 500
-subscribers, two replicas + Redis on one core) with one replica under \`--cpu-prof\`. Last run:
-215,237 deliveries/s; of the profiled replica's CPU, 73.1 % was inside uWebSockets.js \`app.publish\`
-as called by Socket.IO's uWS fast path (\`socket.io/dist/uws.js:67\`), 8.6 % in uWS's \`writeBuffer\`,
-2.0 % in Socket.IO's per-broadcast scan of room members for long-polling clients
-(\`in-memory-adapter.js:250\`), and herald's own code (HTTP handling, validation, metrics) under 1 %
-in total.
+Measured on this machine on 2026-11-21 with \`node --import tsx bench/probe.ts <stacks>\` (the
+saturation load with the CPU each core's processes used per step) and \`bench/profile.ts\` (a V8
+CPU profile of one replica under that load).
 
-So the cost is in the native publish. With the one server core saturated, that is about 4.6 µs of
-server CPU per delivery for herald (1 s / 215k, two replicas and Redis sharing the core) against
-1.3 µs for the raw-uWS ceiling at its best run (1 s / 790k, one process, no Redis).
-One explanation was tested and is not supported: that the ceiling is faster because it publishes
-inside uWS's own HTTP callback while herald publishes from a promise continuation. With the ceiling
-made to publish from a continuation (\`CEILING_DEFER=1\` in bench/uws-ceiling.cjs), two runs each
-gave 292k and 366k deliveries/s inside the callback against 732k and 366k deferred: no consistent
-difference, the machine's variance dominates. Left to try: Socket.IO's per-broadcast member scan
-(2 %), shorter message ids than UUIDs (fewer bytes per frame), and measuring on a machine where
-server and clients do not share two cores. Measured separately on the same load, one herald replica without Redis reached about 250k
-deliveries/s against 290k–375k for the ceiling in the same run; run-to-run variation on this
-machine is large (the ceiling's own saturation point ranged from 290k to 790k across runs).
+**The harness was the bottleneck before.** The first version of this benchmark published with
+\`fetch\` from the coordinating process, which was not pinned, and received with the \`ws\`
+package. With the receiving side replaced first, profiles of the client processes showed their
+main threads about 68 % idle while the \`fetch\` publisher fell behind the asked rate (1,000/s
+asked, 450–700/s reached), and such a step counted as "delivered 100 %" because the criterion only
+looked at deliveries. That run reported
+366k deliveries/s for herald and 790k for raw uWS. The harness now publishes over pipelined
+HTTP/1.1 connections (loadtest/harness/http-pipeline.ts), receives with a frame parser on raw
+sockets (loadtest/harness/wsclient.ts), pins the coordinator to the client CPU, and counts a
+publisher held back by slow answers as saturation.
+
+**Past the knee, every uWS stack falls into a slow regime.** A saturated step typically delivers
+200k–400k/s with the server core at 97–100 %, far below the step before it; a profile taken in
+that state shows 83 % of the replica's time inside uWS \`app.publish\`. uWebSockets.js writes a
+message to a socket that already holds user-space backpressure by first trying a system call to
+flush that buffer (\`AsyncSocket::write\`), so once sockets fall behind, the batching that makes
+uWS fast (many messages per \`sendto\`) is lost and each delivery costs a system call. The state
+can start from one transient stall below the knee: in one probe run raw uWS collapsed at 2,400
+messages/s and then sustained 2,800, 3,100 and 3,700 (1.28M, 1.42M, 1.70M deliveries/s). Hence
+the sweep goes on past a single saturated step, and the table above shows every step.
+
+**herald's own code costs little; the two-replica topology on one core costs the rest.** In the
+same probe runs one herald replica without Redis kept pace with raw uWS step for step (both
+1,422,889 deliveries/s at 3,100 messages/s); one replica with Redis reached 1,193,756 at 2,600
+before saturating at 3,100; two replicas with Redis reached 1.0M at 2,200 and saturated at 2,600.
+Below the knee all stacks batch alike (at 1,500 messages/s, 725k deliveries/s: 4.0 deliveries per
+\`sendto\` for raw uWS, 5.7 for one herald replica, 5.2 for two, counted with \`perf stat -e
+syscalls:sys_enter_sendto\`), and in a profile of a replica below the knee its JavaScript
+(HTTP handling, validation, Socket.IO encoding, metrics) is each under 1 % of the time. The two
+replicas, Redis, and every message's extra hop through Redis share the one server core, which the
+single-process ceiling does not pay; a replica also receives its own broadcasts back from Redis
+(the adapter subscribes to every room's channel) and discards them. Tried and not kept: ioredis
+auto-pipelining on the publishing connection (knee unchanged at 2,200 in the next run).
+
+**The publisher's window moves the knees.** The publisher keeps a bounded number of requests in
+flight and catches up after a delay, so a server that answers late receives the missed messages in
+one burst. With 256 in flight (this benchmark's first setting) raw uWS and herald both tipped into
+the slow regime between 1,500 and 4,400 messages/s; with 64 (the setting now) raw uWS kept up to the
+highest rate probed, 5,300 messages/s (2.43M deliveries/s, p99 34 ms) while two herald replicas
+saturated at 2,600 (1.0M at 2,200); with 32, two herald replicas reached 1.19M at 2,600 and were
+then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). None
+of the settings brings two replicas and Redis on one core near 80 % of the single process.
+
+The deliveries/s at saturation of the fast stacks vary from run to run by about one step
+(20 %): the knee is where a stall first tips the stack into the slow regime, which is partly chance.
 `;
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
-function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awaited<ReturnType<typeof capacity>>, sharded: Awaited<ReturnType<typeof shardedComparison>>, machine: string, seconds: number): string {
+function markdown({ results, capacity: cap, sharded, machine, seconds, generatedAt }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -158,7 +187,7 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
     '# Benchmarks',
     '',
     `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.`,
-    `Generated ${new Date().toISOString()} by bench/run.ts; raw numbers in bench/results.json.`,
+    `Generated ${generatedAt} by bench/run.ts; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
     '',
     '## Stacks side by side',
     '',
@@ -169,10 +198,11 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
         const l = r.latency.find((x) => x.rate === rate);
         return l ? `${l.latencyMs.p50} / ${l.latencyMs.p95} / ${l.latencyMs.p99}${l.missing ? ` (${f(l.missing)} missing)` : ''}` : 'n/a';
       };
-      return `| ${r.stack} | ${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} |`;
+      const open = !r.saturation.steps.at(-1)?.saturated; // kept up with the last step: a lower bound
+      return `| ${r.stack} | ${open ? '≥ ' : ''}${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} |`;
     }),
     '',
-    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (256 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with.',
+    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with.',
     '',
     '## Against the targets',
     '',
@@ -218,7 +248,35 @@ function markdown(results: Awaited<ReturnType<typeof measureStack>>[], cap: Awai
   return lines.join('\n');
 }
 
+interface Run {
+  machine: string;
+  generatedAt: string;
+  seconds: number;
+  results: Awaited<ReturnType<typeof measureStack>>[];
+  capacity: Awaited<ReturnType<typeof capacity>>;
+  sharded: Awaited<ReturnType<typeof shardedComparison>>;
+}
+
+/** BENCHMARKS.md and the charts, from one run's numbers. */
+function writeOutputs(run: Run): void {
+  const { results } = run;
+  writeFileSync(
+    join(ROOT, 'docs/bench-throughput.svg'),
+    lineChart({ title: 'Deliveries/s against publish rate (2 rooms × 500 subscribers)', xLabel: 'publish rate (messages/s)', yLabel: 'deliveries/s', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.deliveriesPerSecond] as [number, number]) })), width: 760 }),
+  );
+  writeFileSync(
+    join(ROOT, 'docs/bench-latency.svg'),
+    lineChart({ title: 'p99 latency against publish rate', xLabel: 'publish rate (messages/s)', yLabel: 'p99 ms', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.latencyMs.p99] as [number, number]) })), width: 760 }),
+  );
+  writeFileSync(join(ROOT, 'BENCHMARKS.md'), markdown(run));
+}
+
 async function main() {
+  if (process.argv.includes('--report')) {
+    // Rewrite BENCHMARKS.md and the charts from bench/results.json, without measuring again.
+    writeOutputs(JSON.parse(readFileSync(join(ROOT, 'bench/results.json'), 'utf8')) as Run);
+    return;
+  }
   pinToClientCpu();
   const startedAt = Date.now();
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${execFileSync('bash', ['-c', '. /etc/os-release && echo $PRETTY_NAME']).toString().trim()}, Node ${process.version}, Redis ${/v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1]}`;
@@ -247,17 +305,10 @@ async function main() {
     console.log('# bench: classic against sharded');
     const sharded = await shardedComparison(workers);
     console.log(JSON.stringify(sharded));
-    const seconds = (Date.now() - startedAt) / 1000;
-    writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify({ machine, results, capacity: cap, sharded }, null, 2));
-    writeFileSync(
-      join(ROOT, 'docs/bench-throughput.svg'),
-      lineChart({ title: 'Deliveries/s against publish rate (2 rooms × 500 subscribers)', xLabel: 'publish rate (messages/s)', yLabel: 'deliveries/s', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.deliveriesPerSecond] as [number, number]) })), width: 760 }),
-    );
-    writeFileSync(
-      join(ROOT, 'docs/bench-latency.svg'),
-      lineChart({ title: 'p99 latency against publish rate', xLabel: 'publish rate (messages/s)', yLabel: 'p99 ms', series: results.map((r) => ({ name: r.stack, points: r.saturation.steps.map((s) => [s.rate, s.latencyMs.p99] as [number, number]) })), width: 760 }),
-    );
-    writeFileSync(join(ROOT, 'BENCHMARKS.md'), markdown(results, cap, sharded, machine, seconds));
+    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, results, capacity: cap, sharded };
+    writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
+    writeOutputs(run);
+    const seconds = run.seconds;
     console.log(`# bench: done in ${seconds.toFixed(0)} s; wrote BENCHMARKS.md`);
   } finally {
     await workers.stop();

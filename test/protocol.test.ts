@@ -4,6 +4,7 @@ import { HeraldError } from '../src/errors.js';
 import { validateEventName } from '../src/protocol/events.js';
 import { roomFromClientArg, validateRoom } from '../src/protocol/rooms.js';
 import { createPublishAuthorizer, isLoopback } from '../src/publish/keys.js';
+import { messageIds } from '../src/publish/message-id.js';
 import { parsePublishRequest, PUBLISH_MAX_ROOMS } from '../src/publish/service.js';
 
 const code = (fn: () => unknown) => {
@@ -61,6 +62,17 @@ describe('publish requests', () => {
     const body = JSON.parse('{"room":"a","event":"e","__proto__":{"polluted":true}}');
     assert.equal(code(() => parsePublishRequest(body)), 'bad_request');
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
+  });
+});
+
+describe('message ids', () => {
+  it('are short, distinct within a process and across processes', () => {
+    const a = messageIds();
+    const b = messageIds();
+    const ids = [...Array.from({ length: 5000 }, a), ...Array.from({ length: 5000 }, b)];
+    assert.equal(new Set(ids).size, ids.length);
+    for (const id of ids) assert.match(id, /^[A-Za-z0-9_-]{8}-[0-9a-z]+$/);
+    assert.ok(ids.every((id) => id.length <= 13), 'at most 13 characters for the first 36^4 ids');
   });
 });
 

@@ -135,7 +135,7 @@ export async function throughput(
     await workers.reports();
     const started = Date.now();
     const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
-    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: 256 });
+    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: 64 });
     const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
     const expected = published * o.subscribersPerRoom;
     const m = merge(await settle(workers, expected, 5000));
