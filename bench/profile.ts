@@ -35,12 +35,14 @@ const dir = mkdtempSync(join(tmpdir(), 'herald-profile-'));
 const redisPort = await freePort();
 const redis = await start(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {}, /Ready to accept/);
 const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, LOG_LEVEL: 'info', STATUS_PAGE: 'false', HOST: '127.0.0.1', CONNECT_BURST_PER_IP: '100000', CONNECT_RATE_PER_IP: '100000', SLOW_CLIENT_MAX_BYTES: '268435456' };
+// SINGLE=1: one replica without Redis instead (herald's own cost, beside the raw uWS ceiling).
+const single = process.env.SINGLE === '1';
 const [pa, pb] = [await freePort(), await freePort()];
-const a = await start([process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
-const b = await start([process.execPath, 'dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
+const a = await start([process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, ...(single ? { REDIS_URL: '' } : {}), PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
+const b = single ? undefined : await start([process.execPath, 'dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
 const workers = await Workers.start(2, { cpus: '1' });
-const procs = { profiled: a.pid!, other: b.pid!, redis: redis.pid! };
-const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, `http://127.0.0.1:${pb}`] }, {
+const procs = { profiled: a.pid!, ...(b ? { other: b.pid!, redis: redis.pid! } : {}) };
+const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, ...(b ? [`http://127.0.0.1:${pb}`] : [])] }, {
   rooms: 2,
   subscribersPerRoom: 500,
   rates: RATES,
@@ -52,7 +54,7 @@ const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${
 await workers.stop();
 const exited = new Promise((r) => a.once('exit', r));
 a.kill('SIGTERM');
-b.kill('SIGKILL');
+b?.kill('SIGKILL');
 await exited;
 redis.kill('SIGKILL');
 
@@ -75,4 +77,4 @@ const step = result.steps.at(-1)!;
 console.log(`load: ${step.rate} messages/s → ${step.deliveriesPerSecond} deliveries/s, p99 ${step.latencyMs.p99} ms`);
 console.log(`server CPU per second: ${Object.entries(step.counters).map(([k, v]) => `${k} ${(v / step.seconds).toFixed(2)}`).join(', ')}`);
 console.log(`profiled replica: ${(total / 1e6).toFixed(1)} s of samples; self time:`);
-for (const [where, us] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 15)) console.log(`${((us / total) * 100).toFixed(1).padStart(5)} %  ${where}`);
+for (const [where, us] of [...self].sort((x, y) => y[1] - x[1]).slice(0, 25)) console.log(`${((us / total) * 100).toFixed(1).padStart(5)} %  ${where}`);

@@ -139,8 +139,9 @@ sockets (loadtest/harness/wsclient.ts), pins the coordinator to the client CPU, 
 publisher held back by slow answers as saturation.
 
 **Past the knee, every uWS stack falls into a slow regime.** A saturated step typically delivers
-200k–400k/s with the server core at 97–100 %, far below the step before it; a profile taken in
-that state shows 83 % of the replica's time inside uWS \`app.publish\`. uWebSockets.js writes a
+200k–600k/s with the server core at 97–100 %, far below the step before it; a profile taken in
+that state (before the broadcast change below) showed 83 % of the replica's time inside uWS
+\`app.publish\`. uWebSockets.js writes a
 message to a socket that already holds user-space backpressure by first trying a system call to
 flush that buffer (\`AsyncSocket::write\`), so once sockets fall behind, the batching that makes
 uWS fast (many messages per \`sendto\`) is lost and each delivery costs a system call. The state
@@ -148,18 +149,31 @@ can start from one transient stall below the knee: in one probe run raw uWS coll
 messages/s and then sustained 2,800, 3,100 and 3,700 (1.28M, 1.42M, 1.70M deliveries/s). Hence
 the sweep goes on past a single saturated step, and the table above shows every step.
 
-**herald's own code costs little; the two-replica topology on one core costs the rest.** In the
-same probe runs one herald replica without Redis kept pace with raw uWS step for step (both
-1,422,889 deliveries/s at 3,100 messages/s); one replica with Redis reached 1,193,756 at 2,600
-before saturating at 3,100; two replicas with Redis reached 1.0M at 2,200 and saturated at 2,600.
-Below the knee all stacks batch alike (at 1,500 messages/s, 725k deliveries/s: 4.0 deliveries per
-\`sendto\` for raw uWS, 5.7 for one herald replica, 5.2 for two, counted with \`perf stat -e
-syscalls:sys_enter_sendto\`), and in a profile of a replica below the knee its JavaScript
-(HTTP handling, validation, Socket.IO encoding, metrics) is each under 1 % of the time. The two
-replicas, Redis, and every message's extra hop through Redis share the one server core, which the
-single-process ceiling does not pay; a replica also receives its own broadcasts back from Redis
-(the adapter subscribes to every room's channel) and discards them. Tried and not kept: ioredis
-auto-pipelining on the publishing connection (knee unchanged at 2,200 in the next run).
+**Where herald's time went, and what was changed.** A profile of one replica without Redis at
+4,000 messages/s (\`SINGLE=1 RATES=2000,3000,4000 node --import tsx bench/profile.ts\`) showed
+the largest JavaScript cost in Socket.IO's uWS fast path: after publishing to the room's uWS topic
+it walks every member of the room to find those on HTTP long-polling (\`apply\`,
+in-memory-adapter.js:250), 14.7 % of the replica's wall-clock samples with 66.3 % idle. herald now
+installs its own version of that broadcast (src/transport/uws-broadcast.ts) that walks an index of
+the sockets not on WebSocket instead; the same profile then showed 83.6 % idle and 2.7 % in the
+broadcast. Per-request loopback checks (a \`BlockList\` lookup, 1 %) are now cached, and message
+ids are a third as long as the UUIDs they replace. Below the knee all stacks batch alike (at 1,500
+messages/s, 725k deliveries/s: 4.0 deliveries per \`sendto\` for raw uWS, 5.7 for one herald
+replica, 5.2 for two, counted with \`perf stat -e syscalls:sys_enter_sendto\`).
+
+**What these changes did not move: two replicas and Redis on one core.** In probes before and after
+the broadcast change, two replicas with Redis kept up to 2,600 messages/s (1.19M deliveries/s) and
+saturated at 3,100; one replica with Redis reached 1.19M at 2,600 and saturated at 3,100 in an
+earlier probe. In the saturated state the two replicas did not share the core evenly (0.33 and 0.63
+CPU-seconds per second in one profile), and the profiled replica's time was inside uWS publishing
+(28 %) and in socket writes to Redis (14 %, wall-clock: with three processes on one core a writer is
+descheduled inside the call). The HTTP answer waits only for the replica's own event loop (the
+classic adapter does not await Redis), so the publisher's window fills when that loop's iterations
+grow long. Tried and not kept: ioredis auto-pipelining on the publishing connection (knee unchanged).
+Each message's extra hop through Redis, a replica receiving and discarding its own broadcasts (the
+adapter subscribes to every room's channel), and three processes taking turns on one core are costs
+the single-process ceiling does not pay; on a machine where each replica has its own cores they
+would not add up on one.
 
 **The publisher's window moves the knees.** The publisher keeps a bounded number of requests in
 flight and catches up after a delay, so a server that answers late receives the missed messages in

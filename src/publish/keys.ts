@@ -70,9 +70,18 @@ LOOPBACK.addAddress('::1', 'ipv6');
  * `0000:...:ffff:7f00:0001` that uWebSockets.js reports.
  */
 export function isLoopback(address: string): boolean {
-  const family = isIP(address);
-  return family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  let known = loopbackSeen.get(address);
+  if (known === undefined) {
+    const family = isIP(address);
+    known = family !== 0 && LOOPBACK.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    // Callers are few (publishers, probes); a BlockList check per request showed in profiles.
+    if (loopbackSeen.size >= 1024) loopbackSeen.clear();
+    loopbackSeen.set(address, known);
+  }
+  return known;
 }
+
+const loopbackSeen = new Map<string, boolean>();
 
 /**
  * The common start of the per-room backend APIs (history, presence): a valid key for this room,

@@ -11,7 +11,7 @@ import type { SlowConsumers } from './slow-consumers.js';
  */
 export function observeDeliveries(metrics: Metrics, slow: SlowConsumers): () => void {
   const inner = Adapter.prototype.broadcast;
-  Adapter.prototype.broadcast = function observedBroadcast(this: Adapter, packet: any, opts: BroadcastOptions) {
+  const observedBroadcast = function (this: Adapter, packet: any, opts: BroadcastOptions) {
     if (this.nsp.name === '/') {
       const meta = Array.isArray(packet?.data) ? packet.data[2] : undefined;
       const ts = typeof meta?.ts === 'number' ? (meta.ts as number) : undefined;
@@ -20,8 +20,10 @@ export function observeDeliveries(metrics: Metrics, slow: SlowConsumers): () => 
     }
     return inner.call(this, packet, opts);
   };
+  Adapter.prototype.broadcast = observedBroadcast;
   return () => {
-    Adapter.prototype.broadcast = inner;
+    // io.close() may already have put Socket.IO's original back: leave that in place.
+    if (Adapter.prototype.broadcast === observedBroadcast) Adapter.prototype.broadcast = inner;
   };
 }
 

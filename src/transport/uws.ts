@@ -2,6 +2,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
+import { installUwsBroadcast } from './uws-broadcast.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
 export type UwsModule = typeof import('uWebSockets.js');
@@ -10,6 +11,7 @@ export type UwsModule = typeof import('uWebSockets.js');
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
   opts.io.attachApp(app);
+  installUwsBroadcast(opts.io, app);
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
