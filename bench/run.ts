@@ -163,10 +163,11 @@ ids are a third as long as the UUIDs they replace. Below the knee all stacks bat
 messages/s, 725k deliveries/s: 4.0 deliveries per \`sendto\` for raw uWS, 5.7 for one herald
 replica, 5.2 for two, counted with \`perf stat -e syscalls:sys_enter_sendto\`).
 
-**What these changes did not move: two replicas and Redis on one core.** In probes before and after
-the broadcast change, two replicas with Redis kept up to 2,600 messages/s (1.19M deliveries/s) and
-saturated at 3,100; one replica with Redis reached 1.19M at 2,600 and saturated at 3,100 in an
-earlier probe. In the saturated state the two replicas did not share the core evenly (0.33 and 0.63
+**What these changes moved less: two replicas and Redis on one core.** In a probe after the
+broadcast change, two replicas with Redis kept up to 2,600 messages/s (1.19M deliveries/s) and
+saturated at 3,100; before it, with the same publisher, they kept up to 2,200 (1.0M) and saturated
+at 2,600. One replica with Redis reached 1.19M at 2,600 and saturated at 3,100 in an earlier probe
+(before the change). In the saturated state the two replicas did not share the core evenly (0.33 and 0.63
 CPU-seconds per second in one profile), and the profiled replica's time was inside uWS publishing
 (28 %) and in socket writes to Redis (14 %, wall-clock: with three processes on one core a writer is
 descheduled inside the call). The HTTP answer waits only for the replica's own event loop (the
@@ -186,8 +187,22 @@ saturated at 2,600 (1.0M at 2,200); with 32, two herald replicas reached 1.19M a
 then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). None
 of the settings brings two replicas and Redis on one core near 80 % of the single process.
 
-The deliveries/s at saturation of the fast stacks vary from run to run by about one step
-(20 %): the knee is where a stall first tips the stack into the slow regime, which is partly chance.
+**Memory per idle connection.** Measured on fresh processes, as now, herald holds 10–13 KB of RSS
+per idle connection (11.0 KB for one replica at 10k, 9.9 KB at 19.5k), over the 8 KB target. The first version of this benchmark measured after the
+load runs, inside heap those runs had already grown, and reported 4.3–4.7 KB (and, for one stack, a
+negative number). A heap snapshot of one replica holding 2,000 idle connections (snapshots follow a
+full GC) showed 7.9 KB of JavaScript heap per connection: 2.7 KB in 17 arrays, 1.3 KB in 24
+closures (11 of them bound functions), 0.8 KB in 15 plain objects, and one each of Socket.IO's
+Socket and Client, Engine.IO's socket, the handshake's uWS request and response wrappers (kept as
+the socket's \`request\`), a timer and a token bucket. herald's own objects, its event handlers and
+the token bucket, are under 1 KB of that by the snapshot's counts; the rest is Socket.IO's and Engine.IO's per-connection
+state, which raw uWS (1.0–1.6 KB per connection) does not carry. Meeting 8 KB would mean trimming
+Socket.IO's own per-socket state; not attempted.
+
+Run to run, with this harness: raw uWS reached 3.70M, 3.68M and 3.64M deliveries/s in the last
+three full runs, one herald replica 1.95M (before the broadcast change), 3.06M and 3.47M, and two
+herald replicas with Redis 1.19M, 1.42M and 1.09M: the knee of the two-replica stack moves by one
+or two steps, as it depends on when a stall first tips it into the slow regime.
 `;
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
