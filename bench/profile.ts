@@ -4,44 +4,28 @@
  * CPU 1 publishing RATES messages/s (a ramp, default 1,000 then 1,500: below the knee) to 2 rooms × 500 subscribers;
  * prints how the server CPU split between the processes and the functions with the most self time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { freePort } from '../test/helpers/ports.js';
-import { cpuSeconds, pinToClientCpu } from './stacks.js';
+import { CLIENT_CPU, cpuSeconds, HERALD_ENV, pinToClientCpu, redis, start } from './stacks.js';
 
 pinToClientCpu();
 /** Publish rates, one step each (a ramp, so the profile is not of a cold start); the last one is reported. */
 const RATES = (process.env.RATES ?? '1000,1500').split(',').map(Number);
 
-function start(args: string[], env: Record<string, string>, ready: RegExp): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('taskset', ['-c', '0', ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    const timer = setTimeout(() => reject(new Error(`${args.join(' ')} did not start`)), 15_000);
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (ready.test(l)) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-  });
-}
-
 const dir = mkdtempSync(join(tmpdir(), 'herald-profile-'));
-const redisPort = await freePort();
-const redis = await start(['redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {}, /Ready to accept/);
-const env = { REDIS_URL: `redis://127.0.0.1:${redisPort}`, LOG_LEVEL: 'info', STATUS_PAGE: 'false', HOST: '127.0.0.1', CONNECT_BURST_PER_IP: '100000', CONNECT_RATE_PER_IP: '100000', SLOW_CLIENT_MAX_BYTES: '268435456' };
+const r = await redis();
+const env = { ...HERALD_ENV, REDIS_URL: r.url, HOST: '127.0.0.1' };
 // SINGLE=1: one replica without Redis instead (herald's own cost, beside the raw uWS ceiling).
 const single = process.env.SINGLE === '1';
 const [pa, pb] = [await freePort(), await freePort()];
-const a = await start([process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, ...(single ? { REDIS_URL: '' } : {}), PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
-const b = single ? undefined : await start([process.execPath, 'dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
-const workers = await Workers.start(2, { cpus: '1' });
-const procs = { profiled: a.pid!, ...(b ? { other: b.pid!, redis: redis.pid! } : {}) };
+const a = await start(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, ...(single ? { REDIS_URL: '' } : {}), PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
+const b = single ? undefined : await start(process.execPath, ['dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
+const workers = await Workers.start(2, { cpus: CLIENT_CPU });
+const procs = { profiled: a.pid, ...(b ? { other: b.pid, redis: r.proc.pid } : {}) };
 const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, ...(b ? [`http://127.0.0.1:${pb}`] : [])] }, {
   rooms: 2,
   subscribersPerRoom: 500,
@@ -52,11 +36,9 @@ const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${
   counters: Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, () => cpuSeconds(pid)])),
 });
 await workers.stop();
-const exited = new Promise((r) => a.once('exit', r));
-a.kill('SIGTERM');
-b?.kill('SIGKILL');
-await exited;
-redis.kill('SIGKILL');
+// SIGTERM: the profiled replica drains and exits, which is when V8 writes the profile.
+await Promise.all([a.stop('SIGTERM'), b?.stop(), r.proc.stop()]);
+rmSync(r.dir, { recursive: true, force: true });
 
 const profile = JSON.parse(readFileSync(join(dir, readdirSync(dir)[0]!), 'utf8')) as {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];

@@ -16,7 +16,8 @@ export const CLIENT_CPU = '1';
 
 export interface Proc {
   pid: number;
-  stop(): Promise<void>;
+  /** Sends `signal` (default SIGKILL) and resolves once the process has exited. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
 /** Starts a process pinned to the server CPU and waits for its `ready` line (bounded). */
@@ -38,11 +39,11 @@ export async function start(cmd: string, args: string[], env: Record<string, str
   });
   return {
     pid: child.pid!,
-    stop: () =>
+    stop: (signal = 'SIGKILL') =>
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();
         child.once('exit', () => resolve());
-        child.kill('SIGKILL');
+        child.kill(signal);
       }),
   };
 }
