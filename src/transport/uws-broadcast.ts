@@ -56,8 +56,9 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
     if (!waiting || waiting.size === 0) return;
     const members = room === undefined ? undefined : this.rooms.get(room);
     if (room !== undefined && !members) return;
+    // Engine.IO emits `upgrade` right after switching transports, so every socket here is still
+    // on long-polling.
     for (const socket of waiting) {
-      if (socket.conn.transport.name === 'websocket') continue;
       if (this.nsp.sockets.get(socket.id) !== socket) continue; // not connected (yet) in this namespace
       if (members && !members.has(socket.id)) continue;
       (socket as unknown as { client: { writeToEngine(p: unknown, o: unknown): void } }).client.writeToEngine(encoded, {
