@@ -5,7 +5,7 @@ import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { createBus, type Bus } from './cluster/bus.js';
-import { registerSessions } from './realtime/session.js';
+import { Sessions } from './realtime/session.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
 import { historyRoutes } from './history/routes.js';
@@ -122,7 +122,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const history = createHistory(config, io, bus, logger);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
-  registerSessions(io, {
+  const sessions = new Sessions(io, {
     verifier: createTokenVerifier(config),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy,
@@ -169,6 +169,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     limits: { rate: config.clientRate, burst: config.clientBurst, maxSubscriptions: config.maxSubscriptions },
     slow,
     bus,
+    sessions,
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({

@@ -2,15 +2,16 @@ import type { Server, Socket } from 'socket.io';
 import { HeraldError, toHeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HELLO_EVENT, type Hello, type SubscribeAck } from '../protocol/events.js';
+import { HELLO_EVENT, type Hello, type MessageId, type SubscribeAck } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Bus } from '../cluster/bus.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
-import { applyClientLimits, type ClientLimits } from './limits.js';
-import { identityOf } from './session.js';
+import { guardEvents, type ClientLimits, type EventHandler } from './limits.js';
+import { releaseHandshake } from './handshake.js';
+import { identityOf, type Sessions } from './session.js';
 import type { SlowConsumers } from './slow-consumers.js';
 
 export interface RealtimeDeps {
@@ -26,6 +27,7 @@ export interface RealtimeDeps {
   limits: ClientLimits & { maxSubscriptions: number };
   slow: SlowConsumers;
   bus: Bus;
+  sessions: Sessions;
 }
 
 /**
@@ -33,77 +35,89 @@ export interface RealtimeDeps {
  * `{room, since}`, `since` being the last `meta.id` the client saw) and an ack that receives
  * `{ok: true, room}` or `{ok: false, error: {code, message}}`. The ack is sent after the join, so a
  * message published after the client saw `ok` is delivered to it.
+ *
+ * Per connection herald keeps one event guard (a closure, its token bucket) and one shared
+ * `disconnecting` listener; the handlers below are shared by all connections. After connect it
+ * also lets go of the upgrade request and most of the handshake (see `releaseHandshake`).
  */
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
+  const handlers = new Map<string, EventHandler>([
+    ['subscribe', (socket, arg, ack) => answer(ack, () => subscribe(socket, arg, deps))],
+    [
+      'unsubscribe',
+      (socket, arg, ack) =>
+        answer(ack, async () => {
+          const room = clientRoom(socket, arg);
+          deps.history?.forget(socket.id, room);
+          await socket.leave(room);
+          return { room };
+        }),
+    ],
+    // `presence` with a room or {room, cursor?, limit?}: only for rooms the client may subscribe to.
+    [
+      'presence',
+      (socket, arg, ack) =>
+        answer(ack, async () => {
+          const room = roomFromClientArg(arg);
+          if (!deps.policy.canSubscribe(identityOf(socket), room)) throw new HeraldError('forbidden', `Not allowed to see "${room}".`);
+          if (!deps.presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
+          const o = typeof arg === 'object' && arg !== null ? (arg as { cursor?: unknown; limit?: unknown }) : {};
+          const cursor = typeof o.cursor === 'string' ? o.cursor : undefined;
+          return deps.presence.page(room, cursor, o.limit === undefined ? PRESENCE_PAGE_DEFAULT : Number(o.limit));
+        }),
+    ],
+    // Client publishing (a chat message from a browser): the same path as the HTTP API, allowed
+    // only into rooms the token's `publish` claim matches.
+    [
+      'publish',
+      (socket, arg, ack) =>
+        answer(ack, async () => {
+          const request = parsePublishRequest(arg);
+          const identity = identityOf(socket);
+          const refused = request.rooms.filter((r) => !deps.policy.canPublish(identity, r));
+          if (refused.length > 0) throw new HeraldError('forbidden', `Not allowed to publish to ${refused.join(', ')}.`);
+          return deps.publisher.publish(request, 'client');
+        }),
+    ],
+    ['refresh', (socket, arg, ack) => deps.sessions.refresh(socket, arg, ack)],
+  ]);
+  // One function for every socket: `this` is the socket that is going.
+  const disconnecting = function (this: Socket) {
+    for (const room of this.rooms) deps.history?.forget(this.id, room);
+    deps.sessions.closed(this);
+    deps.metrics.connectionClosed();
+  };
+  const hello: Hello = { replica: deps.replicaId };
   io.on('connection', (socket) => {
     deps.metrics.connectionOpened(socket.conn.transport.name);
     deps.slow.attach(socket);
-    applyClientLimits(socket, deps.limits);
-    const hello: Hello = { replica: deps.replicaId };
+    deps.sessions.opened(socket);
+    guardEvents(socket, deps.limits, handlers);
+    socket.on('disconnecting', disconnecting);
+    releaseHandshake(socket);
     socket.emit(HELLO_EVENT, hello);
-    socket.on('disconnect', () => deps.metrics.connectionClosed());
-    socket.on('disconnecting', () => {
-      for (const room of socket.rooms) deps.history?.forget(socket.id, room);
-    });
-    socket.on('subscribe', (arg: unknown, ack: unknown) =>
-      answer(ack, async () => {
-        const room = clientRoom(socket, arg);
-        const identity = identityOf(socket);
-        if (!deps.policy.canSubscribe(identity, room)) {
-          throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
-        }
-        if (!socket.rooms.has(room)) {
-          const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
-          if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
-        }
-        const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
-        const policy = deps.history?.policyFor(room);
-        if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
-        const isNew = !socket.nsp.adapter.rooms.has(room);
-        await socket.join(room);
-        // Sharded mode: the ack promises delivery, so the room's shard channel must be live first.
-        if (isNew) await deps.bus.awaitRoom(room);
-        // `since` on a room without history: nothing can be recovered.
-        return since === undefined ? { room } : { room, recovered: false };
-      }),
-    );
-    socket.on('unsubscribe', (arg: unknown, ack: unknown) =>
-      answer(ack, async () => {
-        const room = clientRoom(socket, arg);
-        deps.history?.forget(socket.id, room);
-        await socket.leave(room);
-        return { room };
-      }),
-    );
-    // `presence` with a room or {room, cursor?, limit?}: only for rooms the client may subscribe to.
-    socket.on('presence', (arg: unknown, ack: unknown) => {
-      (async () => {
-        const room = roomFromClientArg(arg);
-        if (!deps.policy.canSubscribe(identityOf(socket), room)) throw new HeraldError('forbidden', `Not allowed to see "${room}".`);
-        if (!deps.presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
-        const o = typeof arg === 'object' && arg !== null ? (arg as { cursor?: unknown; limit?: unknown }) : {};
-        const cursor = typeof o.cursor === 'string' ? o.cursor : undefined;
-        return deps.presence.page(room, cursor, o.limit === undefined ? PRESENCE_PAGE_DEFAULT : Number(o.limit));
-      })().then(
-        (page) => reply(ack, { ok: true, ...page }),
-        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
-      );
-    });
-    // Client publishing (a chat message from a browser): the same path as the HTTP API, allowed
-    // only into rooms the token's `publish` claim matches.
-    socket.on('publish', (arg: unknown, ack: unknown) => {
-      (async () => {
-        const request = parsePublishRequest(arg);
-        const identity = identityOf(socket);
-        const refused = request.rooms.filter((r) => !deps.policy.canPublish(identity, r));
-        if (refused.length > 0) throw new HeraldError('forbidden', `Not allowed to publish to ${refused.join(', ')}.`);
-        return deps.publisher.publish(request, 'client');
-      })().then(
-        (result) => reply(ack, { ok: true, ...result }),
-        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
-      );
-    });
   });
+}
+
+async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Promise<{ room: RoomName; recovered?: boolean; offset?: MessageId }> {
+  const room = clientRoom(socket, arg);
+  const identity = identityOf(socket);
+  if (!deps.policy.canSubscribe(identity, room)) {
+    throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
+  }
+  if (!socket.rooms.has(room)) {
+    const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+    if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
+  }
+  const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
+  const policy = deps.history?.policyFor(room);
+  if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
+  const isNew = !socket.nsp.adapter.rooms.has(room);
+  await socket.join(room);
+  // Sharded mode: the ack promises delivery, so the room's shard channel must be live first.
+  if (isNew) await deps.bus.awaitRoom(room);
+  // `since` on a room without history: nothing can be recovered.
+  return since === undefined ? { room } : { room, recovered: false };
 }
 
 function clientRoom(socket: Socket, arg: unknown): RoomName {
@@ -113,7 +127,7 @@ function clientRoom(socket: Socket, arg: unknown): RoomName {
   return room;
 }
 
-function answer(ack: unknown, work: () => Promise<{ room: RoomName; recovered?: boolean; offset?: string }>): void {
+function answer(ack: unknown, work: () => Promise<object>): void {
   work().then(
     (result) => reply(ack, { ok: true, ...result }),
     (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),

@@ -3,24 +3,27 @@ import { HeraldError } from '../errors.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { DISCONNECT_EVENT } from './session.js';
 
-/** Events herald answers; anything else gets `unknown_event`. */
-export const CLIENT_EVENTS = new Set(['subscribe', 'unsubscribe', 'publish', 'presence', 'refresh']);
-
 export interface ClientLimits {
   rate: number;
   burst: number;
 }
 
+/** Answers one client event: `arg` is its first argument, `ack` its acknowledgement callback if any. */
+export type EventHandler = (socket: Socket, arg: unknown, ack: unknown) => void;
+
 /**
- * Guards every incoming event of one connection: a token bucket (`rate_limited` error ack when
- * empty), an answer to unknown events, and a disconnect (`herald:disconnect {code: "rate_limited"}`)
- * for a client that keeps sending into an empty bucket: `burst` refusals in a row.
+ * Guards and dispatches every incoming event of one connection: a token bucket (`rate_limited`
+ * error ack when empty), an answer to unknown events, and a disconnect
+ * (`herald:disconnect {code: "rate_limited"}`) for a client that keeps sending into an empty
+ * bucket: `burst` refusals in a row. Admitted events go straight to their handler; herald
+ * registers no per-event listeners on the socket (each would cost every idle connection memory).
  */
-export function applyClientLimits(socket: Socket, limits: ClientLimits): void {
+export function guardEvents(socket: Socket, limits: ClientLimits, handlers: ReadonlyMap<string, EventHandler>): void {
   const bucket = new TokenBucket(limits.rate, limits.burst, Date.now());
   let refusedInARow = 0;
-  socket.use(([event, ...args], next) => {
-    const ack = args.at(-1);
+  socket.use((packet) => {
+    // Socket.IO appends the acknowledgement callback, when the client asked for one, after the arguments.
+    const ack = packet.length > 1 && typeof packet[packet.length - 1] === 'function' ? packet[packet.length - 1] : undefined;
     const refuse = (err: HeraldError) => {
       if (typeof ack === 'function') (ack as (r: unknown) => void)({ ok: false, error: err.toBody() });
     };
@@ -33,10 +36,8 @@ export function applyClientLimits(socket: Socket, limits: ClientLimits): void {
       return;
     }
     refusedInARow = 0;
-    if (typeof event !== 'string' || !CLIENT_EVENTS.has(event)) {
-      refuse(new HeraldError('unknown_event'));
-      return;
-    }
-    next();
+    const handler = typeof packet[0] === 'string' ? handlers.get(packet[0]) : undefined;
+    if (!handler) refuse(new HeraldError('unknown_event'));
+    else handler(socket, packet[1] === ack ? undefined : packet[1], ack);
   });
 }

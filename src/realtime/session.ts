@@ -37,58 +37,74 @@ export function identityOf(socket: Socket): Identity {
  * - `token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
  *   `herald:disconnect` `{code: "token_expired"}` and is disconnected, unless it sent a fresh token
  *   with `refresh` (ack `{ok, expiresAt, removed}`); rooms the new token no longer allows are left.
+ *
+ * Only connections whose token expires have a timer; the rest cost nothing here.
  */
-export function registerSessions(io: Server, deps: SessionDeps): void {
-  io.use((socket, next) => {
-    authenticate(socket.handshake.auth as Record<string, unknown> | undefined, deps).then(
-      (identity) => {
-        (socket.data as { identity: Identity }).identity = identity;
-        next();
-      },
-      (err: unknown) => {
-        const herr = toHeraldError(err);
-        deps.metrics.authFailed(herr.code);
-        next(Object.assign(new Error(herr.message), { data: herr.toBody() }));
-      },
-    );
-  });
+export class Sessions {
+  private readonly timers = new Map<Socket, NodeJS.Timeout>();
 
-  io.on('connection', (socket) => {
-    const identity = identityOf(socket);
-    if (identity.userId !== undefined) void socket.join(userRoom(identity.userId));
-    let timer: NodeJS.Timeout | undefined;
-    const arm = (id: Identity) => {
-      clearTimeout(timer);
-      if (id.expiresAt === undefined) return;
-      const deadline = id.expiresAt + deps.clockSkewMs;
-      const notifyAt = deadline - EXPIRY_NOTICE_MS;
-      const step = () => {
-        const now = Date.now();
-        if (now >= deadline) {
-          const body: ErrorBody = new HeraldError('token_expired').toBody();
-          socket.emit(DISCONNECT_EVENT, body);
-          socket.disconnect(true);
-          return;
-        }
-        if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((deadline - now) / 1000) });
-        timer = setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now));
-      };
-      step();
-    };
-    arm(identity);
-    socket.on('disconnect', () => clearTimeout(timer));
-
-    socket.on('refresh', (arg: unknown, ack: unknown) => {
-      const token = typeof arg === 'object' && arg !== null ? (arg as { token?: unknown }).token : arg;
-      refresh(socket, token, deps).then(
-        (result) => {
-          arm(identityOf(socket));
-          reply(ack, { ok: true, ...result });
+  constructor(
+    io: Server,
+    private readonly deps: SessionDeps,
+  ) {
+    io.use((socket, next) => {
+      authenticate(socket.handshake.auth as Record<string, unknown> | undefined, deps).then(
+        (identity) => {
+          (socket.data as { identity: Identity }).identity = identity;
+          next();
         },
-        (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+        (err: unknown) => {
+          const herr = toHeraldError(err);
+          deps.metrics.authFailed(herr.code);
+          next(Object.assign(new Error(herr.message), { data: herr.toBody() }));
+        },
       );
     });
-  });
+  }
+
+  /** A connection was established: its user room, and its expiry timer if the token expires. */
+  opened(socket: Socket): void {
+    const identity = identityOf(socket);
+    if (identity.userId !== undefined) void socket.join(userRoom(identity.userId));
+    this.arm(socket, identity);
+  }
+
+  closed(socket: Socket): void {
+    clearTimeout(this.timers.get(socket));
+    this.timers.delete(socket);
+  }
+
+  /** The `refresh` event: a fresh token for the same user. */
+  refresh(socket: Socket, arg: unknown, ack: unknown): void {
+    const token = typeof arg === 'object' && arg !== null ? (arg as { token?: unknown }).token : arg;
+    refresh(socket, token, this.deps).then(
+      (result) => {
+        if (socket.connected) this.arm(socket, identityOf(socket));
+        reply(ack, { ok: true, ...result });
+      },
+      (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
+    );
+  }
+
+  private arm(socket: Socket, identity: Identity): void {
+    this.closed(socket);
+    if (identity.expiresAt === undefined) return;
+    const deadline = identity.expiresAt + this.deps.clockSkewMs;
+    const notifyAt = deadline - EXPIRY_NOTICE_MS;
+    const step = () => {
+      const now = Date.now();
+      if (now >= deadline) {
+        this.timers.delete(socket);
+        const body: ErrorBody = new HeraldError('token_expired').toBody();
+        socket.emit(DISCONNECT_EVENT, body);
+        socket.disconnect(true);
+        return;
+      }
+      if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((deadline - now) / 1000) });
+      this.timers.set(socket, setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now)));
+    };
+    step();
+  }
 }
 
 async function authenticate(auth: Record<string, unknown> | undefined, deps: SessionDeps): Promise<Identity> {
