@@ -5,6 +5,7 @@ import { after, describe, it } from 'node:test';
 import { Server, type Socket } from 'socket.io';
 import { io as connect, Manager, type Socket as ClientSocket } from 'socket.io-client';
 import { releaseHandshake } from '../src/realtime/handshake.js';
+import type { us_listen_socket } from 'uWebSockets.js';
 import { loadUws } from '../src/transport/index.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { rawSocket } from './helpers/raw.js';
@@ -33,10 +34,17 @@ async function serve(kind: 'node' | 'uws') {
   if (!('uws' in loaded)) throw loaded.error;
   const app = loaded.uws.App();
   io.attachApp(app);
-  const port = await new Promise<number>((resolve, reject) =>
-    app.listen('127.0.0.1', 0, (token) => (token ? resolve(loaded.uws.us_socket_local_port(token)) : reject(new Error('uWS did not listen')))),
-  );
-  return { io, released, url: `http://127.0.0.1:${port}`, close: () => io.close() };
+  const token = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uWS did not listen')))));
+  const port = loaded.uws.us_socket_local_port(token);
+  return {
+    io,
+    released,
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      io.close();
+      loaded.uws.us_listen_socket_close(token);
+    },
+  };
 }
 
 describe('per-connection state', () => {
