@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
-import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { connectClient, publish, type ClientTransport, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { rawHttp } from './helpers/raw.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
 const TRANSPORTS = ['uws', 'node'] as const;
@@ -15,7 +16,7 @@ for (const transport of TRANSPORTS) {
     let redis: RedisProcess;
     let gateways: Gateway[] = [];
     const clients: TestClient[] = [];
-    const client = async (gw: Gateway, t: 'websocket' | 'polling' = 'websocket') => {
+    const client = async (gw: Gateway, t: ClientTransport = 'websocket') => {
       const c = await connectClient(gw.url, { transport: t });
       clients.push(c);
       return c;
@@ -89,6 +90,34 @@ for (const transport of TRANSPORTS) {
           'a client of another room receives none of them',
         );
       }
+    });
+
+    it("delivers a publish to a connection's own id room to that connection alone, whatever its replica and transport", async () => {
+      // On uWS herald keeps sockets off their id room's topic and writes to its members directly.
+      const targets: TestClient[] = [];
+      const ends: string[] = [];
+      for (const gw of gateways) {
+        for (const t of ['websocket', 'polling', 'upgrade'] as const) {
+          targets.push(await client(gw, t));
+          ends.push(t === 'polling' ? 'polling' : 'websocket');
+        }
+      }
+      await waitFor('the upgrades', () => targets.every((c, i) => c.socket.io.engine.transport.name === ends[i]));
+      // Socket.IO semantics stay: a client that joins a room named like another socket's id is a member too.
+      const namesake = await client(gateways[2]!);
+      assert.deepEqual(await namesake.subscribe(targets[0]!.socket.id), { ok: true, room: targets[0]!.socket.id });
+      for (const [i, target] of targets.entries()) {
+        const res = await publish(gateways[i % 3]!.url, { room: target.socket.id!, event: 'direct', data: i }, KEY);
+        assert.equal(res.status, 200);
+      }
+      for (const c of [...targets, namesake]) {
+        await publish(gateways[0]!.url, { room: c.socket.id!, event: 'end', data: null }, KEY);
+        await c.waitFor('end sentinel', (r) => r.event === 'end');
+      }
+      for (const [i, target] of targets.entries()) {
+        assert.deepEqual(target.received.filter((r) => r.event === 'direct').map((r) => r.data), [i], `target ${i} (${target.socket.io.engine.transport.name})`);
+      }
+      assert.deepEqual(namesake.received.filter((r) => r.event === 'direct').map((r) => r.data), [0]);
     });
 
     it('publishes to several rooms at once, one delivery per subscribed room', async () => {

@@ -14,6 +14,12 @@ const SEPARATOR = '\x1f';
  * `bench/profile.ts`), though there is usually no polling member at all. This version keeps an
  * index of the sockets not (yet) on WebSocket, per namespace, and walks that instead.
  *
+ * It also keeps sockets off the uWS topic of their own id room. Socket.IO subscribes every
+ * WebSocket to a topic named after its id, one more native topic per connection (about 600 B of
+ * RSS each in `bench/memory.ts`) for a room that only ever holds that socket. herald unsubscribes
+ * it right after Socket.IO subscribed (at connect, or on the upgrade from long-polling) and
+ * delivers a broadcast to a socket's id room by writing to its members directly.
+ *
  * Everything else is Socket.IO's: the fast path only for at most one room and no exceptions, the
  * same encoding, topic and packet options; other broadcasts go to the version it replaced. Like
  * the uWS attachment, it is process-wide (one uWS server per process), and `io.close()` removes it
@@ -39,13 +45,34 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
   for (const nsp of (io as unknown as { _nsps: Map<string, Namespace> })._nsps.values()) track(nsp);
   io.on('new_namespace', track);
 
+  const subscribe = Adapter.prototype.addAll;
+  Adapter.prototype.addAll = function uwsAddAll(this: Adapter, id: string, rooms: Set<string>) {
+    const isNew = !this.sids.has(id);
+    subscribe.call(this, id, rooms);
+    if (!rooms.has(id)) return;
+    const nsp = this.nsp as unknown as { name: string; sockets: Map<string, Socket>; _preConnectSockets?: Map<string, Socket> };
+    const socket = nsp.sockets.get(id) ?? nsp._preConnectSockets?.get(id);
+    if (!socket) return;
+    const topic = `${nsp.name}${SEPARATOR}${id}`;
+    const leave = () => (socket.conn.transport as unknown as { socket?: { unsubscribe(t: string): boolean } }).socket?.unsubscribe(topic);
+    if (socket.conn.transport.name === 'websocket') leave();
+    // Socket.IO's own `upgrade` listener, added just now, subscribes it to all its rooms; this one runs after it.
+    else if (isNew) socket.conn.once('upgrade', leave);
+  };
+
   const previous = Adapter.prototype.broadcast;
   Adapter.prototype.broadcast = function uwsBroadcast(this: Adapter, packet: any, opts: BroadcastOptions) {
     if (opts.rooms.size > 1 || (opts.except?.size ?? 0) > 0) return previous.call(this, packet, opts);
     const flags = opts.flags ?? {};
+    const packetOpts = { preEncoded: true, volatile: flags.volatile, compress: flags.compress };
     packet.nsp = this.nsp.name;
     const encoded: (string | Buffer)[] = (this as unknown as { encoder: { encode(p: unknown): (string | Buffer)[] } }).encoder.encode(packet);
     const room = opts.rooms.size === 0 ? undefined : (opts.rooms.values().next().value as string);
+    if (room !== undefined && this.sids.has(room)) {
+      // A socket's id room: no topic (see above); its members, usually just that socket, directly.
+      (this as unknown as { apply(o: BroadcastOptions, each: (socket: unknown) => void): void }).apply(opts, (socket) => writeToEngine(socket, encoded, packetOpts));
+      return;
+    }
     const topic = room === undefined ? this.nsp.name : `${this.nsp.name}${SEPARATOR}${room}`;
     for (const e of encoded) {
       const binary = typeof e !== 'string';
@@ -61,11 +88,11 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
     for (const socket of waiting) {
       if (this.nsp.sockets.get(socket.id) !== socket) continue; // not connected (yet) in this namespace
       if (members && !members.has(socket.id)) continue;
-      (socket as unknown as { client: { writeToEngine(p: unknown, o: unknown): void } }).client.writeToEngine(encoded, {
-        preEncoded: true,
-        volatile: flags.volatile,
-        compress: flags.compress,
-      });
+      writeToEngine(socket, encoded, packetOpts);
     }
   };
+}
+
+function writeToEngine(socket: unknown, encoded: (string | Buffer)[], opts: object): void {
+  (socket as { client: { writeToEngine(p: unknown, o: unknown): void } }).client.writeToEngine(encoded, opts);
 }

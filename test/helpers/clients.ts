@@ -2,7 +2,8 @@ import { io as connect, type Socket } from 'socket.io-client';
 import type { MessageMeta } from '../../src/protocol/events.js';
 import { onceWithin, waitFor } from './wait.js';
 
-export type ClientTransport = 'websocket' | 'polling';
+/** `upgrade`: long-polling first, then the upgrade to WebSocket, as browsers connect by default. */
+export type ClientTransport = 'websocket' | 'polling' | 'upgrade';
 
 export interface Received {
   event: string;
@@ -38,7 +39,7 @@ export async function connectClient(
   const socket = connect(url, {
     auth: opts.auth,
     extraHeaders: opts.extraHeaders,
-    transports: [opts.transport ?? 'websocket'],
+    transports: opts.transport === 'upgrade' ? ['polling', 'websocket'] : [opts.transport ?? 'websocket'],
     reconnection: opts.reconnection ?? false,
     forceNew: true,
     // In Node, socket.io-client keeps a cookie jar only with withCredentials, as a browser would.
