@@ -8,25 +8,18 @@
  */
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { CLIENT_CPU, ceilingStack, cpuSeconds, heraldStack, pinToClientCpu, stockStack, type Stack } from './stacks.js';
+import { CLIENT_CPU, cpuSeconds, pinToClientCpu, STACKS } from './stacks.js';
 
 pinToClientCpu();
 
-const makers: Record<string, () => Promise<Stack>> = {
-  'herald-uws': () => heraldStack('herald-uws', 'uws', 2),
-  'herald-uws-1': () => heraldStack('herald-uws-1', 'uws', 1, { REDIS_URL: '' }),
-  'herald-uws-1-redis': () => heraldStack('herald-uws-1-redis', 'uws', 1),
-  'herald-ws': () => heraldStack('herald-ws', 'node', 2),
-  stock: stockStack,
-  ceiling: ceilingStack,
-};
 const names = process.argv.slice(2).length ? process.argv.slice(2) : ['herald-uws', 'ceiling'];
+for (const n of names) if (!STACKS[n]) throw new Error(`unknown stack ${n}; known: ${Object.keys(STACKS).join(', ')}`);
 const rates = (process.env.RATES ?? '400,600,800,1000,1200,1400,1600,2000').split(',').map(Number);
 const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const self = process.pid;
 try {
   for (const name of names) {
-    const stack = await makers[name]!();
+    const stack = await STACKS[name]!();
     try {
       const r = await scenarios.throughput(workers, { urls: stack.urls }, {
         rooms: 2,

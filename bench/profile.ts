@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { freePort } from '../test/helpers/ports.js';
-import { CLIENT_CPU, cpuSeconds, HERALD_ENV, pinToClientCpu, redis, start } from './stacks.js';
+import { CLIENT_CPU, cpuSeconds, HERALD_ARGS, HERALD_ENV, pinToClientCpu, redis, start } from './stacks.js';
 
 pinToClientCpu();
 /** Publish rates, one step each (a ramp, so the profile is not of a cold start); the last one is reported. */
@@ -22,8 +22,8 @@ const env = { ...HERALD_ENV, REDIS_URL: r.url, HOST: '127.0.0.1' };
 // SINGLE=1: one replica without Redis instead (herald's own cost, beside the raw uWS ceiling).
 const single = process.env.SINGLE === '1';
 const [pa, pb] = [await freePort(), await freePort()];
-const a = await start(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, 'dist/main.js'], { ...env, ...(single ? { REDIS_URL: '' } : {}), PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
-const b = single ? undefined : await start(process.execPath, ['dist/main.js'], { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
+const a = await start(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${dir}`, ...HERALD_ARGS], { ...env, ...(single ? { REDIS_URL: '' } : {}), PORT: String(pa), REPLICA_ID: 'profiled' }, /"listening"/);
+const b = single ? undefined : await start(process.execPath, HERALD_ARGS, { ...env, PORT: String(pb), REPLICA_ID: 'other' }, /"listening"/);
 const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const procs = { profiled: a.pid, ...(b ? { other: b.pid, redis: r.proc.pid } : {}) };
 const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, ...(b ? [`http://127.0.0.1:${pb}`] : [])] }, {

@@ -82,7 +82,12 @@ export const HERALD_ENV = {
   // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
   SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
   SLOW_CLIENT_SECONDS: '3600',
+  // For trying V8 flags on the replicas alone (bench/probe.ts, bench/memory.ts).
+  ...(process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {}),
 };
+
+/** node's arguments for a herald replica: those of `npm start` (which the Dockerfile's CMD repeats). */
+export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').slice(1);
 
 export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
   const r = await redis();
@@ -91,7 +96,7 @@ export async function heraldStack(name: string, transport: 'uws' | 'node', repli
   for (let i = 0; i < replicas; i++) {
     const port = await freePort();
     servers.push(
-      await start(process.execPath, ['dist/main.js'], { ...HERALD_ENV, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
+      await start(process.execPath, HERALD_ARGS, { ...HERALD_ENV, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
     );
     urls.push(`http://127.0.0.1:${port}`);
   }
@@ -127,6 +132,16 @@ export async function ceilingStack(): Promise<Stack> {
   const p = await start(process.execPath, ['bench/uws-ceiling.cjs'], { PORT: String(port) }, /^listening/);
   return { name: 'raw uWebSockets.js pub/sub (1 process, no Redis)', urls: [`http://127.0.0.1:${port}`], servers: [p], all: [p], stop: () => p.stop() };
 }
+
+/** The stacks by the names bench/probe.ts and bench/memory.ts take. */
+export const STACKS: Record<string, () => Promise<Stack>> = {
+  'herald-uws': () => heraldStack('herald-uws', 'uws', 2),
+  'herald-uws-1': () => heraldStack('herald-uws-1', 'uws', 1, { REDIS_URL: '' }),
+  'herald-uws-1-redis': () => heraldStack('herald-uws-1-redis', 'uws', 1),
+  'herald-ws': () => heraldStack('herald-ws', 'node', 2),
+  stock: stockStack,
+  ceiling: ceilingStack,
+};
 
 /** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
 export async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {

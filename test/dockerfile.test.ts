@@ -102,6 +102,11 @@ describe('Dockerfile', () => {
     for (const run of only(runtime, 'RUN')) assert.match(run.args, /^apt-get update\s+&& apt-get install -y --no-install-recommends [\w -]+&& rm -rf \/var\/lib\/apt\/lists\/\*$/);
   });
 
+  it('runs node as `npm start` does, with the same flags', () => {
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    assert.deepEqual(jsonArgs(only(runtime, 'CMD')[0]!), start.split(' '));
+  });
+
   it("ships production dependencies only, and only this platform's uWebSockets.js binary", () => {
     const modules = readdirSync(join(imageDir, 'node_modules'));
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: object };
