@@ -187,22 +187,44 @@ saturated at 2,600 (1.0M at 2,200); with 32, two herald replicas reached 1.19M a
 then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). None
 of the settings brings two replicas and Redis on one core near 80 % of the single process.
 
-**Memory per idle connection.** Measured on fresh processes, as now, herald holds 10–13 KB of RSS
-per idle connection (11.0 KB for one replica at 10k, 9.9 KB at 19.5k), over the 8 KB target. The first version of this benchmark measured after the
-load runs, inside heap those runs had already grown, and reported 4.3–4.7 KB (and, for one stack, a
-negative number). A heap snapshot of one replica holding 2,000 idle connections (snapshots follow a
-full GC) showed 7.9 KB of JavaScript heap per connection: 2.7 KB in 17 arrays, 1.3 KB in 24
-closures (11 of them bound functions), 0.8 KB in 15 plain objects, and one each of Socket.IO's
-Socket and Client, Engine.IO's socket, the handshake's uWS request and response wrappers (kept as
-the socket's \`request\`), a timer and a token bucket. herald's own objects, its event handlers and
-the token bucket, are under 1 KB of that by the snapshot's counts; the rest is Socket.IO's and Engine.IO's per-connection
-state, which raw uWS (1.0–1.6 KB per connection) does not carry. Meeting 8 KB would mean trimming
-Socket.IO's own per-socket state; not attempted.
+**Memory per idle connection.** Measured on fresh processes: before this round herald held 10–13 KB
+of RSS per idle connection (11.0 KB for one replica at 10k). The first version of this benchmark
+measured after the load runs, inside heap those runs had already grown, and reported 4.3–4.7 KB
+(and, for one stack, a negative number). \`node --import tsx bench/memory.ts [stacks]\` now
+splits the figure by V8 heap space and can write heap snapshots (\`SNAPSHOT=<dir>\`). What it
+showed, and what was changed, one replica at 10k connections each time:
+- herald's own per-connection objects (eight event listeners and their closures, a socket middleware,
+  the expiry timer's closures) were about 1.1 KB. It now keeps one event guard (a closure and a
+  token bucket) that calls handlers shared by all connections, one shared \`disconnecting\`
+  listener, and a timer only for tokens that expire.
+- Socket.IO keeps each connection's upgrade request (with uWS, its request and response wrappers)
+  and the whole handshake, every header and the \`auth\` payload with the token, for the
+  connection's life; herald drops them once connected (src/realtime/handshake.ts). With a
+  browser's headers and a real token this saves more than the harness's minimal handshake shows.
+  Together: 11.1 → 9.2 KB.
+- Socket.IO subscribes every WebSocket to a uWS topic named after its own id: one native topic per
+  connection (about 600 B) for a room only that socket is in. herald unsubscribes it and delivers
+  to id rooms directly (src/transport/uws-broadcast.ts).
+- V8 doubled the replica's young generation (2 × 8 MB → 2 × 16 MB) while the connections opened,
+  16 MB per replica, 1.7 KB per connection at 10k (3.4 KB for two replicas sharing 10k). Replicas
+  now run with \`--max-semi-space-size=8\` (\`npm start\`, the Dockerfile's CMD): 9.0 → 7.9 KB for
+  one replica, 11.0 → 8.4 KB for two. In \`bench/probe.ts herald-uws-1\` with
+  \`RATES=100,1000,2000\`, run twice each way, the server core used 0.36/0.41 CPU-s per second at
+  100 msg/s with the flag and 0.47/0.48 without, and deliveries were the same at every rate; p99
+  at 100 msg/s was 22/26 ms with it and 16/14 ms without, within this setup's spread but noted.
 
-Run to run, with this harness: raw uWS reached 3.70M, 3.68M and 3.64M deliveries/s in the last
-three full runs, one herald replica 1.95M (before the broadcast change), 3.06M and 3.47M, and two
-herald replicas with Redis 1.19M, 1.42M and 1.09M: the knee of the two-replica stack moves by one
-or two steps, as it depends on when a stall first tips it into the slow regime.
+What remains (a heap snapshot of one replica after these changes, 5.9 KB of JavaScript heap per
+connection) is Socket.IO's and Engine.IO's per-socket state: their event listener tables and bound
+functions on the transport, three \`Map\`s and three arrays allocated per socket, the ping timer,
+the parser; plus about 1.5 KB of uWS's own per-socket memory, which raw uWS (1.6 KB per connection)
+carries as well. The 10k figure includes the adapter's room maps growing; at 19,500 connections one
+replica held 7.2 KB each.
+
+Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M and 2.44M deliveries/s in the
+last four full runs, one herald replica 1.95M (before the broadcast change), 3.06M, 3.47M and 2.99M,
+and two herald replicas with Redis 1.19M, 1.42M, 1.09M and 1.09M: a knee moves by one or two steps,
+as it depends on when a stall first tips the stack into the slow regime, so ratios between stacks
+from a single run carry that spread.
 `;
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
