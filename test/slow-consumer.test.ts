@@ -72,7 +72,8 @@ for (const transport of ['uws', 'node'] as const) {
       // Stop reading: the kernel buffers fill, then herald's queue for this client.
       (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
       const flood = (async () => {
-        for (let i = 0; i < 200 && slow.isOpen(); i++) {
+        // Until it is cut off (bounded): after the steady run its queue must stay over the bound for the grace period.
+        for (let i = 0; i < 600 && slow.isOpen(); i++) {
           await publish(gw.url, { room: 'flood', event: 'big', data: 'f'.repeat(FLOOD_MESSAGE) }, KEY);
         }
       })();
