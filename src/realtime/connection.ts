@@ -1,14 +1,15 @@
 import type { Server, Socket } from 'socket.io';
-import { HeraldError, toHeraldError } from '../errors.js';
+import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HELLO_EVENT, type Hello, type MessageId, type SubscribeAck } from '../protocol/events.js';
+import { HELLO_EVENT, type Hello, type MessageId } from '../protocol/events.js';
 import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Bus } from '../cluster/bus.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
+import { answer } from './ack.js';
 import { guardEvents, type ClientLimits, type EventHandler } from './limits.js';
 import { releaseHandshake } from './handshake.js';
 import { identityOf, type Sessions } from './session.js';
@@ -125,15 +126,4 @@ function clientRoom(socket: Socket, arg: unknown): RoomName {
   // Socket.IO puts each socket in a room named by its id; that one is not the client's to leave or join.
   if (room === socket.id) throw new HeraldError('forbidden', 'A socket may not join or leave the room named by its own id.');
   return room;
-}
-
-function answer(ack: unknown, work: () => Promise<object>): void {
-  work().then(
-    (result) => reply(ack, { ok: true, ...result }),
-    (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
-  );
-}
-
-function reply(ack: unknown, body: SubscribeAck | { ok: true } | { ok: false; error: unknown }): void {
-  if (typeof ack === 'function') (ack as (r: unknown) => void)(body);
 }

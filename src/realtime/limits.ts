@@ -1,6 +1,7 @@
 import type { Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { TokenBucket } from '../limits/token-bucket.js';
+import { reply } from './ack.js';
 import { DISCONNECT_EVENT } from './session.js';
 
 export interface ClientLimits {
@@ -24,9 +25,7 @@ export function guardEvents(socket: Socket, limits: ClientLimits, handlers: Read
   socket.use((packet) => {
     // Socket.IO appends the acknowledgement callback, when the client asked for one, after the arguments.
     const ack = packet.length > 1 && typeof packet[packet.length - 1] === 'function' ? packet[packet.length - 1] : undefined;
-    const refuse = (err: HeraldError) => {
-      if (typeof ack === 'function') (ack as (r: unknown) => void)({ ok: false, error: err.toBody() });
-    };
+    const refuse = (err: HeraldError) => reply(ack, { ok: false, error: err.toBody() });
     if (!bucket.take(Date.now())) {
       refuse(new HeraldError('rate_limited'));
       if (++refusedInARow >= limits.burst) {

@@ -3,6 +3,7 @@ import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
+import { answer } from './ack.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -77,13 +78,11 @@ export class Sessions {
   /** The `refresh` event: a fresh token for the same user. */
   refresh(socket: Socket, arg: unknown, ack: unknown): void {
     const token = typeof arg === 'object' && arg !== null ? (arg as { token?: unknown }).token : arg;
-    refresh(socket, token, this.deps).then(
-      (result) => {
-        if (socket.connected) this.arm(socket, identityOf(socket));
-        reply(ack, { ok: true, ...result });
-      },
-      (err: unknown) => reply(ack, { ok: false, error: toHeraldError(err).toBody() }),
-    );
+    answer(ack, async () => {
+      const result = await refresh(socket, token, this.deps);
+      if (socket.connected) this.arm(socket, identityOf(socket));
+      return result;
+    });
   }
 
   private arm(socket: Socket, identity: Identity): void {
@@ -129,8 +128,4 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps): Promi
     await socket.leave(room);
   }
   return { expiresAt: next.expiresAt, removed };
-}
-
-function reply(ack: unknown, body: unknown): void {
-  if (typeof ack === 'function') (ack as (b: unknown) => void)(body);
 }
