@@ -82,12 +82,13 @@ export const HERALD_ENV = {
   // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
   SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
   SLOW_CLIENT_SECONDS: '3600',
-  // For trying V8 flags on the replicas alone (bench/probe.ts, bench/memory.ts).
-  ...(process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {}),
 };
 
 /** node's arguments for a herald replica: those of `npm start` (which the Dockerfile's CMD repeats). */
 export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').slice(1);
+
+/** V8 flags for the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack starts. */
+const nodeOptions = (): Record<string, string> => (process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {});
 
 export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
   const r = await redis();
@@ -96,7 +97,7 @@ export async function heraldStack(name: string, transport: 'uws' | 'node', repli
   for (let i = 0; i < replicas; i++) {
     const port = await freePort();
     servers.push(
-      await start(process.execPath, HERALD_ARGS, { ...HERALD_ENV, TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
+      await start(process.execPath, HERALD_ARGS, { ...HERALD_ENV, ...nodeOptions(), TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
     );
     urls.push(`http://127.0.0.1:${port}`);
   }
