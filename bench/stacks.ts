@@ -87,8 +87,14 @@ export const HERALD_ENV = {
 /** node's arguments for a herald replica: those of `npm start` (which the Dockerfile's CMD repeats). */
 export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').slice(1);
 
-/** V8 flags for the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack starts. */
-const nodeOptions = (): Record<string, string> => (process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {});
+/**
+ * For trying settings on the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack
+ * starts: `HERALD_NODE_OPTIONS` (V8 flags) and `BROADCAST_BATCH_MS` (herald's own setting).
+ */
+const fromEnvironment = (): Record<string, string> => ({
+  ...(process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {}),
+  ...(process.env.BROADCAST_BATCH_MS ? { BROADCAST_BATCH_MS: process.env.BROADCAST_BATCH_MS } : {}),
+});
 
 export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {
   const r = await redis();
@@ -97,7 +103,7 @@ export async function heraldStack(name: string, transport: 'uws' | 'node', repli
   for (let i = 0; i < replicas; i++) {
     const port = await freePort();
     servers.push(
-      await start(process.execPath, HERALD_ARGS, { ...HERALD_ENV, ...nodeOptions(), TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
+      await start(process.execPath, HERALD_ARGS, { ...HERALD_ENV, ...fromEnvironment(), TRANSPORT: transport, REDIS_URL: r.url, PORT: String(port), HOST: '127.0.0.1', REPLICA_ID: `bench-${transport}-${i}`, ...extra }, /"msg":"listening"/),
     );
     urls.push(`http://127.0.0.1:${port}`);
   }

@@ -216,7 +216,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http }, logger);
+      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs }, logger);
       // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
       unobserve = observeDeliveries(metrics, slow);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);

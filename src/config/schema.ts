@@ -18,6 +18,8 @@ export interface Config {
   readonly host: string;
   /** `uws` (uWebSockets.js) or `node` (http + ws). @default "uws" */
   readonly transport: TransportKind;
+  /** uWS: milliseconds a busy replica may hold a room broadcast to batch it with others; 0 = never. @default 1 */
+  readonly broadcastBatchMs: number;
   /** Redis URL (redis:// or rediss://). Unset: single node, in-memory adapter. */
   readonly redisUrl: string | undefined;
   /** `classic` (pub/sub, every replica hears everything) or `sharded` (SPUBLISH/SSUBSCRIBE per room). @default "classic" */

@@ -8,6 +8,8 @@ export interface TransportOptions {
   readonly port: number;
   readonly io: Server;
   readonly http: HttpService;
+  /** uWS only: how long a busy replica may hold room publishes to batch them (`BROADCAST_BATCH_MS`). */
+  readonly broadcastBatchMs: number;
 }
 
 export interface RunningTransport {

@@ -1,6 +1,7 @@
 import type { Namespace, Server, Socket } from 'socket.io';
 import { Adapter, type BroadcastOptions } from 'socket.io-adapter';
 import type { TemplatedApp } from 'uWebSockets.js';
+import { PublishBatcher } from './uws-batch.js';
 
 /** Socket.IO's separator between namespace and room in uWS topic names (socket.io/dist/uws.js). */
 const SEPARATOR = '\x1f';
@@ -20,19 +21,30 @@ const SEPARATOR = '\x1f';
  * it right after Socket.IO subscribed (at connect, or on the upgrade from long-polling) and
  * delivers a broadcast to a socket's id room by writing to its members directly.
  *
+ * Under load it batches room publishes (`BROADCAST_BATCH_MS`, src/transport/uws-batch.ts), and
+ * flushes the batch before every join, leave, upgrade and direct write to a WebSocket connection,
+ * so each connection still receives what it would have received, in the same order.
+ *
  * Everything else is Socket.IO's: the fast path only for at most one room and no exceptions, the
  * same encoding, topic and packet options; other broadcasts go to the version it replaced. Like
  * the uWS attachment, it is process-wide (one uWS server per process), and `io.close()` removes it
  * with Socket.IO's own adapter patch.
  */
-export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
+export function installUwsBroadcast(io: Server, app: TemplatedApp, opts: { batchMs: number }): PublishBatcher {
+  current?.flush();
+  const batcher = new PublishBatcher(app, opts.batchMs);
+  current = batcher;
   const polling = new WeakMap<Namespace, Set<Socket>>();
   const track = (nsp: Namespace) => {
     const set = new Set<Socket>();
     polling.set(nsp, set);
     // Middleware runs before the socket joins any room, so no broadcast can miss it.
     nsp.use((socket, next) => {
+      flushBeforeWrites(Object.getPrototypeOf(socket.conn) as EngineSocket);
       if (socket.conn.transport.name !== 'websocket') {
+        // Before Socket.IO's own `upgrade` listener (added when the socket joins its first room)
+        // subscribes it to its rooms' topics: what was queued was already written to it on polling.
+        socket.conn.once('upgrade', batcher.flush);
         set.add(socket);
         const forget = () => set.delete(socket);
         socket.conn.once('upgrade', forget);
@@ -48,6 +60,7 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
   const subscribe = Adapter.prototype.addAll;
   Adapter.prototype.addAll = function uwsAddAll(this: Adapter, id: string, rooms: Set<string>) {
     const isNew = !this.sids.has(id);
+    batcher.flush();
     subscribe.call(this, id, rooms);
     if (!rooms.has(id)) return;
     const nsp = this.nsp as unknown as { name: string; sockets: Map<string, Socket>; _preConnectSockets?: Map<string, Socket> };
@@ -58,6 +71,12 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
     if (socket.conn.transport.name === 'websocket') leave();
     // Socket.IO's own `upgrade` listener, added just now, subscribes it to all its rooms; this one runs after it.
     else if (isNew) socket.conn.once('upgrade', leave);
+  };
+
+  const unsubscribe = Adapter.prototype.del;
+  Adapter.prototype.del = function uwsDel(this: Adapter, id: string, room: string) {
+    batcher.flush();
+    unsubscribe.call(this, id, room);
   };
 
   const previous = Adapter.prototype.broadcast;
@@ -77,7 +96,7 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
     for (const e of encoded) {
       const binary = typeof e !== 'string';
       // "4": the Engine.IO message type, as Socket.IO's fast path prefixes it.
-      app.publish(topic, binary ? e : `4${e}`, binary);
+      batcher.publish(topic, binary ? e : `4${e}`, binary);
     }
     const waiting = polling.get(this.nsp as unknown as Namespace);
     if (!waiting || waiting.size === 0) return;
@@ -90,6 +109,32 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp): void {
       if (members && !members.has(socket.id)) continue;
       writeToEngine(socket, encoded, packetOpts);
     }
+  };
+  return batcher;
+}
+
+/** The batcher of the uWS server in this process (one per process), for the patched `sendPacket`. */
+let current: PublishBatcher | undefined;
+
+interface EngineSocket {
+  transport: { name: string };
+  sendPacket(...args: unknown[]): unknown;
+}
+const patched = new WeakSet<EngineSocket>();
+
+/**
+ * Every write to one connection goes through Engine.IO's `Socket#sendPacket` (emits, acks, pings,
+ * disconnects). On a WebSocket connection, hand queued publishes to uWS first: uWS then sends the
+ * subscriber's topic messages ahead of the direct one, as if nothing had been queued. Patched on
+ * the prototype Socket.IO's engine actually uses, found on the first connection.
+ */
+function flushBeforeWrites(proto: EngineSocket): void {
+  if (patched.has(proto)) return;
+  patched.add(proto);
+  const sendPacket = proto.sendPacket;
+  proto.sendPacket = function flushedSendPacket(this: EngineSocket, ...args: unknown[]) {
+    if (current?.pending && this.transport.name === 'websocket') current.flush();
+    return sendPacket.apply(this, args);
   };
 }
 

@@ -11,7 +11,7 @@ export type UwsModule = typeof import('uWebSockets.js');
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
   opts.io.attachApp(app);
-  installUwsBroadcast(opts.io, app);
+  installUwsBroadcast(opts.io, app, { batchMs: opts.broadcastBatchMs });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();

@@ -28,6 +28,13 @@ export const CORE_SETTINGS = [
     parse: oneOf<TransportKind>(['uws', 'node'], 'uws'),
   }),
   setting({
+    env: 'BROADCAST_BATCH_MS',
+    key: 'broadcastBatchMs',
+    doc: 'uWS transport: a room broadcast made less than this many milliseconds after the previous one waits until then, and goes out with every other broadcast made meanwhile, so a busy replica sends each client several messages per system call. An idle replica adds no delay. Per-connection order and room membership at publish time are kept. `0`: every broadcast goes out at once.',
+    defaultText: '1',
+    parse: integer(0, 100, 1),
+  }),
+  setting({
     env: 'REDIS_URL',
     key: 'redisUrl',
     doc: 'Redis shared by all replicas: `redis://[:password@]host:port[/db]` or `rediss://` for TLS (Azure Cache for Redis: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Unset: single node with the in-memory adapter.',
