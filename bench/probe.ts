@@ -5,22 +5,42 @@
  * publisher (CPU 1) used per second. Stacks: herald-uws, herald-uws-1 (one replica, no Redis),
  * herald-uws-1-redis (one replica with Redis),
  * herald-ws, stock, ceiling. RATES=comma list overrides the rates; STEP_SECONDS the step length.
+ * LATENCY=1 runs the benchmark's fan-out latency scenario instead (1,000 subscribers in one room,
+ * RATES default 10,100, STEP_SECONDS default 5), REPEAT=n times per stack, for comparing settings
+ * such as `BROADCAST_BATCH_MS=0` (passed to herald's replicas, see bench/stacks.ts).
  */
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { CLIENT_CPU, cpuSeconds, pinToClientCpu, STACKS } from './stacks.js';
+import { CLIENT_CPU, cpuSeconds, pinToClientCpu, STACKS, withCpu, type Stack } from './stacks.js';
 
 pinToClientCpu();
 
 const names = process.argv.slice(2).length ? process.argv.slice(2) : ['herald-uws', 'ceiling'];
 for (const n of names) if (!STACKS[n]) throw new Error(`unknown stack ${n}; known: ${Object.keys(STACKS).join(', ')}`);
-const rates = (process.env.RATES ?? '400,600,800,1000,1200,1400,1600,2000').split(',').map(Number);
+const LATENCY = process.env.LATENCY === '1';
+const rates = (process.env.RATES ?? (LATENCY ? '10,100' : '400,600,800,1000,1200,1400,1600,2000')).split(',').map(Number);
 const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const self = process.pid;
+
+async function latency(name: string, stack: Stack) {
+  for (const rate of rates) {
+    const seconds = Number(process.env.STEP_SECONDS ?? 5);
+    const { result: r, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: 1000, rate, seconds }));
+    const l = r.latencyMs;
+    console.log(
+      `${name.padEnd(13)} rate ${String(rate).padStart(5)}: p50/p95/p99/max ${l.p50}/${l.p95}/${l.p99}/${l.max} ms, ${r.delivered} of ${r.expected} delivered, server CPU ms per 1,000 deliveries ${((cpu / Math.max(1, r.delivered)) * 1e6).toFixed(2)}`,
+    );
+  }
+}
+
 try {
-  for (const name of names) {
+  for (const name of names.flatMap((n) => Array.from({ length: Number(process.env.REPEAT ?? 1) }, () => n))) {
     const stack = await STACKS[name]!();
     try {
+      if (LATENCY) {
+        await latency(name, stack);
+        continue;
+      }
       const r = await scenarios.throughput(workers, { urls: stack.urls }, {
         rooms: 2,
         subscribersPerRoom: 500,
