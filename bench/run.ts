@@ -163,20 +163,45 @@ ids are a third as long as the UUIDs they replace. Below the knee all stacks bat
 messages/s, 725k deliveries/s: 4.0 deliveries per \`sendto\` for raw uWS, 5.7 for one herald
 replica, 5.2 for two, counted with \`perf stat -e syscalls:sys_enter_sendto\`).
 
-**What these changes moved less: two replicas and Redis on one core.** In a probe after the
-broadcast change, two replicas with Redis kept up to 2,600 messages/s (1.19M deliveries/s) and
-saturated at 3,100; before it, with the same publisher, they kept up to 2,200 (1.0M) and saturated
-at 2,600. One replica with Redis reached 1.19M at 2,600 and saturated at 3,100 in an earlier probe
-(before the change). In the saturated state the two replicas did not share the core evenly (0.33 and 0.63
-CPU-seconds per second in one profile), and the profiled replica's time was inside uWS publishing
-(28 %) and in socket writes to Redis (14 %, wall-clock: with three processes on one core a writer is
-descheduled inside the call). The HTTP answer waits only for the replica's own event loop (the
-classic adapter does not await Redis), so the publisher's window fills when that loop's iterations
-grow long. Tried and not kept: ioredis auto-pipelining on the publishing connection (knee unchanged).
-Each message's extra hop through Redis, a replica receiving and discarding its own broadcasts (the
-adapter subscribes to every room's channel), and three processes taking turns on one core are costs
-the single-process ceiling does not pay; on a machine where each replica has its own cores they
-would not add up on one.
+**Two replicas and Redis on one core: too many small sends, now batched.** Before the change
+below, at 2,000 messages/s two replicas with Redis saturated (1,202 of 2,000 messages/s reached,
+597k deliveries/s, server core 98 %) where one replica with Redis kept up (988k/s). Counted over
+10 s with \`perf stat -e syscalls:sys_enter_sendto\`: 2.9 deliveries per \`sendto\` for the two
+replicas, 10.6 for one replica with Redis and 12.6 for raw uWS at the same rate. uWS sends each
+subscriber everything one event-loop turn published in one system call; with two replicas and Redis
+taking turns on one core, a replica's turns were short and carried a message or two each. Holding
+the messages arriving from Redis for 1–2 ms, so that the receiving replica publishes them in one
+turn, did not help (three variants saturated from 1,000–2,200 messages/s). Holding the publishes
+to uWS did: herald now batches them (src/transport/uws-batch.ts, \`BROADCAST_BATCH_MS\`, default
+1 ms). A publish goes out at once unless another went out less than 1 ms before; then it waits
+until 1 ms after that one, with every publish made meanwhile. The batch is flushed before every
+join, leave, upgrade to WebSocket and direct write to a connection, so each connection gets the
+same messages in the same order (test/uws-batch.test.ts). At 2,000 messages/s two replicas then
+kept up (988k/s) at 9.8 deliveries per \`sendto\`. In sweeps with
+\`RATES=100,1000,2200,3100,3700,4400,5300,6400 STEP_SECONDS=4 node --import tsx bench/probe.ts herald-uws\`
+two replicas kept up to 4,400 messages/s (1.95M deliveries/s; 3,700 fell just short, 3,228 of
+3,700 reached) with 1 ms, to 2,200 with 2 ms, and saturated from 2,200 (614k/s) with
+\`BROADCAST_BATCH_MS=0\`. An idle replica adds no delay; at 100 msg/s
+(\`LATENCY=1 REPEAT=2 RATES=100 node --import tsx bench/probe.ts herald-uws\`) p99 was 65 and 53 ms
+with batching and 108 and 64 ms without, on a day when raw uWS measured 72 and 42 ms and one
+replica 45 and 25 ms: within this machine's spread.
+
+Tried and not kept: batching the publishing replica's writes to Redis (the socket corked until the
+loop's check phase). At 2,500 messages/s it cut Redis's writes from 31k to 3.4k and its context
+switches from 10.3k to 1.2k in 10 s, but the replicas' \`sendto\` calls rose from 660k to 1.15M for
+the same deliveries, and in three alternating sweeps the 4,400 messages/s step delivered 1.84M,
+1.99M and 1.71M/s with it against 1.59M, 1.61M and 1.81M/s without: inside the spread. ioredis
+auto-pipelining, which batches the same way, did no better.
+
+What still separates two replicas from the single process: a profile of one replica at 3,500
+messages/s (\`RATES=2000,3500 node --import tsx bench/profile.ts\`, 1.74M deliveries/s) had the
+core split 0.49 / 0.45 CPU-s/s between the replicas and 0.05 for Redis, and the profiled replica's
+wall-clock samples 54 % idle (its turn went to the others), 20.5 % in socket writes to Redis (a
+writer descheduled inside the call) and 8.3 % handing batches to uWS. Every message is parsed,
+encoded and published twice (once per replica), travels through Redis, and comes back to the replica
+that sent it, which decodes and discards it (the classic adapter subscribes to every room's
+channel); the single-process ceiling pays none of this. On a machine where each replica has its
+own cores these costs would not add up on one.
 
 **The publisher's window moves the knees.** The publisher keeps a bounded number of requests in
 flight and catches up after a delay, so a server that answers late receives the missed messages in
@@ -184,8 +209,9 @@ one burst. With 256 in flight (this benchmark's first setting) raw uWS and heral
 the slow regime between 1,500 and 4,400 messages/s; with 64 (the setting now) raw uWS kept up to the
 highest rate probed, 5,300 messages/s (2.43M deliveries/s, p99 34 ms) while two herald replicas
 saturated at 2,600 (1.0M at 2,200); with 32, two herald replicas reached 1.19M at 2,600 and were
-then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). None
-of the settings brings two replicas and Redis on one core near 80 % of the single process.
+then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). Before
+batching, none of the settings brought two replicas and Redis on one core near 80 % of the single
+process.
 
 **Memory per idle connection.** Measured on fresh processes: before this round herald held 10–13 KB
 of RSS per idle connection (11.0 KB for one replica at 10k). The first version of this benchmark
@@ -220,11 +246,15 @@ the parser; plus about 1.5 KB of uWS's own per-socket memory, which raw uWS (1.6
 carries as well. The 10k figure includes the adapter's room maps growing; at 19,500 connections one
 replica held 7.2 KB each.
 
-Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M and 2.44M deliveries/s in the
-last four full runs, one herald replica 1.95M (before the broadcast change), 3.06M, 3.47M and 2.99M,
-and two herald replicas with Redis 1.19M, 1.42M, 1.09M and 1.09M: a knee moves by one or two steps,
-as it depends on when a stall first tips the stack into the slow regime, so ratios between stacks
-from a single run carry that spread.
+Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M and 3.06M
+deliveries/s in the last six full runs, one herald replica 1.95M (before the broadcast change),
+3.06M, 3.47M, 2.99M, 2.00M and 2.50M, and two herald replicas with Redis 1.19M, 1.42M, 1.09M and
+1.09M before batching, 1.28M and 1.39M with it (46 % and 57 % of raw uWS in the same run, 30–45 %
+before): a knee moves by one or two steps, as it depends on when a stall first tips the stack into
+the slow regime, so ratios between stacks from a single run carry that spread. The two runs with
+batching also measured every uWS stack, raw uWS included, seconds behind at 1,000 msg/s to one room
+of 1,000 (p50 3.0–6.7 s), where the run before measured 0.2–0.7 s: 1M deliveries/s to one room is
+at or past every stack's knee here, and that column shows how far.
 `;
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
