@@ -117,7 +117,7 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp, opts: { batch
 let current: PublishBatcher | undefined;
 
 interface EngineSocket {
-  transport: { name: string };
+  transport?: { name: string };
   sendPacket(...args: unknown[]): unknown;
 }
 const patched = new WeakSet<EngineSocket>();
@@ -133,7 +133,7 @@ function flushBeforeWrites(proto: EngineSocket): void {
   patched.add(proto);
   const sendPacket = proto.sendPacket;
   proto.sendPacket = function flushedSendPacket(this: EngineSocket, ...args: unknown[]) {
-    if (current?.pending && this.transport.name === 'websocket') current.flush();
+    if (current?.pending && this.transport?.name === 'websocket') current.flush();
     return sendPacket.apply(this, args);
   };
 }
