@@ -11,7 +11,7 @@
  */
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { CLIENT_CPU, cpuSeconds, pinToClientCpu, STACKS, withCpu, type Stack } from './stacks.js';
+import { CLIENT_CPU, cpuMsPer1000Deliveries, cpuSeconds, pinToClientCpu, STACKS, withCpu, type Stack } from './stacks.js';
 
 pinToClientCpu();
 
@@ -23,12 +23,12 @@ const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const self = process.pid;
 
 async function latency(name: string, stack: Stack) {
+  const seconds = Number(process.env.STEP_SECONDS ?? 5);
   for (const rate of rates) {
-    const seconds = Number(process.env.STEP_SECONDS ?? 5);
     const { result: r, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: 1000, rate, seconds }));
     const l = r.latencyMs;
     console.log(
-      `${name.padEnd(13)} rate ${String(rate).padStart(5)}: p50/p95/p99/max ${l.p50}/${l.p95}/${l.p99}/${l.max} ms, ${r.delivered} of ${r.expected} delivered, server CPU ms per 1,000 deliveries ${((cpu / Math.max(1, r.delivered)) * 1e6).toFixed(2)}`,
+      `${name.padEnd(13)} rate ${String(rate).padStart(5)}: p50/p95/p99/max ${l.p50}/${l.p95}/${l.p99}/${l.max} ms, ${r.delivered} of ${r.expected} delivered, server CPU ms per 1,000 deliveries ${cpuMsPer1000Deliveries(cpu, r.delivered).toFixed(2)}`,
     );
   }
 }

@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, heraldStack, pinToClientCpu, rssBytes, stockStack, withCpu, type Stack } from './stacks.js';
+import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuMsPer1000Deliveries, heraldStack, pinToClientCpu, rssBytes, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 /** Publish rates of the saturation sweep: 100 to 9,200 messages/s, about 20 % apart past 1,000. */
@@ -34,7 +34,7 @@ async function measureStack(stack: Stack, workers: Workers) {
   for (const rate of latencyRates) {
     const { result, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, target, { subscribers: 1000, rate, seconds: QUICK ? 3 : 5 }));
     latency.push({ rate, deliveries: result.delivered, missing: result.missing, duplicates: result.duplicates, latencyMs: result.latencyMs, cpuSeconds: cpu });
-    if (rate === 100) cpuPer1000 = (cpu / Math.max(1, result.delivered)) * 1000 * 1000; // ms of CPU per 1,000 deliveries
+    if (rate === 100) cpuPer1000 = cpuMsPer1000Deliveries(cpu, result.delivered);
   }
   // Few, large rooms: each publish fans out 500-wide, so the HTTP publisher is not the limit.
   const saturation = await scenarios.throughput(workers, target, {

@@ -151,6 +151,9 @@ export const STACKS: Record<string, () => Promise<Stack>> = {
 };
 
 /** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
+/** Server CPU milliseconds per 1,000 deliveries, from CPU seconds over a run. */
+export const cpuMsPer1000Deliveries = (cpu: number, deliveries: number): number => (cpu / Math.max(1, deliveries)) * 1e6;
+
 export async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
   const before = stack.all.map((p) => cpuSeconds(p.pid));
   const result = await fn();

@@ -7,9 +7,9 @@ import type { TemplatedApp } from 'uWebSockets.js';
  * uWS queues what is published to a topic and sends it at the end of the event-loop turn, all of a
  * subscriber's queued messages in one `send` — but only what that turn published. When replicas
  * share cores with each other and with Redis, a replica's turns are short and frequent, each with
- * a message or two: in `bench/probe.ts herald-uws` at 2,000 messages/s, 2.6 deliveries per
+ * a message or two: in `bench/probe.ts herald-uws` at 2,000 messages/s, 2.9 deliveries per
  * `sendto` against 10.6 for a single replica at the same rate, and the extra system calls tipped
- * two replicas into saturation at half the rate. Centrifugo PRO's `client.write_delay` makes the
+ * two replicas into saturation (BENCHMARKS.md). Centrifugo PRO's `client.write_delay` makes the
  * same trade per connection.
  *
  * The rule: a publish goes to uWS at once unless another went less than `windowMs` ago; then it
@@ -31,7 +31,7 @@ export class PublishBatcher {
 
   constructor(
     private readonly app: TemplatedApp,
-    readonly windowMs: number,
+    private readonly windowMs: number,
   ) {}
 
   publish(topic: string, message: string | Buffer, binary: boolean): void {

@@ -42,12 +42,14 @@ export function installUwsBroadcast(io: Server, app: TemplatedApp, opts: { batch
     nsp.use((socket, next) => {
       flushBeforeWrites(Object.getPrototypeOf(socket.conn) as EngineSocket);
       if (socket.conn.transport.name !== 'websocket') {
-        // Before Socket.IO's own `upgrade` listener (added when the socket joins its first room)
-        // subscribes it to its rooms' topics: what was queued was already written to it on polling.
-        socket.conn.once('upgrade', batcher.flush);
         set.add(socket);
         const forget = () => set.delete(socket);
-        socket.conn.once('upgrade', forget);
+        // Runs before Socket.IO's own `upgrade` listener (added when the socket joins its first
+        // room) subscribes it to its rooms' topics: what is queued was already written to it on polling.
+        socket.conn.once('upgrade', () => {
+          batcher.flush();
+          forget();
+        });
         socket.conn.once('close', forget);
         socket.once('disconnect', forget);
       }
