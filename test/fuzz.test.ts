@@ -77,6 +77,9 @@ for (const transport of ['uws', 'node'] as const) {
           TRUST_PROXY: 'true',
           MAX_SUBSCRIPTIONS: String(MAX_SUBSCRIPTIONS),
           CLIENT_BURST: String(BURST),
+          // One token a second: the subscribe flood (well under a second) earns none back, so its
+          // refusals come in one unbroken run and the disconnect follows exactly BURST of them.
+          CLIENT_RATE: '1',
           CONNECT_BURST_PER_IP: '50',
           CONNECT_RATE_PER_IP: '5',
           HTTP_REQUEST_TIMEOUT_SECONDS: '1',
