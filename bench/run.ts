@@ -11,14 +11,17 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
-import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuMsPer1000Deliveries, heraldStack, pinToClientCpu, rssBytes, stockStack, withCpu, type Stack } from './stacks.js';
+import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 /** Publish rates of the saturation sweep: 100 to 9,200 messages/s, about 20 % apart past 1,000. */
 const SATURATION_RATES = [100, 200, 400, 600, 800, 1000, 1250, 1500, 1800, 2200, 2600, 3100, 3700, 4400, 5300, 6400, 7700, 9200];
+/** Subscribers per room in the saturation sweep (2 rooms). */
+const SATURATION_FANOUT = 500;
 const STACKS = {
   herald: 'herald (2 replicas + Redis, uWS transport)',
   heraldOne: 'herald (1 replica, no Redis, uWS transport)',
+  heraldOneRedis: 'herald (1 replica + Redis, uWS transport)',
   heraldWs: 'herald (2 replicas + Redis, ws transport)',
 };
 
@@ -34,19 +37,47 @@ async function measureStack(stack: Stack, workers: Workers) {
   for (const rate of latencyRates) {
     const { result, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, target, { subscribers: 1000, rate, seconds: QUICK ? 3 : 5 }));
     latency.push({ rate, deliveries: result.delivered, missing: result.missing, duplicates: result.duplicates, latencyMs: result.latencyMs, cpuSeconds: cpu });
-    if (rate === 100) cpuPer1000 = cpuMsPer1000Deliveries(cpu, result.delivered);
+    if (rate === 100) cpuPer1000 = cpuUsEach(cpu, result.delivered); // ms per 1,000 deliveries
   }
   // Few, large rooms: each publish fans out 500-wide, so the HTTP publisher is not the limit.
   const saturation = await scenarios.throughput(workers, target, {
     rooms: 2,
-    subscribersPerRoom: 500,
+    subscribersPerRoom: SATURATION_FANOUT,
     rates: QUICK ? [100, 400] : SATURATION_RATES,
     secondsPerStep: QUICK ? 2 : 3,
     patience: 2,
     sampleEvery: 200,
   });
-  return { stack: stack.name, latency, saturation, idle, rssBefore, cpuMsPer1000Deliveries: cpuPer1000 };
+  return { stack: stack.name, latency, saturation, idle, rssBefore, cpuMsPer1000Deliveries: cpuPer1000, perMessage: await perMessageCost(stack, workers) };
 }
+
+/** Per-message publishing rate and fan-out of the per-message cost measurement. */
+const PER_MESSAGE = { rate: 5000, subscribersPerRoom: 4 };
+
+/**
+ * What a stack spends on each message apart from its deliveries: server CPU per published message
+ * at 5,000 messages/s to 2 rooms × 4 subscribers, where fan-out costs little beside the HTTP
+ * request, the bus and each process's turn. With 500-wide rooms this is what the sendto batching
+ * cannot amortize, and it sets how far below raw uWS a stack saturates (see `predictedRatio`).
+ */
+async function perMessageCost(stack: Stack, workers: Workers) {
+  const r = await scenarios.throughput(workers, { urls: stack.urls }, {
+    rooms: 2,
+    subscribersPerRoom: PER_MESSAGE.subscribersPerRoom,
+    rates: [PER_MESSAGE.rate],
+    secondsPerStep: QUICK ? 2 : 6,
+    counters: { cpu: () => stackCpuSeconds(stack) },
+  });
+  const step = r.steps[0]!;
+  return { rate: step.rate, achievedPublishRate: step.achievedPublishRate, published: step.published, saturated: step.saturated, cpuUsPerMessage: cpuUsEach(step.counters.cpu!, step.published) };
+}
+
+/**
+ * The share of raw uWS's deliveries/s a stack can reach with 500-wide rooms, if each delivery costs
+ * what it costs raw uWS (its whole core over its deliveries/s at saturation) and each message costs
+ * `extraUs` more: deliveries/s D satisfy D × c + (D / fan-out) × extra = 1 core.
+ */
+const predictedRatio = (ceilingDeliveriesPerSecond: number, extraUs: number): number => 1 / (1 + ((extraUs / 1e6) * ceilingDeliveriesPerSecond) / SATURATION_FANOUT);
 
 /** The most idle connections one herald replica holds here, and where it stopped. */
 async function capacity(workers: Workers) {
@@ -110,7 +141,7 @@ async function shardedComparison(workers: Workers) {
             published,
             delivered,
             redisMessagesPerReplicaPerPublish: perReplica.reduce((a, b) => a + b, 0) / perReplica.length,
-            gatewayCpuUsPerDelivery: (cpu / Math.max(1, delivered)) * 1e6,
+            gatewayCpuUsPerDelivery: cpuUsEach(cpu, delivered),
           });
           await workers.all(() => ({ cmd: 'close' }), 'closed');
         } finally {
@@ -203,6 +234,24 @@ that sent it, which decodes and discards it (the classic adapter subscribes to e
 channel); the single-process ceiling pays none of this. On a machine where each replica has its
 own cores these costs would not add up on one.
 
+**What holds two replicas back is per-message cost, not batching or the publisher.** Probes on
+a later day (2026-11-21, second session): with 256 publish requests in flight instead of 64
+(\`IN_FLIGHT=256\`), two replicas still levelled off at 1.58–1.66M deliveries/s with every
+message delivered and the publisher let through only 3,300–3,500 messages/s, so the window is not
+what stops them; with \`BROADCAST_BATCH_MS\` 1, 3 and 8 they reached 1.52M, 1.40M and 1.46M, each
+with about 3,000 messages/s let through, so above ~2,000 messages/s a replica's turns are already
+longer than the window and the window no longer decides the batch. \`perf record -g\` of the
+three server processes at 2,500 messages/s (6 s) put 46 % of the core's samples under
+\`sendto\` (the loopback receive for the client included), 27 % in Node, V8 and JIT code, 8 % in
+uWS and 6 % in Redis. The per-message part was then measured on its own, with 4 subscribers per
+room (\`FANOUT=4 RATES=2000,5000,8000 STEP_SECONDS=6 node --import tsx bench/probe.ts herald-uws herald-uws-1 ceiling\`):
+server CPU per message 403 / 188 / 123 µs for two replicas with Redis, 173 / 82 / 60 µs for one
+replica, 64 / 40 / 34 µs for raw uWS. Every message is handled by each replica and by Redis, and
+each of them is woken for it; on one core that adds up, and the section above turns it into the
+ratio it allows. Corking the Redis publisher's socket until the check phase, tried again with this
+more precise measure, changed nothing (123 and 125 µs per message at 8,000/s without, 125 and 124
+with).
+
 **The publisher's window moves the knees.** The publisher keeps a bounded number of requests in
 flight and catches up after a delay, so a server that answers late receives the missed messages in
 one burst. With 256 in flight (this benchmark's first setting) raw uWS and herald both tipped into
@@ -246,14 +295,20 @@ the parser; plus about 1.5 KB of uWS's own per-socket memory, which raw uWS (1.6
 carries as well. The 10k figure includes the adapter's room maps growing; at 19,500 connections one
 replica held 7.2 KB each.
 
-Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M and 3.06M
-deliveries/s in the last six full runs, one herald replica 1.95M (before the broadcast change),
-3.06M, 3.47M, 2.99M, 2.00M and 2.50M, and two herald replicas with Redis 1.19M, 1.42M, 1.09M and
-1.09M before batching, 1.28M and 1.39M with it (46 % and 57 % of raw uWS in the same run, 30–45 %
-before): a knee moves by one or two steps, as it depends on when a stall first tips the stack into
-the slow regime, so ratios between stacks from a single run carry that spread. The two runs with
+Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M, 3.06M and
+2.85M deliveries/s in the last seven full runs, one herald replica 1.95M (before the broadcast
+change), 3.06M, 3.47M, 2.99M, 2.00M, 2.50M and 2.91M, and two herald replicas with Redis 1.19M,
+1.42M, 1.09M and 1.09M before batching, 1.28M, 1.39M and 1.63M with it (57 %, 46 % and 57 % of
+raw uWS in the same run, 30–45 % before): a knee moves by one or two steps, as it depends on when
+a stall first tips the stack into the slow regime, so ratios between stacks from a single run carry
+that spread. The stock cluster's knee sits between the first two steps of the sweep, so its figure
+moves by half: 98.5k deliveries/s in the run before this one, 50k in this one (14.1× and 32.6×). The p99 of two replicas at 100 messages/s to 1,000 subscribers spreads as well: 51 and
+42 ms in the two runs before this one, 66 ms in this one, and 58, 29 and 34 ms in three probes
+right after it (\`LATENCY=1 REPEAT=3 RATES=10,100 node --import tsx bench/probe.ts herald-uws herald-uws-1-redis\`),
+where one replica with Redis measured 43, 91 and 39 ms. Two replicas on the shared core sit at
+the 50 ms target, on either side of it from run to run. The three runs with
 batching also measured every uWS stack, raw uWS included, seconds behind at 1,000 msg/s to one room
-of 1,000 (p50 3.0–6.7 s), where the run before measured 0.2–0.7 s: 1M deliveries/s to one room is
+of 1,000 (p50 2.0–6.7 s), where the run before measured 0.2–0.7 s: 1M deliveries/s to one room is
 at or past every stack's knee here, and that column shows how far.
 `;
 
@@ -264,7 +319,13 @@ function markdown({ results, capacity: cap, sharded, machine, seconds, generated
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
   const heraldOne = results.find((r) => r.stack === STACKS.heraldOne)!;
+  const heraldOneRedis = results.find((r) => r.stack === STACKS.heraldOneRedis)!;
   const max = (r: (typeof results)[number]) => r.saturation.maxDeliveriesPerSecond;
+  const ratio = (r: (typeof results)[number]) => `${f((max(r) / max(ceiling)) * 100)} %`;
+  // Per-message cost above raw uWS's, and the share of raw uWS that cost leaves room for.
+  const extraUs = (r: (typeof results)[number]) => r.perMessage.cpuUsPerMessage - ceiling.perMessage.cpuUsPerMessage;
+  const predicted = (r: (typeof results)[number]) => `${f(predictedRatio(max(ceiling), extraUs(r)) * 100)} %`;
+  const budgetUs = ((1 / 0.8 - 1) * SATURATION_FANOUT * 1e6) / max(ceiling);
   const latencyAt = (r: (typeof results)[number], rate: number) => r.latency.find((x) => x.rate === rate)?.latencyMs;
   const lines = [
     '# Benchmarks',
@@ -274,28 +335,34 @@ function markdown({ results, capacity: cap, sharded, machine, seconds, generated
     '',
     '## Stacks side by side',
     '',
-    '| stack | deliveries/s at saturation | p50 / p95 / p99 ms at 10 msg/s | at 100 msg/s | at 1,000 msg/s | RSS per idle connection (10k, fresh processes) | CPU ms per 1,000 deliveries (at 100 msg/s) |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    `| stack | deliveries/s at saturation | p50 / p95 / p99 ms at 10 msg/s | at 100 msg/s | at 1,000 msg/s | RSS per idle connection (10k, fresh processes) | CPU ms per 1,000 deliveries (at 100 msg/s) | CPU µs per message (${f(PER_MESSAGE.rate)} msg/s to 2 rooms × ${PER_MESSAGE.subscribersPerRoom}) |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map((r) => {
       const at = (rate: number) => {
         const l = r.latency.find((x) => x.rate === rate);
         return l ? `${l.latencyMs.p50} / ${l.latencyMs.p95} / ${l.latencyMs.p99}${l.missing ? ` (${f(l.missing)} missing)` : ''}` : 'n/a';
       };
       const open = !r.saturation.steps.at(-1)?.saturated; // kept up with the last step: a lower bound
-      return `| ${r.stack} | ${open ? '≥ ' : ''}${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} |`;
+      const pm = r.perMessage;
+      const perMessage = `${f(pm.cpuUsPerMessage)}${pm.saturated ? ` (saturated: ${f(pm.achievedPublishRate)}/s reached)` : ''}`;
+      return `| ${r.stack} | ${open ? '≥ ' : ''}${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
     }),
     '',
-    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with.',
+    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with. CPU per message: all of the stack\'s processes (Redis included) over the published messages, at a fan-out of 4 where deliveries cost little beside the HTTP request, the bus and each process\'s turn.',
     '',
     '## Against the targets',
     '',
     `| target | measured | met |`,
     `| --- | --- | --- |`,
     `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : 'no'} |`,
-    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${f((max(heraldUws) / max(ceiling)) * 100)} %; 1 replica without Redis (the same single process as raw uWS): ${f((max(heraldOne) / max(ceiling)) * 100)} % | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica) |`,
+    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${ratio(heraldUws)} (predicted from per-message cost: ${predicted(heraldUws)}); 1 replica + Redis: ${ratio(heraldOneRedis)} (${predicted(heraldOneRedis)}); 1 replica without Redis (the same single process as raw uWS): ${ratio(heraldOne)} (${predicted(heraldOne)}) | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica) |`,
     `| p99 ≤ 50 ms at 100k deliveries/s (100 msg/s to 1,000 subscribers) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 50 ? 'yes' : 'no'} |`,
     `| ≤ 8 KB RSS per idle connection | ${f(heraldUws.idle.bytesPerConnection)} B | ${(heraldUws.idle.bytesPerConnection ?? Infinity) <= 8192 ? 'yes' : 'no'} |`,
     `| 100k idle connections on one replica | ${f(cap.connected)} held (${f(cap.bytesPerConnection)} B each); stopped by the per-process file-descriptor hard limit of ${f(cap.fdLimit)}, which cannot be raised here (setrlimit: Operation not permitted) | no (limit of this machine) |`,
+    '',
+    '## Why two replicas on one core stay below 80 % of raw uWS',
+    '',
+    `Raw uWS spends its whole core on ${f(max(ceiling))} deliveries/s, ${f(1e6 / max(ceiling), 3)} µs each. At 80 % of that, deliveries alone take 80 % of the core, which leaves ${f(budgetUs)} µs for everything else a ${SATURATION_FANOUT}-wide message costs beyond what it costs raw uWS. Measured beyond raw uWS\'s ${f(ceiling.perMessage.cpuUsPerMessage)} µs per message (last column above): one replica ${f(extraUs(heraldOne))} µs, one replica with Redis ${f(extraUs(heraldOneRedis))} µs, two replicas with Redis ${f(extraUs(heraldUws))} µs. With deliveries at raw uWS\'s cost, those leave room for ${predicted(heraldOne)}, ${predicted(heraldOneRedis)} and ${predicted(heraldUws)} of raw uWS; the sweep measured ${ratio(heraldOne)}, ${ratio(heraldOneRedis)} and ${ratio(heraldUws)}. A cluster handles every message in every replica and in Redis, and each of them wakes for it; here all of that shares the one core that raw uWS has to itself. On a machine where the replicas and Redis have cores of their own, each replica pays its own per-message cost on its own core.`,
     '',
     '## Saturation steps',
     '',
@@ -369,6 +436,7 @@ async function main() {
     for (const make of [
       () => heraldStack(STACKS.herald, 'uws', 2),
       () => heraldStack(STACKS.heraldOne, 'uws', 1, { REDIS_URL: '' }),
+      () => heraldStack(STACKS.heraldOneRedis, 'uws', 1),
       () => heraldStack(STACKS.heraldWs, 'node', 2),
       stockStack,
       ceilingStack,

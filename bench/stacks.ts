@@ -150,15 +150,17 @@ export const STACKS: Record<string, () => Promise<Stack>> = {
   ceiling: ceilingStack,
 };
 
-/** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
-/** Server CPU milliseconds per 1,000 deliveries, from CPU seconds over a run. */
-export const cpuMsPer1000Deliveries = (cpu: number, deliveries: number): number => (cpu / Math.max(1, deliveries)) * 1e6;
+/** CPU microseconds per item (a delivery, a message), from CPU seconds over a run; the same number is milliseconds per 1,000 items. */
+export const cpuUsEach = (cpu: number, items: number): number => (cpu / Math.max(1, items)) * 1e6;
 
+/** CPU seconds used so far by all of a stack's processes, Redis included. */
+export const stackCpuSeconds = (stack: Stack): number => stack.all.reduce((a, p) => a + cpuSeconds(p.pid), 0);
+
+/** Runs `fn` and returns its result with the CPU seconds the stack's processes used meanwhile. */
 export async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ result: T; cpu: number }> {
-  const before = stack.all.map((p) => cpuSeconds(p.pid));
+  const before = stackCpuSeconds(stack);
   const result = await fn();
-  const cpu = stack.all.reduce((a, p, i) => a + cpuSeconds(p.pid) - before[i]!, 0);
-  return { result, cpu };
+  return { result, cpu: stackCpuSeconds(stack) - before };
 }
 
 

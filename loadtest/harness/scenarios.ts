@@ -125,6 +125,8 @@ export async function throughput(
      * the knee says less than the steps after it. Infinity: run every step.
      */
     patience?: number;
+    /** Publish requests in flight at most (default 64). */
+    inFlight?: number;
   },
 ) {
   const rooms = Array.from({ length: o.rooms }, (_, i) => `load:tp-${Date.now()}-${i}`);
@@ -135,7 +137,7 @@ export async function throughput(
     await workers.reports();
     const started = Date.now();
     const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
-    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: 64 });
+    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: o.inFlight ?? 64 });
     const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
     const expected = published * o.subscribersPerRoom;
     const m = merge(await settle(workers, expected, 5000));
@@ -151,6 +153,7 @@ export async function throughput(
       seconds,
       counters,
       achievedPublishRate: Math.round(pub.achievedRate),
+      published,
       deliveriesPerSecond: Math.round(m.delivered / seconds),
       deliveredShare,
       saturated,
