@@ -62,7 +62,7 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): Hi
       value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds },
     })),
   );
-  return new HistoryRooms(io, backend, policies);
+  return new HistoryRooms(io, backend, policies, logger);
 }
 
 /** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */

@@ -199,6 +199,8 @@ describe('history rooms while Redis is down', () => {
     assert.equal(h.status, 503);
     const sub = await c.subscribe({ room: 'live:down', since: '1-0' });
     assert.deepEqual(sub, { ok: true, room: 'live:down', recovered: false }, 'no offset while history is unreachable');
+    const warning = await gw.waitForLog('history unreachable on subscribe', (l) => l.msg === 'history unreachable on subscribe; joined for live messages only');
+    assert.equal(warning.room, 'live:down');
     assert.equal((await getJson(`${gw.url}/healthz`)).status, 200);
   });
 });

@@ -2,6 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../history/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
+import { throttle, type Logger } from '../observability/logger.js';
 import type { MessageId, MessageMeta } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
@@ -28,11 +29,13 @@ type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settli
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
+  private readonly unreachableLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
     readonly backend: HistoryBackend,
     private readonly policies: PatternTable<HistoryPolicy>,
+    private readonly logger: Logger,
   ) {
     backend.onEntry((entry) => this.deliver(entry));
     const adapter = io.of('/').adapter;
@@ -71,9 +74,12 @@ export class HistoryRooms {
       // A fresh subscribe, or one that could not recover, starts from the room's current position;
       // replaying from there catches what is published while that position is being read.
       mark ??= await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
-    } catch {
+    } catch (err) {
       // History unreachable: joined for live messages only.
       mark = undefined;
+      if (this.unreachableLog.due()) {
+        this.logger.warn({ room, client: socket.id, err: (err as Error).message }, 'history unreachable on subscribe; joined for live messages only');
+      }
     }
     if (!stillWanted()) return {};
     for (const e of catchup.buffer) {
