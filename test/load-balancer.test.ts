@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { compareIds } from '../src/history/ids.js';
 import { connectClient, connectRecovering, publish, type RecoveringClient, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
@@ -22,13 +23,18 @@ describe('behind HAProxy with the compose configuration', () => {
   type Name = (typeof names)[number];
   const ports = {} as Record<Name, number>;
   const gateways = {} as Record<Name, Gateway>;
+  /** Every gateway process started, restarted ones included, for their logs in failure messages. */
+  const started: Gateway[] = [];
   const clients: TestClient[] = [];
 
   const launch = async (name: Name) => {
     gateways[name] = await startGateway({
       env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, PORT: String(ports[name]), DRAIN_SECONDS: '2', HISTORY_ROOMS: 'lb:history:*' },
     });
+    started.push(gateways[name]);
   };
+  /** Warnings and errors the gateways logged (pino levels 40 and up). */
+  const warnings = () => JSON.stringify(started.flatMap((g) => g.logs.filter((l) => l.level >= 40).map((l) => ({ replica: g.replicaId, ...l }))));
   const nameOf = (replica: string) => names.find((n) => gateways[n].replicaId === replica);
   /** A client through the balancer that, like an app, re-subscribes whenever it (re)connects. */
   const lbClient = async (room: string, opts: { transport?: 'websocket' | 'polling'; cookies?: boolean } = {}) => {
@@ -191,11 +197,21 @@ describe('behind HAProxy with the compose configuration', () => {
     const moves = cs.map((c) => c.acks.length - 1);
     console.log(`# rolling restart: ${published.length} published; ${cs.length} clients, ${moves.reduce((a, b) => a + b, 0)} resubscribes with since`);
     for (const c of cs) {
-      assert.deepEqual(c.received.filter((r) => r.meta?.room === room).map((r) => r.meta.id), published, 'every message, in order, once');
+      const got = c.received.filter((r) => r.meta?.room === room).map((r) => r.meta.id);
+      assert.deepEqual(got, published, `every message, in order, once: ${sequenceDiff(got, published)}; acks ${JSON.stringify(c.acks)}; gateway warnings ${warnings()}`);
       for (const ack of c.acks.slice(1)) assert.deepEqual({ ...(ack as object), offset: undefined }, { ok: true, room, recovered: true, offset: undefined });
     }
   });
 });
+
+/** What sets `got` apart from `want`, for the failure message: missing, repeated and out-of-order ids. */
+function sequenceDiff(got: string[], want: string[]): string {
+  const seen = new Set(got);
+  const missing = want.filter((id) => !seen.has(id));
+  const repeated = got.filter((id, i) => got.indexOf(id) !== i);
+  const outOfOrder = got.filter((id, i) => i > 0 && compareIds(id, got[i - 1]!) < 0);
+  return `${got.length} received of ${want.length}; missing ${JSON.stringify(missing)}; repeated ${JSON.stringify(repeated)}; out of order ${JSON.stringify(outOfOrder)}`;
+}
 
 async function getJson(url: string, key: string): Promise<unknown> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
