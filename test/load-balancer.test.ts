@@ -6,6 +6,7 @@ import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { freePort } from './helpers/ports.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { needs } from './helpers/tools.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
@@ -16,7 +17,7 @@ const RECONNECT_BOUND_MS = 10_000;
  * deploy/compose/haproxy.cfg (rendered with loopback ports) in front of three gateway processes and
  * a redis-server: what `docker compose up --scale gateway=3` runs, minus the containers.
  */
-describe('behind HAProxy with the compose configuration', () => {
+describe('behind HAProxy with the compose configuration', { skip: needs('haproxy') }, () => {
   let redis: RedisProcess;
   let lb: Haproxy;
   const names = ['gw1', 'gw2', 'gw3'] as const;

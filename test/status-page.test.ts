@@ -7,12 +7,13 @@ import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { freePort } from './helpers/ports.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { needs, toolPath } from './helpers/tools.js';
 
 const KEY = 'test-publish-key-0123456789';
 const SCREENSHOT = fileURLToPath(new URL('../docs/status-page.png', import.meta.url));
 
 /** What a new user opens first: the status page, through the balancer, in a real browser. */
-describe('status page in headless Chromium', () => {
+describe('status page in headless Chromium', { skip: needs('haproxy', 'chromium') }, () => {
   let redis: RedisProcess;
   let lb: Haproxy;
   let browser: Browser;
@@ -32,7 +33,7 @@ describe('status page in headless Chromium', () => {
     lb = await startHaproxy(ports.map((port, i) => ({ name: `gw${i + 1}`, port })));
     // Playwright gives the browser a fresh temporary profile; the flags keep it off the network.
     browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
+      executablePath: toolPath('chromium'),
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     // Some traffic, so the numbers are not all zero.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
+import { toolPath } from './tools.js';
 import { onceWithin, waitFor } from './wait.js';
 
 export const COMPOSE_HAPROXY_CFG = fileURLToPath(new URL('../../deploy/compose/haproxy.cfg', import.meta.url));
@@ -56,7 +57,7 @@ export async function startHaproxy(backends: readonly Backend[]): Promise<Haprox
   const dir = mkdtempSync(join(tmpdir(), 'herald-haproxy-'));
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, renderComposeConfig(lbPort, statsPort, backends));
-  const child = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(toolPath('haproxy'), ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   let exited = false;

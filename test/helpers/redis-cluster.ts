@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
+import { toolPath } from './tools.js';
 import { onceWithin, waitFor } from './wait.js';
 
 const run = promisify(execFile);
@@ -26,7 +27,7 @@ export interface RedisCluster {
 }
 
 async function cli(port: number, ...args: string[]): Promise<string> {
-  const { stdout } = await run('redis-cli', ['-p', String(port), ...args]);
+  const { stdout } = await run(toolPath('redis-cli'), ['-p', String(port), ...args]);
   return stdout;
 }
 
@@ -43,7 +44,7 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
     const nodeDir = join(dir, String(port));
     await run('mkdir', ['-p', nodeDir]);
     const child = spawn(
-      'redis-server',
+      toolPath('redis-server'),
       [
         '--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
         '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs),
@@ -54,7 +55,7 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
     nodes.push({ port, process: child });
   }
   for (const n of nodes) await waitFor(`redis ${n.port} up`, async () => (await cli(n.port, 'PING').catch(() => '')).trim() === 'PONG');
-  await run('redis-cli', [
+  await run(toolPath('redis-cli'), [
     '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes',
   ]);
   const healthy = async (alive: ClusterNode[]) => {

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
+import { toolPath } from './tools.js';
 import { onceWithin } from './wait.js';
 
 /** A private redis-server on a free loopback port, which a test may kill and restart. */
@@ -42,7 +43,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess>
   let proc: ChildProcess | undefined;
 
   async function launch(): Promise<void> {
-    const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(toolPath('redis-server'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
     proc = child;
     let out = '';
     const ready = new Promise<void>((resolve, reject) => {
@@ -84,7 +85,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess>
 
 /** A CA and a server certificate for 127.0.0.1, made with the openssl command line. */
 function makeCertificates(dir: string): void {
-  const run = (...a: string[]) => execFileSync('openssl', a, { cwd: dir, stdio: 'pipe' });
+  const run = (...a: string[]) => execFileSync(toolPath('openssl'), a, { cwd: dir, stdio: 'pipe' });
   run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=herald-test-ca', '-keyout', 'ca.key', '-out', 'ca.pem');
   run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr');
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
