@@ -6,6 +6,7 @@ import { createTokenVerifier } from './auth/jwt.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { Sessions } from './realtime/session.js';
+import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
 import { historyRoutes } from './history/routes.js';
@@ -122,7 +123,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const history = createHistory(config, io, bus, logger);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
+  const connects = new ConnectGuard(metrics, logger);
   const sessions = new Sessions(io, {
+    connects,
     verifier: createTokenVerifier(config),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy,

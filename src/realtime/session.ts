@@ -3,14 +3,14 @@ import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
+import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
+import type { ConnectGuard } from './connect-guard.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
-/** `token_expiring` is sent this long before a token expires (or at once if it expires sooner). */
+/** `herald:token_expiring` is sent this long before a token expires (or at once if it expires sooner). */
 export const EXPIRY_NOTICE_MS = 60_000;
-/** Sent before herald itself disconnects a client, with `{code, message}`. */
-export const DISCONNECT_EVENT = 'herald:disconnect';
 /** setTimeout's limit; longer waits are re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -22,6 +22,8 @@ export interface SessionDeps {
   allowAnonymous: boolean;
   logger: Logger;
   metrics: Metrics;
+  /** One session per connection: authentication runs behind it. */
+  connects: ConnectGuard;
 }
 
 /** The identity established at connect (and replaced by `refresh`). */
@@ -35,7 +37,7 @@ export function identityOf(socket: Socket): Identity {
  *   `err.data.code` (`unauthorized`, `token_expired`);
  * - an authenticated connection joins `user:<sub>`;
  * - expiry is `exp` plus the clock-skew allowance (the same one verification applied);
- * - `token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
+ * - `herald:token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
  *   `herald:disconnect` `{code: "token_expired"}` and is disconnected, unless it sent a fresh token
  *   with `refresh` (ack `{ok, expiresAt, removed}`); rooms the new token no longer allows are left.
  *
@@ -48,7 +50,7 @@ export class Sessions {
     io: Server,
     private readonly deps: SessionDeps,
   ) {
-    io.use((socket, next) => {
+    deps.connects.use(io.of('/'), (socket, next) => {
       authenticate(socket.handshake.auth as Record<string, unknown> | undefined, deps).then(
         (identity) => {
           (socket.data as { identity: Identity }).identity = identity;
@@ -75,11 +77,14 @@ export class Sessions {
     this.timers.delete(socket);
   }
 
-  /** The `refresh` event: a fresh token for the same user. */
-  refresh(socket: Socket, arg: unknown, ack: unknown): void {
+  /**
+   * The `refresh` event: a fresh token for the same user. Rooms the new token no longer allows are
+   * left through `leave`, the same path as an unsubscribe, so nothing of them arrives after the ack.
+   */
+  refresh(socket: Socket, arg: unknown, ack: unknown, leave: LeaveRoom): void {
     const token = typeof arg === 'object' && arg !== null ? (arg as { token?: unknown }).token : arg;
     answer(ack, async () => {
-      const result = await refresh(socket, token, this.deps);
+      const result = await refresh(socket, token, this.deps, leave);
       if (socket.connected) this.arm(socket, identityOf(socket));
       return result;
     });
@@ -99,7 +104,7 @@ export class Sessions {
         socket.disconnect(true);
         return;
       }
-      if (now >= notifyAt) socket.emit('token_expiring', { expiresIn: Math.ceil((deadline - now) / 1000) });
+      if (now >= notifyAt) socket.emit(TOKEN_EXPIRING_EVENT, { expiresIn: Math.ceil((deadline - now) / 1000) });
       this.timers.set(socket, setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now)));
     };
     step();
@@ -115,7 +120,10 @@ async function authenticate(auth: Record<string, unknown> | undefined, deps: Ses
   return identityFromClaims(await deps.verifier.verify(token));
 }
 
-async function refresh(socket: Socket, token: unknown, deps: SessionDeps): Promise<{ expiresAt: number | undefined; removed: string[] }> {
+/** Takes a socket out of a room and out of everything herald keeps for it there. */
+export type LeaveRoom = (socket: Socket, room: string) => Promise<void>;
+
+async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave: LeaveRoom): Promise<{ expiresAt: number | undefined; removed: string[] }> {
   if (!deps.verifier) throw new HeraldError('bad_request', 'No token verification is configured; there is nothing to refresh.');
   const current = identityOf(socket);
   const next = identityFromClaims(await deps.verifier.verify(token));
@@ -125,7 +133,7 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps): Promi
   for (const room of socket.rooms) {
     if (room === socket.id || deps.policy.canSubscribe(next, room)) continue;
     removed.push(room);
-    await socket.leave(room);
+    await leave(socket, room);
   }
   return { expiresAt: next.expiresAt, removed };
 }
