@@ -1,5 +1,5 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 
 /**
  * The programs the tests run besides node, each with the Debian package that installs it.
@@ -46,7 +46,14 @@ export function which(name: string, path = process.env.PATH ?? ''): string | und
   return undefined;
 }
 
-const install = (tools: readonly Tool[]) => `apt-get install ${[...new Set(tools.map((t) => TOOLS[t].pkg))].join(' ')}`;
+/** Where a non-root user's PATH often stops short (Debian puts haproxy in /usr/sbin). */
+const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
+
+function install(tools: readonly Tool[]): string {
+  const hint = tools.map((t) => which(t, SBIN.join(delimiter))).filter((f) => f !== undefined);
+  const pkgs = `apt-get install ${[...new Set(tools.map((t) => TOOLS[t].pkg))].join(' ')}`;
+  return hint.length > 0 ? `${pkgs}; or add ${hint.map((f) => dirname(f)).join(', ')} to PATH: ${hint.join(', ')} is installed` : pkgs;
+}
 
 /** A tool the tests need is not on PATH. */
 export class ToolMissingError extends Error {
