@@ -70,6 +70,8 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
       PUBLIC_ROOMS: 'scores:*',
       ALLOW_ANONYMOUS: 'true',
       JWT_CLOCK_SKEW_SECONDS: String(SKEW),
+      // A history room among those a refresh takes away: its catch-up state must go with it.
+      HISTORY_ROOMS: 'orders:*',
     };
     [a, b] = (await Promise.all([startGateway({ env }), startGateway({ env })])) as [Gateway, Gateway];
   });
@@ -163,11 +165,11 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
   });
 
   it('warns before expiry, disconnects at expiry, and a refresh narrows the rooms', async () => {
-    // Expiring within the minute's notice: `token_expiring` is sent at once (the client records it).
+    // Expiring within the minute's notice: `herald:token_expiring` is sent at once (the client records it).
     const short = await as(a, { sub: 'frank', rooms: ['chat:*'], exp: now() + 1 });
     const told = onceWithin<[{ code: string }]>(short.socket, 'herald:disconnect', 'herald:disconnect');
     const gone = onceWithin<[string]>(short.socket, 'disconnect', 'disconnect at expiry');
-    const notice = await short.waitFor('token_expiring', (r) => r.event === 'token_expiring');
+    const notice = await short.waitFor('herald:token_expiring', (r) => r.event === 'herald:token_expiring');
     const expiresIn = (notice.data as { expiresIn: number }).expiresIn;
     assert.ok(expiresIn > 0 && expiresIn <= 1 + SKEW, `expiresIn ${expiresIn}`);
     assert.equal((await told)[0].code, 'token_expired');
@@ -177,7 +179,7 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
     const renewed = await as(b, { sub: 'grace', rooms: ['chat:*', 'orders:*'], exp });
     await renewed.subscribe('chat:a');
     await renewed.subscribe('orders:1');
-    await renewed.waitFor('token_expiring', (r) => r.event === 'token_expiring');
+    await renewed.waitFor('herald:token_expiring', (r) => r.event === 'herald:token_expiring');
     const ack = (await renewed.socket
       .timeout(5000)
       .emitWithAck('refresh', { token: await hs256({ sub: 'grace', rooms: ['chat:*'] }) })) as any;
@@ -191,7 +193,7 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
     assert.ok(renewed.socket.connected);
     await publish(a.url, { room: 'chat:a', event: 'end', data: null }, KEY);
     await renewed.waitFor('sentinel', (r) => r.event === 'end');
-    assert.ok(!renewed.received.some((r) => r.meta?.room === 'orders:1'), 'left the room the new token no longer allows');
+    assert.ok(!renewed.received.some((r) => r.meta?.room === 'orders:1'), 'left the history room the new token no longer allows');
   });
 });
 

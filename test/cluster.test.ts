@@ -103,9 +103,13 @@ for (const transport of TRANSPORTS) {
         }
       }
       await waitFor('the upgrades', () => targets.every((c, i) => c.socket.io.engine.transport.name === ends[i]));
-      // Socket.IO semantics stay: a client that joins a room named like another socket's id is a member too.
+      // Another connection's id (herald:join tells it to room members) is not a room to subscribe to:
+      // a publish to a connection reaches that connection alone.
       const namesake = await client(gateways[2]!);
-      assert.deepEqual(await namesake.subscribe(targets[0]!.socket.id), { ok: true, room: targets[0]!.socket.id });
+      for (const target of targets) {
+        const refused = (await namesake.subscribe({ room: target.socket.id })) as { ok: boolean; error: { code: string } };
+        assert.deepEqual([refused.ok, refused.error.code], [false, 'forbidden'], `subscribe to ${target.socket.io.engine.transport.name} connection's id`);
+      }
       for (const [i, target] of targets.entries()) {
         const res = await publish(gateways[i % 3]!.url, { room: target.socket.id!, event: 'direct', data: i }, KEY);
         assert.equal(res.status, 200);
@@ -117,7 +121,7 @@ for (const transport of TRANSPORTS) {
       for (const [i, target] of targets.entries()) {
         assert.deepEqual(target.received.filter((r) => r.event === 'direct').map((r) => r.data), [i], `target ${i} (${target.socket.io.engine.transport.name})`);
       }
-      assert.deepEqual(namesake.received.filter((r) => r.event === 'direct').map((r) => r.data), [0]);
+      assert.deepEqual(namesake.received.filter((r) => r.event === 'direct').map((r) => r.data), [], 'nothing addressed to another connection');
     });
 
     it('publishes to several rooms at once, one delivery per subscribed room', async () => {

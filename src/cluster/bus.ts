@@ -2,7 +2,7 @@ import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Server } from 'socket.io';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { guardFireAndForget } from './guard.js';
 import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair, type RedisTarget } from './redis.js';
 
@@ -81,7 +81,7 @@ export function createBus(opts: BusOptions): Bus {
     },
     async awaitRoom(room) {
       // Rooms that look like socket ids stay on the adapter's main channel (always subscribed).
-      if (!sharded || /^[a-zA-Z0-9_-]{20}$/.test(room)) return;
+      if (!sharded || isConnectionRoom(room)) return;
       // The adapter subscribed this room's channel on its creation without waiting; the same
       // SSUBSCRIBE again travels the same shard connection, so its answer follows the first one.
       await pair.sub.ssubscribe(`${opts.keyPrefix}#/#${room}#`).catch(() => {});

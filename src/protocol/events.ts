@@ -31,6 +31,25 @@ export interface Hello {
   replica: string;
 }
 
+/** Sent before herald itself disconnects a client, with `{code, message}`. */
+export const DISCONNECT_EVENT = 'herald:disconnect';
+
+/** Sent a minute before a connection's token expires, with `{expiresIn}` (seconds). */
+export const TOKEN_EXPIRING_EVENT = 'herald:token_expiring';
+
+/**
+ * Sent to the members of a history room when herald could not fill a gap in its live delivery
+ * (after the bus reconnected the history was trimmed past it, lost with Redis's data, or is
+ * unreachable): messages may be missing, the client must reload the room's state. `offset` is
+ * the room's position to continue from (as `since`), absent while the history is unreachable.
+ */
+export const RESET_EVENT = 'herald:reset';
+export interface Reset {
+  room: RoomName;
+  offset?: MessageId;
+  code: 'history_lost' | 'history_unreachable';
+}
+
 export const EVENT_MAX_LENGTH = 64;
 
 // Socket.IO throws when asked to emit these, and clients treat them specially.

@@ -10,6 +10,19 @@ export const ROOM_MAX_LENGTH = 128;
 // no `#` (the Redis adapter uses it as a channel separator).
 const ROOM_PATTERN = /^[A-Za-z0-9_\-:.@=]+$/;
 
+/**
+ * Socket.IO puts every connection in a room named by its id (20 base64url characters) and the
+ * publish API delivers to one connection through it. Names of that shape are reserved: no client
+ * may subscribe to one, or another client's id (from `herald:join`) would let it read that
+ * connection's messages.
+ */
+const CONNECTION_ROOM = /^[A-Za-z0-9_-]{20}$/;
+
+/** True for names of the shape Socket.IO gives each connection's own room. */
+export function isConnectionRoom(room: RoomName): boolean {
+  return CONNECTION_ROOM.test(room);
+}
+
 /** Returns `input` as a room name, or throws `invalid_room`. The only place room names are checked. */
 export function validateRoom(input: unknown): RoomName {
   if (typeof input !== 'string' || input.length === 0 || input.length > ROOM_MAX_LENGTH || !ROOM_PATTERN.test(input)) {

@@ -3,7 +3,7 @@ import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, type Hello, type MessageId } from '../protocol/events.js';
-import { roomFromClientArg, type RoomName } from '../protocol/rooms.js';
+import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Bus } from '../cluster/bus.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
@@ -12,7 +12,7 @@ import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
 import { answer } from './ack.js';
 import { guardEvents, type ClientLimits, type EventHandler } from './limits.js';
 import { releaseHandshake } from './handshake.js';
-import { identityOf, type Sessions } from './session.js';
+import { identityOf, type LeaveRoom, type Sessions } from './session.js';
 import type { SlowConsumers } from './slow-consumers.js';
 
 export interface RealtimeDeps {
@@ -42,6 +42,10 @@ export interface RealtimeDeps {
  * also lets go of the upgrade request and most of the handshake (see `releaseHandshake`).
  */
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
+  const leave: LeaveRoom = async (socket, room) => {
+    deps.history?.forget(socket.id, room);
+    await socket.leave(room);
+  };
   const handlers = new Map<string, EventHandler>([
     ['subscribe', (socket, arg, ack) => answer(ack, () => subscribe(socket, arg, deps))],
     [
@@ -49,8 +53,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
       (socket, arg, ack) =>
         answer(ack, async () => {
           const room = clientRoom(socket, arg);
-          deps.history?.forget(socket.id, room);
-          await socket.leave(room);
+          await leave(socket, room);
           return { room };
         }),
     ],
@@ -80,7 +83,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
           return deps.publisher.publish(request, 'client');
         }),
     ],
-    ['refresh', (socket, arg, ack) => deps.sessions.refresh(socket, arg, ack)],
+    ['refresh', (socket, arg, ack) => deps.sessions.refresh(socket, arg, ack, leave)],
   ]);
   // One function for every socket: `this` is the socket that is going.
   const disconnecting = function (this: Socket) {
@@ -123,7 +126,7 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
 
 function clientRoom(socket: Socket, arg: unknown): RoomName {
   const room = roomFromClientArg(arg);
-  // Socket.IO puts each socket in a room named by its id; that one is not the client's to leave or join.
-  if (room === socket.id) throw new HeraldError('forbidden', 'A socket may not join or leave the room named by its own id.');
+  // Connection rooms (its own or another's) are not the client's to join or leave.
+  if (isConnectionRoom(room)) throw new HeraldError('forbidden', `"${room}" has the shape of a connection id (20 letters, digits, _ or -); such rooms are reserved.`);
   return room;
 }

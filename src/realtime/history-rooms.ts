@@ -128,7 +128,7 @@ export class HistoryRooms {
     this.io.local.to(room).except([...pending.keys()]).emit(entry.event, entry.data, meta(entry));
     for (const [sid, c] of pending) {
       const socket = this.io.of('/').sockets.get(sid);
-      if (!socket) this.forget(sid, room);
+      if (!socket?.rooms.has(room)) this.forget(sid, room);
       else if (c.phase === 'replaying') c.buffer.push(entry);
       else if (compareIds(entry.id, c.mark) > 0) {
         send(socket, entry);

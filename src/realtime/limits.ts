@@ -2,7 +2,7 @@ import type { Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { reply } from './ack.js';
-import { DISCONNECT_EVENT } from './session.js';
+import { DISCONNECT_EVENT } from '../protocol/events.js';
 
 export interface ClientLimits {
   rate: number;
