@@ -2,6 +2,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
+import { attachEngine } from './uws-attach.js';
 import { installUwsBroadcast } from './uws-broadcast.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
@@ -10,7 +11,7 @@ export type UwsModule = typeof import('uWebSockets.js');
 /** Serves Socket.IO (via `io.attachApp`) and herald's HTTP routes on one uWS app. */
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
-  opts.io.attachApp(app);
+  attachEngine(opts.io, app);
   installUwsBroadcast(opts.io, app, { batchMs: opts.broadcastBatchMs });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
