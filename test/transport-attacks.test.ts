@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
+import type { Socket as NetSocket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { connectClient, type ClientTransport, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { rawHttp } from './helpers/raw.js';
 
 const SECRET = 'test-jwt-secret-0123456789-abcdefghij';
 const ROOM = 'bin:attachments';
@@ -20,6 +23,41 @@ function bytesOf(x: unknown): Buffer | undefined {
   if (x instanceof ArrayBuffer) return Buffer.from(x);
   if (ArrayBuffer.isView(x)) return Buffer.from(x.buffer, x.byteOffset, x.byteLength);
   return undefined;
+}
+
+interface Exchange {
+  status: number | string;
+  headers: IncomingHttpHeaders;
+  socket: NetSocket | undefined;
+}
+
+/** One POST /v1/publish through `agent`; a socket error becomes its code (ECONNRESET, ...). */
+function post(agent: Agent, port: number, extra: Record<string, string>): Promise<Exchange> {
+  const body = JSON.stringify({ room: 'ka:room', event: 'e', data: 1 });
+  return new Promise((resolve) => {
+    const req = request(
+      { host: '127.0.0.1', port, path: '/v1/publish', method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...extra } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, socket }));
+      },
+    );
+    let socket: NetSocket | undefined;
+    req.on('socket', (s: NetSocket) => (socket = s));
+    req.on('error', (err: NodeJS.ErrnoException) => resolve({ status: err.code ?? err.message, headers: {}, socket }));
+    req.end(body);
+  });
+}
+
+/** Status and headers (names lower-case, repeats kept) of a raw HTTP answer. */
+function parseHead(raw: string): { status: number; headers: [string, string][] } {
+  const [head = ''] = raw.split('\r\n\r\n', 1);
+  const [line = '', ...rest] = head.split('\r\n');
+  const headers = rest.map((h) => {
+    const i = h.indexOf(':');
+    return [h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()] as [string, string];
+  });
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers };
 }
 
 for (const transport of ['uws', 'node'] as const) {
@@ -65,6 +103,46 @@ for (const transport of ['uws', 'node'] as const) {
           received.forEach((b, i) => assert.ok(b!.equals(parts[i]!), `attachment ${i} published ${label}, received on ${name}: bytes differ`));
         }
       }
+    });
+
+    it('says Connection: close whenever it closes, so keep-alive clients never reuse a closed socket', async () => {
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        // Every other request asks to close, as node-fetch 3 does on every request (and Node's
+        // agent still pools the socket unless the answer says close too).
+        const asked: boolean[] = [];
+        const exchanges: Exchange[] = [];
+        for (let i = 0; i < 6; i++) {
+          asked.push(i % 2 === 1);
+          exchanges.push(await post(agent, gw.port, asked[i] ? { connection: 'close' } : {}));
+        }
+        assert.deepEqual(
+          exchanges.map((e) => e.status),
+          [200, 200, 200, 200, 200, 200],
+        );
+        exchanges.forEach((e, i) => {
+          const says = e.headers.connection === 'close';
+          if (asked[i]) assert.ok(says, `request ${i} asked to close; the answer must say so (it said ${e.headers.connection})`);
+          const next = exchanges[i + 1];
+          // A response without "close" left the connection open: the next request reused it.
+          if (next) assert.equal(next.socket === e.socket, !says, `request ${i + 1} on ${says ? 'a new' : 'the same'} connection`);
+        });
+      } finally {
+        agent.destroy();
+      }
+
+      // Raw: the header exactly once, also where herald closes on its own (413 past the discard
+      // cap) and where a request that asked to close meets that, and on Engine.IO's routes.
+      const once = async (what: string, req: string, status: number) => {
+        const answer = parseHead(await rawHttp(gw.port, req));
+        assert.equal(answer.status, status, `${what}: ${answer.status}`);
+        const values = answer.headers.filter(([k]) => k === 'connection').map(([, v]) => v.toLowerCase());
+        assert.deepEqual(values, ['close'], `${what}: connection headers ${JSON.stringify(values)}`);
+      };
+      await once('healthz asking to close', 'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 200);
+      await once('a body past the cap', 'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{', 413);
+      await once('a body past the cap, asking to close', 'POST /v1/publish HTTP/1.1\r\nHost: x\r\nConnection: Close\r\nContent-Length: 100000000\r\n\r\n{', 413);
+      await once('an Engine.IO handshake asking to close', 'GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 200);
     });
   });
 }

@@ -1,8 +1,10 @@
 import type { Server } from 'socket.io';
-import type { TemplatedApp, WebSocketBehavior } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocketBehavior } from 'uWebSockets.js';
+
+type HttpHandler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>;
 
 /**
- * `io.attachApp(app)`, with the handlers Socket.IO registers on the app wrapped against uWS
+ * `io.attachApp(app)`, with the handlers Socket.IO registers on the app wrapped against two uWS
  * habits it does not account for:
  *
  * - **Binary WebSocket messages are copied.** uWS hands a `message` handler an ArrayBuffer that is
@@ -12,16 +14,25 @@ import type { TemplatedApp, WebSocketBehavior } from 'uWebSockets.js';
  *   WebSocket subscribers with all but the last emptied and long-polling subscribers (encoded
  *   later, on their next poll) with all of them emptied. Text messages Engine.IO turns into a
  *   string inside the callback: no copy.
+ * - **`Connection: close` is said** on answers after which uWS closes because the request asked
+ *   it to (see `sayConnectionClose`).
  *
  * HTTP bodies need no copy: Engine.IO's uWS polling transport copies every chunk of a body in
  * several chunks, and decodes a body in one chunk to a string before its `onData` returns.
  *
- * The app's methods live on its prototype; the wrapper is an own property removed afterwards, so
+ * The app's methods live on its prototype; the wrappers are own properties removed afterwards, so
  * herald's own routes and later registrations see uWS's methods unchanged.
  */
 export function attachEngine(io: Server, app: TemplatedApp): void {
-  const { ws } = app;
-  const own = app as unknown as Record<'ws', unknown>;
+  const { ws, any, get } = app;
+  const http = (register: TemplatedApp['any']) =>
+    function (this: TemplatedApp, pattern: Parameters<TemplatedApp['any']>[0], handler: HttpHandler) {
+      return register.call(this, pattern, (res, req) => {
+        if (uwsClosesAfter(req.getHeader('connection'))) sayConnectionClose(res);
+        return handler(res, req);
+      });
+    };
+  const own = app as unknown as Record<'ws' | 'any' | 'get', unknown>;
   own.ws = function (this: TemplatedApp, pattern: Parameters<TemplatedApp['ws']>[0], behavior: WebSocketBehavior<unknown>) {
     const { message } = behavior;
     if (!message) return ws.call(this, pattern, behavior);
@@ -30,9 +41,62 @@ export function attachEngine(io: Server, app: TemplatedApp): void {
       message: (socket, data, isBinary) => message(socket, isBinary ? data.slice(0) : data, isBinary),
     });
   };
+  own.any = http(any);
+  own.get = http(get);
   try {
     io.attachApp(app);
   } finally {
     delete own.ws;
+    delete own.any;
+    delete own.get;
+  }
+}
+
+/**
+ * Whether uWS will close the connection after answering a request with this `Connection` header:
+ * when the whole value is `close`, in any case (checked against this uWS build). A `close` in a
+ * list (`keep-alive, close`) it ignores and keeps the connection open, so that answer needs no header.
+ */
+export function uwsClosesAfter(connection: string | undefined): boolean {
+  return connection !== undefined && connection.trim().toLowerCase() === 'close';
+}
+
+const saying = new WeakSet<HttpResponse>();
+
+/**
+ * Makes the answer on `res` carry `Connection: close`. uWS closes the connection after answering a
+ * request that asked to close, as it should, but does not say so in the answer: it writes the
+ * header only when it closes on its own initiative (`end(body, true)`, which herald uses after a
+ * 408 or an oversized body). A client that pools connections and decides reuse from the answer,
+ * as Node's http.Agent with keepAlive does (node-fetch 3 asks to close on every request), then
+ * sends its next request into the closed socket: ECONNRESET on every second request.
+ *
+ * The header goes right after the status line, which uWS writes on the first of these calls
+ * (implicitly "200 OK" unless it is `writeStatus`); only responses that need it pay for the wrappers.
+ */
+export function sayConnectionClose(res: HttpResponse): void {
+  // Once per response: a handler that yields (`req.setYield`) passes the same one to the next route.
+  if (saying.has(res)) return;
+  saying.add(res);
+  const target = res as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const writeHeader = target.writeHeader!;
+  let said = false;
+  const say = (self: unknown) => {
+    if (said) return;
+    said = true;
+    writeHeader.call(self, 'connection', 'close');
+  };
+  const writeStatus = target.writeStatus!;
+  target.writeStatus = function (this: unknown, ...args: unknown[]) {
+    writeStatus.apply(this, args);
+    say(this);
+    return this;
+  };
+  for (const name of ['writeHeader', 'write', 'end', 'tryEnd', 'endWithoutBody']) {
+    const original = target[name]!;
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      say(this);
+      return original.apply(this, args);
+    };
   }
 }

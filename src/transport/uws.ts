@@ -2,7 +2,7 @@ import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
-import { attachEngine } from './uws-attach.js';
+import { attachEngine, sayConnectionClose, uwsClosesAfter } from './uws-attach.js';
 import { installUwsBroadcast } from './uws-broadcast.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
@@ -27,6 +27,7 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
       headers,
       remoteAddress: Buffer.from(res.getRemoteAddressAsText()).toString(),
     };
+    if (uwsClosesAfter(headers.connection)) sayConnectionClose(res);
     // `req` is invalid after this point; `res` until it is ended or aborted.
     let done = false;
     res.onAborted(() => {
