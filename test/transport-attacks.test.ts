@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { connectClient, type ClientTransport, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
-import { rawHttp } from './helpers/raw.js';
+import { rawHttp, slowHttp } from './helpers/raw.js';
 
 const SECRET = 'test-jwt-secret-0123456789-abcdefghij';
 const ROOM = 'bin:attachments';
@@ -49,15 +49,15 @@ function post(agent: Agent, port: number, extra: Record<string, string>): Promis
   });
 }
 
-/** Status and headers (names lower-case, repeats kept) of a raw HTTP answer. */
-function parseHead(raw: string): { status: number; headers: [string, string][] } {
-  const [head = ''] = raw.split('\r\n\r\n', 1);
+/** Status, headers (names lower-case, repeats kept) and body of a raw HTTP answer. */
+function parseHead(raw: string): { status: number; headers: [string, string][]; body: string } {
+  const [head = '', body = ''] = raw.split('\r\n\r\n', 2);
   const [line = '', ...rest] = head.split('\r\n');
   const headers = rest.map((h) => {
     const i = h.indexOf(':');
     return [h.slice(0, i).trim().toLowerCase(), h.slice(i + 1).trim()] as [string, string];
   });
-  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers };
+  return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers, body };
 }
 
 for (const transport of ['uws', 'node'] as const) {
@@ -146,3 +146,46 @@ for (const transport of ['uws', 'node'] as const) {
     });
   });
 }
+
+/**
+ * What HTTP_REQUEST_TIMEOUT_SECONDS promises on each transport, with requests that trickle in a
+ * byte every second, so no idle timeout would ever cut them. A timeout above the 10 s uWS gives a
+ * request on its own (8-12 s: its timer has 4 s resolution) tells the two apart.
+ */
+describe('slow requests (HTTP_REQUEST_TIMEOUT_SECONDS=14)', () => {
+  const gateways: Record<string, Gateway> = {};
+  const TIMEOUT_S = 14;
+  /** Longest any of these may take to be answered or closed. */
+  const BOUND_MS = 30_000;
+
+  before(async () => {
+    for (const transport of ['uws', 'node']) {
+      gateways[transport] = await startGateway({ env: { TRANSPORT: transport, HTTP_REQUEST_TIMEOUT_SECONDS: String(TIMEOUT_S) } });
+    }
+  });
+  after(async () => {
+    await Promise.all(Object.values(gateways).map((g) => g.stop()));
+  });
+
+  it('answers a slow body 408 on both transports, slow headers 408 on node; uWS closes slow headers itself', { timeout: 60_000 }, async () => {
+    const body = (port: number) =>
+      slowHttp(port, 'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n', 'x', { maxMs: BOUND_MS });
+    const headers = (port: number) => slowHttp(port, 'GET /healthz HTTP/1.1\r\nHost: x\r\n', 'X-Slow: 1\r\n', { maxMs: BOUND_MS });
+    const [uwsBody, nodeBody, uwsHeaders, nodeHeaders] = await Promise.all([
+      body(gateways.uws!.port),
+      body(gateways.node!.port),
+      headers(gateways.uws!.port),
+      headers(gateways.node!.port),
+    ]);
+    for (const [what, r] of [['uws body', uwsBody], ['node body', nodeBody], ['node headers', nodeHeaders]] as const) {
+      assert.equal(r.closed, true, `${what}: closed within ${BOUND_MS} ms`);
+      const answer = parseHead(r.received);
+      assert.equal(answer.status, 408, `${what}: ${JSON.stringify(r.received.slice(0, 200))}`);
+      assert.ok(answer.headers.some(([k, v]) => k === 'connection' && v.toLowerCase() === 'close'), `${what}: says Connection: close`);
+    }
+    const uwsBodyAnswer = parseHead(uwsBody.received);
+    assert.equal(JSON.parse(uwsBodyAnswer.body).error.code, 'request_timeout');
+    // Documented: uWS ends a request whose headers are not in within its own fixed 10 s, unanswered.
+    assert.deepEqual(uwsHeaders, { closed: true, received: '' });
+  });
+});

@@ -8,6 +8,15 @@ import { installUwsBroadcast } from './uws-broadcast.js';
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
 export type UwsModule = typeof import('uWebSockets.js');
 
+/**
+ * uWS gives every request its own fixed 10 s (not configurable in this build; its timer has 4 s
+ * resolution, so 8-12 s) for headers and body together, and then closes the connection without an
+ * answer. For the body, herald restarts that clock this often while the body is still coming
+ * (`pause`+`resume` does), so HTTP_REQUEST_TIMEOUT_SECONDS decides and the client gets its 408.
+ * Headers cannot be helped: herald's handler runs only once they are all in.
+ */
+const UWS_CLOCK_RESTART_MS = 3000;
+
 /** Serves Socket.IO (via `io.attachApp`) and herald's HTTP routes on one uWS app. */
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
@@ -30,8 +39,10 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
     if (uwsClosesAfter(headers.connection)) sayConnectionClose(res);
     // `req` is invalid after this point; `res` until it is ended or aborted.
     let done = false;
+    let timer: NodeJS.Timeout | undefined;
     res.onAborted(() => {
       done = true;
+      clearTimeout(timer);
     });
     const send = (reply: HttpReply, closeConnection = false) => {
       if (done) return;
@@ -56,12 +67,21 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
       tooLarge(true);
       return;
     }
-    // uWS times out idle connections itself, but not a body that trickles in: bound it here.
-    const timer = setTimeout(() => send(errorReply(new HeraldError('request_timeout')), true), opts.http.requestTimeoutMs);
-    res.onAborted(() => {
-      done = true;
-      clearTimeout(timer);
-    });
+    // The body must be in by the deadline, however it trickles; uWS's own clock is kept from
+    // ending the request first (UWS_CLOCK_RESTART_MS).
+    const deadline = performance.now() + opts.http.requestTimeoutMs;
+    const tick = () => {
+      if (done) return;
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        send(errorReply(new HeraldError('request_timeout')), true);
+        return;
+      }
+      res.pause();
+      res.resume();
+      timer = setTimeout(tick, Math.min(left, UWS_CLOCK_RESTART_MS));
+    };
+    timer = setTimeout(tick, Math.min(opts.http.requestTimeoutMs, UWS_CLOCK_RESTART_MS));
     res.onData((chunk, isLast) => {
       if (done) return;
       if (isLast) clearTimeout(timer);

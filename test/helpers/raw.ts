@@ -99,3 +99,33 @@ export function rawHttp(port: number, request: string | Buffer, opts: { idleMs?:
     socket.setTimeout(opts.idleMs ?? 5000, done);
   });
 }
+
+/**
+ * A slowloris client: writes `head`, then `drip` every `everyMs` (default 1 s), until the server
+ * closes the connection (FIN or reset) or `maxMs` passes. Resolves with what came back and whether
+ * it was the server that closed.
+ */
+export function slowHttp(
+  port: number,
+  head: string,
+  drip: string,
+  opts: { everyMs?: number; maxMs: number },
+): Promise<{ closed: boolean; received: string }> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1', () => socket.write(head));
+    let received = '';
+    const dripping = setInterval(() => socket.writable && socket.write(drip), opts.everyMs ?? 1000);
+    const finish = (closed: boolean) => {
+      clearInterval(dripping);
+      clearTimeout(bound);
+      socket.destroy();
+      resolve({ closed, received });
+    };
+    const bound = setTimeout(() => finish(false), opts.maxMs);
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (received += d));
+    socket.on('end', () => finish(true));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+  });
+}
