@@ -4,6 +4,7 @@ import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import type { Socket as NetSocket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
+import WebSocket from 'ws';
 import { connectClient, type ClientTransport, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { rawHttp, slowHttp } from './helpers/raw.js';
@@ -60,10 +61,32 @@ function parseHead(raw: string): { status: number; headers: [string, string][]; 
   return { status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(line)?.[1] ?? 0), headers, body };
 }
 
+/** A WebSocket upgrade the server refuses: its HTTP status and body, or `upgraded` if it was accepted. */
+function upgrade(url: string, headers: Record<string, string>): Promise<{ status: number | 'upgraded'; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`, { headers });
+    ws.on('open', () => {
+      ws.terminate();
+      resolve({ status: 'upgraded', body: '' });
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+        ws.terminate();
+      });
+    });
+    ws.on('error', (err) => reject(err));
+  });
+}
+
 for (const transport of ['uws', 'node'] as const) {
   describe(`transport under attack (TRANSPORT=${transport})`, () => {
     let gw: Gateway;
     const clients: TestClient[] = [];
+    const extra: Gateway[] = [];
 
     before(async () => {
       gw = await startGateway({
@@ -73,7 +96,7 @@ for (const transport of ['uws', 'node'] as const) {
     });
     after(async () => {
       for (const c of clients) c.close();
-      await gw?.stop();
+      await Promise.all([gw?.stop(), ...extra.map((g) => g.stop())]);
     });
 
     it('delivers every byte of a multi-attachment publish to WebSocket and long-polling subscribers', async () => {
@@ -143,6 +166,23 @@ for (const transport of ['uws', 'node'] as const) {
       await once('a body past the cap', 'POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{', 413);
       await once('a body past the cap, asking to close', 'POST /v1/publish HTTP/1.1\r\nHost: x\r\nConnection: Close\r\nContent-Length: 100000000\r\n\r\n{', 413);
       await once('an Engine.IO handshake asking to close', 'GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 200);
+    });
+
+    it('refuses a WebSocket handshake with 403 and the Engine.IO error body', async () => {
+      const refusing = await startGateway({
+        env: { TRANSPORT: transport, CORS_ORIGINS: 'https://app.example.com', CONNECT_RATE_PER_IP: '1', CONNECT_BURST_PER_IP: '1' },
+      });
+      extra.push(refusing);
+      // The Origin check comes before the per-IP limit and spends no token.
+      assert.deepEqual(await upgrade(refusing.url, { origin: 'https://evil.example.com' }), {
+        status: 403,
+        body: JSON.stringify({ code: 4, message: 'origin not allowed' }),
+      });
+      // One token, one a second: of a quick burst the first is let in and (nearly) all others refused.
+      const burst = await Promise.all(Array.from({ length: 8 }, () => upgrade(refusing.url, { origin: 'https://app.example.com' })));
+      const refused = burst.filter((r) => r.status !== 'upgraded');
+      assert.ok(refused.length >= 1, `some of the burst refused: ${JSON.stringify(burst)}`);
+      for (const r of refused) assert.deepEqual(r, { status: 403, body: JSON.stringify({ code: 4, message: 'rate_limited' }) });
     });
   });
 }

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
-import { BodyCollector, errorReply, methodHasBody, renderReply, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import type { RunningTransport, TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
@@ -17,6 +18,7 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
   );
   // Attached after our listener: Engine.IO takes /socket.io/ requests and hands the rest to it.
   opts.io.attach(server);
+  answerRefusedUpgrades(opts.io);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {
@@ -31,6 +33,30 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
         },
       });
     });
+  });
+}
+
+/** Engine.IO's error code for a handshake `allowRequest` refused (engine.io's `Server.errors.FORBIDDEN`). */
+const ENGINE_FORBIDDEN = 4;
+
+/**
+ * Refused WebSocket handshakes get the answer long-polling and uWS give: 403 for what
+ * `allowRequest` refused (draining, origin, rate_limited), 400 otherwise, with Engine.IO's
+ * `{"code","message"}` body. Engine.IO's `ws` upgrade path would answer 400 with the bare message
+ * as text/html. It emits `connection_error` right before it writes that answer, and writes only
+ * to a socket still writable, so herald answers here and ends the socket; Engine.IO then just
+ * destroys it. Handshakes that fail after `ws` has taken the socket over (`req.websocket`) are
+ * left alone.
+ */
+function answerRefusedUpgrades(io: Server): void {
+  io.engine.on('connection_error', (err: { req: IncomingMessage & { upgrade?: boolean; websocket?: unknown }; code: number; message: string; context?: { message?: string } }) => {
+    const { req } = err;
+    if (!req.upgrade || req.websocket || !req.socket?.writable) return;
+    const status = err.code === ENGINE_FORBIDDEN ? 403 : 400;
+    const body = JSON.stringify({ code: err.code, message: err.context?.message ?? err.message });
+    req.socket.end(
+      `HTTP/1.1 ${statusLine(status)}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   });
 }
 
