@@ -1,20 +1,82 @@
 // Shared by the k6 scenarios: a Socket.IO client over k6's WebSocket API, using the same wire
-// module as the Node harness (loadtest/lib/socketio.js), and the HTTP publisher.
+// module as the Node harness (loadtest/lib/socketio.js), the HTTP publisher, and the delivery
+// accounting that makes a run with lost messages or refused subscribes fail.
 import http from 'k6/http';
+import { Counter } from 'k6/metrics';
+import { clearTimeout, setTimeout } from 'k6/timers';
 import { WebSocket } from 'k6/websockets';
 import { connectFrame, eventFrame, isEventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://localhost:8080';
+/** Where publishes go; defaults to BASE_URL (set it to publish straight to one replica, say). */
+export const PUBLISH_URL = __ENV.PUBLISH_URL || BASE_URL;
 export const PUBLISH_KEY = __ENV.PUBLISH_KEY || '';
 export const TOKEN = __ENV.TOKEN || '';
+/** A subscribe that has no ack after this many seconds counts as failed. */
+const SUBSCRIBE_TIMEOUT_S = Number(__ENV.SUBSCRIBE_TIMEOUT_S || 10);
+
+/** k6's summary stops at p(95) unless told; every scenario reports p99. */
+export const SUMMARY_TREND_STATS = ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)'];
 
 /**
- * Opens a Socket.IO connection, subscribes to `room` (with `since` when given) and calls
- * `onEvent(name, data, meta)` for every published message. Answers pings. Returns the socket.
+ * Subscribes that did not end in `{ok: true}`: connect refused (`44`), an error ack (`forbidden`,
+ * `rate_limited`, ...), no ack in time, or the socket closed or failed first. Every scenario has
+ * the threshold `count==0`.
+ */
+export const subscribeFailures = new Counter('subscribe_failures');
+
+/**
+ * The delivery ledger, summed over the whole run: every publish the API accepted adds the number
+ * of subscribers of its room, every first arrival of a message at a subscriber takes one away.
+ * What is left at the end is accepted × subscribers − delivered: messages lost, or owed to
+ * subscribers that never subscribed. Thresholds: `count==0` for both.
+ */
+export const missing = new Counter('messages_missing');
+export const duplicates = new Counter('messages_duplicated');
+
+/** Counts first arrivals (and repeats) of sequence numbers at one subscriber. */
+export function deliveryTracker() {
+  const seen = {};
+  return function arrived(seq, tags) {
+    if (seen[seq]) {
+      duplicates.add(1, tags);
+      return false;
+    }
+    seen[seq] = true;
+    missing.add(-1, tags);
+    return true;
+  };
+}
+
+let warned = false;
+function failed(room, reason, handlers) {
+  subscribeFailures.add(1);
+  // One line per VU: enough to see why, without one per retry.
+  if (!warned) {
+    warned = true;
+    console.warn(`subscribe to ${room} failed: ${reason}`);
+  }
+  if (handlers.onFailed) handlers.onFailed(reason);
+}
+
+/**
+ * Opens a Socket.IO connection and subscribes to `room` (with `handlers.since` when given).
+ * Exactly one of `onSubscribed(ack)` or `onFailed(reason)` is called per call (and counted in
+ * `subscribe_failures` when it failed); after that, `onEvent(name, data, meta)` for every
+ * published message and `onClose()` when the socket closes. Answers pings. Returns the socket.
  */
 export function subscribe(room, handlers) {
   const ws = new WebSocket(socketUrl(BASE_URL));
-  let acked = false;
+  let settled = false;
+  const settle = (ack, reason) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    if (reason === undefined) {
+      if (handlers.onSubscribed) handlers.onSubscribed(ack);
+    } else failed(room, reason, handlers);
+  };
+  const timer = setTimeout(() => settle(undefined, `no subscribe ack within ${SUBSCRIBE_TIMEOUT_S} s`), SUBSCRIBE_TIMEOUT_S * 1000);
   ws.onmessage = (e) => {
     const frame = e.data;
     if (isEventFrame(frame)) {
@@ -26,36 +88,48 @@ export function subscribe(room, handlers) {
     if (f.type === 'ping') ws.send(PONG);
     else if (f.type === 'open') ws.send(connectFrame(TOKEN ? { token: TOKEN } : undefined));
     else if (f.type === 'connected') ws.send(eventFrame('subscribe', [handlers.since ? { room: room, since: handlers.since } : room], 1));
-    else if (f.type === 'refused' && handlers.onError) handlers.onError(f.error);
-    else if (f.type === 'ack' && f.id === 1 && !acked) {
-      acked = true;
-      if (handlers.onSubscribed) handlers.onSubscribed(f.args[0]);
+    else if (f.type === 'refused') settle(undefined, `connect refused: ${JSON.stringify(f.error)}`);
+    else if (f.type === 'ack' && f.id === 1) {
+      const ack = f.args[0];
+      if (ack && ack.ok === true) settle(ack);
+      else settle(undefined, `subscribe refused: ${JSON.stringify(ack && ack.error ? ack.error : ack)}`);
     }
   };
-  ws.onerror = (e) => {
-    if (handlers.onError) handlers.onError(e);
+  ws.onerror = (e) => settle(undefined, `WebSocket error: ${e && e.error ? e.error : e}`);
+  ws.onclose = () => {
+    settle(undefined, 'closed before the subscribe ack');
+    if (handlers.onClose) handlers.onClose();
   };
-  if (handlers.onClose) ws.onclose = handlers.onClose;
   return ws;
 }
 
-/** Publishes `{seq, sent}` (plus `extra`) to `room` through the HTTP API; returns the response. */
-export function publish(room, seq, extra) {
+/** Publishes `{seq, sent}` (plus `extra`) to `room` through the HTTP API; true when accepted. */
+export function publish(room, seq, extra, tags) {
   const data = Object.assign({ seq: seq, sent: Date.now() }, extra || {});
-  return http.post(`${BASE_URL}/v1/publish`, JSON.stringify({ room: room, event: 'load', data: data }), {
+  const res = http.post(`${PUBLISH_URL}/v1/publish`, JSON.stringify({ room: room, event: 'load', data: data }), {
     headers: Object.assign({ 'content-type': 'application/json' }, PUBLISH_KEY ? { authorization: `Bearer ${PUBLISH_KEY}` } : {}),
-    tags: { name: 'publish' },
+    tags: Object.assign({ name: 'publish' }, tags || {}),
   });
+  return res.status === 200;
 }
 
-/** A one-line text summary plus the full JSON, since handleSummary replaces k6's default output. */
-export function summary(data, name, lines) {
+const round = (v) => (typeof v === 'number' && !Number.isInteger(v) ? Math.round(v * 100) / 100 : v);
+
+/** A value of a metric from the summary data, `n/a` when the metric has no samples. */
+export function stat(data, metric, name) {
+  const m = data.metrics[metric];
+  return m && m.values[name] !== undefined ? round(m.values[name]) : 'n/a';
+}
+
+/** A short text summary plus the full JSON, since handleSummary replaces k6's default output. */
+export function summary(data, name, lines, extra) {
   const out = [`\n${name}`];
-  for (const [label, metric, stat] of lines) {
-    const m = data.metrics[metric];
-    out.push(`  ${label}: ${m ? m.values[stat] : 'n/a'}`);
+  for (const [label, metric, s] of lines) out.push(`  ${label}: ${stat(data, metric, s)}`);
+  for (const l of extra || []) out.push(`  ${l}`);
+  const failedThresholds = [];
+  for (const [metric, m] of Object.entries(data.metrics)) {
+    for (const [expr, t] of Object.entries(m.thresholds || {})) if (!t.ok) failedThresholds.push(`${metric} ${expr}`);
   }
-  const failed = Object.entries(data.metrics).filter(([, m]) => m.thresholds && Object.values(m.thresholds).some((t) => !t.ok));
-  out.push(failed.length ? `  thresholds FAILED: ${failed.map(([k]) => k).join(', ')}` : '  all thresholds passed');
+  out.push(failedThresholds.length ? `  thresholds FAILED: ${failedThresholds.join(', ')}` : '  all thresholds passed');
   return { stdout: out.join('\n') + '\n', [`${name}-summary.json`]: JSON.stringify(data, null, 2) };
 }

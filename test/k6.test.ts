@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
+import { freePort } from './helpers/ports.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { needs } from './helpers/tools.js';
+
+const K6 = process.env.K6;
+const KEY = 'test-publish-key-0123456789';
+const SCRIPTS = fileURLToPath(new URL('../loadtest/k6/', import.meta.url));
+/** k6's exit code when thresholds were crossed (anything else is a script or usage error). */
+const THRESHOLDS_CROSSED = 99;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** The script's summary lines, `label: value`. */
+  summary: Record<string, string>;
+}
+
+/** Short runs of every script, small enough for a test, and the same numbers for every variant. */
+const SMALL: Record<string, Record<string, string>> = {
+  'fanout-latency': { SUBSCRIBERS: '20', RATE: '20', DURATION_S: '3', WARMUP_S: '2', DRAIN_S: '2' },
+  throughput: { ROOMS: '5', SUBSCRIBERS: '20', MAX_RATE: '100', STAGE_S: '1', WARMUP_S: '2', DRAIN_S: '2' },
+  connections: { TARGET: '50', RAMP_S: '2', HOLD_S: '1' },
+  churn: { RATE: '20', DURATION_S: '3' },
+  recovery: { CLIENTS: '20', RATE: '20', DURATION_S: '5', DROP_EVERY_S: '2', WARMUP_S: '2', DRAIN_S: '3' },
+};
+
+/**
+ * The k6 scripts (loadtest/k6/) run by a real k6 against two replicas behind HAProxy with the
+ * compose configuration: each passes against a healthy cluster, and fails (k6 exit 99, thresholds
+ * crossed) when its subscribes are refused or its messages are lost. Needs a k6 binary, v1.6.0 or
+ * newer (`K6=/path/to/k6`); none is packaged for Debian, so it skips without one, CI included.
+ */
+describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('haproxy') : 'set K6=/path/to/k6 (v1.6.0 or newer) to run the k6 scripts' }, () => {
+  let redis: RedisProcess;
+  let lb: Haproxy;
+  /** A replica on no Redis: publishes to it are accepted and reach none of the cluster's clients. */
+  let island: Gateway;
+  const gateways: Gateway[] = [];
+  const work = mkdtempSync(join(tmpdir(), 'herald-k6-'));
+
+  before(async () => {
+    redis = await startRedis();
+    const env = {
+      PUBLISH_KEYS: KEY,
+      // `private:*` rooms are refused, as compose refuses everything but its PUBLIC_ROOMS.
+      PUBLIC_ROOMS: 'load:*, scores:*',
+      HISTORY_ROOMS: 'scores:*',
+      // Every k6 connection arrives from HAProxy's one address: size the per-IP limits for the load.
+      CONNECT_RATE_PER_IP: '10000',
+      CONNECT_BURST_PER_IP: '10000',
+    };
+    const ports = [await freePort(), await freePort()];
+    for (const port of ports) gateways.push(await startGateway({ env: { ...env, REDIS_URL: redis.url, PORT: String(port) } }));
+    island = await startGateway({ env });
+    lb = await startHaproxy(ports.map((port, i) => ({ name: `gw${i + 1}`, port })));
+  });
+
+  after(async () => {
+    await lb?.stop();
+    await Promise.all([...gateways, island].map((g) => g?.stop()));
+    await redis?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const k6 = (script: string, env: Record<string, string> = {}): Promise<Run> => {
+    const vars = { BASE_URL: lb.url, PUBLISH_KEY: KEY, ...SMALL[script], ...env };
+    const args = ['run', '--no-usage-report', '-q', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), join(SCRIPTS, `${script}.js`)];
+    // cwd: handleSummary writes <scenario>-summary.json there.
+    const child = spawn(K6!, args, { cwd: work, env: { PATH: process.env.PATH, HOME: work, K6_NO_USAGE_REPORT: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    return new Promise((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => {
+        const summary = Object.fromEntries([...stdout.matchAll(/^ {2}([^:\n]+): (.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+        resolve({ code, stdout, stderr, summary });
+      });
+    });
+  };
+  const explain = (r: Run) => `exit ${r.code}\n${r.stdout}\n${r.stderr.split('\n').slice(0, 20).join('\n')}`;
+  const passes = (r: Run) => {
+    assert.equal(r.code, 0, explain(r));
+    assert.match(r.stdout, /^ {2}all thresholds passed$/m, explain(r));
+  };
+  const failsOn = (r: Run, metric: string) => {
+    assert.equal(r.code, THRESHOLDS_CROSSED, explain(r));
+    assert.match(r.summary['thresholds FAILED'] ?? '', new RegExp(`\\b${metric} `), explain(r));
+  };
+
+  it('fanout-latency: every subscriber receives every message once', async () => {
+    const r = await k6('fanout-latency');
+    passes(r);
+    const published = Number(r.summary.published);
+    assert.ok(published >= 55, explain(r));
+    assert.equal(Number(r.summary.received), published * 20, explain(r));
+    assert.notEqual(r.summary['latency p99 (ms)'], 'undefined');
+  });
+
+  it('throughput: every step delivers what it published, and reports per step', async () => {
+    const r = await k6('throughput');
+    passes(r);
+    assert.equal(Number(r.summary.deliveries), Number(r.summary.published) * 4, explain(r));
+    for (let s = 1; s <= 5; s++) assert.match(r.stdout, new RegExp(`step ${s}: ${20 * s}/s asked, .* missing 0$`, 'm'), explain(r));
+  });
+
+  it('connections: holds TARGET subscribed connections', async () => {
+    const r = await k6('connections');
+    passes(r);
+    assert.equal(r.summary.subscribed, '50', explain(r));
+  });
+
+  it('churn: connect, subscribe, disconnect cycles', async () => {
+    const r = await k6('churn');
+    passes(r);
+    assert.ok(Number(r.summary['cycles ok']) >= 55, explain(r));
+  });
+
+  it('recovery: clients that drop come back with since and miss nothing', async () => {
+    const r = await k6('recovery');
+    passes(r);
+    assert.ok(Number(r.summary['resubscribes recovered']) > 0, explain(r));
+    assert.equal(Number(r.summary.received), Number(r.summary.published) * 20, explain(r));
+  });
+
+  it('every script fails when its subscribes are refused (forbidden room)', async () => {
+    const runs = await Promise.all([
+      k6('fanout-latency', { ROOM: 'private:k6' }),
+      k6('throughput', { ROOM_PREFIX: 'private:k6' }),
+      k6('connections', { ROOM: 'private:k6' }),
+      k6('churn', { ROOM: 'private:k6' }),
+      k6('recovery', { ROOM: 'private:k6' }),
+    ]);
+    for (const r of runs) {
+      failsOn(r, 'subscribe_failures');
+      assert.match(r.stderr, /subscribe refused: .*forbidden/, explain(r));
+    }
+  });
+
+  it('the publishing scripts fail when messages are lost (published where no subscriber is)', async () => {
+    const runs = await Promise.all([
+      k6('fanout-latency', { PUBLISH_URL: island.url }),
+      k6('throughput', { PUBLISH_URL: island.url }),
+      k6('recovery', { PUBLISH_URL: island.url }),
+    ]);
+    for (const r of runs) {
+      failsOn(r, 'messages_missing');
+      assert.ok(Number(r.summary.published) > 0, explain(r));
+    }
+  });
+});
