@@ -17,12 +17,15 @@ const KEY = 'test-publish-key-0123456789';
 /**
  * A small, short run of every harness scenario against two replicas and Redis: it keeps the
  * harness and its wire protocol code (shared with the k6 scripts) honest. Performance thresholds
- * are not asserted here; delivery correctness is.
+ * are not asserted here; the k6 scripts' correctness thresholds are (no missing or duplicate
+ * message, no refused subscribe), and a run that breaks them is shown to fail.
  */
 describe('load-test harness smoke runs', () => {
   let redis: RedisProcess;
   let gateways: Gateway[] = [];
   let workers: Workers;
+  /** A replica on no Redis that refuses `load:*` rooms: publishes to it reach no cluster client. */
+  let island: Gateway;
   const out = mkdtempSync(join(tmpdir(), 'herald-harness-'));
   const results: Record<string, Record<string, unknown>> = {};
 
@@ -30,11 +33,12 @@ describe('load-test harness smoke runs', () => {
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'load:recovery*', CONNECT_BURST_PER_IP: '5000', CONNECT_RATE_PER_IP: '5000' };
     gateways = await Promise.all([startGateway({ env }), startGateway({ env })]);
+    island = await startGateway({ env: { PUBLISH_KEYS: KEY, PUBLIC_ROOMS: 'scores:*', CONNECT_BURST_PER_IP: '5000', CONNECT_RATE_PER_IP: '5000' } });
     workers = await Workers.start(2);
   });
   after(async () => {
     await workers?.stop();
-    await Promise.all(gateways.map((g) => g.stop()));
+    await Promise.all([...gateways, island].map((g) => g?.stop()));
     await redis?.stop();
     rmSync(out, { recursive: true, force: true });
   });
@@ -48,7 +52,7 @@ describe('load-test harness smoke runs', () => {
   it('fanout-latency: every subscriber gets every message once', async () => {
     const r = await scenarios.fanoutLatency(workers, target(), { subscribers: 200, rate: 50, seconds: 2 });
     results.fanout = r;
-    assert.equal(r.subscribers, 200);
+    assert.deepEqual([r.subscribers, r.failedConnects], [200, 0]);
     assert.equal(r.published, 100);
     assert.deepEqual([r.missing, r.duplicates, r.delivered], [0, 0, 200 * 100]);
     assert.ok(r.latencyMs.samples > 0);
@@ -57,8 +61,9 @@ describe('load-test harness smoke runs', () => {
   it('throughput: steps of rising rate over many rooms', async () => {
     const r = await scenarios.throughput(workers, target(), { rooms: 20, subscribersPerRoom: 10, rates: [50, 200], secondsPerStep: 1.5 });
     results.throughput = r;
-    assert.equal(r.steps.length, 2);
-    for (const s of r.steps) assert.ok(s.deliveriesPerSecond > 0 && s.deliveredShare > 0.9, JSON.stringify(s));
+    assert.deepEqual([r.connections, r.failedConnects, r.steps.length], [200, 0, 2]);
+    // Count mode has no sequence numbers: delivered == owed means nothing lost and nothing twice.
+    for (const s of r.steps) assert.ok(s.published > 0 && s.delivered === s.expected && s.expected === s.published * 10, JSON.stringify(s));
   });
 
   it('connections: ramp to idle connections and hold', async () => {
@@ -77,8 +82,20 @@ describe('load-test harness smoke runs', () => {
   it('recovery: clients drop and resubscribe with since, without gaps or duplicates', async () => {
     const r = await scenarios.recovery(workers, target(), { clients: 100, rate: 40, seconds: 3, room: 'load:recovery', drops: 2 });
     results.recovery = r;
-    assert.equal(r.reconnects, 100);
+    assert.deepEqual([r.clients, r.reconnects], [100, 100]);
     assert.deepEqual([r.recovered, r.unrecovered, r.missing, r.duplicates], [100, 0, 0, 0]);
+  });
+
+  it('a run that loses messages or has its subscribes refused fails these checks', async () => {
+    // Published where none of the subscribers is: every publish is accepted, none arrives.
+    const lost = await scenarios.fanoutLatency(workers, { ...target(), publishUrls: [island.url] }, { subscribers: 20, rate: 20, seconds: 1 });
+    assert.ok(lost.published > 0);
+    assert.deepEqual([lost.delivered, lost.missing], [0, lost.published * 20]);
+    const step = (await scenarios.throughput(workers, { ...target(), publishUrls: [island.url] }, { rooms: 2, subscribersPerRoom: 5, rates: [20], secondsPerStep: 1 })).steps[0]!;
+    assert.ok(step.expected > 0 && step.delivered === 0, JSON.stringify(step));
+    // Subscribes to a room the gateway refuses (`forbidden`) count as failed, not connected.
+    const refused = await scenarios.churn(workers, { urls: [island.url], key: KEY }, { cycles: 20, concurrency: 5 });
+    assert.deepEqual([refused.ok, refused.failed], [0, 20]);
   });
 
   it('writes a JSON report, a Markdown table and an SVG chart', () => {

@@ -8,9 +8,13 @@ import { publishAtRate, type PublishTarget } from './publisher.js';
 import { loopbackAddresses, type Workers } from './workers.js';
 
 export interface Target extends PublishTarget {
+  /** Where the publisher posts; defaults to `urls` (the clients' servers). */
+  publishUrls?: string[];
   /** Resident memory of the server processes, for per-connection cost; optional. */
   rss?: () => Promise<number>;
 }
+
+const publishTarget = (t: Target): PublishTarget => ({ urls: t.publishUrls ?? t.urls, key: t.key });
 
 export interface Latency {
   samples: number;
@@ -88,7 +92,7 @@ export async function fanoutLatency(workers: Workers, target: Target, o: { subsc
   const room = `load:fanout-${Date.now()}`;
   const open = await openAll(workers, target, o.subscribers, [room], 'seq');
   await workers.reports();
-  const pub = await publishAtRate(target, [room], o.rate, o.seconds);
+  const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
   const expected = (pub.accepted[room] ?? 0) * open.connected;
   const m = merge(await settle(workers, expected));
   await workers.all(() => ({ cmd: 'close' }), 'closed');
@@ -137,7 +141,7 @@ export async function throughput(
     await workers.reports();
     const started = Date.now();
     const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
-    const pub = await publishAtRate(target, rooms, rate, o.secondsPerStep, { inFlight: o.inFlight ?? 64 });
+    const pub = await publishAtRate(publishTarget(target), rooms, rate, o.secondsPerStep, { inFlight: o.inFlight ?? 64 });
     const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
     const expected = published * o.subscribersPerRoom;
     const m = merge(await settle(workers, expected, 5000));
@@ -154,6 +158,9 @@ export async function throughput(
       counters,
       achievedPublishRate: Math.round(pub.achievedRate),
       published,
+      /** Deliveries owed (published × subscribers per room) and made; a step that kept up has them equal. */
+      expected,
+      delivered: m.delivered,
       deliveriesPerSecond: Math.round(m.delivered / seconds),
       deliveredShare,
       saturated,
@@ -212,7 +219,7 @@ export async function churn(workers: Workers, target: Target, o: { cycles: numbe
 /** `recovery`: clients that drop and come back with `since` while messages flow; gaps and duplicates. */
 export async function recovery(workers: Workers, target: Target, o: { clients: number; rate: number; seconds: number; room: string; drops: number }) {
   const open = await openAll(workers, target, o.clients, [o.room], 'seq');
-  const publishing = publishAtRate(target, [o.room], o.rate, o.seconds);
+  const publishing = publishAtRate(publishTarget(target), [o.room], o.rate, o.seconds);
   for (let phase = 0; phase < o.drops; phase++) {
     await delay((o.seconds * 1000) / (o.drops + 1));
     await workers.all(() => ({ cmd: 'drop', every: o.drops, phase, concurrency: 50 }), 'dropped');

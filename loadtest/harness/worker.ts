@@ -194,6 +194,8 @@ process.on('message', async (msg: WorkerCommand) => {
     } else if (msg.cmd === 'close') {
       for (const c of conns) c.ws?.terminate();
       conns = [];
+      // Failures belong to the connections just closed, not to the next scenario's.
+      failedConnects = 0;
       process.send!({ cmd: 'closed' });
     }
   } catch (err) {
