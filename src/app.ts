@@ -28,7 +28,7 @@ import type { Config, TransportKind } from './config/schema.js';
 import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { healthRoutes } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
-import { createMetrics } from './observability/metrics.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createPublishAuthorizer } from './publish/keys.js';
 import { publishRoutes } from './publish/routes.js';
 import { createPublisher } from './publish/service.js';
@@ -52,7 +52,7 @@ export interface HeraldApp {
 }
 
 /** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
-function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): HistoryRooms | undefined {
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
     ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
@@ -63,7 +63,7 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger): Hi
       value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds },
     })),
   );
-  return new HistoryRooms(io, backend, policies, logger);
+  return new HistoryRooms(io, backend, policies, logger, metrics);
 }
 
 /** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */
@@ -120,7 +120,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       readonly: true,
     });
   }
-  const history = createHistory(config, io, bus, logger);
+  const history = createHistory(config, io, bus, logger, metrics);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
   const connects = new ConnectGuard(metrics, logger);

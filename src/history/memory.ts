@@ -85,6 +85,8 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
     },
     watch: () => Promise.resolve(),
     unwatch: () => {},
+    // One process: delivery cannot break.
+    onGap: () => {},
     async close() {
       rooms.clear();
     },

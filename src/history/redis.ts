@@ -68,12 +68,40 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   };
   /** Sharded: rooms whose channel this replica subscribes to, with the SSUBSCRIBE in flight or done. */
   const watched = new Map<string, Promise<void>>();
+  /**
+   * Classic: the SUBSCRIBE of the one history channel. A room's entries reach this replica only
+   * once it is answered, so `watch` waits for it (a subscribe acked before it would miss entries).
+   */
+  let subscribed: Promise<void> = Promise.resolve();
+  const subscribe = () =>
+    sub.subscribe(channel).then(
+      () => undefined,
+      (err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'),
+    );
   if (sharded) {
     sub.on('smessage', onMessage);
   } else {
-    sub.subscribe(channel).catch((err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'));
+    subscribed = subscribe();
     sub.on('message', onMessage);
   }
+  let gapHandler: () => void = () => {};
+  // Pub/sub loses what is published while the subscriber connection is down. ioredis resubscribes
+  // after a reconnect; the same SUBSCRIBE again is answered after its resubscription, so once it
+  // is, entries flow again and the gap can be read from the streams without missing any.
+  let lost = false;
+  sub.on('close', () => {
+    lost = true;
+  });
+  sub.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    const again = sharded ? Promise.all([...watched.keys()].map((room) => sub.ssubscribe(roomChannel(room)))).then(() => undefined) : subscribe();
+    if (!sharded) subscribed = again;
+    again.then(
+      () => gapHandler(),
+      (err: Error) => logger.warn({ err: err.message }, 'history resubscribe failed; ioredis retries'),
+    );
+  });
 
   return {
     async publish(room, event, data, policy, dedupeKey) {
@@ -109,7 +137,7 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
       handler = h;
     },
     watch(room) {
-      if (!sharded) return Promise.resolve();
+      if (!sharded) return subscribed;
       let p = watched.get(room);
       if (!p) {
         p = sub.ssubscribe(roomChannel(room)).then(
@@ -126,6 +154,9 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
     unwatch(room) {
       if (!sharded || !watched.delete(room)) return;
       sub.sunsubscribe(roomChannel(room)).catch(() => {});
+    },
+    onGap(h) {
+      gapHandler = h;
     },
     async close() {},
   };

@@ -39,7 +39,8 @@ export interface HistoryPage {
  *   every history entry was broadcast to every replica connected to the backend at that moment.
  *   If the append fails, nothing is broadcast and `publish` rejects.
  * - Entries of one room are delivered to every replica in id order, which is publish order.
- * - Delivery to replicas is at-most-once; `read` recovers what a replica or client missed.
+ * - Delivery to replicas is at-most-once; `onGap` says when a replica may have missed entries, and
+ *   `read` recovers what a replica or client missed.
  */
 /** What `publish` did: the entry, and whether it had been published before under the same key. */
 export interface Published {
@@ -71,5 +72,12 @@ export interface HistoryBackend {
   watch(room: RoomName): Promise<void>;
   /** Stops receiving `room`'s entries (its last local member left). */
   unwatch(room: RoomName): void;
+  /**
+   * Registers the one receiver of gap notices: the connection that delivers entries was lost and
+   * is receiving again, so entries published meanwhile never reached `onEntry`. They are still in
+   * the history; the receiver reads them. Called once receiving is live again, so a `read` issued
+   * from the handler misses nothing. Never called where delivery cannot break (memory).
+   */
+  onGap(handler: () => void): void;
   close(): Promise<void>;
 }

@@ -25,6 +25,13 @@ export interface Metrics {
    * `lagSeconds` from its creation to the broadcast.
    */
   ingested(source: string, outcome: 'delivered' | 'duplicate' | 'rejected' | 'retried', lagSeconds?: number): void;
+  /**
+   * A history room's live delivery was refilled from its stream after the bus reconnected:
+   * `messages` were delivered that pub/sub had lost.
+   */
+  historyRefilled(messages: number): void;
+  /** A history room's gap could not be filled; its members were sent `herald:reset`. */
+  historyReset(code: 'history_lost' | 'history_unreachable'): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
   /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
@@ -90,6 +97,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
+  const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
+  const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
+  const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
   const ingested = new Counter({ name: 'herald_ingest_entries_total', help: 'Ingest entries by source and outcome', labelNames: ['source', 'outcome'], registers: [registry] });
   const ingestLag = new Histogram({
     name: 'herald_ingest_lag_seconds',
@@ -196,6 +206,13 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     slowConsumerDisconnected() {
       s.slowConsumerDisconnects++;
       slowDisconnects.inc();
+    },
+    historyRefilled(messages) {
+      refills.inc();
+      refilled.inc(messages);
+    },
+    historyReset(code) {
+      resets.inc({ code });
     },
     ingested(source, outcome, lagSeconds) {
       const k = `${source}:${outcome}`;

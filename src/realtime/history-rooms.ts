@@ -3,7 +3,9 @@ import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../history/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
 import { throttle, type Logger } from '../observability/logger.js';
-import type { MessageId, MessageMeta } from '../protocol/events.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Metrics } from '../observability/metrics.js';
+import { RESET_EVENT, type MessageId, type MessageMeta, type Reset } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 
@@ -15,32 +17,60 @@ export interface JoinResult {
 /** Entries fetched per history read while replaying. */
 const REPLAY_PAGE = 1000;
 
+/** Rooms refilled at once after a gap; the rest wait their turn. */
+const REFILL_CONCURRENCY = 16;
+/** A refill that cannot read the history retries after 100 ms, 200 ms, ... this many times. */
+const REFILL_ATTEMPTS = 7;
+const REFILL_RETRY_BASE_MS = 100;
+
 /**
  * A socket catching up on a room: live entries are held while the replay is read, then entries
  * at or below the last one it was sent are dropped until a newer one arrives (the pub/sub copy of
- * an entry the replay already returned can still be on its way).
+ * an entry the replay already returned can still be on its way). `gapped`: the bus lost entries
+ * while this replay ran, so it reads once more before settling.
  */
-type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settling'; mark: MessageId };
+type Catchup = { phase: 'replaying'; buffer: HistoryEntry[]; gapped: boolean } | { phase: 'settling'; mark: MessageId };
+
+/** A room being refilled after a gap: live entries are held until the stream has been read. */
+interface Refill {
+  held: HistoryEntry[];
+  /** Another gap happened while this refill ran: read again when it ends. */
+  again: boolean;
+}
 
 /**
  * Delivery and recovery for rooms with history. Live entries reach this replica from the history
  * backend (never through the Socket.IO adapter) and go to local members; a member that subscribed
  * with `since` first gets what it missed, in order, with no gap and no duplicate against live.
+ *
+ * Live delivery survives the bus: per local room herald remembers the last entry it delivered,
+ * and when the backend reports a gap (the pub/sub connection dropped and came back) it reads
+ * each room's stream from there and delivers what pub/sub lost, in order and once, holding live
+ * entries until it has. When the stream no longer has that entry (trimmed, or Redis lost its
+ * data) the members get `herald:reset` `{room, offset, code: "history_lost"}` and must reload.
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
+  /** Per local history room, the id of the last entry delivered here. */
+  private readonly last = new Map<RoomName, MessageId>();
+  private readonly refills = new Map<RoomName, Refill>();
   private readonly unreachableLog = throttle(10_000);
+  private readonly resetLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
     readonly backend: HistoryBackend,
     private readonly policies: PatternTable<HistoryPolicy>,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {
-    backend.onEntry((entry) => this.deliver(entry));
+    backend.onEntry((entry) => this.accept(entry));
+    backend.onGap(() => void this.refillAll());
     const adapter = io.of('/').adapter;
     adapter.on('delete-room', (room: RoomName) => {
-      if (this.policyFor(room)) backend.unwatch(room);
+      if (!this.policyFor(room)) return;
+      backend.unwatch(room);
+      this.last.delete(room);
     });
   }
 
@@ -57,7 +87,7 @@ export class HistoryRooms {
   async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryPolicy): Promise<JoinResult> {
     if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
     this.forget(socket.id, room);
-    const catchup: Catchup = { phase: 'replaying', buffer: [] };
+    const catchup: Catchup = { phase: 'replaying', buffer: [], gapped: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
     // Live entries must be arriving before history is read, or one published in between is lost.
@@ -74,6 +104,11 @@ export class HistoryRooms {
       // A fresh subscribe, or one that could not recover, starts from the room's current position;
       // replaying from there catches what is published while that position is being read.
       mark ??= await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
+      // Entries lost by the bus during the replay are not in the buffer: read past the mark again.
+      while (catchup.gapped && mark !== undefined && stillWanted()) {
+        catchup.gapped = false;
+        mark = (await this.replay(socket, room, mark, stillWanted)) ?? mark;
+      }
     } catch (err) {
       // History unreachable: joined for live messages only.
       mark = undefined;
@@ -118,8 +153,99 @@ export class HistoryRooms {
     if (m?.size === 0) this.catchups.delete(room);
   }
 
+  /** A live entry from the backend: held while its room is refilled, dropped if a refill already delivered it. */
+  private accept(entry: HistoryEntry): void {
+    const refill = this.refills.get(entry.room);
+    if (refill) {
+      refill.held.push(entry);
+      return;
+    }
+    const last = this.last.get(entry.room);
+    if (last !== undefined && compareIds(entry.id, last) <= 0) return;
+    this.deliver(entry);
+  }
+
+  /** After a gap: refills every local history room, a few at a time. */
+  private async refillAll(): Promise<void> {
+    const rooms = [...this.io.of('/').adapter.rooms.keys()].filter((room) => this.policyFor(room));
+    const next = async (): Promise<void> => {
+      for (let room = rooms.pop(); room !== undefined; room = rooms.pop()) await this.refill(room);
+    };
+    await Promise.all(Array.from({ length: Math.min(REFILL_CONCURRENCY, rooms.length) }, next));
+  }
+
+  /**
+   * Delivers what `room`'s members missed during a gap: every entry after the last one delivered
+   * here (or, before any was, after the lowest position a catching-up member settled at).
+   */
+  private async refill(room: RoomName): Promise<void> {
+    const running = this.refills.get(room);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const catchups = this.catchups.get(room);
+    const marks: MessageId[] = [];
+    for (const c of catchups?.values() ?? []) {
+      if (c.phase === 'replaying') c.gapped = true;
+      else marks.push(c.mark);
+    }
+    const start = this.last.get(room) ?? marks.sort(compareIds)[0];
+    if (start === undefined) return;
+    const refill: Refill = { held: [], again: false };
+    this.refills.set(room, refill);
+    let delivered = 0;
+    let mark = start;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          for (;;) {
+            const page = await this.backend.read(room, mark, REPLAY_PAGE);
+            if (!page.recovered) {
+              await this.reset(room, 'history_lost');
+              return;
+            }
+            for (const e of page.entries) {
+              this.deliver(e);
+              mark = e.id;
+              delivered++;
+            }
+            if (page.entries.length < REPLAY_PAGE && !refill.again) break;
+            refill.again = false;
+          }
+          break;
+        } catch (err) {
+          if (attempt >= REFILL_ATTEMPTS || !this.io.of('/').adapter.rooms.has(room)) {
+            this.logger.warn({ room, err: (err as Error).message }, 'history unreachable after a bus gap; members told to reload');
+            await this.reset(room, 'history_unreachable');
+            return;
+          }
+          await delay(REFILL_RETRY_BASE_MS * 2 ** (attempt - 1));
+        }
+      }
+      if (delivered > 0) this.logger.info({ room, delivered }, 'refilled a history room after a bus gap');
+      this.metrics.historyRefilled(delivered);
+    } finally {
+      this.refills.delete(room);
+      for (const e of refill.held) this.accept(e);
+    }
+  }
+
+  /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
+  private async reset(room: RoomName, code: Reset['code']): Promise<void> {
+    const policy = this.policyFor(room);
+    const offset = code === 'history_lost' && policy ? await this.backend.position(room, policy).catch(() => undefined) : undefined;
+    // Entries up to the new position are part of what the members reload.
+    if (offset !== undefined) this.last.set(room, offset);
+    this.metrics.historyReset(code);
+    if (this.resetLog.due()) this.logger.warn({ room, code, offset }, 'history gap cannot be filled; members told to reload (herald:reset)');
+    const body: Reset = { room, code, ...(offset !== undefined ? { offset } : {}) };
+    this.io.local.to(room).emit(RESET_EVENT, body);
+  }
+
   private deliver(entry: HistoryEntry): void {
     const { room } = entry;
+    if (this.io.of('/').adapter.rooms.has(room)) this.last.set(room, entry.id);
     const pending = this.catchups.get(room);
     if (!pending) {
       this.io.local.to(room).emit(entry.event, entry.data, meta(entry));

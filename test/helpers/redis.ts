@@ -24,12 +24,15 @@ export interface RedisOptions {
   tls?: boolean;
   /** `requirepass`; the URL carries it as `:password@`. */
   password?: string;
+  /** Keep the data across `kill` and `restart` (append-only file, fsync on every write). Default: lost. */
+  persist?: boolean;
 }
 
 export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'herald-redis-'));
-  const args = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const args = ['--bind', '127.0.0.1', '--save', '', '--dir', dir];
+  args.push(...(opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']));
   if (opts.password) args.push('--requirepass', opts.password);
   let caFile: string | undefined;
   if (opts.tls) {

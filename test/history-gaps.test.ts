@@ -1,0 +1,180 @@
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { compareIds } from '../src/history/ids.js';
+import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
+
+const KEY = 'test-publish-key-0123456789';
+const ROOM = 'feed:gaps';
+const SUBSCRIBERS = 20;
+const MESSAGES = 150;
+/** The publisher's pace: 50 messages a second, as in the field report. */
+const PUBLISH_INTERVAL_MS = 20;
+/** Faults at these message numbers. */
+const FAULTS_AT = [40, 80, 120];
+
+interface Run {
+  redis: RedisProcess;
+  gateways: Gateway[];
+  subscribers: TestClient[];
+  /** Ids the publisher got 200 for, in publish order. */
+  acked: string[];
+  failed: number;
+}
+
+/**
+ * Two replicas (uWS and node transports) with history rooms, subscribers on both over WebSocket
+ * and long-polling that stay connected throughout, and a steady publisher; `fault` runs at each
+ * of FAULTS_AT. The subscribers never resubscribe: whatever they get, herald delivered live.
+ */
+async function run(redis: RedisProcess, fault: (r: Run) => Promise<void>, onFailure?: (r: Run) => Promise<void>): Promise<Run> {
+  const env = { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'feed:*' };
+  const gateways = await Promise.all(['uws', 'node'].map((TRANSPORT) => startGateway({ env: { ...env, TRANSPORT } })));
+  const r: Run = { redis, gateways, subscribers: [], acked: [], failed: 0 };
+  r.subscribers = await Promise.all(
+    Array.from({ length: SUBSCRIBERS }, (_, i) => connectClient(gateways[i % 2]!.url, { transport: i % 4 < 2 ? 'websocket' : 'polling' })),
+  );
+  for (const s of r.subscribers) assert.equal(((await s.subscribe(ROOM)) as { ok: boolean }).ok, true);
+  for (let n = 1; n <= MESSAGES; n++) {
+    if (FAULTS_AT.includes(n)) await fault(r);
+    const res = await publish(gateways[n % 2]!.url, { room: ROOM, event: 'seq', data: n }, KEY).catch(() => undefined);
+    if (res?.status === 200) r.acked.push(res.body.ids[ROOM] as string);
+    else {
+      r.failed++;
+      await onFailure?.(r);
+    }
+    await delay(PUBLISH_INTERVAL_MS);
+  }
+  // One last acknowledged message, once Redis answers again.
+  for (;;) {
+    const res = await publish(gateways[0]!.url, { room: ROOM, event: 'seq', data: 'end' }, KEY);
+    if (res.status === 200) {
+      r.acked.push(res.body.ids[ROOM] as string);
+      break;
+    }
+    await onFailure?.(r);
+  }
+  return r;
+}
+
+const idsOf = (c: TestClient) => c.received.filter((m) => m.event === 'seq').map((m) => m.meta.id);
+
+/** Waits for every subscriber to hold the last acknowledged id; the assertions after say what is wrong if one never does. */
+async function settle(r: Run): Promise<void> {
+  const lastId = r.acked.at(-1)!;
+  await waitFor('every subscriber to receive the last message', () => r.subscribers.every((s) => idsOf(s).includes(lastId))).catch(() => {});
+}
+
+async function metric(gateways: Gateway[], name: string): Promise<number> {
+  let sum = 0;
+  for (const g of gateways) {
+    const text = await fetch(`${g.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } }).then((res) => res.text());
+    for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').at(-1));
+  }
+  return sum;
+}
+
+function assertExactlyAcked(r: Run): void {
+  for (const [i, s] of r.subscribers.entries()) {
+    const got = idsOf(s);
+    const missing = r.acked.filter((id) => !got.includes(id));
+    assert.deepEqual(got, r.acked, `subscriber ${i} (${s.socket.io.engine.transport.name}, replica ${s.replica}): ${missing.length} missing ${JSON.stringify(missing.slice(0, 10))}`);
+    assert.ok(!s.received.some((m) => m.event === 'herald:reset'), `subscriber ${i} was told to reload`);
+    assert.ok(s.socket.connected, `subscriber ${i} stayed connected`);
+  }
+}
+
+describe('history rooms: no acknowledged message lost when Redis drops the pub/sub connections', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanup.reverse()) await c();
+  });
+  const track = (r: Run) => {
+    cleanup.push(async () => {
+      for (const s of r.subscribers) s.close();
+      await Promise.all(r.gateways.map((g) => g.stop()));
+      await r.redis.stop();
+    });
+  };
+
+  it('CLIENT KILL TYPE pubsub three times during a steady publish: every subscriber gets every acknowledged message once, in order', async () => {
+    const redis = await startRedis();
+    const admin = new Redis(redis.url);
+    cleanup.push(async () => void admin.disconnect());
+    const r = await run(redis, async () => {
+      const killed = (await admin.client('KILL', 'TYPE', 'pubsub')) as number;
+      assert.ok(killed >= 2, `killed ${killed} pub/sub connections`);
+    });
+    track(r);
+    await settle(r);
+    assert.equal(r.failed, 0, 'Redis kept answering publishes');
+    assertExactlyAcked(r);
+    assert.ok((await metric(r.gateways, 'herald_history_refilled_messages_total')) > 0, 'messages pub/sub lost were refilled from the stream');
+  });
+
+  it('kill -9 of Redis and a restart with its data: every acknowledged message arrives once, in order', async () => {
+    const redis = await startRedis({ persist: true });
+    let down = false;
+    let failuresWhileDown = 0;
+    const r = await run(
+      redis,
+      async () => {
+        await redis.kill();
+        down = true;
+        failuresWhileDown = 0;
+      },
+      async () => {
+        // Restart after a few refused publishes: the outage is long enough to matter.
+        if (down && ++failuresWhileDown >= 5) {
+          down = false;
+          await redis.restart();
+        }
+      },
+    );
+    track(r);
+    await settle(r);
+    assert.ok(r.failed >= 3 * 5, `publishes were refused during the outages (${r.failed})`);
+    assertExactlyAcked(r);
+  });
+
+  it('kill -9 of Redis and a restart without its data: subscribers are told to reload, then get every later message once, in order', async () => {
+    const redis = await startRedis();
+    let down = false;
+    let failuresWhileDown = 0;
+    let faults = 0;
+    const r = await run(
+      redis,
+      async () => {
+        // One outage is enough here: after it the room's history starts over.
+        if (++faults > 1) return;
+        await redis.kill();
+        down = true;
+      },
+      async () => {
+        if (down && ++failuresWhileDown >= 5) {
+          down = false;
+          await redis.restart();
+        }
+      },
+    );
+    track(r);
+    await settle(r);
+    for (const [i, s] of r.subscribers.entries()) {
+      const resets = s.received.filter((m) => m.event === 'herald:reset');
+      assert.equal(resets.length, 1, `subscriber ${i} told once`);
+      const reset = resets[0]!.data as { room: string; code: string; offset: string };
+      assert.deepEqual([reset.room, reset.code], [ROOM, 'history_lost']);
+      assert.match(reset.offset, /^\d+-\d+$/);
+      const at = s.received.indexOf(resets[0]!);
+      const before = s.received.slice(0, at).filter((m) => m.event === 'seq').map((m) => m.meta.id);
+      const afterReset = s.received.slice(at + 1).filter((m) => m.event === 'seq').map((m) => m.meta.id);
+      assert.deepEqual(before, r.acked.filter((id) => before.includes(id)), `subscriber ${i}: what came before the reset came in order, once`);
+      assert.deepEqual(afterReset, r.acked.filter((id) => compareIds(id, reset.offset) > 0), `subscriber ${i}: everything after the offset, in order, once`);
+    }
+    assert.ok((await metric(r.gateways, 'herald_history_resets_total{code="history_lost"}')) >= 2, 'each replica counted its reset');
+  });
+});
