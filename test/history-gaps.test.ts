@@ -5,7 +5,8 @@ import { Redis } from 'ioredis';
 import { compareIds } from '../src/history/ids.js';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
-import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { startRedis } from './helpers/redis.js';
+import { startRedisCluster } from './helpers/redis-cluster.js';
 import { waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
@@ -18,7 +19,6 @@ const PUBLISH_INTERVAL_MS = 20;
 const FAULTS_AT = [40, 80, 120];
 
 interface Run {
-  redis: RedisProcess;
   gateways: Gateway[];
   subscribers: TestClient[];
   /** Ids the publisher got 200 for, in publish order. */
@@ -31,10 +31,10 @@ interface Run {
  * and long-polling that stay connected throughout, and a steady publisher; `fault` runs at each
  * of FAULTS_AT. The subscribers never resubscribe: whatever they get, herald delivered live.
  */
-async function run(redis: RedisProcess, fault: (r: Run) => Promise<void>, onFailure?: (r: Run) => Promise<void>): Promise<Run> {
-  const env = { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'feed:*' };
+async function run(redisEnv: Record<string, string>, fault: (r: Run) => Promise<void>, onFailure?: (r: Run) => Promise<void>): Promise<Run> {
+  const env = { ...redisEnv, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'feed:*' };
   const gateways = await Promise.all(['uws', 'node'].map((TRANSPORT) => startGateway({ env: { ...env, TRANSPORT } })));
-  const r: Run = { redis, gateways, subscribers: [], acked: [], failed: 0 };
+  const r: Run = { gateways, subscribers: [], acked: [], failed: 0 };
   r.subscribers = await Promise.all(
     Array.from({ length: SUBSCRIBERS }, (_, i) => connectClient(gateways[i % 2]!.url, { transport: i % 4 < 2 ? 'websocket' : 'polling' })),
   );
@@ -79,10 +79,13 @@ async function metric(gateways: Gateway[], name: string): Promise<number> {
 }
 
 function assertExactlyAcked(r: Run): void {
+  const short = r.subscribers.map((s, i) => `${i}@${s.replica}: ${r.acked.filter((id) => !idsOf(s).includes(id)).length}`);
+  const logs = r.gateways.flatMap((g) => g.logs.filter((l) => l.level >= 30 && /gap|refill|reset|redis/.test(l.msg)).map((l) => `${g.replicaId} ${l.msg} ${JSON.stringify(l)}`));
+  const context = `missing per subscriber: ${short.join(', ')}\n${logs.join('\n')}`;
   for (const [i, s] of r.subscribers.entries()) {
     const got = idsOf(s);
     const missing = r.acked.filter((id) => !got.includes(id));
-    assert.deepEqual(got, r.acked, `subscriber ${i} (${s.socket.io.engine.transport.name}, replica ${s.replica}): ${missing.length} missing ${JSON.stringify(missing.slice(0, 10))}`);
+    assert.deepEqual(got, r.acked, `subscriber ${i} (${s.socket.io.engine.transport.name}, replica ${s.replica}): ${missing.length} missing ${JSON.stringify(missing.slice(0, 10))}\n${context}`);
     assert.ok(!s.received.some((m) => m.event === 'herald:reset'), `subscriber ${i} was told to reload`);
     assert.ok(s.socket.connected, `subscriber ${i} stayed connected`);
   }
@@ -93,35 +96,57 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
   after(async () => {
     for (const c of cleanup.reverse()) await c();
   });
-  const track = (r: Run) => {
+  const track = (r: Run, stop: () => Promise<void>) => {
     cleanup.push(async () => {
       for (const s of r.subscribers) s.close();
       await Promise.all(r.gateways.map((g) => g.stop()));
-      await r.redis.stop();
+      await stop();
     });
   };
 
-  it('CLIENT KILL TYPE pubsub three times during a steady publish: every subscriber gets every acknowledged message once, in order', async () => {
-    const redis = await startRedis();
-    const admin = new Redis(redis.url);
-    cleanup.push(async () => void admin.disconnect());
-    const r = await run(redis, async () => {
-      const killed = (await admin.client('KILL', 'TYPE', 'pubsub')) as number;
-      assert.ok(killed >= 2, `killed ${killed} pub/sub connections`);
+  /** Where Redis is, how to cut every pub/sub connection, and how to stop it. */
+  const targets: [string, () => Promise<{ env: Record<string, string>; ports: number[]; stop: () => Promise<void> }>][] = [
+    ['classic adapter', async () => {
+      const redis = await startRedis();
+      return { env: { REDIS_URL: redis.url }, ports: [redis.port], stop: () => redis.stop() };
+    }],
+    ['sharded pub/sub on one Redis', async () => {
+      const redis = await startRedis();
+      return { env: { REDIS_URL: redis.url, REDIS_MODE: 'sharded' }, ports: [redis.port], stop: () => redis.stop() };
+    }],
+    ['sharded pub/sub on a Redis Cluster', async () => {
+      const cluster = await startRedisCluster(3, 0);
+      return {
+        env: { REDIS_MODE: 'sharded', REDIS_CLUSTER_NODES: cluster.urls.join(',') },
+        ports: cluster.nodes.map((n) => n.port),
+        stop: () => cluster.stop(),
+      };
+    }],
+  ];
+  for (const [name, start] of targets) {
+    it(`${name}: CLIENT KILL TYPE pubsub three times during a steady publish; every subscriber gets every acknowledged message once, in order`, async () => {
+      const target = await start();
+      const admins = target.ports.map((port) => new Redis({ port, host: '127.0.0.1' }));
+      const r = await run(target.env, async () => {
+        let killed = 0;
+        for (const a of admins) killed += (await a.client('KILL', 'TYPE', 'pubsub')) as number;
+        assert.ok(killed >= 2, `killed ${killed} pub/sub connections`);
+      });
+      for (const a of admins) a.disconnect();
+      track(r, target.stop);
+      await settle(r);
+      assert.equal(r.failed, 0, 'Redis kept answering publishes');
+      assertExactlyAcked(r);
+      assert.ok((await metric(r.gateways, 'herald_history_refilled_messages_total')) > 0, 'messages pub/sub lost were refilled from the stream');
     });
-    track(r);
-    await settle(r);
-    assert.equal(r.failed, 0, 'Redis kept answering publishes');
-    assertExactlyAcked(r);
-    assert.ok((await metric(r.gateways, 'herald_history_refilled_messages_total')) > 0, 'messages pub/sub lost were refilled from the stream');
-  });
+  }
 
   it('kill -9 of Redis and a restart with its data: every acknowledged message arrives once, in order', async () => {
     const redis = await startRedis({ persist: true });
     let down = false;
     let failuresWhileDown = 0;
     const r = await run(
-      redis,
+      { REDIS_URL: redis.url },
       async () => {
         await redis.kill();
         down = true;
@@ -135,7 +160,7 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
         }
       },
     );
-    track(r);
+    track(r, () => redis.stop());
     await settle(r);
     assert.ok(r.failed >= 3 * 5, `publishes were refused during the outages (${r.failed})`);
     assertExactlyAcked(r);
@@ -147,7 +172,7 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
     let failuresWhileDown = 0;
     let faults = 0;
     const r = await run(
-      redis,
+      { REDIS_URL: redis.url },
       async () => {
         // One outage is enough here: after it the room's history starts over.
         if (++faults > 1) return;
@@ -161,7 +186,7 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
         }
       },
     );
-    track(r);
+    track(r, () => redis.stop());
     await settle(r);
     for (const [i, s] of r.subscribers.entries()) {
       const resets = s.received.filter((m) => m.event === 'herald:reset');

@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import type { RedisClient } from '../cluster/redis.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
@@ -84,21 +85,32 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
     subscribed = subscribe();
     sub.on('message', onMessage);
   }
-  let gapHandler: () => void = () => {};
+  let gapHandler: (resumed: Promise<void>) => void = () => {};
   // Pub/sub loses what is published while the subscriber connection is down. ioredis resubscribes
   // after a reconnect; the same SUBSCRIBE again is answered after its resubscription, so once it
   // is, entries flow again and the gap can be read from the streams without missing any.
-  let lost = false;
-  sub.on('close', () => {
-    lost = true;
+  // A Redis Cluster's shard subscribers do not reconnect themselves: ioredis replaces a lost one
+  // (`-subscriber`) and resubscribes the group (`subscribersReady`).
+  const [lostEvent, backEvent] = sub instanceof Cluster ? ['-subscriber', 'subscribersReady'] : ['close', 'ready'];
+  /** Set while the subscriber is lost: resolves the gap's `resumed`. */
+  let resume: (() => void) | undefined;
+  sub.on(lostEvent, () => {
+    if (resume) return;
+    const resumed = new Promise<void>((r) => (resume = r));
+    gapHandler(resumed);
   });
-  sub.on('ready', () => {
-    if (!lost) return;
-    lost = false;
-    const again = sharded ? Promise.all([...watched.keys()].map((room) => sub.ssubscribe(roomChannel(room)))).then(() => undefined) : subscribe();
-    if (!sharded) subscribed = again;
+  sub.on(backEvent, () => {
+    const done = resume;
+    if (!done) return;
+    const again = (sharded ? Promise.all([...watched.keys()].map((room) => sub.ssubscribe(roomChannel(room)))) : sub.subscribe(channel)).then(() => undefined);
+    if (!sharded) subscribed = again.catch(() => {});
     again.then(
-      () => gapHandler(),
+      () => {
+        if (resume !== done) return;
+        resume = undefined;
+        logger.info({ rooms: sharded ? watched.size : undefined }, 'history subscriber back after a gap; refilling local rooms');
+        done();
+      },
       (err: Error) => logger.warn({ err: err.message }, 'history resubscribe failed; ioredis retries'),
     );
   });

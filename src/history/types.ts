@@ -73,11 +73,13 @@ export interface HistoryBackend {
   /** Stops receiving `room`'s entries (its last local member left). */
   unwatch(room: RoomName): void;
   /**
-   * Registers the one receiver of gap notices: the connection that delivers entries was lost and
-   * is receiving again, so entries published meanwhile never reached `onEntry`. They are still in
-   * the history; the receiver reads them. Called once receiving is live again, so a `read` issued
-   * from the handler misses nothing. Never called where delivery cannot break (memory).
+   * Registers the one receiver of gap notices. `handler` is called as soon as the connection that
+   * delivers entries is lost, with a promise that resolves once entries flow again: what was
+   * published in between never reaches `onEntry` but is in the history, and a `read` issued after
+   * `resumed` resolved misses none of it. Entries can reach `onEntry` just before `resumed`
+   * resolves (the reconnect is confirmed after the first of them). Never called where delivery
+   * cannot break (memory).
    */
-  onGap(handler: () => void): void;
+  onGap(handler: (resumed: Promise<void>) => void): void;
   close(): Promise<void>;
 }

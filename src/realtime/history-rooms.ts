@@ -26,15 +26,19 @@ const REFILL_RETRY_BASE_MS = 100;
 /**
  * A socket catching up on a room: live entries are held while the replay is read, then entries
  * at or below the last one it was sent are dropped until a newer one arrives (the pub/sub copy of
- * an entry the replay already returned can still be on its way). `gapped`: the bus lost entries
- * while this replay ran, so it reads once more before settling.
+ * an entry the replay already returned can still be on its way).
  */
-type Catchup = { phase: 'replaying'; buffer: HistoryEntry[]; gapped: boolean } | { phase: 'settling'; mark: MessageId };
+type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settling'; mark: MessageId };
 
-/** A room being refilled after a gap: live entries are held until the stream has been read. */
+/**
+ * A room whose live entries are held: the bus lost entries of it, and they must be read from
+ * the stream and delivered before anything that came after them.
+ */
 interface Refill {
   held: HistoryEntry[];
-  /** Another gap happened while this refill ran: read again when it ends. */
+  /** The read is under way. */
+  running: boolean;
+  /** The bus came back again while the read ran: read once more at the end. */
   again: boolean;
 }
 
@@ -54,6 +58,8 @@ export class HistoryRooms {
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
   private readonly refills = new Map<RoomName, Refill>();
+  /** While the bus is down: resolves once it delivers again. Entries arriving meanwhile are held. */
+  private resumed: Promise<void> | undefined;
   private readonly unreachableLog = throttle(10_000);
   private readonly resetLog = throttle(10_000);
 
@@ -65,7 +71,7 @@ export class HistoryRooms {
     private readonly metrics: Metrics,
   ) {
     backend.onEntry((entry) => this.accept(entry));
-    backend.onGap(() => void this.refillAll());
+    backend.onGap((resumed) => this.lost(resumed));
     const adapter = io.of('/').adapter;
     adapter.on('delete-room', (room: RoomName) => {
       if (!this.policyFor(room)) return;
@@ -87,7 +93,7 @@ export class HistoryRooms {
   async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryPolicy): Promise<JoinResult> {
     if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
     this.forget(socket.id, room);
-    const catchup: Catchup = { phase: 'replaying', buffer: [], gapped: false };
+    const catchup: Catchup = { phase: 'replaying', buffer: [] };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
     // Live entries must be arriving before history is read, or one published in between is lost.
@@ -104,11 +110,6 @@ export class HistoryRooms {
       // A fresh subscribe, or one that could not recover, starts from the room's current position;
       // replaying from there catches what is published while that position is being read.
       mark ??= await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
-      // Entries lost by the bus during the replay are not in the buffer: read past the mark again.
-      while (catchup.gapped && mark !== undefined && stillWanted()) {
-        catchup.gapped = false;
-        mark = (await this.replay(socket, room, mark, stillWanted)) ?? mark;
-      }
     } catch (err) {
       // History unreachable: joined for live messages only.
       mark = undefined;
@@ -153,9 +154,14 @@ export class HistoryRooms {
     if (m?.size === 0) this.catchups.delete(room);
   }
 
-  /** A live entry from the backend: held while its room is refilled, dropped if a refill already delivered it. */
+  /**
+   * A live entry from the backend: held while its room awaits a refill (from the moment the bus
+   * was lost: the first entries after a reconnect can arrive before the reconnect is reported),
+   * dropped if a refill already delivered it.
+   */
   private accept(entry: HistoryEntry): void {
-    const refill = this.refills.get(entry.room);
+    let refill = this.refills.get(entry.room);
+    if (!refill && this.resumed) this.refills.set(entry.room, (refill = { held: [], running: false, again: false }));
     if (refill) {
       refill.held.push(entry);
       return;
@@ -165,9 +171,22 @@ export class HistoryRooms {
     this.deliver(entry);
   }
 
-  /** After a gap: refills every local history room, a few at a time. */
+  /**
+   * The bus lost entries. Nothing is delivered live from now on (held instead) until it is back
+   * and every local room has been read from the last entry delivered here.
+   */
+  private lost(resumed: Promise<void>): void {
+    this.resumed = resumed;
+    void resumed.then(() => {
+      if (this.resumed === resumed) this.resumed = undefined;
+      return this.refillAll();
+    });
+  }
+
+  /** After a gap: refills every local history room (and any with held entries), a few at a time. */
   private async refillAll(): Promise<void> {
-    const rooms = [...this.io.of('/').adapter.rooms.keys()].filter((room) => this.policyFor(room));
+    const local = [...this.io.of('/').adapter.rooms.keys()].filter((room) => this.policyFor(room));
+    const rooms = [...new Set([...local, ...this.refills.keys()])];
     const next = async (): Promise<void> => {
       for (let room = rooms.pop(); room !== undefined; room = rooms.pop()) await this.refill(room);
     };
@@ -179,24 +198,22 @@ export class HistoryRooms {
    * here (or, before any was, after the lowest position a catching-up member settled at).
    */
   private async refill(room: RoomName): Promise<void> {
-    const running = this.refills.get(room);
-    if (running) {
-      running.again = true;
+    let refill = this.refills.get(room);
+    if (refill?.running) {
+      refill.again = true;
       return;
     }
-    const catchups = this.catchups.get(room);
+    if (!refill) this.refills.set(room, (refill = { held: [], running: false, again: false }));
+    refill.running = true;
+    // Catching-up sockets need no more: entries they miss are delivered through `deliver`, which
+    // buffers them for a replay under way and filters them by a settling socket's mark.
     const marks: MessageId[] = [];
-    for (const c of catchups?.values() ?? []) {
-      if (c.phase === 'replaying') c.gapped = true;
-      else marks.push(c.mark);
-    }
+    for (const c of this.catchups.get(room)?.values() ?? []) if (c.phase === 'settling') marks.push(c.mark);
     const start = this.last.get(room) ?? marks.sort(compareIds)[0];
-    if (start === undefined) return;
-    const refill: Refill = { held: [], again: false };
-    this.refills.set(room, refill);
     let delivered = 0;
     let mark = start;
     try {
+      if (mark === undefined) return;
       for (let attempt = 1; ; attempt++) {
         try {
           for (;;) {
@@ -212,6 +229,8 @@ export class HistoryRooms {
             }
             if (page.entries.length < REPLAY_PAGE && !refill.again) break;
             refill.again = false;
+            // Down again: read the rest once it is back.
+            if (this.resumed) await this.resumed;
           }
           break;
         } catch (err) {
