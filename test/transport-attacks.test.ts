@@ -90,7 +90,7 @@ for (const transport of ['uws', 'node'] as const) {
 
     before(async () => {
       gw = await startGateway({
-        env: { TRANSPORT: transport, JWT_SECRET: SECRET, ALLOW_ANONYMOUS: 'true', PUBLIC_ROOMS: 'bin:*', CLIENT_RATE: '1000', CLIENT_BURST: '1000' },
+        env: { TRANSPORT: transport, JWT_SECRET: SECRET, ALLOW_ANONYMOUS: 'true', PUBLIC_ROOMS: 'bin:*', HISTORY_ROOMS: 'bin:kept:*', CLIENT_RATE: '1000', CLIENT_BURST: '1000' },
       });
       assert.equal((await gw.waitForLog('listening', (l) => l.msg === 'listening')).transport, transport);
     });
@@ -126,6 +126,17 @@ for (const transport of ['uws', 'node'] as const) {
           received.forEach((b, i) => assert.ok(b!.equals(parts[i]!), `attachment ${i} published ${label}, received on ${name}: bytes differ`));
         }
       }
+    });
+
+    it('refuses binary data in a history room, whose history keeps JSON, with bad_request', async () => {
+      const publisher = await connectClient(gw.url, { auth: { token: await publishToken() } });
+      clients.push(publisher);
+      const ack = (await publisher.socket
+        .timeout(5000)
+        .emitWithAck('publish', { room: 'bin:kept:1', event: 'blob', data: { parts: [randomBytes(10)] } })) as { ok: boolean; error?: { code: string } };
+      assert.deepEqual([ack.ok, ack.error?.code], [false, 'bad_request']);
+      const plain = (await publisher.socket.timeout(5000).emitWithAck('publish', { room: 'bin:kept:1', event: 'note', data: { text: 'json' } })) as { ok: boolean };
+      assert.equal(plain.ok, true, 'JSON still goes into the history room');
     });
 
     it('says Connection: close whenever it closes, so keep-alive clients never reuse a closed socket', async () => {

@@ -11,8 +11,25 @@ export function assertDepth(value: unknown, max = MAX_JSON_DEPTH): void {
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
+    if (v === null || typeof v !== 'object' || isBinary(v)) continue;
     if (depth >= max) throw new HeraldError('bad_request', `"data" nests deeper than ${max} levels.`);
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
   }
+}
+
+/** Buffers, typed arrays and ArrayBuffers: Socket.IO sends them as binary attachments. */
+function isBinary(v: object): boolean {
+  return ArrayBuffer.isView(v) || v instanceof ArrayBuffer;
+}
+
+/** True when `value` holds a binary value anywhere (a client publish with attachments). */
+export function containsBinary(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (isBinary(v)) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push(child);
+  }
+  return false;
 }

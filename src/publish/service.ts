@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
-import { assertDepth } from '../limits/json-depth.js';
+import { assertDepth, containsBinary } from '../limits/json-depth.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
@@ -56,6 +56,10 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
         const policy = history?.policyFor(room);
         return policy ? [{ room, policy }] : [];
       });
+      // History keeps JSON: a Buffer would come back as {type: "Buffer", data: [...]}.
+      if (appended.length > 0 && containsBinary(req.data)) {
+        throw new HeraldError('bad_request', `Binary data cannot be kept in history (${appended.map((a) => a.room).join(', ')}); publish it to a room without history, or encode it (base64).`);
+      }
       try {
         const done = await Promise.all(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy, dedupeKey)));
         for (const { entry } of done) ids[entry.room] = entry.id;
