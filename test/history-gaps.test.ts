@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { compareIds } from '../src/history/ids.js';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
-import { startRedis } from './helpers/redis.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRedisCluster } from './helpers/redis-cluster.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -59,6 +59,27 @@ async function run(redisEnv: Record<string, string>, fault: (r: Run) => Promise<
     await onFailure?.(r);
   }
   return r;
+}
+
+/**
+ * `kill -9` of Redis at each of the first `count` faults, restarted once a few publishes were
+ * refused: long enough an outage to matter.
+ */
+function outages(redis: RedisProcess, count: number) {
+  let kills = 0;
+  let refusedWhileDown: number | undefined;
+  return {
+    async fault() {
+      if (++kills > count) return;
+      await redis.kill();
+      refusedWhileDown = 0;
+    },
+    async onFailure() {
+      if (refusedWhileDown === undefined || ++refusedWhileDown < 5) return;
+      refusedWhileDown = undefined;
+      await redis.restart();
+    },
+  };
 }
 
 const idsOf = (c: TestClient) => c.received.filter((m) => m.event === 'seq').map((m) => m.meta.id);
@@ -143,23 +164,8 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
 
   it('kill -9 of Redis and a restart with its data: every acknowledged message arrives once, in order', async () => {
     const redis = await startRedis({ persist: true });
-    let down = false;
-    let failuresWhileDown = 0;
-    const r = await run(
-      { REDIS_URL: redis.url },
-      async () => {
-        await redis.kill();
-        down = true;
-        failuresWhileDown = 0;
-      },
-      async () => {
-        // Restart after a few refused publishes: the outage is long enough to matter.
-        if (down && ++failuresWhileDown >= 5) {
-          down = false;
-          await redis.restart();
-        }
-      },
-    );
+    const outage = outages(redis, FAULTS_AT.length);
+    const r = await run({ REDIS_URL: redis.url }, outage.fault, outage.onFailure);
     track(r, () => redis.stop());
     await settle(r);
     assert.ok(r.failed >= 3 * 5, `publishes were refused during the outages (${r.failed})`);
@@ -168,24 +174,9 @@ describe('history rooms: no acknowledged message lost when Redis drops the pub/s
 
   it('kill -9 of Redis and a restart without its data: subscribers are told to reload, then get every later message once, in order', async () => {
     const redis = await startRedis();
-    let down = false;
-    let failuresWhileDown = 0;
-    let faults = 0;
-    const r = await run(
-      { REDIS_URL: redis.url },
-      async () => {
-        // One outage is enough here: after it the room's history starts over.
-        if (++faults > 1) return;
-        await redis.kill();
-        down = true;
-      },
-      async () => {
-        if (down && ++failuresWhileDown >= 5) {
-          down = false;
-          await redis.restart();
-        }
-      },
-    );
+    // One outage is enough here: after it the room's history starts over.
+    const outage = outages(redis, 1);
+    const r = await run({ REDIS_URL: redis.url }, outage.fault, outage.onFailure);
     track(r, () => redis.stop());
     await settle(r);
     for (const [i, s] of r.subscribers.entries()) {
