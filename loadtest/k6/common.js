@@ -33,18 +33,38 @@ export const subscribeFailures = new Counter('subscribe_failures');
  */
 export const missing = new Counter('messages_missing');
 export const duplicates = new Counter('messages_duplicated');
+export const received = new Counter('messages_received');
 
-/** Counts first arrivals (and repeats) of sequence numbers at one subscriber. */
-export function deliveryTracker() {
+/**
+ * One subscriber's arrivals: `arrived(seq, group)` for every message, `flush()` once before the
+ * subscriber closes. Counts are kept here and added to the metrics at `flush()`, per `group` (a
+ * tag value for `tag`), so a message costs one metric sample (its latency) instead of four:
+ * receiving is what saturates k6 first (loadtest/README.md).
+ */
+export function deliveryTracker(tag) {
   const seen = {};
-  return function arrived(seq, tags) {
-    if (seen[seq]) {
-      duplicates.add(1, tags);
-      return false;
-    }
-    seen[seq] = true;
-    missing.add(-1, tags);
-    return true;
+  const counts = {};
+  return {
+    arrived(seq, group) {
+      const key = group === undefined ? '' : String(group);
+      const c = counts[key] || (counts[key] = { received: 0, unique: 0, repeated: 0 });
+      c.received++;
+      if (seen[seq]) c.repeated++;
+      else {
+        seen[seq] = true;
+        c.unique++;
+      }
+    },
+    flush() {
+      for (const key of Object.keys(counts)) {
+        const c = counts[key];
+        const tags = tag ? { [tag]: key } : undefined;
+        received.add(c.received, tags);
+        missing.add(-c.unique, tags);
+        duplicates.add(c.repeated, tags);
+        delete counts[key];
+      }
+    },
   };
 }
 
@@ -95,7 +115,13 @@ export function subscribe(room, handlers) {
       else settle(undefined, `subscribe refused: ${JSON.stringify(ack && ack.error ? ack.error : ack)}`);
     }
   };
-  ws.onerror = (e) => settle(undefined, `WebSocket error: ${e && e.error ? e.error : e}`);
+  ws.onerror = (e) => {
+    const error = String(e && e.error ? e.error : e);
+    // k6 does not say why an upgrade was refused; herald refuses one for its per-IP connect limit
+    // (all of k6's connections come from one address) and for an origin it does not allow.
+    const hint = /bad handshake/.test(error) ? ' (upgrade refused: CONNECT_RATE_PER_IP / CONNECT_BURST_PER_IP, see loadtest/README.md)' : '';
+    settle(undefined, `WebSocket error: ${error}${hint}`);
+  };
   ws.onclose = () => {
     settle(undefined, 'closed before the subscribe ack');
     if (handlers.onClose) handlers.onClose();

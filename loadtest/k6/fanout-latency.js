@@ -14,7 +14,6 @@ const WARMUP_S = Number(__ENV.WARMUP_S || 5);
 const DRAIN_S = Number(__ENV.DRAIN_S || 10);
 
 const latency = new Trend('fanout_latency', true);
-const received = new Counter('messages_received');
 const published = new Counter('messages_published');
 
 export const options = {
@@ -42,16 +41,18 @@ export function setup() {
 }
 
 export function subscriber(data) {
-  const arrived = deliveryTracker();
+  const deliveries = deliveryTracker();
   const ws = subscribe(data.room, {
     onEvent(name, msg) {
       if (name !== 'load' || !msg || typeof msg.seq !== 'number') return;
       latency.add(Date.now() - msg.sent);
-      received.add(1);
-      arrived(msg.seq);
+      deliveries.arrived(msg.seq);
     },
   });
-  setTimeout(() => ws.close(), (WARMUP_S + DURATION_S + DRAIN_S) * 1000);
+  setTimeout(() => {
+    deliveries.flush();
+    ws.close();
+  }, (WARMUP_S + DURATION_S + DRAIN_S) * 1000);
 }
 
 export function publisher(data) {
