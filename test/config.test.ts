@@ -110,6 +110,38 @@ describe('configuration', () => {
     assert.match(prod.stderr, /PUBLISH_KEYS/);
   });
 
+  it('refuses a JWKS_URL over plain http, except for a loopback host outside production', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+    };
+    // Keys fetched in the clear can be replaced on the way: whoever does that signs any token.
+    const [remote = '(accepted)'] = problems({ JWKS_URL: 'http://idp.example.com/.well-known/jwks.json' });
+    assert.match(remote, /^JWKS_URL must be an https:\/\/ or file: URL; http:\/\/ is accepted only for a loopback host .*"idp\.example\.com"/);
+    for (const host of ['10.0.0.5', '[::ffff:7f00:1]', '127.0.0.1.nip.io', 'localhost.example.com']) {
+      assert.equal(problems({ JWKS_URL: `http://${host}/jwks.json` }).length, 1, host);
+    }
+    for (const url of ['http://127.0.0.1:8080/jwks.json', 'http://127.8.9.10/jwks.json', 'http://[::1]:8080/jwks.json', 'http://localhost/jwks.json']) {
+      assert.equal(loadConfig({ JWKS_URL: url }).jwksUrl?.href, new URL(url).href, `${url} is a loopback host`);
+    }
+    const production = { NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) };
+    assert.deepEqual(problems({ ...production, JWKS_URL: 'http://127.0.0.1:8080/jwks.json' }), [
+      'JWKS_URL must be an https:// or file: URL when NODE_ENV=production, got http://',
+    ]);
+    assert.equal(loadConfig({ ...production, JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' }).jwksUrl?.protocol, 'https:');
+    assert.equal(loadConfig({ ...production, JWKS_URL: 'file:///etc/herald/jwks.json' }).jwksUrl?.protocol, 'file:');
+  });
+
+  it('refuses to start with a JWKS_URL over plain http', async () => {
+    const bad = await runGatewayToExit({ JWKS_URL: 'http://idp.example.com/.well-known/jwks.json' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /JWKS_URL must be an https:\/\/ or file: URL/);
+  });
+
   it('is documented in README by the generated table', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
     assert.ok(readme.includes(renderConfigTable()), 'README.md is out of date: run `npm run docs:config` and paste the table');

@@ -1,4 +1,5 @@
 import { createPublicKey } from 'node:crypto';
+import { isIPv4 } from 'node:net';
 import { hasAuth, integer, list, readPem, setting } from '../parse.js';
 import { isValidPattern } from '../../protocol/patterns.js';
 
@@ -41,9 +42,9 @@ export const AUTH_SETTINGS = [
   setting({
     env: 'JWKS_URL',
     key: 'jwksUrl',
-    doc: 'JWKS of the token issuer: an `https://` URL (fetched and cached) or a `file:` URL.',
+    doc: 'JWKS of the token issuer: an `https://` URL (fetched and cached) or a `file:` URL. Plain `http://` only for a loopback host (127.0.0.0/8, `::1`, `localhost`) and not when `NODE_ENV=production`: anyone on the path of an http fetch could hand herald their own keys.',
     defaultText: '(unset)',
-    parse: (raw) => {
+    parse: (raw, env) => {
       if (!raw) return undefined;
       let url: URL;
       try {
@@ -52,6 +53,13 @@ export const AUTH_SETTINGS = [
         throw new Error('must be an http(s):// or file: URL');
       }
       if (!['https:', 'http:', 'file:'].includes(url.protocol)) throw new Error('must be an http(s):// or file: URL');
+      if (url.protocol === 'http:') {
+        // Keys fetched in the clear can be swapped in transit: whoever does that signs any token.
+        if (env.NODE_ENV === 'production') throw new Error('must be an https:// or file: URL when NODE_ENV=production, got http://');
+        if (!isLoopbackHost(url.hostname)) {
+          throw new Error(`must be an https:// or file: URL; http:// is accepted only for a loopback host (127.0.0.0/8, ::1, localhost), not "${url.hostname}"`);
+        }
+      }
       return url;
     },
   }),
@@ -121,3 +129,9 @@ export const AUTH_SETTINGS = [
     },
   }),
 ] as const;
+
+/** 127.0.0.0/8, ::1 (URL keeps IPv6 hosts in brackets) and localhost. */
+function isLoopbackHost(hostname: string): boolean {
+  if (hostname === 'localhost' || hostname === '[::1]') return true;
+  return isIPv4(hostname) && hostname.startsWith('127.');
+}
