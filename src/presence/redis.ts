@@ -23,6 +23,9 @@ export interface RedisPresenceOptions {
  * holding the live instance's nonce, refreshed every ttl/3 with a TTL of ttl. A field counts only
  * while its replica key holds its instance: a crashed replica's key expires, and a restarted one
  * overwrites it at once. Dead fields are deleted by whoever reads them.
+ *
+ * The owner calls `resync` whenever `redis` turns ready (app.ts does), the first time included:
+ * writes made before the first connection are skipped, not failed.
  */
 export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend {
   const { redis, logger } = opts;
@@ -35,22 +38,32 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
     if (failureLog.due()) logger.warn({ err: err.message }, 'presence write failed; resynced when Redis returns');
   };
 
-  const beat = () => redis.set(replicaKey(opts.replicaId), instance, 'EX', opts.ttlSeconds).catch(report);
+  // herald's publisher has no offline queue, so a write before the first connection fails at once:
+  // every replica used to log a failure at start. Until the client has been ready once, writes
+  // are skipped instead; the resync the owner runs on `ready` writes the heartbeat and every
+  // member then. Later outages are reported, as they lose writes the owner must resync.
+  let connected = redis.status === 'ready';
+  if (!connected) redis.once('ready', () => (connected = true));
+  const write = async (op: () => Promise<unknown>): Promise<void> => {
+    if (!connected) return;
+    try {
+      await op();
+    } catch (err) {
+      report(err as Error);
+    }
+  };
+
+  const beat = () => write(() => redis.set(replicaKey(opts.replicaId), instance, 'EX', opts.ttlSeconds));
   void beat();
   const heartbeat = setInterval(beat, (opts.ttlSeconds * 1000) / 3);
   heartbeat.unref();
 
   return {
     async add(room, member) {
-      await redis
-        .multi()
-        .hset(roomKey(room), self + member.client, member.user ?? '')
-        .expire(roomKey(room), ROOM_KEY_TTL_SECONDS)
-        .exec()
-        .catch(report);
+      await write(() => redis.multi().hset(roomKey(room), self + member.client, member.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec());
     },
     async remove(room, client) {
-      await redis.hdel(roomKey(room), self + client).catch(report);
+      await write(() => redis.hdel(roomKey(room), self + client));
     },
     async get(room) {
       const fields = await redis.hgetall(roomKey(room));
@@ -80,9 +93,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
         byRoom.set(room, fields);
       }
       await Promise.all(
-        [...byRoom].map(([room, fields]) =>
-          redis.multi().hset(roomKey(room), fields).expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec().catch(report),
-        ),
+        [...byRoom].map(([room, fields]) => write(() => redis.multi().hset(roomKey(room), fields).expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec())),
       );
     },
     async close() {
