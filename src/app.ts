@@ -1,9 +1,9 @@
-import type { IncomingMessage } from 'node:http';
 import { instrument } from '@socket.io/admin-ui';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
+import { clientIp } from './limits/client-ip.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
@@ -75,14 +75,6 @@ function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
   const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
   bus.redis?.pub.on('ready', () => void rooms.resync());
   return { backend, rooms };
-}
-
-/** The address per-IP limits count: the peer, or behind a trusted proxy the first X-Forwarded-For hop. */
-function clientIp(req: IncomingMessage, trustProxy: boolean): string {
-  const forwarded = trustProxy ? req.headers['x-forwarded-for'] : undefined;
-  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
-  // engine.io's uWS requests carry the peer in `connection`, Node's in `socket`.
-  return first || req.socket?.remoteAddress || (req as unknown as { connection?: { remoteAddress?: string } }).connection?.remoteAddress || 'unknown';
 }
 
 /** Composition root: builds every part from `config` and wires them together. */

@@ -132,6 +132,19 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     assert.ok(Number(ingress['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 60);
     assert.equal(ingress['nginx.ingress.kubernetes.io/affinity'], 'cookie');
   });
+
+  it('count the client address ingress-nginx forwards for per-IP limits, and let clients in only through it', () => {
+    const config = find('ConfigMap', 'herald-config')!.data as Record<string, string>;
+    // ingress-nginx replaces X-Forwarded-For with the address it saw (compute-full-forwarded-for off):
+    // one entry, one trusted proxy.
+    assert.equal(config.TRUST_PROXY, '1');
+    assert.equal(find('Ingress', 'herald')!.spec.ingressClassName, 'nginx');
+    const service = find('Service', 'herald')!;
+    assert.ok([undefined, 'ClusterIP'].includes(service.spec.type), 'a ClusterIP Service: nothing reaches the pods around the ingress to make up X-Forwarded-For');
+    for (const { file, doc } of manifests.filter((m) => m.doc.kind === 'Kustomization')) {
+      for (const p of doc.patches ?? []) assert.doesNotMatch(String(p.patch), /TRUST_PROXY|\/spec\/type/, `${relative(ROOT, file)} keeps TRUST_PROXY and the Service type`);
+    }
+  });
 });
 
 /** Drops string-valued `id` keys (schema labels); a property named `id` holds an object and stays. */
@@ -169,6 +182,14 @@ describe('compose (deploy/compose)', () => {
     assert.ok(grace > Number(gw.environment.DRAIN_SECONDS) + 10, 'stop_grace_period outlasts the drain');
     const [source] = (compose.services.lb.volumes[0] as string).split(':');
     assert.equal(join(dirname(COMPOSE), source!), join(ROOT, 'deploy/compose/haproxy.cfg'));
+  });
+  it('forwards the client address from HAProxy and has herald trust exactly that one proxy', () => {
+    const cfg = readFileSync(join(ROOT, 'deploy/compose/haproxy.cfg'), 'utf8');
+    const backend = /^backend gateways\n((?:[ \t].*\n?|\n)*)/m.exec(cfg)?.[1] ?? '';
+    assert.match(backend, /^\s*option forwardfor\s*$/m, 'the gateways backend appends the client address to X-Forwarded-For');
+    const gw = compose.services.gateway;
+    assert.equal(gw.environment.TRUST_PROXY, '1', 'one proxy (HAProxy) in front of the gateways');
+    assert.equal(gw.ports, undefined, 'gateways are reachable only through HAProxy (expose, no ports), so no client can make up the entry herald counts');
   });
   it('haproxy -c accepts the HAProxy config', { skip: needs('haproxy') }, () => {
     execFileSync(toolPath('haproxy'), ['-c', '-q', '-f', join(ROOT, 'deploy/compose/haproxy.cfg')], { stdio: 'pipe' });

@@ -76,8 +76,11 @@ export interface Config {
   readonly connectRatePerIp: number;
   /** New connections from one IP in a burst. @default 100 */
   readonly connectBurstPerIp: number;
-  /** Take the client IP from X-Forwarded-For (behind a trusted proxy). @default false */
-  readonly trustProxy: boolean;
+  /**
+   * Proxies in front of herald that append to X-Forwarded-For; per-IP limits count the n-th entry
+   * from the right. 0: the peer address. @default 0
+   */
+  readonly trustProxy: number;
   /** Seconds an HTTP request (headers and body) may take to arrive. @default 10 */
   readonly httpRequestTimeoutSeconds: number;
   /** Outbound bytes a connection may have queued before messages to it are dropped. @default 1048576 */

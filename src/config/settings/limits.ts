@@ -1,5 +1,8 @@
 import { integer, setting } from '../parse.js';
 
+/** A longer proxy chain than this is a typo. */
+const MAX_TRUSTED_PROXIES = 10;
+
 /** Per-connection and per-IP limits, HTTP timeouts. */
 export const LIMITS_SETTINGS = [
   setting({
@@ -47,12 +50,15 @@ export const LIMITS_SETTINGS = [
   setting({
     env: 'TRUST_PROXY',
     key: 'trustProxy',
-    doc: 'Take the client IP for per-IP limits from the first `X-Forwarded-For` address. Only behind a proxy that sets it.',
-    defaultText: 'false',
+    doc: 'How many proxies in front of herald append the client address to `X-Forwarded-For` (HAProxy `option forwardfor`, ingress-nginx, a cloud load balancer). Per-IP limits then count the n-th address from the right of that header, the one the outermost trusted proxy wrote; addresses further left are chosen by the client and ignored. `true` is 1, `false` or 0 uses the peer address. Set it only when clients cannot reach herald except through those proxies.',
+    defaultText: '0',
     parse: (raw) => {
-      if (raw === undefined || raw === '' || raw === 'false') return false;
-      if (raw === 'true') return true;
-      throw new Error(`must be true or false, got "${raw}"`);
+      if (raw === undefined || raw === '' || raw === 'false') return 0;
+      if (raw === 'true') return 1;
+      if (!/^\d+$/.test(raw) || Number(raw) > MAX_TRUSTED_PROXIES) {
+        throw new Error(`must be the number of proxies in front of herald (0 to ${MAX_TRUSTED_PROXIES}), true (1) or false (0), got "${raw}"`);
+      }
+      return Number(raw);
     },
   }),
   setting({
