@@ -1,4 +1,5 @@
 import { instrument } from '@socket.io/admin-ui';
+import { ADMIN_NAMESPACE, installAdminLogin } from './admin/login.js';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
@@ -106,11 +107,16 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   });
   bus.install(io);
   if (config.adminUiUsername && config.adminUiPasswordHash) {
-    instrument(io, {
-      auth: { type: 'basic', username: config.adminUiUsername, password: config.adminUiPasswordHash },
-      mode: 'production',
-      readonly: true,
+    // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
+    installAdminLogin(io.of(ADMIN_NAMESPACE), {
+      username: config.adminUiUsername,
+      passwordHash: config.adminUiPasswordHash,
+      attemptsPerIpPerMinute: config.adminUiLoginsPerIp,
+      attemptsPerConnectionPerMinute: config.adminUiLoginsPerConnection,
+      trustedProxies: config.trustProxy,
+      logger,
     });
+    instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
   const history = createHistory(config, io, bus, logger, metrics);
   const policy = new AccessPolicy(config.publicRooms);

@@ -81,6 +81,10 @@ export interface Config {
    * from the right. 0: the peer address. @default 0
    */
   readonly trustProxy: number;
+  /** Admin UI password attempts per minute from one client address. @default 10 */
+  readonly adminUiLoginsPerIp: number;
+  /** Admin UI password attempts per minute on one Engine.IO connection. @default 3 */
+  readonly adminUiLoginsPerConnection: number;
   /** Seconds an HTTP request (headers and body) may take to arrive. @default 10 */
   readonly httpRequestTimeoutSeconds: number;
   /** Outbound bytes a connection may have queued before messages to it are dropped. @default 1048576 */

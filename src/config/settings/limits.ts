@@ -62,6 +62,20 @@ export const LIMITS_SETTINGS = [
     },
   }),
   setting({
+    env: 'ADMIN_UI_LOGINS_PER_IP',
+    key: 'adminUiLoginsPerIp',
+    doc: 'Admin UI password attempts per minute from one client address (the address per-IP limits count, see `TRUST_PROXY`). Over it a login is refused at once with `connect_error` `rate_limited`, without checking the password.',
+    defaultText: '10',
+    parse: integer(1, 1000, 10),
+  }),
+  setting({
+    env: 'ADMIN_UI_LOGINS_PER_CONNECTION',
+    key: 'adminUiLoginsPerConnection',
+    doc: 'Admin UI password attempts per minute on one Engine.IO connection (several `/admin` CONNECT packets in one connection); over it refused like `ADMIN_UI_LOGINS_PER_IP`.',
+    defaultText: '3',
+    parse: integer(1, 1000, 3),
+  }),
+  setting({
     env: 'HTTP_REQUEST_TIMEOUT_SECONDS',
     key: 'httpRequestTimeoutSeconds',
     doc: 'Seconds an HTTP request (headers and body) may take to arrive; slower ones get 408 and are closed.',
