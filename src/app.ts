@@ -106,6 +106,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
   });
   bus.install(io);
+  const connects = new ConnectGuard(metrics, logger);
   if (config.adminUiUsername && config.adminUiPasswordHash) {
     // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
     installAdminLogin(io.of(ADMIN_NAMESPACE), {
@@ -114,6 +115,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       attemptsPerIpPerMinute: config.adminUiLoginsPerIp,
       attemptsPerConnectionPerMinute: config.adminUiLoginsPerConnection,
       trustedProxies: config.trustProxy,
+      connects,
       logger,
     });
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
@@ -121,7 +123,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const history = createHistory(config, io, bus, logger, metrics);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
-  const connects = new ConnectGuard(metrics, logger);
   const sessions = new Sessions(io, {
     connects,
     verifier: createTokenVerifier(config),

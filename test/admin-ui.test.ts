@@ -94,6 +94,7 @@ async function wsConnection(base: string, localAddress: string) {
     for (const w of waiters) w();
   });
   ws.on('error', () => {});
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
   await onceWithin(ws, 'open', 'admin WebSocket open');
   const next = (match: (p: string) => boolean, from: number) =>
     waitFor(`an /admin packet (received: ${packets.join(' | ')})`, () => packets.slice(from).find(match));
@@ -107,6 +108,10 @@ async function wsConnection(base: string, localAddress: string) {
       return answerOf(await next((p) => answerOf(p) !== undefined, from))!;
     },
     next: (match: (p: string) => boolean) => next(match, 0),
+    /** Sends a packet without waiting for an answer. */
+    send: (packet: string) => ws.send(packet),
+    /** Resolves when the server has closed the connection. */
+    closed,
     close: () => ws.terminate(),
   };
 }
@@ -133,8 +138,8 @@ describe('admin UI login (@socket.io/admin-ui behind herald\'s limits)', () => {
     closers.push(conn.close);
     const packets = Array.from({ length: 299 }, (_, i) => guess(`wrong-${i}`));
     await conn.post(...packets, guess(PASSWORD));
-    // A guard that closes a connection sending a second CONNECT for one namespace (not on /admin
-    // today) would end this earlier; the limit must hold either way.
+    // herald closes a connection that sends a second CONNECT for a namespace while one is pending,
+    // which ends this early; the per-connection limit must hold either way.
     await waitFor('an answer to each of the 300 CONNECT packets', () => conn.answers().length === 300 || conn.ended());
     const counts = count(conn.answers());
     assert.equal(counts.accepted, undefined, 'the right password, past the limit, is refused too');
@@ -151,7 +156,10 @@ describe('admin UI login (@socket.io/admin-ui behind herald\'s limits)', () => {
     const answers = [];
     for (let i = 0; i < 5; i++) answers.push(await conn.connect(guess(`wrong-${i}`)));
     assert.deepEqual(answers, ['unauthorized', 'unauthorized', 'unauthorized', 'rate_limited', 'rate_limited']);
-    assert.equal(await conn.connect(guess(PASSWORD)), 'rate_limited', 'this connection has spent its attempts');
+    // A sixth CONNECT on one connection is past what any client sends: the connection is closed.
+    conn.send(guess(PASSWORD));
+    await conn.closed;
+    assert.equal(conn.packets.map(answerOf).filter((a) => a !== undefined).length, 5, 'the sixth attempt got no answer but a closed connection');
 
     const fresh = await wsConnection(gw.url, '127.0.0.3');
     closers.push(fresh.close);
@@ -196,38 +204,39 @@ describe('admin UI login (@socket.io/admin-ui behind herald\'s limits)', () => {
 describe('admin UI login under a burst of guesses', () => {
   let gw: Gateway;
   let client: TestClient | undefined;
-  let conn: Awaited<ReturnType<typeof pollingConnection>> | undefined;
+  const closers: (() => void)[] = [];
 
   before(async () => {
-    // Limits raised so that one connection puts 16 checks in flight at once (the queue's bound).
-    gw = await startGateway({
-      env: { ADMIN_UI_USERNAME: USER, ADMIN_UI_PASSWORD_HASH: HASH, ADMIN_UI_LOGINS_PER_CONNECTION: '16', ADMIN_UI_LOGINS_PER_IP: '16' },
-    });
+    // The per-address limit raised so that 16 connections put 16 checks in flight at once (the queue's bound).
+    gw = await startGateway({ env: { ADMIN_UI_USERNAME: USER, ADMIN_UI_PASSWORD_HASH: HASH, ADMIN_UI_LOGINS_PER_IP: '16' } });
   });
 
   after(async () => {
     client?.close();
-    conn?.close();
+    for (const close of closers) close();
     await gw?.stop();
   });
 
   it('keeps serving other clients while the guesses are checked', async () => {
     client = await connectClient(gw.url);
-    conn = await pollingConnection(gw.url, '127.0.0.6');
+    // One guess per connection: a second CONNECT in flight would close the connection.
     const total = 16;
-    await conn.post(...Array.from({ length: total }, (_, i) => guess(`wrong-${i}`)));
+    const conns = await Promise.all(Array.from({ length: total }, (_, i) => wsConnection(gw.url, '127.0.0.6')));
+    for (const c of conns) closers.push(c.close);
+    const answered = () => conns.filter((c) => c.packets.some((p) => answerOf(p) !== undefined)).length;
+    conns.forEach((c, i) => c.send(guess(`wrong-${i}`)));
     // The first answer shows the checks have started; the round-trip runs while the rest wait.
-    await waitFor('the first guess answered', () => conn!.answers().length > 0);
+    await waitFor('the first guess answered', () => answered() > 0);
     assert.deepEqual(await client.subscribe('admin-test:room'), { ok: true, room: 'admin-test:room' });
     const res = await publish(gw.url, { room: 'admin-test:room', event: 'probe', data: 1 });
     assert.equal(res.status, 200);
     await client.waitFor('the published message', (r) => r.event === 'probe');
-    const answeredMeanwhile = conn.answers().length;
+    const answeredMeanwhile = answered();
     assert.ok(
       answeredMeanwhile < total,
       `the subscribe/publish round-trip completed only after all ${total} guesses were answered: bcrypt held the event loop`,
     );
-    await waitFor('every guess answered', () => conn!.answers().length === total);
-    assert.deepEqual(count(conn.answers()), { unauthorized: total });
+    await waitFor('every guess answered', () => answered() === total);
+    assert.deepEqual(count(conns.map((c) => c.packets.map(answerOf).find((a) => a !== undefined)!)), { unauthorized: total });
   });
 });

@@ -5,6 +5,7 @@ import { clientAddress, type TrustedProxies } from '../limits/client-ip.js';
 import { KeyedLimiter, TokenBucket } from '../limits/token-bucket.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import { PasswordChecker } from './password-check.js';
+import type { ConnectGuard } from '../realtime/connect-guard.js';
 
 /** The namespace `@socket.io/admin-ui` serves and its UI connects to. */
 export const ADMIN_NAMESPACE = '/admin';
@@ -30,6 +31,8 @@ export interface AdminLoginOptions {
   attemptsPerConnectionPerMinute: number;
   /** TRUST_PROXY: which X-Forwarded-For entry is the client address. */
   trustedProxies: TrustedProxies;
+  /** One session per connection: the login runs behind it, so a batch of CONNECTs closes the connection. */
+  connects: ConnectGuard;
   logger: Logger;
 }
 
@@ -66,7 +69,7 @@ export function installAdminLogin(nsp: Namespace, opts: AdminLoginOptions): void
     next(Object.assign(new Error(err.message), { data: err.toBody() }));
   };
 
-  nsp.use((socket, next) => {
+  opts.connects.use(nsp, (socket, next) => {
     const auth = (socket.handshake.auth ?? {}) as { sessionId?: unknown; username?: unknown; password?: unknown };
     if (typeof auth.sessionId === 'string' && hasSession(sessions, auth.sessionId)) return next();
     const address = clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, opts.trustedProxies);
