@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isValidPattern } from '../protocol/patterns.js';
-import type { Config, Env, HistoryRule, PublishKey, Setting } from './schema.js';
+import type { Config, Env, PublishKey, Setting } from './schema.js';
 
 export function setting<K extends keyof Config>(s: Setting<K>): Setting<K> {
   return s;
@@ -60,20 +60,4 @@ export function parsePublishKey(entry: string): PublishKey {
     rooms = patterns;
   }
   return Object.freeze({ key, rooms: rooms && Object.freeze(rooms) });
-}
-
-export function parseHistoryRule(entry: string): HistoryRule {
-  const [pattern, ...options] = entry.split(/\s+/);
-  if (!pattern || !isValidPattern(pattern)) {
-    throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
-  }
-  let size: number | undefined;
-  let ttlSeconds: number | undefined;
-  for (const option of options) {
-    const m = /^(size|ttl)=(\d+)$/.exec(option);
-    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n> or ttl=<seconds>`);
-    if (m[1] === 'size') size = Number(m[2]);
-    else ttlSeconds = Number(m[2]);
-  }
-  return Object.freeze({ pattern, size, ttlSeconds });
 }

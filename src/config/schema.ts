@@ -139,13 +139,15 @@ export interface PublishKey {
   readonly rooms: readonly string[] | undefined;
 }
 
-/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>]`. */
+/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>][ last=<n>]`. */
 export interface HistoryRule {
   readonly pattern: string;
   /** Overrides HISTORY_SIZE for rooms of this pattern. */
   readonly size: number | undefined;
   /** Overrides HISTORY_TTL_SECONDS for rooms of this pattern. */
   readonly ttlSeconds: number | undefined;
+  /** Newest messages a subscribe without `since` or `last` receives first (1-100); undefined: none. */
+  readonly last: number | undefined;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;

@@ -77,6 +77,9 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
       if (at === -1) return { entries: [], recovered: false };
       return { entries: entriesOf(rows.slice(at + 1)).slice(0, limit), recovered: true };
     },
+    async latest(room, count) {
+      return count < 1 ? [] : entriesOf(live(room)?.rows ?? []).slice(-count);
+    },
     async position(room, policy) {
       return live(room)?.rows.at(-1)?.id ?? append(room, undefined, policy);
     },

@@ -142,6 +142,12 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
       const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit + 1);
       return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)).slice(0, limit), recovered: true };
     },
+    async latest(room, count) {
+      if (count < 1) return [];
+      // The position marker, if among them, is the stream's oldest row: then every entry is too.
+      const rows = await pub.xrevrange(key(room), '+', '-', 'COUNT', count);
+      return rows.reverse().flatMap(([id, fields]) => entryOf(id, fields));
+    },
     async position(room, policy) {
       return (await pub.eval(POSITION_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds)) as string;
     },

@@ -6,6 +6,7 @@ import { HELLO_EVENT, type Hello, type MessageId } from '../protocol/events.js';
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Bus } from '../cluster/bus.js';
+import { LAST_MAX } from '../history/types.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
@@ -33,7 +34,8 @@ export interface RealtimeDeps {
 
 /**
  * Client contract: `subscribe`/`unsubscribe` take a room name or `{room}` (`subscribe` also
- * `{room, since}`, `since` being the last `meta.id` the client saw) and an ack that receives
+ * `{room, since}`, `since` being the last `meta.id` the client saw, and `{room, last}`, the
+ * number of the room's newest messages to receive first) and an ack that receives
  * `{ok: true, room}` or `{ok: false, error: {code, message}}`. The ack is sent after the join, so a
  * message published after the client saw `ok` is delivered to it.
  *
@@ -113,15 +115,33 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
     const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
     if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
   }
-  const since = typeof arg === 'object' && arg !== null ? (arg as { since?: unknown }).since : undefined;
+  const { since, last } = startOf(arg);
   const policy = deps.history?.policyFor(room);
-  if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy)) };
+  if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy, last)) };
+  // `since` wins over `last`: with both, this is a recovery that cannot recover (below).
+  if (last !== undefined && since === undefined) {
+    throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS), so there are no last messages to send; subscribe without "last".`);
+  }
   const isNew = !socket.nsp.adapter.rooms.has(room);
   await socket.join(room);
   // Sharded mode: the ack promises delivery, so the room's shard channel must be live first.
   if (isNew) await deps.bus.awaitRoom(room);
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
+}
+
+/**
+ * Where a `subscribe {room, since?, last?}` starts: `since`, the last `meta.id` the client saw
+ * (checked by `HistoryRooms.join`), or `last`, how many of the room's newest messages it wants
+ * first (0 to LAST_MAX; 0 also turns off the room's `last=` option).
+ */
+function startOf(arg: unknown): { since: unknown; last: number | undefined } {
+  if (typeof arg !== 'object' || arg === null) return { since: undefined, last: undefined };
+  const { since, last } = arg as { since?: unknown; last?: unknown };
+  if (last !== undefined && !(typeof last === 'number' && Number.isInteger(last) && last >= 0 && last <= LAST_MAX)) {
+    throw new HeraldError('bad_request', `"last" must be a whole number from 0 to ${LAST_MAX}: how many of the room's newest messages to receive before live ones.`);
+  }
+  return { since, last };
 }
 
 function clientRoom(socket: Socket, arg: unknown): RoomName {

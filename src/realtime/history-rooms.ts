@@ -1,13 +1,22 @@
 import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../history/ids.js';
-import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
+import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Metrics } from '../observability/metrics.js';
 import { RESET_EVENT, type MessageId, type MessageMeta, type Reset } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
+
+/** A history room's policy as `HistoryRooms` applies it: what is kept, and what a subscribe starts with. */
+export interface HistoryRoomPolicy extends HistoryPolicy {
+  /**
+   * Newest messages a subscribe without `since` or `last` receives before its ack (the room's
+   * `last=` option in HISTORY_ROOMS), at most `LAST_MAX`. @default 0
+   */
+  readonly last?: number;
+}
 
 export interface JoinResult {
   offset?: MessageId;
@@ -66,7 +75,7 @@ export class HistoryRooms {
   constructor(
     private readonly io: Server,
     readonly backend: HistoryBackend,
-    private readonly policies: PatternTable<HistoryPolicy>,
+    private readonly policies: PatternTable<HistoryRoomPolicy>,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
   ) {
@@ -80,18 +89,26 @@ export class HistoryRooms {
     });
   }
 
-  policyFor(room: RoomName): HistoryPolicy | undefined {
+  policyFor(room: RoomName): HistoryRoomPolicy | undefined {
     return this.policies.match(room);
   }
 
   /**
-   * Joins `socket` to a history room. With `since`, replays what it missed first. Either way the
-   * answer carries `offset`, the position the client has reached, to send as `since` next time if
-   * it receives nothing newer; `recovered` answers a `since`. Without a reachable history the
-   * socket still joins for live messages, and the answer has no `offset`.
+   * Joins `socket` to a history room. With `since`, replays what it missed first. Without it, the
+   * room's newest `last` messages come first (`last` defaults to the room's `last=` option; 0
+   * for none), through the same replay: in order, then live with no gap and no duplicate. Either
+   * way the answer carries `offset`, the position the client has reached, to send as `since`
+   * next time if it receives nothing newer; `recovered` answers a `since`. Without a reachable
+   * history the socket still joins for live messages, and the answer has no `offset`.
+   *
+   * Built-in connection recovery (the "zero-code recovery" issue, not built yet) hooks in here:
+   * for each history room a recovered socket was in, it calls `join` with `since` set to the last
+   * id that socket was sent there. `since` wins over `last` and over the room's `last=`, so a
+   * recovered socket gets what it missed and not the newest messages again.
    */
-  async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryPolicy): Promise<JoinResult> {
+  async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
     if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
+    const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
     this.forget(socket.id, room);
     const catchup: Catchup = { phase: 'replaying', buffer: [] };
     this.roomCatchups(room).set(socket.id, catchup);
@@ -104,12 +121,19 @@ export class HistoryRooms {
     let recovered: boolean | undefined;
     try {
       if (since !== undefined) {
-        mark = await this.replay(socket, room, since, stillWanted);
-        recovered = mark !== undefined;
+        const r = await this.replay(socket, room, since, stillWanted);
+        recovered = r.recovered;
+        if (recovered) mark = r.mark;
+      } else if (tail > 0) {
+        mark = await this.replayLatest(socket, room, tail, stillWanted);
       }
-      // A fresh subscribe, or one that could not recover, starts from the room's current position;
-      // replaying from there catches what is published while that position is being read.
-      mark ??= await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
+      // A fresh subscribe (into a room with no entries to send), or one that could not recover,
+      // starts from the room's current position; replaying from there catches what is published
+      // while that position is being read.
+      if (mark === undefined) {
+        const r = await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
+        if (r.recovered) mark = r.mark;
+      }
     } catch (err) {
       // History unreachable: joined for live messages only.
       mark = undefined;
@@ -132,19 +156,38 @@ export class HistoryRooms {
     };
   }
 
-  /** Sends everything after `since`; resolves with the last id sent (or `since`), or undefined if not recoverable. */
-  private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<MessageId | undefined> {
+  /**
+   * Sends everything after `since`. Resolves with the last id sent (or `since`), and whether the
+   * history still held every entry after `since` (if not, the entries sent before a page found
+   * it trimmed were still in order and after `since`).
+   */
+  private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
     let mark = since;
     for (;;) {
       const page = await this.backend.read(room, mark, REPLAY_PAGE);
-      if (!page.recovered) return undefined;
-      if (!stillWanted()) return mark;
+      if (!page.recovered) return { mark, recovered: false };
+      if (!stillWanted()) return { mark, recovered: true };
       for (const e of page.entries) {
         send(socket, e);
         mark = e.id;
       }
-      if (page.entries.length < REPLAY_PAGE) return mark;
+      if (page.entries.length < REPLAY_PAGE) return { mark, recovered: true };
     }
+  }
+
+  /**
+   * Sends the room's newest `count` entries, then whatever was published while they were read.
+   * Resolves with the last id sent, or undefined when the room has no entries yet.
+   */
+  private async replayLatest(socket: Socket, room: RoomName, count: number, stillWanted: () => boolean): Promise<MessageId | undefined> {
+    const entries = await this.backend.latest(room, Math.min(count, LAST_MAX));
+    const newest = entries.at(-1)?.id;
+    if (newest === undefined || !stillWanted()) return newest;
+    for (const e of entries) send(socket, e);
+    // If a small room was trimmed past `newest` before this read (a burst of publishes), what
+    // came after it is in the catch-up buffer: `watch` had resolved before `latest` read, so every
+    // entry newer than `newest` reaches `deliver` while this socket is replaying.
+    return (await this.replay(socket, room, newest, stillWanted)).mark;
   }
 
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */

@@ -1,11 +1,14 @@
-import { integer, list, parseHistoryRule, setting } from '../parse.js';
+import { LAST_MAX } from '../../history/types.js';
+import { isValidPattern } from '../../protocol/patterns.js';
+import { integer, list, setting } from '../parse.js';
+import type { HistoryRule } from '../schema.js';
 
 /** History rooms (reliable fan-out). */
 export const HISTORY_SETTINGS = [
   setting({
     env: 'HISTORY_ROOMS',
     key: 'historyRooms',
-    doc: 'Comma-separated room patterns (`*` matches anything) whose rooms keep a history for recovery, each optionally followed by its own ` size=<n>` and ` ttl=<seconds>`, e.g. `scores:* size=200 ttl=120, chat:*`.',
+    doc: `Comma-separated room patterns (\`*\` matches anything) whose rooms keep a history for recovery, each optionally followed by its own \` size=<n>\` and \` ttl=<seconds>\`, and by \` last=<n>\` (1 to ${LAST_MAX}): a subscribe to such a room without \`since\` or \`last\` first receives its newest n messages (the current score, for \`last=1\`), e.g. \`scores:* size=200 ttl=120 last=1, chat:*\`.`,
     defaultText: '(unset)',
     parse: (raw) => Object.freeze(list(raw).map(parseHistoryRule)),
   }),
@@ -24,3 +27,26 @@ export const HISTORY_SETTINGS = [
     parse: integer(1, 30 * 24 * 3600, 600),
   }),
 ] as const;
+
+/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>][ last=<n>]`. */
+export function parseHistoryRule(entry: string): HistoryRule {
+  const [pattern, ...options] = entry.split(/\s+/);
+  if (!pattern || !isValidPattern(pattern)) {
+    throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
+  }
+  let size: number | undefined;
+  let ttlSeconds: number | undefined;
+  let last: number | undefined;
+  for (const option of options) {
+    const m = /^(size|ttl|last)=(\d+)$/.exec(option);
+    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n>, ttl=<seconds> or last=<n>`);
+    const n = Number(m[2]);
+    if (m[1] === 'size') size = n;
+    else if (m[1] === 'ttl') ttlSeconds = n;
+    else if (n > LAST_MAX) throw new Error(`has "${option}" for ${pattern}: last= is at most ${LAST_MAX}`);
+    else last = n;
+  }
+  // Explicit in one entry, so a contradiction is a typo; against HISTORY_SIZE, the room simply sends what it keeps.
+  if (last !== undefined && size !== undefined && last > size) throw new Error(`has last=${last} above size=${size} for ${pattern}: the room keeps only ${size}`);
+  return Object.freeze({ pattern, size, ttlSeconds, last });
+}
