@@ -1,6 +1,6 @@
 // churn: connect → subscribe → disconnect storms at RATE per second. To see a reconnect avalanche,
 // run it while restarting a replica (docker compose restart gateway, kubectl rollout restart).
-//   k6 run -e BASE_URL=... -e RATE=200 -e DURATION_S=60 loadtest/k6/churn.js
+//   k6 run -e BASE_URL=... -e RATE=50 -e DURATION_S=30 loadtest/k6/churn.js
 import { Counter, Trend } from 'k6/metrics';
 import { subscribe, summary, SUMMARY_TREND_STATS } from './common.js';
 

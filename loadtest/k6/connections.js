@@ -1,7 +1,7 @@
 // connections: ramp to TARGET idle subscribed connections over RAMP_S and hold them for HOLD_S;
 // watch the replicas' memory (herald_process_resident_memory_bytes) while it runs to get memory
 // per connection.
-//   k6 run -e BASE_URL=... -e TARGET=20000 -e HOLD_S=60 loadtest/k6/connections.js
+//   k6 run -e BASE_URL=... -e TARGET=5000 -e HOLD_S=60 loadtest/k6/connections.js
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';

@@ -1,6 +1,6 @@
 // fanout-latency: SUBSCRIBERS clients in one room, one publisher at RATE messages/s through the
 // HTTP API; end-to-end latency (publish call to arrival), and missing or duplicate messages.
-//   k6 run -e BASE_URL=http://localhost:8080 -e PUBLISH_KEY=... -e SUBSCRIBERS=1000 -e RATE=100 loadtest/k6/fanout-latency.js
+//   k6 run -e BASE_URL=http://localhost:8080 -e PUBLISH_KEY=... -e SUBSCRIBERS=500 -e RATE=20 loadtest/k6/fanout-latency.js
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { setTimeout } from 'k6/timers';

@@ -1,6 +1,6 @@
 // recovery: clients of a history room (HISTORY_ROOMS must match ROOM) drop every DROP_EVERY_S
 // seconds and come back with `since`; with a steady publisher, counts gaps and duplicates.
-//   k6 run -e BASE_URL=... -e PUBLISH_KEY=... -e ROOM=scores:recovery -e CLIENTS=200 -e RATE=50 loadtest/k6/recovery.js
+//   k6 run -e BASE_URL=... -e PUBLISH_KEY=... -e ROOM=scores:recovery -e CLIENTS=100 -e RATE=20 loadtest/k6/recovery.js
 import exec from 'k6/execution';
 import { Counter } from 'k6/metrics';
 import { setTimeout } from 'k6/timers';

@@ -1,6 +1,6 @@
 // throughput: subscribers spread over ROOMS rooms, a publish rate rising in 5 steps of STAGE_S
 // seconds to MAX_RATE; deliveries and latency per step show where the cluster saturates.
-//   k6 run -e BASE_URL=... -e PUBLISH_KEY=... -e ROOMS=100 -e SUBSCRIBERS=2000 -e MAX_RATE=2000 loadtest/k6/throughput.js
+//   k6 run -e BASE_URL=... -e PUBLISH_KEY=... -e ROOMS=50 -e SUBSCRIBERS=500 -e MAX_RATE=1000 loadtest/k6/throughput.js
 import exec from 'k6/execution';
 import { Counter, Trend } from 'k6/metrics';
 import { setTimeout } from 'k6/timers';
@@ -8,7 +8,7 @@ import { deliveryTracker, missing, publish, stat, subscribe, summary, SUMMARY_TR
 
 const ROOMS = Number(__ENV.ROOMS || 50);
 const SUBSCRIBERS = Number(__ENV.SUBSCRIBERS || 500);
-const MAX_RATE = Number(__ENV.MAX_RATE || 1000);
+const MAX_RATE = Number(__ENV.MAX_RATE || 500);
 const STAGE_S = Number(__ENV.STAGE_S || 20);
 const WARMUP_S = Number(__ENV.WARMUP_S || 10);
 /** Seconds subscribers stay after the last publish, for late messages. */
