@@ -15,6 +15,10 @@ export interface Identity {
   readonly publish: PatternTable<true>;
   /** Token expiry, ms since the epoch. */
   readonly expiresAt: number | undefined;
+  /** The token's `iat` (seconds since the epoch), which user revocations compare against. */
+  readonly issuedAt: number | undefined;
+  /** The token's `jti`, which token revocations name. */
+  readonly tokenId: string | undefined;
 }
 
 export const ANONYMOUS: Identity = Object.freeze({
@@ -22,12 +26,16 @@ export const ANONYMOUS: Identity = Object.freeze({
   rooms: new PatternTable<true>([]),
   publish: new PatternTable<true>([]),
   expiresAt: undefined,
+  issuedAt: undefined,
+  tokenId: undefined,
 });
 
 /** Verified token claims as herald reads them. */
 export interface Claims {
   sub: string;
   exp: number | undefined;
+  iat: number | undefined;
+  jti: string | undefined;
   rooms: unknown;
   publish: unknown;
 }
@@ -43,6 +51,8 @@ export function identityFromClaims(claims: Claims): Identity {
     rooms: patternsOf(claims.rooms),
     publish: patternsOf(claims.publish),
     expiresAt: claims.exp === undefined ? undefined : claims.exp * 1000,
+    issuedAt: claims.iat,
+    tokenId: claims.jti,
   };
 }
 

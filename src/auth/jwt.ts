@@ -56,7 +56,14 @@ export function createTokenVerifier(config: Config): TokenVerifier | undefined {
       try {
         const { payload } = await jwtVerify(token, key as Uint8Array, options);
         if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new HeraldError('unauthorized', 'The token has no "sub".');
-        return { sub: payload.sub, exp: payload.exp, rooms: payload.rooms, publish: payload.publish };
+        return {
+          sub: payload.sub,
+          exp: payload.exp,
+          iat: payload.iat,
+          jti: typeof payload.jti === 'string' ? payload.jti : undefined,
+          rooms: payload.rooms,
+          publish: payload.publish,
+        };
       } catch (err) {
         if (err instanceof HeraldError) throw err;
         if (err instanceof errors.JWTExpired) throw new HeraldError('token_expired', undefined, { cause: err });
