@@ -26,6 +26,8 @@ export const ERRORS = {
   unsupported_media_type: { status: 415, message: 'Send the body as application/json.' },
   unauthorized: { status: 401, message: 'Send a valid publish key as "Authorization: Bearer <key>".' },
   token_expired: { status: 401, message: 'The token has expired; get a fresh one and reconnect (or send it with "refresh").' },
+  token_revoked: { status: 401, message: 'This token has been revoked; get a fresh one from your backend and reconnect.' },
+  disconnected: { status: 403, message: 'Your backend closed this connection; do not reconnect until it says so.' },
   forbidden: { status: 403, message: 'This caller may not do this.' },
   not_found: { status: 404, message: 'No such route.' },
   method_not_allowed: { status: 405, message: 'This route does not accept that method.' },

@@ -32,6 +32,15 @@ export interface Metrics {
   historyRefilled(messages: number): void;
   /** A history room's gap could not be filled; its members were sent `herald:reset`. */
   historyReset(code: 'history_lost' | 'history_unreachable'): void;
+  /**
+   * A control command taken over HTTP by this replica was answered: `complete` when every replica
+   * reported in time, `partial` when some did not, `failed` when it could not be sent (Redis down).
+   */
+  controlCommand(command: string, outcome: 'complete' | 'partial' | 'failed'): void;
+  /** This replica applied a control command (its own or another replica's) to `connections` local connections. */
+  controlApplied(command: string, connections: number): void;
+  /** A revocation check could not reach the shared store; the token was judged on what this replica knows. */
+  revocationCheckFailed(): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
   /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
@@ -100,6 +109,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
+  const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
+  const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
+  const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
   const ingested = new Counter({ name: 'herald_ingest_entries_total', help: 'Ingest entries by source and outcome', labelNames: ['source', 'outcome'], registers: [registry] });
   const ingestLag = new Histogram({
     name: 'herald_ingest_lag_seconds',
@@ -213,6 +225,15 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     },
     historyReset(code) {
       resets.inc({ code });
+    },
+    controlCommand(command, outcome) {
+      controlCommands.inc({ command, outcome });
+    },
+    controlApplied(command, connections) {
+      controlApplied.inc({ command }, connections);
+    },
+    revocationCheckFailed() {
+      revocationCheckFailures.inc();
     },
     ingested(source, outcome, lagSeconds) {
       const k = `${source}:${outcome}`;
