@@ -30,6 +30,12 @@ export interface Config {
   readonly redisKeyPrefix: string;
   /** Bearer keys accepted by the publish and history APIs. Empty: loopback-only publishing. */
   readonly publishKeys: readonly PublishKey[];
+  /** Bearer keys accepted by the control API. Empty: loopback callers only, none in production. */
+  readonly controlKeys: readonly PublishKey[];
+  /** Milliseconds a control command waits for the other replicas' reports. @default 1000 */
+  readonly controlTimeoutMs: number;
+  /** Seconds a revocation is kept (user: after its issuedBefore; jti without expiresAt: after it was made). @default 86400 */
+  readonly revocationTtlSeconds: number;
   /** Largest publish body in bytes. @default 65536 */
   readonly publishMaxBytes: number;
   /** Seconds over which connected clients are disconnected on SIGTERM. @default 10 */

@@ -113,6 +113,32 @@ export const CORE_SETTINGS = [
     },
   }),
   setting({
+    env: 'CONTROL_KEYS',
+    key: 'controlKeys',
+    doc: 'Comma-separated bearer keys for the control API (`/v1/disconnect`, `/v1/subscribe`, `/v1/unsubscribe`, `/v1/revoke`, `/v1/users/:user`), same syntax as `PUBLISH_KEYS`. A key with `rooms=` may only subscribe and unsubscribe within those rooms. Publish keys are refused there (403), and a key may not be in both lists. Unset: loopback callers only, and no one when `NODE_ENV=production`.',
+    defaultText: '(unset)',
+    parse: (raw, env) => {
+      const keys = list(raw).map(parsePublishKey);
+      const publishKeys = new Set(list(env.PUBLISH_KEYS).map((entry) => entry.split(/\s+/)[0]));
+      if (keys.some((k) => publishKeys.has(k.key))) throw new Error('must not repeat a key from PUBLISH_KEYS: give control its own keys');
+      return Object.freeze(keys);
+    },
+  }),
+  setting({
+    env: 'CONTROL_TIMEOUT_MS',
+    key: 'controlTimeoutMs',
+    doc: 'How long a control command waits for the other replicas to report what they did. The answer counts the reports in by then and says how many replicas answered out of how many Redis counts; later reports are dropped, the command itself still runs there.',
+    defaultText: '1000',
+    parse: integer(50, 30_000, 1000),
+  }),
+  setting({
+    env: 'REVOCATION_TTL_SECONDS',
+    key: 'revocationTtlSeconds',
+    doc: 'How long a revocation is kept: a user revocation this long after its `issuedBefore`, a token (`jti`) revocation without `expiresAt` this long after it was made. Set it to at least the longest lifetime (`exp` - `iat`) of the tokens you issue.',
+    defaultText: '86400',
+    parse: integer(60, 366 * 86400, 86400),
+  }),
+  setting({
     env: 'PUBLISH_MAX_BYTES',
     key: 'publishMaxBytes',
     doc: 'Largest `POST /v1/publish` body in bytes; larger bodies get 413 `payload_too_large`.',
