@@ -3,6 +3,7 @@ import { ADMIN_NAMESPACE, installAdminLogin } from './admin/login.js';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
 import { createBus, type Bus } from './cluster/bus.js';
@@ -123,9 +124,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const history = createHistory(config, io, bus, logger, metrics);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
+  const control = createControl({ config, io, bus, history, metrics, logger });
   const sessions = new Sessions(io, {
     connects,
-    verifier: createTokenVerifier(config),
+    verifier: control.guard(createTokenVerifier(config)),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy,
     allowAnonymous: config.allowAnonymous,
@@ -180,6 +182,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...publishRoutes(publisher, publishAuth),
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
+      ...control.routes,
       ...(config.metricsPort === undefined ? metricsRoutes(metrics, publishAuth) : []),
       ...(config.statusPage ? statusRoutes(stats) : []),
     ],

@@ -1,0 +1,56 @@
+import type { Server } from 'socket.io';
+import type { TokenVerifier } from '../auth/jwt.js';
+import { createRedisRevocations, MemoryRevocations, refusingRevoked } from '../auth/revocations.js';
+import type { Bus } from '../cluster/bus.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { HistoryRooms } from '../realtime/history-rooms.js';
+import type { Route } from '../transport/http.js';
+import { ClusterCommands } from './cluster.js';
+import { createControlAuthorizer } from './keys.js';
+import { applyLocally } from './local.js';
+import { controlRoutes } from './routes.js';
+
+export interface Control {
+  /** `verifier` refusing revoked tokens (undefined stays undefined: no tokens, nothing to revoke). */
+  guard(verifier: TokenVerifier | undefined): TokenVerifier | undefined;
+  readonly routes: Route[];
+}
+
+/**
+ * The control API and revocations, built from what the rest of the app already has: the
+ * adapter for cluster-wide commands, the bus's Redis for revocations (memory on a single node),
+ * the history rooms for server-side joins.
+ */
+export function createControl(deps: { config: Config; io: Server; bus: Bus; history: HistoryRooms | undefined; metrics: Metrics; logger: Logger }): Control {
+  const { config, io, bus, metrics, logger } = deps;
+  const known = new MemoryRevocations();
+  const shared = bus.redis ? createRedisRevocations({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix }) : undefined;
+  const local = { io, replicaId: config.replicaId, history: deps.history, bus, known, transportOf: (s: { conn: { transport: { name: string } } }) => s.conn.transport.name };
+  const commands = new ClusterCommands(
+    io,
+    config.controlTimeoutMs,
+    async (command) => {
+      const report = await applyLocally(command, local);
+      if (command.kind !== 'list') metrics.controlApplied(command.kind, report.count);
+      return report;
+    },
+    logger,
+  );
+  if (config.controlKeys.length === 0) {
+    logger.warn(config.production ? 'CONTROL_KEYS is not set: the control API is off' : 'CONTROL_KEYS is not set: the control API accepts loopback callers only');
+  }
+  return {
+    guard: (verifier) => verifier && refusingRevoked(verifier, { known, shared, metrics, logger }),
+    routes: controlRoutes({
+      commands,
+      auth: createControlAuthorizer(config.controlKeys, config.publishKeys, config.production),
+      revocations: shared ?? known,
+      revocationTtlSeconds: config.revocationTtlSeconds,
+      clockSkewMs: config.jwtClockSkewSeconds * 1000,
+      metrics,
+      logger,
+    }),
+  };
+}
