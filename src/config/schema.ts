@@ -20,6 +20,8 @@ export interface Config {
   readonly transport: TransportKind;
   /** uWS: milliseconds a busy replica may hold a room broadcast to batch it with others; 0 = never. @default 1 */
   readonly broadcastBatchMs: number;
+  /** permessage-deflate on WebSocket connections (`WS_COMPRESSION=on`): a shared compressor on uWS, no context takeover on ws. @default false */
+  readonly wsCompression: boolean;
   /** Redis URL (redis:// or rediss://). Unset: single node, in-memory adapter. */
   readonly redisUrl: string | undefined;
   /** `classic` (pub/sub, every replica hears everything) or `sharded` (SPUBLISH/SSUBSCRIBE per room). @default "classic" */

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
-import type { RunningTransport, TransportOptions } from './types.js';
+import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
 export function startNodeTransport(opts: TransportOptions): Promise<RunningTransport> {
@@ -17,7 +17,7 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
     (req, res) => handle(opts, req, res),
   );
   // Attached after our listener: Engine.IO takes /socket.io/ requests and hands the rest to it.
-  opts.io.attach(server);
+  opts.io.attach(server, opts.compression ? { perMessageDeflate: PER_MESSAGE_DEFLATE } : {});
   answerRefusedUpgrades(opts.io);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -35,6 +35,23 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
     });
   });
 }
+
+/**
+ * `WS_COMPRESSION=on` on the node transport: `ws`'s permessage-deflate, as close to uWS's shared
+ * compressor as `ws` comes. No context takeover in either direction, so no window is carried from
+ * one message to the next; `ws` still keeps a zlib stream per connection that has used one,
+ * sized down here (a 1 KiB window and memLevel 4: zlib's 4 KB + 8 KB to deflate instead of
+ * 128 KB + 128 KB) since messages are small. Deflating runs on libuv's thread pool, at most `concurrencyLimit` at once.
+ * `ws`'s `maxPayload` (CLIENT_MAX_BYTES, from `maxHttpBufferSize`) counts inflated bytes: past it
+ * the connection is closed with 1009, as for an uncompressed frame over it.
+ */
+const PER_MESSAGE_DEFLATE = {
+  threshold: COMPRESSION_THRESHOLD_BYTES,
+  serverNoContextTakeover: true,
+  clientNoContextTakeover: true,
+  serverMaxWindowBits: 10,
+  zlibDeflateOptions: { memLevel: 4 },
+};
 
 /** Engine.IO's error code for a handshake `allowRequest` refused (engine.io's `Server.errors.FORBIDDEN`). */
 const ENGINE_FORBIDDEN = 4;

@@ -23,7 +23,7 @@ type HttpHandler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>
  * The app's methods live on its prototype; the wrappers are own properties removed afterwards, so
  * herald's own routes and later registrations see uWS's methods unchanged.
  */
-export function attachEngine(io: Server, app: TemplatedApp): void {
+export function attachEngine(io: Server, app: TemplatedApp, engineOptions: object = {}): void {
   const { ws, any, get } = app;
   const http = (register: TemplatedApp['any']) =>
     function (this: TemplatedApp, pattern: Parameters<TemplatedApp['any']>[0], handler: HttpHandler) {
@@ -44,7 +44,8 @@ export function attachEngine(io: Server, app: TemplatedApp): void {
   own.any = http(any);
   own.get = http(get);
   try {
-    io.attachApp(app);
+    // Merged under the Server's own options: Engine.IO's (perMessageDeflate) and uWS's (compression).
+    io.attachApp(app, { ...engineOptions });
   } finally {
     delete own.ws;
     delete own.any;

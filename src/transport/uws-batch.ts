@@ -29,9 +29,14 @@ export class PublishBatcher {
   private timer: NodeJS.Timeout | undefined;
   private lastFlush = -Infinity;
 
+  /**
+   * @param compressFrom with compression on, the length from which a publish is deflated (uWS
+   *   does so only for subscribers that negotiated it); undefined: never.
+   */
   constructor(
     private readonly app: TemplatedApp,
     private readonly windowMs: number,
+    private readonly compressFrom?: number,
   ) {}
 
   publish(topic: string, message: string | Buffer, binary: boolean): void {
@@ -39,7 +44,7 @@ export class PublishBatcher {
       const now = performance.now();
       if (now - this.lastFlush >= this.windowMs) {
         this.lastFlush = now;
-        this.app.publish(topic, message, binary);
+        this.send(topic, message, binary);
         return;
       }
       this.timer = setTimeout(this.flush, this.lastFlush + this.windowMs - now);
@@ -62,6 +67,10 @@ export class PublishBatcher {
     this.lastFlush = performance.now();
     const queue = this.queue;
     this.queue = [];
-    for (const [topic, message, binary] of queue) this.app.publish(topic, message, binary);
+    for (const [topic, message, binary] of queue) this.send(topic, message, binary);
   };
+
+  private send(topic: string, message: string | Buffer, binary: boolean): void {
+    this.app.publish(topic, message, binary, this.compressFrom !== undefined && message.length >= this.compressFrom);
+  }
 }

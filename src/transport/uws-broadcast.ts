@@ -30,9 +30,10 @@ const SEPARATOR = '\x1f';
  * the uWS attachment, it is process-wide (one uWS server per process), and `io.close()` removes it
  * with Socket.IO's own adapter patch.
  */
-export function installUwsBroadcast(io: Server, app: TemplatedApp, opts: { batchMs: number }): PublishBatcher {
+export function installUwsBroadcast(io: Server, app: TemplatedApp, opts: { batchMs: number; compressFrom?: number }): PublishBatcher {
   current?.flush();
-  const batcher = new PublishBatcher(app, opts.batchMs);
+  // Socket.IO's own fast path never asks uWS to compress a publish; this one does when told to.
+  const batcher = new PublishBatcher(app, opts.batchMs, opts.compressFrom);
   current = batcher;
   const polling = new WeakMap<Namespace, Set<Socket>>();
   const track = (nsp: Namespace) => {

@@ -1,7 +1,7 @@
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
-import type { RunningTransport, TransportOptions } from './types.js';
+import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 import { attachEngine, sayConnectionClose, uwsClosesAfter } from './uws-attach.js';
 import { installUwsBroadcast } from './uws-broadcast.js';
 
@@ -17,11 +17,26 @@ export type UwsModule = typeof import('uWebSockets.js');
  */
 const UWS_CLOCK_RESTART_MS = 3000;
 
+/**
+ * `WS_COMPRESSION=on` on uWS: permessage-deflate for clients that offer it, with uWS's shared
+ * compressor and decompressor, one zlib stream each for the whole process and none per
+ * connection. uWS negotiates no context takeover either way, so each message is deflated on its
+ * own: a room publish once per subscriber that negotiated it (uWS has no compress-once publish).
+ * `maxPayloadLength` (CLIENT_MAX_BYTES, from `maxHttpBufferSize`) bounds a client message after
+ * inflating: past it uWS stops inflating and closes the connection ("Received too big message,
+ * or other inflation error", 1006), as for an uncompressed frame over it.
+ * Engine.IO's `perMessageDeflate.threshold` decides for direct writes (acks, replays), the
+ * broadcast's `compressFrom` for room publishes.
+ */
+function compressionOptions(uws: UwsModule): object {
+  return { compression: uws.SHARED_COMPRESSOR | uws.SHARED_DECOMPRESSOR, perMessageDeflate: { threshold: COMPRESSION_THRESHOLD_BYTES } };
+}
+
 /** Serves Socket.IO (via `io.attachApp`) and herald's HTTP routes on one uWS app. */
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
-  attachEngine(opts.io, app);
-  installUwsBroadcast(opts.io, app, { batchMs: opts.broadcastBatchMs });
+  attachEngine(opts.io, app, opts.compression ? compressionOptions(uws) : {});
+  installUwsBroadcast(opts.io, app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();

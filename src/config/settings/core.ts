@@ -35,6 +35,13 @@ export const CORE_SETTINGS = [
     parse: integer(0, 100, 1),
   }),
   setting({
+    env: 'WS_COMPRESSION',
+    key: 'wsCompression',
+    doc: '`off` or `on`. `on`: WebSocket clients that offer permessage-deflate (browsers, socket.io-client) get it, and every message of 128 bytes or more is deflated on its own, without context kept between messages (uWS: its shared compressor, no memory per connection; node transport: `ws` without context takeover). Fewer bytes on the wire for more server CPU per delivery (see Compression). A compressed client frame may inflate to `CLIENT_MAX_BYTES` at most; past that the connection is closed, as for a larger uncompressed one.',
+    defaultText: 'off',
+    parse: (raw) => oneOf(['off', 'on'] as const, 'off')(raw) === 'on',
+  }),
+  setting({
     env: 'REDIS_URL',
     key: 'redisUrl',
     doc: 'Redis shared by all replicas: `redis://[:password@]host:port[/db]` or `rediss://` for TLS (Azure Cache for Redis: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Unset: single node with the in-memory adapter.',

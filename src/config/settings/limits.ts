@@ -29,7 +29,7 @@ export const LIMITS_SETTINGS = [
   setting({
     env: 'CLIENT_MAX_BYTES',
     key: 'clientMaxBytes',
-    doc: 'Largest message a client may send (Socket.IO `maxHttpBufferSize`, uWS `maxPayloadLength`); a larger WebSocket frame closes the connection (1009 on the node transport).',
+    doc: 'Largest message a client may send (Socket.IO `maxHttpBufferSize`, uWS `maxPayloadLength`), counted after inflating when `WS_COMPRESSION=on`; a larger WebSocket message closes the connection (1009 on the node transport, 1006 on uWS).',
     defaultText: '65536',
     parse: integer(1024, 16 * 1024 * 1024, 64 * 1024),
   }),
