@@ -39,9 +39,12 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
 /**
  * `WS_COMPRESSION=on` on the node transport: `ws`'s permessage-deflate, as close to uWS's shared
  * compressor as `ws` comes. No context takeover in either direction, so no window is carried from
- * one message to the next; `ws` still keeps a zlib stream per connection that has used one,
- * sized down here (a 1 KiB window and memLevel 4: zlib's 4 KB + 8 KB to deflate instead of
- * 128 KB + 128 KB) since messages are small. Deflating runs on libuv's thread pool, at most `concurrencyLimit` at once.
+ * one message to the next; `ws` still keeps a zlib stream per connection that has sent a
+ * compressed message. It is sized down here since messages are small (a 1 KiB window, memLevel
+ * 4): about 95 KiB of RSS per stream instead of 225 KiB with zlib's defaults, measured for 1,000
+ * streams (most of it does not shrink with these options); bench/compression.ts
+ * shows the same per connection. Deflating runs on libuv's thread pool, at most
+ * `concurrencyLimit` (10) at once per process.
  * `ws`'s `maxPayload` (CLIENT_MAX_BYTES, from `maxHttpBufferSize`) counts inflated bytes: past it
  * the connection is closed with 1009, as for an uncompressed frame over it.
  */
