@@ -89,8 +89,12 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
-    // The status page loads /socket.io/socket.io.js.
+    // The status page loads the client from <SOCKETIO_PATH>/socket.io.js.
     serveClient: config.statusPage,
+    path: config.socketioPath,
+    // Sent to clients in the handshake; proxies with short idle timeouts need a shorter interval.
+    pingInterval: config.pingIntervalMs,
+    pingTimeout: config.pingTimeoutMs,
     maxHttpBufferSize: config.clientMaxBytes,
     // uWS skips a subscriber whose queue is over this in room publishes (the slow-consumer bound).
     ...({ maxBackpressure: config.slowClientMaxBytes } as object),
@@ -184,7 +188,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...presenceRoutes(presence?.rooms, publishAuth),
       ...control.routes,
       ...(config.metricsPort === undefined ? metricsRoutes(metrics, publishAuth) : []),
-      ...(config.statusPage ? statusRoutes(stats) : []),
+      ...(config.statusPage ? statusRoutes(stats, config.socketioPath) : []),
     ],
     maxBodyBytes: config.publishMaxBytes,
     requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,

@@ -147,3 +147,63 @@ describe('configuration', () => {
     assert.ok(readme.includes(renderConfigTable()), 'README.md is out of date: run `npm run docs:config` and paste the table');
   });
 });
+
+/** Every problem `loadConfig` reports for `env`; none when it loads. */
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return [...err.problems];
+  }
+}
+
+describe('configuration: Socket.IO path and pings', () => {
+  it('SOCKETIO_PATH defaults to /socket.io and drops a trailing slash', () => {
+    assert.equal(loadConfig({}).socketioPath, '/socket.io');
+    assert.equal(loadConfig({ SOCKETIO_PATH: '/herald/socket.io/' }).socketioPath, '/herald/socket.io');
+    assert.equal(loadConfig({ SOCKETIO_PATH: '/rt' }).socketioPath, '/rt');
+    assert.equal(loadConfig({ SOCKETIO_PATH: '/a.b_c~d-e/v1' }).socketioPath, '/a.b_c~d-e/v1', 'only a first segment v1 is refused');
+  });
+
+  it('SOCKETIO_PATH refuses what would not serve or would take herald routes, saying why', () => {
+    const cases: [string, RegExp][] = [
+      ['socket.io', /^SOCKETIO_PATH must start with \/, got "socket\.io"/],
+      ['/', /must not be \/ alone/],
+      ['//', /segments of A-Z a-z 0-9 \. _ ~ - joined by single slashes/],
+      ['/herald//socket.io', /single slashes, got "\/herald\/\/socket\.io"/],
+      ['/herald/socket.io//', /single slashes/],
+      ['/a b', /single slashes/],
+      ['/x?y=1', /single slashes/],
+      ['/%2e%2e', /single slashes/],
+      ['/herald/../socket.io', /single slashes/],
+      ['/v1', /must not be under \/v1, where herald's HTTP API lives/],
+      ['/v1/socket.io', /must not be under \/v1/],
+    ];
+    for (const [value, message] of cases) {
+      const problems = problemsOf({ SOCKETIO_PATH: value });
+      assert.equal(problems.length, 1, `${value}: ${problems.join('; ')}`);
+      assert.match(problems[0]!, message, value);
+    }
+  });
+
+  it('PING_INTERVAL_MS and PING_TIMEOUT_MS default to Socket.IO\'s 25000 and 20000 and take whole milliseconds from 1000 to 60000', () => {
+    const defaults = loadConfig({});
+    assert.deepEqual([defaults.pingIntervalMs, defaults.pingTimeoutMs], [25_000, 20_000]);
+    const short = loadConfig({ PING_INTERVAL_MS: '5000', PING_TIMEOUT_MS: '1000' });
+    assert.deepEqual([short.pingIntervalMs, short.pingTimeoutMs], [5000, 1000]);
+    for (const value of ['0', '999', '60001', '-1', '1.5', '25s', 'abc']) {
+      const problems = problemsOf({ PING_INTERVAL_MS: value, PING_TIMEOUT_MS: value });
+      assert.deepEqual(problems.map((p) => p.split(' ')[0]), ['PING_INTERVAL_MS', 'PING_TIMEOUT_MS'], value);
+      assert.match(problems[0]!, /from 1000 to 60000/, value);
+    }
+  });
+
+  it('a bad SOCKETIO_PATH stops the process with the reason', async () => {
+    const bad = await runGatewayToExit({ SOCKETIO_PATH: 'socket.io', PING_TIMEOUT_MS: '100' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /SOCKETIO_PATH must start with \//);
+    assert.match(bad.stderr, /PING_TIMEOUT_MS must be from 1000 to 60000, got 100/);
+  });
+});

@@ -16,6 +16,12 @@ export interface Config {
   readonly port: number;
   /** Address to bind. @default "0.0.0.0" */
   readonly host: string;
+  /** Path Socket.IO answers on, without a trailing slash. @default "/socket.io" */
+  readonly socketioPath: string;
+  /** Milliseconds between Engine.IO pings (Socket.IO `pingInterval`). @default 25000 */
+  readonly pingIntervalMs: number;
+  /** Milliseconds a client has to answer a ping (Socket.IO `pingTimeout`). @default 20000 */
+  readonly pingTimeoutMs: number;
   /** `uws` (uWebSockets.js) or `node` (http + ws). @default "uws" */
   readonly transport: TransportKind;
   /** uWS: milliseconds a busy replica may hold a room broadcast to batch it with others; 0 = never. @default 1 */

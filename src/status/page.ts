@@ -5,7 +5,13 @@
  */
 export const DEMO_ROOM = 'demo:live-score';
 
-export const STATUS_PAGE_HTML = `<!doctype html>
+/**
+ * The page for a server whose Socket.IO answers on `socketioPath` (`SOCKETIO_PATH`): it loads the
+ * client from there and connects there. The path is embedded as is: config allows only characters
+ * that mean nothing to HTML or JavaScript (`A-Z a-z 0-9 . _ ~ - /`).
+ */
+export function statusPageHtml(socketioPath: string): string {
+  return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -50,7 +56,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   <div class="muted" id="meta"></div>
   <p class="muted">Update it from any shell: <code id="curl"></code></p>
 </div>
-<script src="/socket.io/socket.io.js"></script>
+<script src="${socketioPath}/socket.io.js"></script>
 <script>
   const $ = (id) => document.getElementById(id);
   const fmt = (n) => n === null || n === undefined ? '–' : Number(n).toLocaleString('en');
@@ -77,7 +83,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   }
   refresh();
   setInterval(refresh, 1000);
-  const socket = io({ transports: ['websocket', 'polling'] });
+  const socket = io({ path: '${socketioPath}', transports: ['websocket', 'polling'] });
   socket.on('herald:hello', (h) => { $('via').textContent = h.replica; });
   socket.on('connect', async () => {
     const ack = await socket.emitWithAck('subscribe', '${DEMO_ROOM}');
@@ -91,3 +97,4 @@ export const STATUS_PAGE_HTML = `<!doctype html>
 </body>
 </html>
 `;
+}

@@ -1,11 +1,15 @@
 import type { StatsReporter } from '../observability/stats.js';
 import type { Route } from '../transport/http.js';
-import { STATUS_PAGE_HTML } from './page.js';
+import { statusPageHtml } from './page.js';
 
-/** `GET /` (the status page) and `GET /v1/stats` (its data: this replica and the cluster). */
-export function statusRoutes(stats: StatsReporter): Route[] {
+/**
+ * `GET /` (the status page) and `GET /v1/stats` (its data: this replica and the cluster). The page
+ * connects to Socket.IO on `socketioPath`.
+ */
+export function statusRoutes(stats: StatsReporter, socketioPath: string): Route[] {
+  const html = statusPageHtml(socketioPath);
   return [
-    { method: 'GET', path: '/', handle: () => ({ status: 200, body: STATUS_PAGE_HTML, contentType: 'text/html; charset=utf-8' }) },
+    { method: 'GET', path: '/', handle: () => ({ status: 200, body: html, contentType: 'text/html; charset=utf-8' }) },
     {
       method: 'GET',
       path: '/v1/stats',

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { LOG_LEVELS, type LogLevel } from '../levels.js';
 import type { TransportKind } from '../schema.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
+import { parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
 
 /** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
 export const CORE_SETTINGS = [
@@ -19,6 +20,27 @@ export const CORE_SETTINGS = [
     doc: 'Address to bind.',
     defaultText: '0.0.0.0',
     parse: (raw) => (raw === undefined || raw === '' ? '0.0.0.0' : raw),
+  }),
+  setting({
+    env: 'SOCKETIO_PATH',
+    key: 'socketioPath',
+    doc: 'Path Socket.IO answers on, on both transports, e.g. `/herald/socket.io` behind an ingress that forwards `/herald/` unchanged. Clients pass the same `path` (socket.io-client: `io(url, { path: \'/herald/socket.io\' })`); the status page follows it. A trailing `/` is dropped. Segments of `A-Z a-z 0-9 . _ ~ -`; not `/` alone, and not under `/v1`, where herald\'s HTTP API is.',
+    defaultText: SOCKETIO_PATH,
+    parse: parseSocketioPath,
+  }),
+  setting({
+    env: 'PING_INTERVAL_MS',
+    key: 'pingIntervalMs',
+    doc: 'Milliseconds between the pings herald sends each client (Socket.IO `pingInterval`); clients learn it from the handshake. Keep it below the idle timeout of every proxy and load balancer on the way, which otherwise closes quiet connections (60 s on AWS ALB and nginx by default, less on some). It is also the longest a long-polling request is held open. 1000 to 60000.',
+    defaultText: '25000',
+    parse: integer(1000, 60_000, 25_000),
+  }),
+  setting({
+    env: 'PING_TIMEOUT_MS',
+    key: 'pingTimeoutMs',
+    doc: 'Milliseconds a client has to answer a ping before herald closes its connection, and that a client waits past `PING_INTERVAL_MS` for the next ping before it reconnects (Socket.IO `pingTimeout`). A dead connection is noticed within `PING_INTERVAL_MS` + `PING_TIMEOUT_MS`. 1000 to 60000.',
+    defaultText: '20000',
+    parse: integer(1000, 60_000, 20_000),
   }),
   setting({
     env: 'TRANSPORT',
