@@ -207,3 +207,41 @@ describe('configuration: Socket.IO path and pings', () => {
     assert.match(bad.stderr, /PING_TIMEOUT_MS must be from 1000 to 60000, got 100/);
   });
 });
+
+describe('configuration: REDIS_CLUSTER_NODES', () => {
+  const cluster = (nodes: string) => ({ REDIS_MODE: 'sharded', REDIS_CLUSTER_NODES: nodes });
+
+  it('takes host:port as redis-cli and ioredis write it, beside redis:// and rediss:// URLs', () => {
+    assert.deepEqual(loadConfig(cluster('127.0.0.1:7000, 127.0.0.1:7001')).redisClusterNodes, ['redis://127.0.0.1:7000', 'redis://127.0.0.1:7001']);
+    assert.deepEqual(loadConfig(cluster('redis-0.redis.svc:6379,node_1:6379')).redisClusterNodes, ['redis://redis-0.redis.svc:6379', 'redis://node_1:6379']);
+    assert.deepEqual(loadConfig(cluster('[::1]:7000')).redisClusterNodes, ['redis://[::1]:7000']);
+    assert.deepEqual(loadConfig(cluster('redis://10.0.0.5:6379,redis://10.0.0.6:6379')).redisClusterNodes, ['redis://10.0.0.5:6379', 'redis://10.0.0.6:6379']);
+    const azure = 'rediss://:key@herald.redis.cache.windows.net:6380';
+    assert.deepEqual(loadConfig(cluster(`${azure},10.0.0.7:6380`)).redisClusterNodes, [azure, 'redis://10.0.0.7:6380'], 'bare nodes after the first take its TLS and password');
+  });
+
+  it('refuses anything else with what it accepts, never echoing a password', () => {
+    for (const entry of ['127.0.0.1', '7000', 'localhost:', '::1:7000', '[::1', 'a b:7000', 'host:0', 'host:65536', 'host:70a', 'redis://10.0.0.5', 'http://10.0.0.5:6379', 'redis://10.0.0.5:6379/3', 'redis://host:port', 'redis://10.0.0.5:6379?db=1']) {
+      const problems = problemsOf(cluster(`127.0.0.1:7000,${entry}`));
+      assert.equal(problems.length, 1, `${entry}: ${problems.join('; ')}`);
+      assert.match(problems[0]!, /^REDIS_CLUSTER_NODES has ".*": use host:port, redis:\/\/host:port or rediss:\/\/:password@host:port$/, entry);
+    }
+    const [leaked = ''] = problemsOf(cluster('rediss://:s3cret@10.0.0.5'));
+    assert.match(leaked, /has "rediss:\/\/\*\*\*@10\.0\.0\.5"/);
+    assert.doesNotMatch(leaked, /s3cret/);
+  });
+
+  it('refuses later nodes whose scheme or password differ from the first, which the client uses for all', () => {
+    for (const second of ['rediss://10.0.0.6:6380', 'redis://:other@10.0.0.6:6379']) {
+      const [problem = ''] = problemsOf(cluster(`redis://:pw@10.0.0.5:6379,${second}`));
+      assert.match(problem, /another scheme or password than the first node/, second);
+      assert.doesNotMatch(problem, /other@|:pw@/, 'passwords stay out of the message');
+    }
+    assert.equal(loadConfig(cluster('redis://:pw@10.0.0.5:6379,redis://:pw@10.0.0.6:6379')).redisClusterNodes.length, 2, 'the same on each is fine');
+  });
+
+  it('still needs sharded mode and no REDIS_URL', () => {
+    assert.match(problemsOf({ REDIS_CLUSTER_NODES: '127.0.0.1:7000' })[0]!, /REDIS_MODE must be sharded with REDIS_CLUSTER_NODES/);
+    assert.match(problemsOf({ ...cluster('127.0.0.1:7000'), REDIS_URL: 'redis://127.0.0.1:6379' })[0]!, /REDIS_CLUSTER_NODES and REDIS_URL are exclusive/);
+  });
+});

@@ -3,8 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { io, type Socket } from 'socket.io-client';
 import WebSocket from 'ws';
-import { publish } from './helpers/clients.js';
+import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { needs, toolPath } from './helpers/tools.js';
 import { onceWithin, waitFor, WAIT_MS, type Emitterish } from './helpers/wait.js';
 
@@ -159,5 +160,32 @@ describe('status page under SOCKETIO_PATH in headless Chromium', { skip: needs('
       });
       await page.close();
     }
+  });
+});
+
+describe('REDIS_CLUSTER_NODES written host:port', () => {
+  let cluster: RedisCluster;
+  const gateways: Gateway[] = [];
+  const clients: TestClient[] = [];
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await cluster?.stop();
+  });
+
+  it('two gateways seeded with two of three masters as host:port share a room', async () => {
+    cluster = await startRedisCluster(3, 0);
+    const seeds = cluster.nodes.slice(0, 2).map((n) => `127.0.0.1:${n.port}`).join(',');
+    for (const transport of TRANSPORTS) {
+      gateways.push(await startGateway({ env: { TRANSPORT: transport, PUBLISH_KEYS: KEY, REDIS_MODE: 'sharded', REDIS_CLUSTER_NODES: seeds } }));
+    }
+    for (const g of gateways) {
+      await waitFor(`${g.replicaId} ready on the cluster`, async () => (await get(`${g.url}/readyz`)).status === 200);
+      const c = await connectClient(g.url);
+      clients.push(c);
+      assert.equal(((await c.subscribe('scores:cluster')) as { ok: boolean }).ok, true);
+    }
+    assert.equal((await publish(gateways[0]!.url, { room: 'scores:cluster', event: 'score', data: 1 }, KEY)).status, 200);
+    for (const c of clients) await c.waitFor('the publish from the other replica', (r) => r.event === 'score' && r.data === 1);
   });
 });

@@ -111,7 +111,8 @@ function createCluster(urls: readonly string[], options: RedisOptions, subscribe
   return new Cluster(
     urls.map((u) => {
       const url = new URL(u);
-      return { host: url.hostname, port: Number(url.port) };
+      // A URL writes an IPv6 host in brackets; a socket connects to it without them.
+      return { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port) };
     }),
     clusterOptions,
   );

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { LOG_LEVELS, type LogLevel } from '../levels.js';
 import type { TransportKind } from '../schema.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
-import { parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
+import { parseClusterNodes, parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
 
 /** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
 export const CORE_SETTINGS = [
@@ -96,23 +96,12 @@ export const CORE_SETTINGS = [
   setting({
     env: 'REDIS_CLUSTER_NODES',
     key: 'redisClusterNodes',
-    doc: 'Redis Cluster seed nodes, comma-separated `redis://[:password@]host:port` (or `rediss://` for TLS, e.g. Azure Cache for Redis with clustering: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). Set instead of `REDIS_URL`.',
+    doc: 'Redis Cluster seed nodes, comma-separated, each `host:port` (as redis-cli and ioredis write them; IPv6 as `[::1]:7000`) or `redis://[:password@]host:port` (`rediss://` for TLS, e.g. Azure Cache for Redis with clustering: `rediss://:<access key>@<name>.redis.cache.windows.net:6380`). The first node\'s scheme and password are used for every node. Set instead of `REDIS_URL`.',
     defaultText: '(unset)',
     parse: (raw, env) => {
       const nodes = list(raw);
       if (nodes.length > 0 && env.REDIS_URL) throw new Error('and REDIS_URL are exclusive: set one');
-      for (const n of nodes) {
-        let url: URL | undefined;
-        try {
-          url = new URL(n);
-        } catch {
-          url = undefined;
-        }
-        if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || !url.port) {
-          throw new Error(`has "${n}": use redis://host:port or rediss://:password@host:port`);
-        }
-      }
-      return Object.freeze(nodes);
+      return Object.freeze(parseClusterNodes(nodes));
     },
   }),
   setting({
