@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
+import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -314,7 +315,7 @@ at or past every stack's knee here, and that column shows how far.
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
-function markdown({ results, capacity: cap, sharded, machine, seconds, generatedAt }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, machine, seconds, generatedAt }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -393,9 +394,26 @@ function markdown({ results, capacity: cap, sharded, machine, seconds, generated
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
     'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
+    ...compressionSection(compression),
     PROFILE_FINDINGS,
   ];
   return lines.join('\n');
+}
+
+/** WS_COMPRESSION off and on (bench/compression.ts); absent from results written before it existed. */
+function compressionSection(rows: CompressionRow[] | undefined): string[] {
+  if (!rows || rows.length === 0) return [];
+  const r0 = rows[0]!;
+  return [
+    `## Compression on the wire (\`WS_COMPRESSION\`, ${f(r0.subscribers)} subscribers of one room, one replica, ${f(r0.published)} score updates)`,
+    '',
+    `A live-score update of about 400 bytes of JSON (a ${r0.frameBytes}-byte Socket.IO frame) to clients offering permessage-deflate, as browsers do, each message inflated on its own (bench/compression.ts). Bytes on the wire: what the clients' sockets read, frame headers included. Server CPU: the replica's, HTTP publishes included. RSS: the replica's growth per connection over the run. The last column shows whether the replica kept up.`,
+    '',
+    '| transport | compression | negotiated | bytes on the wire per delivery | server CPU µs per delivery | RSS growth per connection | last delivery after the last publish |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.transport} | ${r.compression} | ${f(r.negotiated)} / ${f(r.subscribers)} | ${f(r.wireBytesPerDelivery, 1)} | ${f(r.serverCpuUsPerDelivery, 1)} | ${f(r.rssBytesPerConnection / 1024, 1)} KiB | ${f(r.drainSeconds, 1)} s |`),
+    '',
+  ];
 }
 
 interface Run {
@@ -405,6 +423,7 @@ interface Run {
   results: Awaited<ReturnType<typeof measureStack>>[];
   capacity: Awaited<ReturnType<typeof capacity>>;
   sharded: Awaited<ReturnType<typeof shardedComparison>>;
+  compression?: CompressionRow[];
 }
 
 /** BENCHMARKS.md and the charts, from one run's numbers. */
@@ -456,7 +475,10 @@ async function main() {
     console.log('# bench: classic against sharded');
     const sharded = await shardedComparison(workers);
     console.log(JSON.stringify(sharded));
-    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, results, capacity: cap, sharded };
+    console.log('# bench: compression off and on');
+    const compression = await compressionComparison(QUICK ? { ...COMPRESSION_DEFAULTS, seconds: 3 } : COMPRESSION_DEFAULTS);
+    console.log(JSON.stringify(compression));
+    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, results, capacity: cap, sharded, compression };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;
