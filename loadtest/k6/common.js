@@ -84,9 +84,10 @@ function failed(room, reason, handlers) {
  * Exactly one of `onSubscribed(ack)` or `onFailed(reason)` is called per call (and counted in
  * `subscribe_failures` when it failed); after that, `onEvent(name, data, meta)` for every
  * published message and `onClose()` when the socket closes. Answers pings. Returns the socket.
+ * `handlers.params` goes to k6's WebSocket (e.g. `{compression: 'deflate'}`).
  */
 export function subscribe(room, handlers) {
-  const ws = new WebSocket(socketUrl(BASE_URL));
+  const ws = new WebSocket(socketUrl(BASE_URL), null, handlers.params);
   let settled = false;
   const settle = (ack, reason) => {
     if (settled) return;
