@@ -62,7 +62,7 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, met
   const policies = new PatternTable(
     config.historyRooms.map((r) => ({
       pattern: r.pattern,
-      value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds },
+      value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds, last: r.last },
     })),
   );
   return new HistoryRooms(io, backend, policies, logger, metrics);
@@ -225,7 +225,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs }, logger);
+      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
       // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
       unobserve = observeDeliveries(metrics, slow);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
