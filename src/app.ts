@@ -7,6 +7,7 @@ import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
 import { createBus, type Bus } from './cluster/bus.js';
+import { redisTargetOf } from './cluster/redis.js';
 import { Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
@@ -83,9 +84,7 @@ function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
-  const target =
-    config.redisClusterNodes.length > 0 ? { clusterNodes: config.redisClusterNodes } : config.redisUrl ? { url: config.redisUrl } : undefined;
-  const bus = createBus({ target, mode: config.redisMode, keyPrefix: config.redisKeyPrefix, logger, metrics });
+  const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, logger, metrics });
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({

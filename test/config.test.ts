@@ -245,3 +245,55 @@ describe('configuration: REDIS_CLUSTER_NODES', () => {
     assert.match(problemsOf({ ...cluster('127.0.0.1:7000'), REDIS_URL: 'redis://127.0.0.1:6379' })[0]!, /REDIS_CLUSTER_NODES and REDIS_URL are exclusive/);
   });
 });
+
+describe('configuration: Redis Sentinel', () => {
+  const sentinels = { REDIS_SENTINELS: '10.0.0.5:26379, 10.0.0.6, [fd00::7]:26380', REDIS_SENTINEL_NAME: 'mymaster' };
+
+  it('takes the Sentinels as host:port (26379 by default), the master name and the two passwords', () => {
+    const c = loadConfig({ ...sentinels, REDIS_PASSWORD: 'data-secret', REDIS_SENTINEL_PASSWORD: 'sentinel-secret', REDIS_MODE: 'sharded' });
+    assert.deepEqual(c.redisSentinels, [
+      { host: '10.0.0.5', port: 26379 },
+      { host: '10.0.0.6', port: 26379 },
+      { host: 'fd00::7', port: 26380 },
+    ]);
+    assert.deepEqual([c.redisSentinelName, c.redisPassword, c.redisSentinelPassword, c.redisMode], ['mymaster', 'data-secret', 'sentinel-secret', 'sharded']);
+    assert.deepEqual([c.redisUrl, c.redisClusterNodes], [undefined, []]);
+    const none = loadConfig({});
+    assert.deepEqual([none.redisSentinels, none.redisSentinelName, none.redisPassword, none.redisSentinelPassword], [[], undefined, undefined, undefined]);
+  });
+
+  it('is exclusive with REDIS_URL and REDIS_CLUSTER_NODES', () => {
+    assert.deepEqual(problemsOf({ ...sentinels, REDIS_URL: 'redis://127.0.0.1:6379' }), [
+      'REDIS_SENTINELS and REDIS_URL are exclusive: set one (the Sentinels tell herald where the master is)',
+    ]);
+    assert.deepEqual(problemsOf({ ...sentinels, REDIS_MODE: 'sharded', REDIS_CLUSTER_NODES: '127.0.0.1:7000' }), [
+      'REDIS_SENTINELS and REDIS_CLUSTER_NODES are exclusive: a Redis Cluster fails over by itself, without Sentinel',
+    ]);
+  });
+
+  it('needs the master name with the Sentinels, and refuses the other settings without them', () => {
+    assert.match(problemsOf({ REDIS_SENTINELS: '10.0.0.5:26379' })[0]!, /^REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS/);
+    assert.match(problemsOf({ ...sentinels, REDIS_SENTINEL_NAME: 'my master' })[0]!, /^REDIS_SENTINEL_NAME must be 1-128 printable characters without spaces/);
+    assert.deepEqual(problemsOf({ REDIS_URL: 'redis://127.0.0.1:6379', REDIS_SENTINEL_NAME: 'mymaster', REDIS_PASSWORD: 'x', REDIS_SENTINEL_PASSWORD: 'y' }), [
+      'REDIS_SENTINEL_NAME is read only with REDIS_SENTINELS, which is not set',
+      'REDIS_PASSWORD is read only with REDIS_SENTINELS: with REDIS_URL or REDIS_CLUSTER_NODES, put the password in the URL (redis://:password@host:port)',
+      'REDIS_SENTINEL_PASSWORD is read only with REDIS_SENTINELS',
+    ]);
+  });
+
+  it('refuses Sentinel addresses it cannot use, saying what it takes', () => {
+    for (const entry of ['redis://10.0.0.5:26379', '10.0.0.5:0', '10.0.0.5:99999', 'a b', '::1', '10.0.0.5:port']) {
+      const [problem = '(accepted)', ...more] = problemsOf({ REDIS_SENTINELS: `10.0.0.6:26379,${entry}`, REDIS_SENTINEL_NAME: 'mymaster' });
+      assert.equal(more.length, 0, entry);
+      assert.match(problem, /^REDIS_SENTINELS has ".*": use host:port of each Sentinel, e.g. 10\.0\.0\.5:26379/, entry);
+    }
+    assert.match(problemsOf({ REDIS_SENTINELS: 'redis://10.0.0.5:26379', REDIS_SENTINEL_NAME: 'm' })[0]!, /\(Sentinel addresses, not URLs\)/);
+  });
+
+  it('a bad Sentinel setting stops the process with the reason', async () => {
+    const bad = await runGatewayToExit({ REDIS_SENTINELS: '10.0.0.5:26379', REDIS_URL: 'redis://127.0.0.1:6379' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /REDIS_SENTINELS and REDIS_URL are exclusive/);
+    assert.match(bad.stderr, /REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS/);
+  });
+});

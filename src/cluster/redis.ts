@@ -1,5 +1,7 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Config } from '../config/schema.js';
 import { throttle, type Logger } from '../observability/logger.js';
+import { createSentinelClient, followFailovers, serverOf, type SentinelTarget } from './sentinel.js';
 
 /** Reconnect delay grows with attempts and is capped, so a long outage costs one try every 2 s. */
 const RECONNECT_MAX_DELAY_MS = 2000;
@@ -23,8 +25,19 @@ const SUB_OPTIONS: RedisOptions = { ...COMMON, maxRetriesPerRequest: null };
 /** A standalone Redis or a Redis Cluster: both speak the same commands through ioredis. */
 export type RedisClient = Redis | Cluster;
 
-/** Where Redis is: one server, or the seed nodes of a cluster. */
-export type RedisTarget = { url: string } | { clusterNodes: readonly string[] };
+/** Where Redis is: one server, the seed nodes of a cluster, or the master Sentinels monitor. */
+export type RedisTarget = { url: string } | { clusterNodes: readonly string[] } | SentinelTarget;
+
+/** The Redis the configuration names; undefined for a single node without one. */
+export function redisTargetOf(
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes' | 'redisSentinels' | 'redisSentinelName' | 'redisPassword' | 'redisSentinelPassword'>,
+): RedisTarget | undefined {
+  if (config.redisClusterNodes.length > 0) return { clusterNodes: config.redisClusterNodes };
+  if (config.redisSentinels.length > 0 && config.redisSentinelName !== undefined) {
+    return { sentinels: config.redisSentinels, name: config.redisSentinelName, password: config.redisPassword, sentinelPassword: config.redisSentinelPassword };
+  }
+  return config.redisUrl ? { url: config.redisUrl } : undefined;
+}
 
 /** Attaches the listeners every herald Redis client needs: errors logged (throttled), never thrown. */
 export function watchClient(client: RedisClient, name: string, logger: Logger): void {
@@ -36,7 +49,8 @@ export function watchClient(client: RedisClient, name: string, logger: Logger): 
   client.on('ready', () => {
     wasReady = true;
     errorLog.reset();
-    logger.info({ client: name }, 'redis ready');
+    // Which server: behind Sentinel it changes with every failover.
+    logger.info({ client: name, server: client instanceof Redis ? serverOf(client) : undefined }, 'redis ready');
   });
   client.on('close', () => {
     if (wasReady) logger.warn({ client: name }, 'redis connection closed; reconnecting');
@@ -58,9 +72,15 @@ export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair 
   const [pub, sub] =
     'url' in target
       ? [new Redis(target.url, PUB_OPTIONS), new Redis(target.url, SUB_OPTIONS)]
-      : [createCluster(target.clusterNodes, PUB_OPTIONS, false), createCluster(target.clusterNodes, SUB_OPTIONS, true)];
+      : 'clusterNodes' in target
+        ? [createCluster(target.clusterNodes, PUB_OPTIONS, false), createCluster(target.clusterNodes, SUB_OPTIONS, true)]
+        : [createSentinelClient(target, PUB_OPTIONS), createSentinelClient(target, SUB_OPTIONS)];
   watchClient(pub, 'pub', logger);
   watchClient(sub, 'sub', logger);
+  const failovers =
+    'sentinels' in target
+      ? followFailovers(target, [pub as Redis, sub as Redis], COMMON, (client, name) => watchClient(client, name, logger), logger)
+      : undefined;
   // ioredis reports `ready` before its automatic resubscribe has been answered. A PING sent after
   // it is answered after the SUBSCRIBEs, so once it returns this replica hears the bus again.
   let subscribed = false;
@@ -79,9 +99,10 @@ export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair 
   return {
     pub,
     sub,
-    cluster: !('url' in target),
+    cluster: 'clusterNodes' in target,
     isReady: () => pub.status === 'ready' && sub.status === 'ready' && subscribed,
     close(timeoutMs) {
+      failovers?.close();
       closing ??= Promise.all([quitBounded(pub, timeoutMs), quitBounded(sub, timeoutMs)]).then(() => undefined);
       return closing;
     },

@@ -99,3 +99,18 @@ function clusterNodeUrl(entry: string): URL | undefined {
   if (!url.port || !url.hostname || !['', '/', '/0'].includes(url.pathname) || url.search || url.hash) return undefined;
   return url;
 }
+
+/** Sentinel's own port, where `REDIS_SENTINELS` names none. */
+export const SENTINEL_PORT = 26379;
+
+/** `REDIS_SENTINELS`: `host[:port]` entries, 26379 where no port is given. */
+export function parseSentinels(entries: readonly string[]): HostPort[] {
+  return entries.map((entry) => {
+    const sentinel = parseHostPort(entry, SENTINEL_PORT);
+    if (!sentinel) {
+      const hint = entry.includes('://') ? ' (Sentinel addresses, not URLs)' : '';
+      throw new Error(`has "${redact(entry)}": use host:port of each Sentinel, e.g. 10.0.0.5:${SENTINEL_PORT}${hint}`);
+    }
+    return sentinel;
+  });
+}

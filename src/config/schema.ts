@@ -9,6 +9,7 @@ import { INGEST_SETTINGS } from './settings/ingest.js';
 export type TransportKind = 'uws' | 'node';
 export { LOG_LEVELS, type LogLevel } from './levels.js';
 import type { LogLevel } from './levels.js';
+import type { HostPort } from './addresses.js';
 
 /** herald's configuration after validation. Frozen; built only by `loadConfig`. */
 export interface Config {
@@ -34,6 +35,14 @@ export interface Config {
   readonly redisMode: 'classic' | 'sharded';
   /** Redis Cluster seed nodes (redis:// or rediss:// URLs); set instead of REDIS_URL. */
   readonly redisClusterNodes: readonly string[];
+  /** Sentinels asked for the master (`REDIS_SENTINELS`); set instead of REDIS_URL and REDIS_CLUSTER_NODES. Empty: no Sentinel. */
+  readonly redisSentinels: readonly HostPort[];
+  /** Master name the Sentinels monitor; set exactly when `redisSentinels` is. */
+  readonly redisSentinelName: string | undefined;
+  /** Password of the master and replicas found through the Sentinels (URLs carry their own). */
+  readonly redisPassword: string | undefined;
+  /** Password the Sentinels themselves ask for. */
+  readonly redisSentinelPassword: string | undefined;
   /** Channel prefix shared with the redis-adapter and @socket.io/redis-emitter. @default "socket.io" */
   readonly redisKeyPrefix: string;
   /** Bearer keys accepted by the publish and history APIs. Empty: loopback-only publishing. */

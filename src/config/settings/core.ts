@@ -4,6 +4,7 @@ import { LOG_LEVELS, type LogLevel } from '../levels.js';
 import type { TransportKind } from '../schema.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
 import { parseClusterNodes, parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
+import { SENTINEL_SETTINGS } from './sentinel.js';
 
 /** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
 export const CORE_SETTINGS = [
@@ -104,6 +105,7 @@ export const CORE_SETTINGS = [
       return Object.freeze(parseClusterNodes(nodes));
     },
   }),
+  ...SENTINEL_SETTINGS,
   setting({
     env: 'REDIS_KEY_PREFIX',
     key: 'redisKeyPrefix',
