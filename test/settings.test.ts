@@ -150,8 +150,14 @@ describe('status page under SOCKETIO_PATH in headless Chromium', { skip: needs('
   it('connects through the path and shows a publish to the demo room', async () => {
     for (const [i, gw] of gateways.entries()) {
       const page = await browser.newPage();
+      const requested: string[] = [];
+      page.on('request', (r) => requested.push(new URL(r.url()).pathname));
+      page.on('websocket', (ws) => requested.push(new URL(ws.url()).pathname));
       await page.goto(gw.url);
       await page.waitForFunction((id) => document.getElementById('via')?.textContent === id, gw.replicaId);
+      assert.ok(requested.includes(`${PATH}/socket.io.js`), `the client came from the path: ${requested.join(' ')}`);
+      assert.ok(requested.includes(`${PATH}/`), `the page connected under the path: ${requested.join(' ')}`);
+      assert.ok(!requested.some((p) => p.startsWith('/socket.io/')), `nothing went to the default path: ${requested.join(' ')}`);
       // The page subscribes right after it connects; publish until the score shows, as its ack is not visible.
       const score = { home: i + 1, away: 0 };
       await waitFor('the score on the page', async () => {
