@@ -28,8 +28,9 @@ if (!config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl) {
     'no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: every client is anonymous and may use PUBLIC_ROOMS only',
   );
 }
-if (config.redisUrl === undefined) {
-  logger.warn('REDIS_URL is not set: single node with the in-memory adapter; replicas will not share rooms');
+const redis = config.redisUrl !== undefined || config.redisClusterNodes.length > 0 || config.redisSentinels.length > 0;
+if (!redis) {
+  logger.warn('No Redis is set (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): single node with the in-memory adapter; replicas will not share rooms');
 }
 
 const app = createApp(config, logger);
@@ -57,7 +58,7 @@ process.on('SIGINT', shutdown);
 
 try {
   const { port, transport } = await app.start();
-  logger.info({ port, transport, redis: config.redisUrl !== undefined }, 'listening');
+  logger.info({ port, transport, redis }, 'listening');
 } catch (err) {
   logger.fatal({ err }, 'could not start');
   process.exit(1);
