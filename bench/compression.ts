@@ -21,6 +21,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { constants, inflateRawSync } from 'node:zlib';
+import { readFrameHeader } from '../loadtest/harness/wsclient.js';
 import { cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, rssBytes } from './stacks.js';
 
 export interface CompressionRow {
@@ -154,20 +155,9 @@ function subscriber(url: string): Promise<Subscriber> {
       }
       let off = 0;
       for (;;) {
-        if (buf.length - off < 2) break;
-        const b0 = buf[off]!;
-        let len = buf[off + 1]! & 0x7f;
-        let head = 2;
-        if (len === 126) {
-          if (buf.length - off < 4) break;
-          len = buf.readUInt16BE(off + 2);
-          head = 4;
-        } else if (len === 127) {
-          if (buf.length - off < 10) break;
-          len = Number(buf.readBigUInt64BE(off + 2));
-          head = 10;
-        }
-        if (buf.length - off < head + len) break;
+        const frame = readFrameHeader(buf, off);
+        if (!frame || buf.length - off < frame.head + frame.len) break;
+        const { b0, len, head } = frame;
         const payload = buf.subarray(off + head, off + head + len);
         off += head + len;
         const op = b0 & 0x0f;

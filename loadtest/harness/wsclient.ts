@@ -18,6 +18,34 @@ const MAX_FRAME = 16 * 1024 * 1024;
 /** Frame opcodes (RFC 6455 §5.2). */
 const Op = { Continuation: 0, Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
 
+/** A server frame's first byte (FIN, RSV1, opcode), payload length and header length. */
+export interface FrameHeader {
+  readonly b0: number;
+  /** The mask bit: servers must not set it. */
+  readonly masked: boolean;
+  readonly len: number;
+  readonly head: number;
+}
+
+/** Reads the header of the frame at `off`; undefined until the whole header is in `buf`. */
+export function readFrameHeader(buf: Buffer, off: number): FrameHeader | undefined {
+  if (buf.length - off < 2) return undefined;
+  const b0 = buf[off]!;
+  const b1 = buf[off + 1]!;
+  let len = b1 & 0x7f;
+  let head = 2;
+  if (len === 126) {
+    if (buf.length - off < 4) return undefined;
+    len = buf.readUInt16BE(off + 2);
+    head = 4;
+  } else if (len === 127) {
+    if (buf.length - off < 10) return undefined;
+    len = buf.readUInt32BE(off + 2) * 2 ** 32 + buf.readUInt32BE(off + 6);
+    head = 10;
+  }
+  return { b0, masked: (b1 & 0x80) !== 0, len, head };
+}
+
 export interface WsHandlers {
   /** Called once the handshake has completed. */
   open(): void;
@@ -109,21 +137,10 @@ export class WsClient {
     }
     let off = 0;
     while (this.state === 'open') {
-      if (buf.length - off < 2) break;
-      const b0 = buf[off]!;
-      const b1 = buf[off + 1]!;
-      if (b1 & 0x80) return this.end('protocol: masked frame from server');
-      let len = b1 & 0x7f;
-      let head = 2;
-      if (len === 126) {
-        if (buf.length - off < 4) break;
-        len = buf.readUInt16BE(off + 2);
-        head = 4;
-      } else if (len === 127) {
-        if (buf.length - off < 10) break;
-        len = buf.readUInt32BE(off + 2) * 2 ** 32 + buf.readUInt32BE(off + 6);
-        head = 10;
-      }
+      const frame = readFrameHeader(buf, off);
+      if (!frame) break;
+      const { b0, len, head } = frame;
+      if (frame.masked) return this.end('protocol: masked frame from server');
       if (len > MAX_FRAME) return this.end(`protocol: frame of ${len} bytes`);
       if (buf.length - off < head + len) break;
       this.frame(b0 & 0x80 ? true : false, b0 & 0x0f, buf, off + head, off + head + len);
