@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isValidPattern } from '../protocol/patterns.js';
-import type { Config, Env, PublishKey, Setting } from './schema.js';
+import type { Config, Env, PublishKey, Setting } from './types.js';
 
 export function setting<K extends keyof Config>(s: Setting<K>): Setting<K> {
   return s;

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { LOG_LEVELS, type LogLevel } from '../levels.js';
-import type { TransportKind } from '../schema.js';
+import type { TransportKind } from '../types.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
 import { parseClusterNodes, parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
 import { SENTINEL_SETTINGS } from './sentinel.js';

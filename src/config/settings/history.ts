@@ -1,7 +1,7 @@
 import { LAST_MAX } from '../../history/types.js';
 import { isValidPattern } from '../../protocol/patterns.js';
 import { integer, list, setting } from '../parse.js';
-import type { HistoryRule } from '../schema.js';
+import type { HistoryRule } from '../types.js';
 
 /** History rooms (reliable fan-out). */
 export const HISTORY_SETTINGS = [

@@ -1,6 +1,6 @@
 import { parseSentinels } from '../addresses.js';
 import { list, setting } from '../parse.js';
-import type { Env } from '../schema.js';
+import type { Env } from '../types.js';
 
 const hasSentinels = (env: Env) => list(env.REDIS_SENTINELS).length > 0;
 
