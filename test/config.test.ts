@@ -81,21 +81,13 @@ describe('configuration', () => {
   });
 
   it('checks auth settings: one key source, real keys, origins, scoped publish keys', () => {
-    const problems = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return [];
-      } catch (err) {
-        return (err as ConfigError).problems;
-      }
-    };
-    assert.match(problems({ JWT_SECRET: 's'.repeat(32), JWKS_URL: 'https://idp.example.com/jwks' })[0]!, /JWT_SECRET conflicts with JWKS_URL/);
-    assert.match(problems({ JWT_SECRET: 'short' })[0]!, /at least 32/);
-    assert.match(problems({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nnope\\n-----END PUBLIC KEY-----' })[0]!, /not a PEM public key/);
-    assert.match(problems({ JWKS_URL: 'ftp://x' })[0]!, /http\(s\):\/\/ or file:/);
-    assert.match(problems({ CORS_ORIGINS: 'https://app.example.com/path' })[0]!, /not an origin/);
-    assert.match(problems({ ALLOW_ANONYMOUS: 'false' })[0]!, /cannot be false without/);
-    assert.match(problems({ PUBLISH_KEYS: 'k'.repeat(20) + ' rooms=bad room' })[0]!, /bad option/);
+    assert.match(problemsOf({ JWT_SECRET: 's'.repeat(32), JWKS_URL: 'https://idp.example.com/jwks' })[0]!, /JWT_SECRET conflicts with JWKS_URL/);
+    assert.match(problemsOf({ JWT_SECRET: 'short' })[0]!, /at least 32/);
+    assert.match(problemsOf({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\\nnope\\n-----END PUBLIC KEY-----' })[0]!, /not a PEM public key/);
+    assert.match(problemsOf({ JWKS_URL: 'ftp://x' })[0]!, /http\(s\):\/\/ or file:/);
+    assert.match(problemsOf({ CORS_ORIGINS: 'https://app.example.com/path' })[0]!, /not an origin/);
+    assert.match(problemsOf({ ALLOW_ANONYMOUS: 'false' })[0]!, /cannot be false without/);
+    assert.match(problemsOf({ PUBLISH_KEYS: 'k'.repeat(20) + ' rooms=bad room' })[0]!, /bad option/);
     const scoped = loadConfig({ PUBLISH_KEYS: `${'k'.repeat(20)} rooms=scores:*|news` });
     assert.deepEqual(scoped.publishKeys, [{ key: 'k'.repeat(20), rooms: ['scores:*', 'news'] }]);
   });
@@ -111,25 +103,17 @@ describe('configuration', () => {
   });
 
   it('refuses a JWKS_URL over plain http, except for a loopback host outside production', () => {
-    const problems = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return [];
-      } catch (err) {
-        return (err as ConfigError).problems;
-      }
-    };
     // Keys fetched in the clear can be replaced on the way: whoever does that signs any token.
-    const [remote = '(accepted)'] = problems({ JWKS_URL: 'http://idp.example.com/.well-known/jwks.json' });
+    const [remote = '(accepted)'] = problemsOf({ JWKS_URL: 'http://idp.example.com/.well-known/jwks.json' });
     assert.match(remote, /^JWKS_URL must be an https:\/\/ or file: URL; http:\/\/ is accepted only for a loopback host .*"idp\.example\.com"/);
     for (const host of ['10.0.0.5', '[::ffff:7f00:1]', '127.0.0.1.nip.io', 'localhost.example.com']) {
-      assert.equal(problems({ JWKS_URL: `http://${host}/jwks.json` }).length, 1, host);
+      assert.equal(problemsOf({ JWKS_URL: `http://${host}/jwks.json` }).length, 1, host);
     }
     for (const url of ['http://127.0.0.1:8080/jwks.json', 'http://127.8.9.10/jwks.json', 'http://[::1]:8080/jwks.json', 'http://localhost/jwks.json']) {
       assert.equal(loadConfig({ JWKS_URL: url }).jwksUrl?.href, new URL(url).href, `${url} is a loopback host`);
     }
     const production = { NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) };
-    assert.deepEqual(problems({ ...production, JWKS_URL: 'http://127.0.0.1:8080/jwks.json' }), [
+    assert.deepEqual(problemsOf({ ...production, JWKS_URL: 'http://127.0.0.1:8080/jwks.json' }), [
       'JWKS_URL must be an https:// or file: URL when NODE_ENV=production, got http://',
     ]);
     assert.equal(loadConfig({ ...production, JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' }).jwksUrl?.protocol, 'https:');
