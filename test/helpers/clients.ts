@@ -34,9 +34,12 @@ export async function connectClient(
     /** Handshake `auth` payload, e.g. `{token}`. */
     auth?: Record<string, unknown>;
     extraHeaders?: Record<string, string>;
+    /** Socket.IO's path, when the gateway has a SOCKETIO_PATH. */
+    path?: string;
   } = {},
 ): Promise<TestClient> {
   const socket = connect(url, {
+    path: opts.path,
     auth: opts.auth,
     extraHeaders: opts.extraHeaders,
     transports: opts.transport === 'upgrade' ? ['polling', 'websocket'] : [opts.transport ?? 'websocket'],
