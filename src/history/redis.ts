@@ -74,15 +74,13 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
    * once it is answered, so `watch` waits for it (a subscribe acked before it would miss entries).
    */
   let subscribed: Promise<void> = Promise.resolve();
-  const subscribe = () =>
-    sub.subscribe(channel).then(
-      () => undefined,
-      (err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'),
-    );
   if (sharded) {
     sub.on('smessage', onMessage);
   } else {
-    subscribed = subscribe();
+    subscribed = sub.subscribe(channel).then(
+      () => undefined,
+      (err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'),
+    );
     sub.on('message', onMessage);
   }
   let gapHandler: (resumed: Promise<void>) => void = () => {};

@@ -250,11 +250,8 @@ export class HistoryRooms {
     refill.running = true;
     // Catching-up sockets need no more: entries they miss are delivered through `deliver`, which
     // buffers them for a replay under way and filters them by a settling socket's mark.
-    const marks: MessageId[] = [];
-    for (const c of this.catchups.get(room)?.values() ?? []) if (c.phase === 'settling') marks.push(c.mark);
-    const start = this.last.get(room) ?? marks.sort(compareIds)[0];
+    let mark = this.last.get(room) ?? this.lowestSettlingMark(room);
     let delivered = 0;
-    let mark = start;
     try {
       if (mark === undefined) return;
       for (let attempt = 1; ; attempt++) {
@@ -291,6 +288,13 @@ export class HistoryRooms {
       this.refills.delete(room);
       for (const e of refill.held) this.accept(e);
     }
+  }
+
+  /** Where to refill a room from before anything was delivered in it: its least advanced settling socket. */
+  private lowestSettlingMark(room: RoomName): MessageId | undefined {
+    const marks: MessageId[] = [];
+    for (const c of this.catchups.get(room)?.values() ?? []) if (c.phase === 'settling') marks.push(c.mark);
+    return marks.sort(compareIds)[0];
   }
 
   /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
