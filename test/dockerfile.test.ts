@@ -11,6 +11,7 @@ import { validate } from 'dockerfile-utils';
 import { freePort } from './helpers/ports.js';
 import { needs, toolPath } from './helpers/tools.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
+import { owned } from './helpers/children.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DOCKERFILE = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
@@ -141,7 +142,7 @@ describe('Dockerfile', () => {
       DRAIN_SECONDS: '1',
     });
 
-    const child = spawn(toolPath('unshare'), ['--pid', '--fork', '--kill-child', '--', ...entry], { cwd: imageDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = owned(spawn(toolPath('unshare'), ['--pid', '--fork', '--kill-child', '--', ...entry], { cwd: imageDir, env, stdio: ['ignore', 'pipe', 'pipe'] }));
     const lines: string[] = [];
     createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
     let stderr = '';

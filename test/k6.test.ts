@@ -10,6 +10,7 @@ import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { freePort } from './helpers/ports.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { needs } from './helpers/tools.js';
+import { owned } from './helpers/children.js';
 
 const K6 = process.env.K6;
 const KEY = 'test-publish-key-0123456789';
@@ -76,7 +77,7 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
     const vars = { BASE_URL: lb.url, PUBLISH_KEY: KEY, ...SMALL[script], ...env };
     const args = ['run', '--no-usage-report', '-q', ...Object.entries(vars).flatMap(([k, v]) => ['-e', `${k}=${v}`]), join(SCRIPTS, `${script}.js`)];
     // cwd: handleSummary writes <scenario>-summary.json there.
-    const child = spawn(K6!, args, { cwd: work, env: { PATH: process.env.PATH, HOME: work, K6_NO_USAGE_REPORT: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = owned(spawn(K6!, args, { cwd: work, env: { PATH: process.env.PATH, HOME: work, K6_NO_USAGE_REPORT: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startRedis, type RedisProcess } from './redis.js';
 import { onceWithin, waitFor } from './wait.js';
+import { owned } from './children.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
@@ -37,10 +38,12 @@ let counter = 0;
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const replicaId = `gw-${process.pid}-${++counter}`;
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
-    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replicaId, DRAIN_SECONDS: '1', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = owned(
+    spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
+      env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replicaId, DRAIN_SECONDS: '1', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   const logs: LogLine[] = [];
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => {
@@ -88,10 +91,12 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
 
 /** Runs the gateway to completion, for start-up failures: exit code and output. */
 export async function runGatewayToExit(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = owned(
+    spawn(process.execPath, [MAIN], {
+      env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
 import { onceWithin, waitFor } from './wait.js';
+import { owned } from './children.js';
 
 export const COMPOSE_HAPROXY_CFG = fileURLToPath(new URL('../../deploy/compose/haproxy.cfg', import.meta.url));
 
@@ -57,7 +58,7 @@ export async function startHaproxy(backends: readonly Backend[]): Promise<Haprox
   const dir = mkdtempSync(join(tmpdir(), 'herald-haproxy-'));
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, renderComposeConfig(lbPort, statsPort, backends));
-  const child = spawn(toolPath('haproxy'), ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = owned(spawn(toolPath('haproxy'), ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] }));
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   let exited = false;

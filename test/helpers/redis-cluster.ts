@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
 import { onceWithin, waitFor } from './wait.js';
+import { owned } from './children.js';
 
 const run = promisify(execFile);
 
@@ -38,26 +39,16 @@ async function cli(port: number, ...args: string[]): Promise<string> {
 export async function startRedisCluster(masters = 3, replicasPerMaster = 1, nodeTimeoutMs = 1500): Promise<RedisCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'herald-cluster-'));
   const nodes: ClusterNode[] = [];
-  const count = masters * (1 + replicasPerMaster);
-  for (let i = 0; i < count; i++) {
-    const [port, bus] = [await freePort(), await freePort()];
-    const nodeDir = join(dir, String(port));
-    await run('mkdir', ['-p', nodeDir]);
-    const child = spawn(
-      toolPath('redis-server'),
-      [
-        '--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
-        '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs),
-        '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', nodeDir,
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    nodes.push({ port, process: child });
-  }
-  for (const n of nodes) await waitFor(`redis ${n.port} up`, async () => (await cli(n.port, 'PING').catch(() => '')).trim() === 'PONG');
-  await run(toolPath('redis-cli'), [
-    '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes',
-  ]);
+  const stop = async () => {
+    for (const n of nodes) {
+      if (!n.process) continue;
+      const exited = onceWithin(n.process, 'exit', `redis ${n.port} exit`);
+      n.process.kill('SIGKILL');
+      await exited;
+      n.process = undefined;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
   const healthy = async (alive: ClusterNode[]) => {
     for (const n of alive) {
       const info = await cli(n.port, 'CLUSTER', 'INFO').catch(() => '');
@@ -65,20 +56,51 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
     }
     return true;
   };
-  await waitFor('cluster state ok on every node', () => healthy(nodes), 30_000);
-  // A replica that has not synced with its master cannot take over from it: wait for every link.
-  await waitFor(
-    'every replica replicating',
-    async () => {
-      let linked = 0;
-      for (const n of nodes) {
-        const info = await cli(n.port, 'INFO', 'replication').catch(() => '');
-        if (/role:slave/.test(info) && /master_link_status:up/.test(info)) linked++;
-      }
-      return linked === masters * replicasPerMaster;
-    },
-    30_000,
-  );
+  try {
+    await start();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  async function start(): Promise<void> {
+    const count = masters * (1 + replicasPerMaster);
+    for (let i = 0; i < count; i++) {
+      const [port, bus] = [await freePort(), await freePort()];
+      const nodeDir = join(dir, String(port));
+      await run('mkdir', ['-p', nodeDir]);
+      const child = owned(
+        spawn(
+          toolPath('redis-server'),
+          [
+            '--port', String(port), '--cluster-port', String(bus), '--bind', '127.0.0.1', '--cluster-enabled', 'yes',
+            '--cluster-config-file', join(nodeDir, 'nodes.conf'), '--cluster-node-timeout', String(nodeTimeoutMs),
+            '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', nodeDir,
+          ],
+          { stdio: ['ignore', 'ignore', 'inherit'] },
+        ),
+      );
+      nodes.push({ port, process: child });
+    }
+    for (const n of nodes) await waitFor(`redis ${n.port} up`, async () => (await cli(n.port, 'PING').catch(() => '')).trim() === 'PONG');
+    await run(toolPath('redis-cli'), [
+      '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes',
+    ]);
+    await waitFor('cluster state ok on every node', () => healthy(nodes), 30_000);
+    // A replica that has not synced with its master cannot take over from it: wait for every link.
+    await waitFor(
+      'every replica replicating',
+      async () => {
+        let linked = 0;
+        for (const n of nodes) {
+          const info = await cli(n.port, 'INFO', 'replication').catch(() => '');
+          if (/role:slave/.test(info) && /master_link_status:up/.test(info)) linked++;
+        }
+        return linked === masters * replicasPerMaster;
+      },
+      30_000,
+    );
+  }
 
   return {
     nodes,
@@ -107,15 +129,7 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
         30_000,
       );
     },
-    async stop() {
-      for (const n of nodes) {
-        if (!n.process) continue;
-        const exited = onceWithin(n.process, 'exit', `redis ${n.port} exit`);
-        n.process.kill('SIGKILL');
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop,
   };
 }
 

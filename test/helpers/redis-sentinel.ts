@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
 import { onceWithin, waitFor } from './wait.js';
+import { owned } from './children.js';
 
 const run = promisify(execFile);
 
@@ -73,7 +74,7 @@ export async function startRedisSentinel(opts: SentinelSetOptions = {}): Promise
   };
   const data = (port: number, ...args: string[]) => cli(port, opts.password, ...args);
   const sentinel = (port: number, ...args: string[]) => cli(port, opts.sentinelPassword, ...args);
-  const spawnServer = (args: string[]) => spawn(toolPath('redis-server'), args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const spawnServer = (args: string[]) => owned(spawn(toolPath('redis-server'), args, { stdio: ['ignore', 'ignore', 'inherit'] }));
 
   const servers: SentinelSetNode[] = [];
   const sentinels: SentinelSetNode[] = [];
@@ -126,7 +127,7 @@ export async function startRedisSentinel(opts: SentinelSetOptions = {}): Promise
       if (opts.sentinelPassword) lines.push(`requirepass ${opts.sentinelPassword}`, `sentinel sentinel-pass ${opts.sentinelPassword}`);
       // Sentinel rewrites its configuration file, so each has its own, writable.
       writeFileSync(conf, `${lines.join('\n')}\n`);
-      sentinels.push({ port, process: spawn(toolPath('redis-server'), [conf, '--sentinel'], { stdio: ['ignore', 'ignore', 'inherit'] }) });
+      sentinels.push({ port, process: spawnServer([conf, '--sentinel']) });
     }
     // Sentinels find the replicas through the master's INFO and each other through its hello channel.
     await waitFor(

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
 import { onceWithin } from './wait.js';
+import { owned } from './children.js';
 
 /** A private redis-server on a free loopback port, which a test may kill and restart. */
 export interface RedisProcess {
@@ -46,7 +47,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess>
   let proc: ChildProcess | undefined;
 
   async function launch(): Promise<void> {
-    const child = spawn(toolPath('redis-server'), args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = owned(spawn(toolPath('redis-server'), args, { stdio: ['ignore', 'pipe', 'inherit'] }));
     proc = child;
     let out = '';
     const ready = new Promise<void>((resolve, reject) => {
@@ -59,7 +60,12 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess>
     const timeout = new Promise<never>((_, reject) =>
       setTimeout(() => reject(new Error(`redis-server on ${port} not ready:\n${out}`)), 10_000).unref(),
     );
-    await Promise.race([ready, timeout]);
+    try {
+      await Promise.race([ready, timeout]);
+    } catch (err) {
+      await kill();
+      throw err;
+    }
   }
 
   async function kill(): Promise<void> {
