@@ -6,6 +6,7 @@ import { createTokenVerifier } from './auth/jwt.js';
 import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
+import type { LocalDelivery } from './cluster/adapter.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
 import { Sessions } from './realtime/session.js';
@@ -109,7 +110,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       } else callback(null, true);
     },
   });
-  bus.install(io);
+  // The adapter delivers through the transport's fast path once the transport runs (uWS).
+  const delivery: { current: LocalDelivery | undefined } = { current: undefined };
+  bus.install(io, { delivery, recovery: undefined });
   const connects = new ConnectGuard(metrics, logger);
   if (config.adminUiUsername && config.adminUiPasswordHash) {
     // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
@@ -224,7 +227,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
+      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, delivery, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
       // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
       unobserve = observeDeliveries(metrics, slow);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);

@@ -5,12 +5,13 @@ import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
 import type { us_listen_socket } from 'uWebSockets.js';
 import { loadUws } from '../src/transport/index.js';
 import type { PublishBatcher } from '../src/transport/uws-batch.js';
-import { installUwsBroadcast } from '../src/transport/uws-broadcast.js';
+import { memoryAdapter, type LocalDelivery } from '../src/cluster/adapter.js';
+import { UwsDelivery } from '../src/transport/uws-delivery.js';
 import { onceWithin } from './helpers/wait.js';
 
 /**
  * Room broadcasts batched on uWS (BROADCAST_BATCH_MS): a real Socket.IO server on uWS with herald's
- * broadcast and a window long enough that what the tests publish in one go is certainly queued.
+ * adapter and uWS delivery and a window long enough that what the tests publish in one go is certainly queued.
  * Each test publishes, changes membership or writes directly while broadcasts wait, then sends
  * every client a direct `end`: uWS sends a subscriber's topic messages ahead of a direct write, so
  * what a client holds when `end` arrives is all it will get of them.
@@ -35,10 +36,14 @@ describe('room broadcasts batched on uWS', () => {
   before(async () => {
     const loaded = loadUws();
     if (!('uws' in loaded)) throw loaded.error;
+    const delivery: { current: LocalDelivery | undefined } = { current: undefined };
     io = new Server();
+    io.adapter(memoryAdapter({ delivery, recovery: undefined }) as never);
     const app = loaded.uws.App();
     io.attachApp(app);
-    batcher = installUwsBroadcast(io, app, { batchMs: WINDOW_MS });
+    const uws = new UwsDelivery(app, { batchMs: WINDOW_MS });
+    delivery.current = uws;
+    batcher = uws.batcher;
     const token = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uWS did not listen')))));
     url = `http://127.0.0.1:${loaded.uws.us_socket_local_port(token)}`;
     closeListen = () => loaded.uws.us_listen_socket_close(token);

@@ -1,5 +1,5 @@
-import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Server } from 'socket.io';
+import { memoryAdapter, redisAdapter, shardedAdapter, type HeraldAdapterDeps } from './adapter.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
@@ -22,8 +22,8 @@ export interface Bus {
   readonly kind: BusKind;
   /** The Redis connections, for other Redis-backed parts (history, presence); undefined for `memory`. */
   readonly redis: RedisPair | undefined;
-  /** Installs the adapter on `io`. Call once, before clients connect. */
-  install(io: Server): void;
+  /** Installs herald's adapter (src/cluster/adapter.ts) on `io`. Call once, before clients connect. */
+  install(io: Server, deps: HeraldAdapterDeps): void;
   /**
    * Resolves once this replica hears `room`'s broadcasts from Redis (sharded: its shard channel is
    * subscribed). Call after a join, before telling the client it is subscribed.
@@ -50,7 +50,7 @@ export function createBus(opts: BusOptions): Bus {
     return {
       kind: 'memory',
       redis: undefined,
-      install: () => {},
+      install: (io, deps) => void io.adapter(memoryAdapter(deps) as never),
       awaitRoom: async () => {},
       messagesReceived: () => 0,
       isReady: () => true,
@@ -70,14 +70,10 @@ export function createBus(opts: BusOptions): Bus {
   return {
     kind: sharded ? 'sharded' : 'redis',
     redis: pair,
-    install(io) {
+    install(io, deps) {
       const pub = guardFireAndForget(pair.pub, onFailure);
       const sub = guardFireAndForget(pair.sub, onFailure);
-      io.adapter(
-        sharded
-          ? createShardedAdapter(pub, sub, { channelPrefix: opts.keyPrefix, subscriptionMode: 'dynamic' })
-          : createAdapter(pub, sub, { key: opts.keyPrefix }),
-      );
+      io.adapter((sharded ? shardedAdapter(pub, sub, { channelPrefix: opts.keyPrefix }, deps) : redisAdapter(pub, sub, { key: opts.keyPrefix }, deps)) as never);
     },
     async awaitRoom(room) {
       // Rooms that look like socket ids stay on the adapter's main channel (always subscribed).

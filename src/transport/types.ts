@@ -1,5 +1,6 @@
 import type { Server } from 'socket.io';
 import type { TransportKind } from '../config/schema.js';
+import type { LocalDelivery } from '../cluster/adapter.js';
 import type { HttpService } from './http.js';
 
 export interface TransportOptions {
@@ -10,6 +11,8 @@ export interface TransportOptions {
   readonly http: HttpService;
   /** uWS only: how long a busy replica may hold room publishes to batch them (`BROADCAST_BATCH_MS`). */
   readonly broadcastBatchMs: number;
+  /** Where herald's adapter delivers; the uWS transport sets its fast path here. */
+  readonly delivery: { current: LocalDelivery | undefined };
   /** Negotiate permessage-deflate with WebSocket clients that offer it (`WS_COMPRESSION`). @default false */
   readonly compression?: boolean;
 }

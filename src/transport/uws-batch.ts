@@ -19,7 +19,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
  *
  * What must not change is what each connection receives and in which order, so the queue is
  * flushed before anything that could reorder or redirect a queued message (see
- * `installUwsBroadcast`): a direct write to a WebSocket connection, since uWS sends a
+ * `UwsDelivery`): a direct write to a WebSocket connection, since uWS sends a
  * subscriber's queued topic messages before a direct one; and a join, a leave or an upgrade to
  * WebSocket, since uWS would then deliver a queued message to a different set of sockets than
  * the one in the rooms when it was published.

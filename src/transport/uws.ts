@@ -3,7 +3,7 @@ import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 import { attachEngine, sayConnectionClose, uwsClosesAfter } from './uws-attach.js';
-import { installUwsBroadcast } from './uws-broadcast.js';
+import { UwsDelivery } from './uws-delivery.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
 export type UwsModule = typeof import('uWebSockets.js');
@@ -36,7 +36,7 @@ function compressionOptions(uws: UwsModule): object {
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
   attachEngine(opts.io, app, opts.compression ? compressionOptions(uws) : {});
-  installUwsBroadcast(opts.io, app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
+  opts.delivery.current = new UwsDelivery(app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
     const method = req.getMethod().toUpperCase();
