@@ -7,9 +7,13 @@ import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
 import type { LocalDelivery } from './cluster/adapter.js';
+import { Journal } from './recovery/journal.js';
+import { Recovery } from './recovery/recovery.js';
+import { createMemorySessionStore, createRedisSessionStore } from './recovery/store.js';
+import { grantedRooms } from './realtime/join.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
-import { Sessions } from './realtime/session.js';
+import { identityOf, Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
@@ -56,7 +60,7 @@ export interface HeraldApp {
 }
 
 /** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
-function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics): HistoryRooms | undefined {
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, journal: Journal | undefined): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
     ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
@@ -67,7 +71,7 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, met
       value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds, last: r.last },
     })),
   );
-  return new HistoryRooms(io, backend, policies, logger, metrics);
+  return new HistoryRooms(io, backend, policies, logger, metrics, journal);
 }
 
 /** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */
@@ -79,6 +83,24 @@ function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
   const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
   bus.redis?.pub.on('ready', () => void rooms.resync());
   return { backend, rooms };
+}
+
+/** Connection state recovery (CONNECTION_RECOVERY_SECONDS), its sessions where the bus keeps its state. */
+function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, isHistoryRoom: (room: string) => boolean): Recovery | undefined {
+  if (config.connectionRecoverySeconds === 0) return undefined;
+  const journal = new Journal();
+  const store = bus.redis ? createRedisSessionStore(bus.redis.pub, config.redisKeyPrefix) : createMemorySessionStore(journal);
+  return new Recovery({
+    store,
+    journal,
+    windowMs: config.connectionRecoverySeconds * 1000,
+    isHistoryRoom,
+    userOf: (socket) => identityOf(socket).userId ?? null,
+    grantedOf: (socket) => [...grantedRooms(socket)],
+    inUse: (room) => io.of('/').adapter.rooms.has(room),
+    logger,
+    metrics,
+  });
 }
 
 /** Composition root: builds every part from `config` and wires them together. */
@@ -99,6 +121,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     // uWS skips a subscriber whose queue is over this in room publishes (the slow-consumer bound).
     ...({ maxBackpressure: config.slowClientMaxBytes } as object),
     cors: { origin: anyOrigin ? true : [...config.corsOrigins], credentials: true },
+    // herald's adapter keeps the sessions (src/recovery/); middlewares run again on a restore,
+    // so a session id alone restores nothing without a valid token for the same user.
+    ...(config.connectionRecoverySeconds > 0 ? { connectionStateRecovery: { maxDisconnectionDuration: config.connectionRecoverySeconds * 1000, skipMiddlewares: false } } : {}),
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
       if (lifecycle.refusingConnections) callback('draining', false);
@@ -112,7 +137,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   });
   // The adapter delivers through the transport's fast path once the transport runs (uWS).
   const delivery: { current: LocalDelivery | undefined } = { current: undefined };
-  bus.install(io, { delivery, recovery: undefined });
+  let history: HistoryRooms | undefined;
+  const recovery = createRecovery(config, io, bus, logger, metrics, (room) => history?.policyFor(room) !== undefined);
+  bus.install(io, { delivery, recovery });
   const connects = new ConnectGuard(metrics, logger);
   if (config.adminUiUsername && config.adminUiPasswordHash) {
     // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
@@ -127,7 +154,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     });
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
-  const history = createHistory(config, io, bus, logger, metrics);
+  history = createHistory(config, io, bus, logger, metrics, recovery?.journal);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
   const control = createControl({ config, io, bus, history, metrics, logger });
@@ -140,6 +167,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     logger,
     metrics,
   });
+  if (recovery) io.of('/').use(recovery.check);
   const presence = createPresence(config, io, bus, logger);
   let transport: RunningTransport | undefined;
   const slow = new SlowConsumers(
@@ -180,6 +208,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     slow,
     bus,
     sessions,
+    journal: recovery?.journal,
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
@@ -216,6 +245,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     unobserve?.();
     transport?.stopListening();
     await metricsServer?.close();
+    // Sessions of the connections just closed, for their clients to recover on another replica.
+    await recovery?.flush(BUS_CLOSE_TIMEOUT_MS);
     await presence?.backend.close();
     await bus.close(BUS_CLOSE_TIMEOUT_MS);
     lifecycle.advance('stopped');

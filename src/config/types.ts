@@ -49,6 +49,8 @@ export interface Config {
   readonly controlKeys: readonly PublishKey[];
   /** Milliseconds a control command waits for the other replicas' reports. @default 1000 */
   readonly controlTimeoutMs: number;
+  /** Seconds a dropped connection's session can be recovered (0: off). @default 120 */
+  readonly connectionRecoverySeconds: number;
   /** Seconds a revocation is kept (user: after its issuedBefore; jti without expiresAt: after it was made). @default 86400 */
   readonly revocationTtlSeconds: number;
   /** Largest publish body in bytes. @default 65536 */

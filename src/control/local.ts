@@ -6,6 +6,7 @@ import { HeraldError } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
+import { grantedRooms, joinRoom } from '../realtime/join.js';
 import { identityOf } from '../realtime/session.js';
 import type { Command, ConnectionInfo, Report, Target } from './commands.js';
 
@@ -47,6 +48,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
       await Promise.all(
         sockets.map(async (s) => {
           deps.history?.forget(s.id, command.room);
+          grantedRooms(s).delete(command.room);
           await s.leave(command.room);
         }),
       );
@@ -106,16 +108,9 @@ function closeWith(socket: Socket, body: object): void {
   socket.disconnect(true);
 }
 
-/** A client's subscribe without the claim check and the subscription cap. */
+/** A client's subscribe without the claim check and the subscription cap; kept across recovery. */
 async function join(socket: Socket, room: RoomName, deps: LocalDeps): Promise<void> {
   if (socket.rooms.has(room)) return;
-  const policy = deps.history?.policyFor(room);
-  if (policy) {
-    await deps.history!.join(socket, room, undefined, policy);
-    return;
-  }
-  const isNew = !socket.nsp.adapter.rooms.has(room);
-  await socket.join(room);
-  // Sharded mode: the report promises delivery, so the room's shard channel must be live first.
-  if (isNew) await deps.bus.awaitRoom(room);
+  grantedRooms(socket).add(room);
+  await joinRoom(socket, room, deps);
 }

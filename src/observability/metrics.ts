@@ -41,6 +41,12 @@ export interface Metrics {
   controlApplied(command: string, connections: number): void;
   /** A revocation check could not reach the shared store; the token was judged on what this replica knows. */
   revocationCheckFailed(): void;
+  /**
+   * Connection state recovery: a dropped connection's session `saved` (or `save_failed`); a
+   * returning one `recovered` whole, `partial` (rooms back, `recovered: false`), `not_found`
+   * (expired, unknown or already used) or `refused` (another user's session).
+   */
+  sessionRecovery(outcome: 'saved' | 'save_failed' | 'recovered' | 'partial' | 'not_found' | 'refused'): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
   /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
@@ -112,6 +118,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
+  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved or not, and returning connections recovered, partial, not_found or refused', labelNames: ['outcome'], registers: [registry] });
   const ingested = new Counter({ name: 'herald_ingest_entries_total', help: 'Ingest entries by source and outcome', labelNames: ['source', 'outcome'], registers: [registry] });
   const ingestLag = new Histogram({
     name: 'herald_ingest_lag_seconds',
@@ -234,6 +241,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     },
     revocationCheckFailed() {
       revocationCheckFailures.inc();
+    },
+    sessionRecovery(outcome) {
+      recoveries.inc({ outcome });
     },
     ingested(source, outcome, lagSeconds) {
       const k = `${source}:${outcome}`;

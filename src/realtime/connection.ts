@@ -2,11 +2,14 @@ import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HELLO_EVENT, type Hello, type MessageId } from '../protocol/events.js';
+import { HELLO_EVENT, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Bus } from '../cluster/bus.js';
 import { LAST_MAX } from '../history/types.js';
+import { takePlan, type RecoveryPlan } from '../recovery/recovery.js';
+import type { Journal } from '../recovery/journal.js';
+import { grantedRooms, joinRoom } from './join.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
 import type { HistoryRooms } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
@@ -30,6 +33,8 @@ export interface RealtimeDeps {
   slow: SlowConsumers;
   bus: Bus;
   sessions: Sessions;
+  /** With connection recovery on: what each connection was sent, kept until it is gone. */
+  journal: Journal | undefined;
 }
 
 /**
@@ -46,6 +51,8 @@ export interface RealtimeDeps {
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   const leave: LeaveRoom = async (socket, room) => {
     deps.history?.forget(socket.id, room);
+    deps.journal?.forget(socket.id, room);
+    grantedRooms(socket).delete(room);
     await socket.leave(room);
   };
   const handlers = new Map<string, EventHandler>([
@@ -93,6 +100,10 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
     deps.sessions.closed(this);
     deps.metrics.connectionClosed();
   };
+  // After `disconnecting`: Socket.IO saves the session for recovery in between, from the journal.
+  const disconnect = function (this: Socket) {
+    deps.journal?.forget(this.id);
+  };
   const hello: Hello = { replica: deps.replicaId };
   io.on('connection', (socket) => {
     deps.metrics.connectionOpened(socket.conn.transport.name);
@@ -100,8 +111,11 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
     deps.sessions.opened(socket);
     guardEvents(socket, deps.limits, handlers);
     socket.on('disconnecting', disconnecting);
+    if (deps.journal) socket.on('disconnect', disconnect);
     releaseHandshake(socket);
     socket.emit(HELLO_EVENT, hello);
+    const plan = takePlan(socket);
+    if (plan) void resume(socket, plan, deps);
   });
 }
 
@@ -116,18 +130,48 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
     if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
   }
   const { since, last } = startOf(arg);
-  const policy = deps.history?.policyFor(room);
-  if (policy) return { room, ...(await deps.history!.join(socket, room, since, policy, last)) };
   // `since` wins over `last`: with both, this is a recovery that cannot recover (below).
-  if (last !== undefined && since === undefined) {
+  if (last !== undefined && since === undefined && !deps.history?.policyFor(room)) {
     throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS), so there are no last messages to send; subscribe without "last".`);
   }
-  const isNew = !socket.nsp.adapter.rooms.has(room);
-  await socket.join(room);
-  // Sharded mode: the ack promises delivery, so the room's shard channel must be live first.
-  if (isNew) await deps.bus.awaitRoom(room);
+  // `since` is checked by `HistoryRooms.join`.
+  const { history, ...joined } = await joinRoom(socket, room, deps, { since: since as MessageId | undefined, last });
+  if (history) return { room, ...joined };
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
+}
+
+/**
+ * A socket restored by connection recovery (src/recovery/recovery.ts): its rooms back, those its
+ * claims still allow and those the backend granted it; in each history room, what it missed
+ * after the last message its client had, in order, then live. A history room that no longer
+ * holds that message gets `herald:reset` (as after a bus gap), and is joined at its current position.
+ */
+async function resume(socket: Socket, plan: RecoveryPlan, deps: RealtimeDeps): Promise<void> {
+  const identity = identityOf(socket);
+  const granted = grantedRooms(socket);
+  for (const room of plan.granted) granted.add(room);
+  const allowed = (room: RoomName) => granted.has(room) || deps.policy.canSubscribe(identity, room);
+  const rooms: [RoomName, MessageId | null | undefined][] = [
+    ...plan.rooms.map((room): [RoomName, undefined] => [room, undefined]),
+    ...Object.entries(plan.history),
+  ];
+  await Promise.all(
+    rooms
+      .filter(([room]) => allowed(room))
+      .map(async ([room, since]) => {
+        try {
+          // A recovered socket does not get the room's `last` messages again.
+          const r = await joinRoom(socket, room, deps, since ? { since } : { last: 0 });
+          if (since && r.recovered === false && socket.connected) {
+            const reset: Reset = { room, code: 'history_lost', ...(r.offset !== undefined ? { offset: r.offset } : {}) };
+            socket.emit(RESET_EVENT, reset);
+          }
+        } catch (err) {
+          deps.logger.warn({ client: socket.id, room, err: (err as Error).message }, 'could not restore a room of a recovered connection');
+        }
+      }),
+  );
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { RESET_EVENT, type MessageId, type MessageMeta, type Reset } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
+import type { Journal } from '../recovery/journal.js';
 
 /** A history room's policy as `HistoryRooms` applies it: what is kept, and what a subscribe starts with. */
 export interface HistoryRoomPolicy extends HistoryPolicy {
@@ -78,6 +79,8 @@ export class HistoryRooms {
     private readonly policies: PatternTable<HistoryRoomPolicy>,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** With connection recovery on: told what each socket was sent alone and when it went live. */
+    private readonly journal?: Journal,
   ) {
     backend.onEntry((entry) => this.accept(entry));
     backend.onGap((resumed) => this.lost(resumed));
@@ -101,15 +104,17 @@ export class HistoryRooms {
    * next time if it receives nothing newer; `recovered` answers a `since`. Without a reachable
    * history the socket still joins for live messages, and the answer has no `offset`.
    *
-   * Built-in connection recovery (the "zero-code recovery" issue, not built yet) hooks in here:
-   * for each history room a recovered socket was in, it calls `join` with `since` set to the last
-   * id that socket was sent there. `since` wins over `last` and over the room's `last=`, so a
-   * recovered socket gets what it missed and not the newest messages again.
+   * Built-in connection recovery (src/recovery/) comes through here too: for each history room a
+   * restored socket was in, `join` with `since` set to the last id its client had there. `since`
+   * wins over `last` and over the room's `last=`, so a recovered socket gets what it missed and
+   * not the newest messages again. The journal, when there is one, learns where each socket's
+   * catch-up started and when it went live (src/recovery/journal.ts).
    */
   async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
     if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
     const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
     this.forget(socket.id, room);
+    this.journal?.begin(socket.id, room, undefined);
     const catchup: Catchup = { phase: 'replaying', buffer: [] };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
@@ -148,8 +153,10 @@ export class HistoryRooms {
         if (mark !== undefined) mark = e.id;
       }
     }
-    if (mark === undefined) this.forget(socket.id, room);
-    else this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
+    if (mark === undefined) {
+      this.forget(socket.id, room);
+      this.journal?.live(socket.id, room);
+    } else this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
     return {
       ...(mark !== undefined ? { offset: mark } : {}),
       ...(since !== undefined ? { recovered: recovered === true } : {}),
@@ -163,6 +170,7 @@ export class HistoryRooms {
    */
   private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
     let mark = since;
+    this.journal?.startAt(socket.id, room, since);
     for (;;) {
       const page = await this.backend.read(room, mark, REPLAY_PAGE);
       if (!page.recovered) return { mark, recovered: false };
@@ -325,6 +333,7 @@ export class HistoryRooms {
       else if (compareIds(entry.id, c.mark) > 0) {
         send(socket, entry);
         this.forget(sid, room);
+        this.journal?.live(sid, room);
       }
     }
   }

@@ -26,6 +26,13 @@ export const HISTORY_SETTINGS = [
     defaultText: '600',
     parse: integer(1, 30 * 24 * 3600, 600),
   }),
+  setting({
+    env: 'CONNECTION_RECOVERY_SECONDS',
+    key: 'connectionRecoverySeconds',
+    doc: 'Socket.IO connection state recovery: how long the session of a dropped connection is kept (in Redis when replicas share one, in memory on a single node) so that a plain socket.io-client reconnecting within it, to any replica, gets its socket id, rooms and every history-room message it missed back, with `socket.recovered === true`. 0 turns it off.',
+    defaultText: '120',
+    parse: integer(0, 86_400, 120),
+  }),
 ] as const;
 
 /** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>][ last=<n>]`. */
