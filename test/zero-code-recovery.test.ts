@@ -21,7 +21,7 @@ const MESSAGES = 240;
  * mid-stream; later one replica drains. Every reconnect must be recovered, and every client must
  * end with every acknowledged message of both rooms, once each, in order.
  */
-const cases = [
+const cases: { name: string; env: Record<string, string> }[] = [
   { name: 'classic pub/sub, uWS transport', env: { TRANSPORT: 'uws' } },
   { name: 'sharded pub/sub, uWS transport', env: { TRANSPORT: 'uws', REDIS_MODE: 'sharded' } },
   { name: 'classic pub/sub, node transport', env: { TRANSPORT: 'node' } },

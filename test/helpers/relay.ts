@@ -6,6 +6,8 @@ export interface Relay {
   readonly url: string;
   /** Connections relayed so far. */
   readonly accepted: number;
+  /** Sends new connections to `port` from now on (a balancer that moved on). */
+  retarget(port: number): void;
   /** Resets every open connection on both sides (TCP RST), as a network drop would; returns how many. */
   resetAll(): number;
   close(): Promise<void>;
@@ -14,9 +16,10 @@ export interface Relay {
 export async function startRelay(targetPort: number): Promise<Relay> {
   const pairs = new Set<[Socket, Socket]>();
   let accepted = 0;
+  let target = targetPort;
   const server = createServer((client) => {
     accepted++;
-    const upstream = connect(targetPort, '127.0.0.1');
+    const upstream = connect(target, '127.0.0.1');
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
     const end = () => {
@@ -36,6 +39,9 @@ export async function startRelay(targetPort: number): Promise<Relay> {
     url: `http://127.0.0.1:${port}`,
     get accepted() {
       return accepted;
+    },
+    retarget(port) {
+      target = port;
     },
     resetAll() {
       const n = pairs.size;

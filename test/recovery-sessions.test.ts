@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SignJWT } from 'jose';
+import { io as connect, type Socket } from 'socket.io-client';
+import { publish } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { startRelay, type Relay } from './helpers/relay.js';
+import { onceWithin, waitFor } from './helpers/wait.js';
+
+const KEY = 'recovery-sessions-key-0123456789';
+const SECRET = 'recovery-sessions-jwt-secret-0123456789';
+
+const token = (sub: string, expInSeconds = 3600) =>
+  new SignJWT({ sub, rooms: ['team:*'] })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setExpirationTime(Math.floor(Date.now() / 1000) + expInSeconds)
+    .sign(new TextEncoder().encode(SECRET));
+
+/** A plain socket.io-client that records `m` events; reconnects only when the test says so. */
+async function client(url: string, auth?: Record<string, unknown>) {
+  const socket = connect(url, { transports: ['websocket'], forceNew: true, reconnection: false, auth });
+  const got: { room: string; data: unknown; id: string }[] = [];
+  socket.on('m', (data: unknown, meta: { room: string; id: string }) => got.push({ room: meta.room, data, id: meta.id }));
+  await onceWithin(socket, 'connect', 'connect');
+  return { socket, got };
+}
+
+/** Drops the connection as a network failure would (the server sees "transport close"), and waits until it is gone. */
+async function drop(socket: Socket): Promise<void> {
+  const gone = onceWithin(socket, 'disconnect', 'disconnect');
+  (socket.io.engine as unknown as { close(): void }).close();
+  await gone;
+}
+
+/** Reconnects a dropped client with what it kept (its session id and last offset); resolves with `recovered`, or the refusal. */
+async function reconnect(socket: Socket): Promise<{ recovered: boolean } | { refused: string }> {
+  const outcome = Promise.race([
+    onceWithin(socket, 'connect', 'reconnect').then(() => ({ recovered: socket.recovered })),
+    onceWithin<[Error & { data?: { code: string } }]>(socket, 'connect_error', 'connect_error').then(([e]) => ({ refused: e.data?.code ?? e.message })),
+  ]);
+  socket.connect();
+  return outcome;
+}
+
+const subscribe = (socket: Socket, room: string) => socket.timeout(5000).emitWithAck('subscribe', room);
+
+describe('connection recovery: sessions', () => {
+  let redis: RedisProcess;
+  let gateways: Gateway[];
+  let relay: Relay;
+  const base = { PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'h:*', PUBLIC_ROOMS: 'plain:*,h:*', JWT_SECRET: SECRET, JWT_CLOCK_SKEW_SECONDS: '0', ALLOW_ANONYMOUS: 'true' };
+
+  before(async () => {
+    redis = await startRedis();
+    gateways = [
+      await startGateway({ env: { ...base, REDIS_URL: redis.url } }),
+      await startGateway({ env: { ...base, REDIS_URL: redis.url } }),
+    ];
+    relay = await startRelay(gateways[0]!.port);
+  });
+  after(async () => {
+    await relay?.close();
+    for (const g of gateways ?? []) await g.stop();
+    await redis?.stop();
+  });
+
+  it('a session in a room without history gets its rooms back but recovered: false; one in history rooms only is recovered', async () => {
+    const mixed = await client(gateways[0]!.url);
+    const pure = await client(gateways[0]!.url);
+    for (const room of ['plain:1', 'h:1']) assert.equal((await subscribe(mixed.socket, room)).ok, true);
+    assert.equal((await subscribe(pure.socket, 'h:1')).ok, true);
+    const sid = mixed.socket.id;
+    await Promise.all([drop(mixed.socket), drop(pure.socket)]);
+    assert.deepEqual(await reconnect(mixed.socket), { recovered: false });
+    assert.deepEqual(await reconnect(pure.socket), { recovered: true });
+    // Never subscribed again, yet both rooms deliver to it.
+    await publish(gateways[1]!.url, { room: 'plain:1', event: 'm', data: 'p' }, KEY);
+    await publish(gateways[1]!.url, { room: 'h:1', event: 'm', data: 'h' }, KEY);
+    await waitFor('both rooms delivered', () => mixed.got.filter((g) => g.data === 'p' || g.data === 'h').length === 2);
+    await waitFor('the history room delivered', () => pure.got.some((g) => g.data === 'h'));
+    assert.equal(mixed.socket.id, sid, 'its socket id is restored too');
+    mixed.socket.close();
+    pure.socket.close();
+  });
+
+  it('a session id works once: a reused or forged one starts a fresh session', async () => {
+    const c = await client(gateways[0]!.url);
+    assert.equal((await subscribe(c.socket, 'h:2')).ok, true);
+    await drop(c.socket);
+    const pid = (c.socket as unknown as { _pid: string })._pid;
+    const offset = (c.socket as unknown as { _lastOffset: string })._lastOffset;
+    assert.deepEqual(await reconnect(c.socket), { recovered: true });
+    // The same session id again, from another client (as a leak would give it).
+    const reuse = await client(gateways[1]!.url, { pid, offset });
+    assert.equal(reuse.socket.recovered, false);
+    assert.notEqual(reuse.socket.id, c.socket.id);
+    const forged = await client(gateways[1]!.url, { pid: 'A'.repeat(20), offset });
+    assert.equal(forged.socket.recovered, false);
+    // Neither got into the room.
+    await publish(gateways[0]!.url, { room: 'h:2', event: 'm', data: 'after' }, KEY);
+    await waitFor('the owner receives it', () => c.got.some((g) => g.data === 'after'));
+    await publish(gateways[0]!.url, { room: 'plain:marker', event: 'm', data: 'end' }, KEY);
+    assert.equal(reuse.got.length + forged.got.length, 0);
+    for (const s of [c, reuse, forged]) s.socket.close();
+  });
+
+  it("another user's token cannot restore a session; the owner's expired token is refused", async () => {
+    const alice = await client(gateways[0]!.url, { token: await token('alice') });
+    assert.equal((await subscribe(alice.socket, 'team:7')).ok, true);
+    await drop(alice.socket);
+    const pid = (alice.socket as unknown as { _pid: string })._pid;
+    const offset = (alice.socket as unknown as { _lastOffset: string })._lastOffset;
+    const mallory = connect(gateways[1]!.url, { transports: ['websocket'], forceNew: true, reconnection: false, auth: { token: await token('mallory'), pid, offset } });
+    const [err] = await onceWithin<[Error & { data?: { code: string } }]>(mallory, 'connect_error', 'refusal');
+    assert.equal(err.data?.code, 'forbidden');
+    mallory.close();
+
+    const bob = await client(gateways[0]!.url, { token: await token('bob', 2) });
+    assert.equal((await subscribe(bob.socket, 'team:8')).ok, true);
+    await drop(bob.socket);
+    await waitFor("bob's token to expire", () => expired(bob.socket), 5000);
+    assert.deepEqual(await reconnect(bob.socket), { refused: 'token_expired' });
+    alice.socket.close();
+    bob.socket.close();
+  });
+
+  it('a session whose window passed is not recovered', async () => {
+    const short = await startGateway({ env: { ...base, REDIS_URL: redis.url, CONNECTION_RECOVERY_SECONDS: '1' } });
+    try {
+      const c = await client(short.url);
+      assert.equal((await subscribe(c.socket, 'h:3')).ok, true);
+      await drop(c.socket);
+      await waitFor('the saved session to expire in Redis', async () => (await sessionKeys(redis)) === 0, 5000);
+      assert.deepEqual(await reconnect(c.socket), { recovered: false });
+      c.socket.close();
+    } finally {
+      await short.stop();
+    }
+  });
+
+  it('a replica killed with its connections saves nothing: its clients start afresh elsewhere', async () => {
+    const doomed = await startGateway({ env: { ...base, REDIS_URL: redis.url } });
+    relay.retarget(doomed.port);
+    const c = connect(relay.url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    await onceWithin(c, 'connect', 'connect');
+    assert.equal((await subscribe(c, 'h:4')).ok, true);
+    relay.retarget(gateways[1]!.port);
+    const back = onceWithin(c, 'connect', 'reconnect elsewhere', 15_000);
+    doomed.process.kill('SIGKILL');
+    await back;
+    assert.equal(c.recovered, false);
+    c.close();
+  });
+
+  it('Redis down during the restore: a fresh session, and the replica stays up', async () => {
+    const c = await client(gateways[0]!.url);
+    assert.equal((await subscribe(c.socket, 'h:5')).ok, true);
+    await drop(c.socket);
+    await redis.kill();
+    try {
+      assert.deepEqual(await reconnect(c.socket), { recovered: false });
+    } finally {
+      await redis.restart();
+    }
+    const other = await client(gateways[0]!.url);
+    assert.equal(other.socket.connected, true);
+    c.socket.close();
+    other.socket.close();
+  });
+});
+
+/** Whether the token a client connected with has expired (its `exp`, read from its auth). */
+function expired(socket: Socket): boolean {
+  const jwt = (socket as unknown as { auth: { token: string } }).auth.token;
+  const { exp } = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as { exp: number };
+  return Date.now() >= exp * 1000;
+}
+
+async function sessionKeys(redis: RedisProcess): Promise<number> {
+  const { Redis } = await import('ioredis');
+  const r = new Redis(redis.url, { lazyConnect: true });
+  try {
+    await r.connect();
+    return (await r.keys('*-session:*')).length;
+  } finally {
+    r.disconnect();
+  }
+}
