@@ -62,12 +62,22 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
 
     override broadcast(packet: any, opts: BroadcastOptions): any {
       packet.nsp = this.nsp.name;
-      const published = opts.flags?.local ? undefined : this.publishRemote(packet, opts);
+      const published = opts.flags?.local || this.isLocalSocket(opts) ? undefined : this.publishRemote(packet, opts);
       if (!published) return this.deliver(packet, opts);
       return published.then(
         () => this.deliver(packet, opts),
         () => this.deliver(packet, opts),
       );
+    }
+
+    /**
+     * To one connection of this replica: nothing for the others. With recovery on, Socket.IO
+     * sends every `socket.emit` this way (so that it gets an offset); it must go out at once, in
+     * order with what follows (a `herald:disconnect` right before the close).
+     */
+    private isLocalSocket(opts: BroadcastOptions): boolean {
+      if (opts.rooms.size !== 1 || (opts.except?.size ?? 0) > 0) return false;
+      return this.sids.has(opts.rooms.values().next().value as string);
     }
 
     /** This replica's share of a broadcast. */
