@@ -6,7 +6,7 @@ import { createTokenVerifier } from './auth/jwt.js';
 import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
-import type { LocalDelivery } from './cluster/adapter.js';
+import type { HeraldAdapterDeps, LocalDelivery } from './cluster/adapter.js';
 import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
 import { createMemorySessionStore, createRedisSessionStore } from './recovery/store.js';
@@ -25,7 +25,7 @@ import { PresenceRooms } from './realtime/presence-rooms.js';
 import { PatternTable } from './protocol/patterns.js';
 import { HistoryRooms } from './realtime/history-rooms.js';
 import { metricsRoutes, startMetricsServer } from './observability/metrics-http.js';
-import { observeDeliveries } from './realtime/deliveries.js';
+import { deliveryObserver } from './realtime/deliveries.js';
 import { SlowConsumers } from './realtime/slow-consumers.js';
 import type { LiveState } from './observability/metrics.js';
 import { StatsReporter } from './observability/stats.js';
@@ -139,7 +139,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const delivery: { current: LocalDelivery | undefined } = { current: undefined };
   let history: HistoryRooms | undefined;
   const recovery = createRecovery(config, io, bus, logger, metrics, (room) => history?.policyFor(room) !== undefined);
-  bus.install(io, { delivery, recovery });
+  const adapterDeps: HeraldAdapterDeps = { delivery, recovery };
+  bus.install(io, adapterDeps);
   const connects = new ConnectGuard(metrics, logger);
   if (config.adminUiUsername && config.adminUiPasswordHash) {
     // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
@@ -229,7 +230,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
 
   const ingest: { close(): Promise<void> }[] = [];
   let draining: Promise<void> | undefined;
-  let unobserve: (() => void) | undefined;
   let metricsServer: { close(): Promise<void> } | undefined;
 
   async function drain(): Promise<void> {
@@ -242,7 +242,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     slow.close();
     stats.close();
     await io.close();
-    unobserve?.();
     transport?.stopListening();
     await metricsServer?.close();
     // Sessions of the connections just closed, for their clients to recover on another replica.
@@ -259,8 +258,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
     async start() {
       transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, delivery, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
-      // After the transport: the uWS attachment patches the adapter, and this wraps whatever it installed.
-      unobserve = observeDeliveries(metrics, slow);
+      adapterDeps.observe = deliveryObserver(metrics, slow);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
       const common = { publisher, maxBytes: config.publishMaxBytes, metrics, logger };
       if (config.ingestStreams.length > 0 && config.redisUrl) {

@@ -28,6 +28,8 @@ export interface AdapterRecovery {
 export interface HeraldAdapterDeps {
   delivery: { current: LocalDelivery | undefined };
   recovery: AdapterRecovery | undefined;
+  /** Told of every local delivery before it goes out (metrics, slow consumers); set once running. */
+  observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
 }
 
 export interface Packet {
@@ -82,6 +84,7 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
 
     /** This replica's share of a broadcast. */
     deliver(packet: Packet, opts: BroadcastOptions): void {
+      deps.observe?.(this, packet, opts);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
       if (deps.delivery.current?.broadcast(this, stamped, opts)) return;
       Adapter.prototype.broadcast.call(this, stamped as any, opts);

@@ -1,29 +1,20 @@
-import { Adapter, type BroadcastOptions } from 'socket.io-adapter';
+import type { Adapter, BroadcastOptions } from 'socket.io-adapter';
 import type { Metrics } from '../observability/metrics.js';
 import type { SlowConsumers } from './slow-consumers.js';
 
 /**
  * Measures every local broadcast: recipients (`herald_messages_delivered_total`) and fan-out
- * latency from `meta.ts` to the hand-off to local sockets. Installed on `Adapter.prototype.broadcast`
- * after the transport started, so it wraps Socket.IO's uWS fast path as well; the Redis adapter's
- * local deliveries (its own and those arriving from other replicas) all pass through it once.
- * One herald per process, like the uWS attachment itself. Returns the uninstaller.
+ * latency from `meta.ts` to the hand-off to local sockets. herald's adapter calls it for each of
+ * its local deliveries (its own broadcasts and those arriving from other replicas), once.
  */
-export function observeDeliveries(metrics: Metrics, slow: SlowConsumers): () => void {
-  const inner = Adapter.prototype.broadcast;
-  const observedBroadcast = function (this: Adapter, packet: any, opts: BroadcastOptions) {
-    if (this.nsp.name === '/') {
-      const meta = Array.isArray(packet?.data) ? packet.data[2] : undefined;
-      const ts = typeof meta?.ts === 'number' ? (meta.ts as number) : undefined;
-      metrics.delivered(recipients(this, opts), ts === undefined ? undefined : Math.max(0, Date.now() - ts) / 1000);
-      slow.onBroadcast(this.sids, opts.rooms, opts.except ?? NONE);
-    }
-    return inner.call(this, packet, opts);
-  };
-  Adapter.prototype.broadcast = observedBroadcast;
-  return () => {
-    // io.close() may already have put Socket.IO's original back: leave that in place.
-    if (Adapter.prototype.broadcast === observedBroadcast) Adapter.prototype.broadcast = inner;
+export function deliveryObserver(metrics: Metrics, slow: SlowConsumers): (adapter: Adapter, packet: { data?: unknown[] }, opts: BroadcastOptions) => void {
+  return (adapter, packet, opts) => {
+    if (adapter.nsp.name !== '/') return;
+    const meta = Array.isArray(packet.data) ? (packet.data[2] as { ts?: unknown } | undefined) : undefined;
+    const ts = typeof meta?.ts === 'number' ? meta.ts : undefined;
+    // Published messages only (they carry meta.ts); herald's own events are not counted.
+    if (ts !== undefined) metrics.delivered(recipients(adapter, opts), Math.max(0, Date.now() - ts) / 1000);
+    slow.onBroadcast(adapter.sids, opts.rooms, opts.except ?? NONE);
   };
 }
 

@@ -68,6 +68,8 @@ export class HistoryRooms {
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
   private readonly refills = new Map<RoomName, Refill>();
+  /** Per socket, per room, the last entry sent to it alone. */
+  private readonly sentTo = new Map<string, Map<RoomName, MessageId>>();
   /** While the bus is down: resolves once it delivers again. Entries arriving meanwhile are held. */
   private resumed: Promise<void> | undefined;
   private readonly unreachableLog = throttle(10_000);
@@ -110,9 +112,14 @@ export class HistoryRooms {
    * not the newest messages again. The journal, when there is one, learns where each socket's
    * catch-up started and when it went live (src/recovery/journal.ts).
    */
-  async join(socket: Socket, room: RoomName, since: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
-    if (since !== undefined && !isStreamId(since)) throw new HeraldError('invalid_since');
+  async join(socket: Socket, room: RoomName, asked: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
+    if (asked !== undefined && !isStreamId(asked)) throw new HeraldError('invalid_since');
+    let since: MessageId | undefined = asked;
     const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
+    // Already in the room (connection recovery restored it, and the client re-subscribes with
+    // `since` as the explicit contract says): what this socket was already sent is not sent again.
+    const had = socket.rooms.has(room) ? this.positionOf(socket.id, room) : undefined;
+    if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
     const catchup: Catchup = { phase: 'replaying', buffer: [] };
@@ -149,7 +156,7 @@ export class HistoryRooms {
     if (!stillWanted()) return {};
     for (const e of catchup.buffer) {
       if (mark === undefined || compareIds(e.id, mark) > 0) {
-        send(socket, e);
+        this.send(socket, e);
         if (mark !== undefined) mark = e.id;
       }
     }
@@ -176,7 +183,7 @@ export class HistoryRooms {
       if (!page.recovered) return { mark, recovered: false };
       if (!stillWanted()) return { mark, recovered: true };
       for (const e of page.entries) {
-        send(socket, e);
+        this.send(socket, e);
         mark = e.id;
       }
       if (page.entries.length < REPLAY_PAGE) return { mark, recovered: true };
@@ -191,7 +198,7 @@ export class HistoryRooms {
     const entries = await this.backend.latest(room, Math.min(count, LAST_MAX));
     const newest = entries.at(-1)?.id;
     if (newest === undefined || !stillWanted()) return newest;
-    for (const e of entries) send(socket, e);
+    for (const e of entries) this.send(socket, e);
     // If a small room was trimmed past `newest` before this read (a burst of publishes), what
     // came after it is in the catch-up buffer: `watch` had resolved before `latest` read, so every
     // entry newer than `newest` reaches `deliver` while this socket is replaying.
@@ -203,6 +210,27 @@ export class HistoryRooms {
     const m = this.catchups.get(room);
     m?.delete(socketId);
     if (m?.size === 0) this.catchups.delete(room);
+  }
+
+  /** The last entry of `room` sent to a socket in it: its own catch-up's, or once live, the room's. */
+  private positionOf(socketId: string, room: RoomName): MessageId | undefined {
+    const c = this.catchups.get(room)?.get(socketId);
+    const own = this.sentTo.get(socketId)?.get(room);
+    if (c?.phase === 'settling') return c.mark;
+    if (c) return own;
+    const live = this.last.get(room);
+    return live !== undefined && (own === undefined || compareIds(live, own) > 0) ? live : own;
+  }
+
+  /** Sends an entry to one socket (a catch-up), remembering it for `positionOf`. */
+  private send(socket: Socket, e: HistoryEntry): void {
+    let m = this.sentTo.get(socket.id);
+    if (!m) {
+      this.sentTo.set(socket.id, (m = new Map()));
+      socket.once('disconnect', () => this.sentTo.delete(socket.id));
+    }
+    m.set(e.room, e.id);
+    socket.emit(e.event, e.data, meta(e));
   }
 
   /**
@@ -331,7 +359,7 @@ export class HistoryRooms {
       if (!socket?.rooms.has(room)) this.forget(sid, room);
       else if (c.phase === 'replaying') c.buffer.push(entry);
       else if (compareIds(entry.id, c.mark) > 0) {
-        send(socket, entry);
+        this.send(socket, entry);
         this.forget(sid, room);
         this.journal?.live(sid, room);
       }
@@ -349,6 +377,4 @@ function meta(e: HistoryEntry): MessageMeta {
   return { room: e.room, id: e.id, ts: e.ts };
 }
 
-function send(socket: Socket, e: HistoryEntry): void {
-  socket.emit(e.event, e.data, meta(e));
-}
+
