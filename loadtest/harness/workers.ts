@@ -1,9 +1,16 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { WorkerCommand, WorkerReply, WorkerReport } from './protocol.js';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
+
+/** CPU seconds (user + system) a process has used, from /proc (Linux). */
+export function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
 
 /** Loopback source addresses, so more connections than one address's ephemeral ports fit. */
 export function loopbackAddresses(n: number): string[] {
@@ -31,6 +38,14 @@ export class Workers {
   /** The client processes' pids (for CPU readings from /proc). */
   get pids(): number[] {
     return this.procs.map((p) => p.pid!);
+  }
+
+  /**
+   * CPU seconds (user + system) used so far by the client side: the worker processes and this
+   * coordinator (which publishes). Over wall time, the share of the client core they took.
+   */
+  cpuSeconds(): number {
+    return [...this.pids, process.pid].reduce((a, pid) => a + processCpuSeconds(pid), 0);
   }
 
   get size(): number {
