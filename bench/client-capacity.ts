@@ -3,7 +3,7 @@
  * worker processes (2, on the client CPU, as in `npm run bench`) connect to bench/blaster.cjs on
  * the server CPU, which writes prebuilt event frames 64 KiB at a time as fast as each socket drains
  * and so costs little per frame; the client core is then the limit. Prints frames/s received and
- * the client processes' CPU over wall time. CONNECTIONS (default 1000), SECONDS (default 5),
+ * the client processes' CPU over wall time. CONNECTIONS (default 1000), CAPACITY_SECONDS (default 5),
  * BLAST_WRITE_BYTES (default 65536: the blaster's bytes per write, whole frames).
  */
 import { setTimeout as delay } from 'node:timers/promises';
@@ -13,7 +13,7 @@ import { freePort } from '../test/helpers/ports.js';
 
 pinToClientCpu();
 const connections = Number(process.env.CONNECTIONS ?? 1000);
-const seconds = Number(process.env.SECONDS ?? 5);
+const seconds = Number(process.env.CAPACITY_SECONDS ?? 5);
 const port = await freePort();
 const blaster = await start(process.execPath, ['bench/blaster.cjs'], { PORT: String(port), BLAST_SECONDS: String(seconds + 60), BLAST_WRITE_BYTES: process.env.BLAST_WRITE_BYTES ?? '65536' }, /^listening/);
 const workers = await Workers.start(2, { cpus: CLIENT_CPU });
