@@ -4,7 +4,7 @@
  * deliveries/s, the share delivered, p99, and the CPU the servers (CPU 0) and the clients and
  * publisher (CPU 1) used per second. Stacks: herald-uws, herald-uws-1 (one replica, no Redis),
  * herald-uws-1-redis (one replica with Redis),
- * herald-ws, stock, ceiling. RATES=comma list overrides the rates; STEP_SECONDS the step length;
+ * herald-ws, stock, ceiling, soketi (2 replicas + Redis), soketi-1 (one process). RATES=comma list overrides the rates; STEP_SECONDS the step length;
  * FANOUT the subscribers per room (default 500; with a few, the server CPU per message printed is the
  * per-message cost, as in BENCHMARKS.md); IN_FLIGHT the publisher's window (default 64).
  * LATENCY=1 runs the benchmark's fan-out latency scenario instead (1,000 subscribers in one room,
@@ -28,7 +28,7 @@ const self = process.pid;
 async function latency(name: string, stack: Stack) {
   const seconds = Number(process.env.STEP_SECONDS ?? 5);
   for (const rate of rates) {
-    const { result: r, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: 1000, rate, seconds }));
+    const { result: r, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, { urls: stack.urls, pusher: stack.pusher }, { subscribers: 1000, rate, seconds }));
     const l = r.latencyMs;
     console.log(
       `${name.padEnd(13)} rate ${String(rate).padStart(5)}: p50/p95/p99/max ${l.p50}/${l.p95}/${l.p99}/${l.max} ms, ${r.delivered} of ${r.expected} delivered, server CPU ms per 1,000 deliveries ${cpuUsEach(cpu, r.delivered).toFixed(2)}`,
@@ -44,7 +44,7 @@ try {
         await latency(name, stack);
         continue;
       }
-      const r = await scenarios.throughput(workers, { urls: stack.urls }, {
+      const r = await scenarios.throughput(workers, { urls: stack.urls, pusher: stack.pusher }, {
         rooms: 2,
         subscribersPerRoom: FANOUT,
         rates,

@@ -3,6 +3,8 @@
  * Two replicas + Redis on CPU 0 (as in the benchmark), one of them under --cpu-prof, the harness on
  * CPU 1 publishing RATES messages/s (a ramp, default 1,000 then 1,500: below the knee) to 2 rooms × 500 subscribers;
  * prints how the server CPU split between the processes and the functions with the most self time.
+ * FANOUT=n: subscribers per room (default 500); with a few (4, as the per-message cost in
+ * BENCHMARKS.md) the profile shows what each message costs apart from its deliveries.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,7 +30,7 @@ const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const procs = { profiled: a.pid, ...(b ? { other: b.pid, redis: r.proc.pid } : {}) };
 const result = await scenarios.throughput(workers, { urls: [`http://127.0.0.1:${pa}`, ...(b ? [`http://127.0.0.1:${pb}`] : [])] }, {
   rooms: 2,
-  subscribersPerRoom: 500,
+  subscribersPerRoom: Number(process.env.FANOUT ?? 500),
   rates: RATES,
   patience: Infinity,
   secondsPerStep: 6,

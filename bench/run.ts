@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
-import { Workers } from '../loadtest/harness/workers.js';
+import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loadtest/harness/workers.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
-import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
+import { jitterComparison, JITTER_DEFAULTS, type JitterRow } from './jitter.js';
+import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, soketiStack, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 /** Publish rates of the saturation sweep: 100 to 9,200 messages/s, about 20 % apart past 1,000. */
@@ -24,20 +25,22 @@ const STACKS = {
   heraldOne: 'herald (1 replica, no Redis, uWS transport)',
   heraldOneRedis: 'herald (1 replica + Redis, uWS transport)',
   heraldWs: 'herald (2 replicas + Redis, ws transport)',
+  soketi: 'soketi 1.6.1 (2 replicas + Redis, uWS)',
+  soketiOne: 'soketi 1.6.1 (1 process, no Redis, uWS)',
 };
 
 async function measureStack(stack: Stack, workers: Workers) {
-  const target = { urls: stack.urls };
+  const target = { urls: stack.urls, pusher: stack.pusher };
   // Idle connections first, on the fresh processes: measured after the load runs, the growth would
   // land in heap the load had already grown (one run here showed a negative cost per connection).
   const rssBefore = stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0);
-  const idle = await scenarios.connections(workers, { urls: stack.urls, rss: async () => stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0) }, { count: QUICK ? 2000 : 10_000, holdSeconds: 3 });
+  const idle = await scenarios.connections(workers, { ...target, rss: async () => stack.servers.reduce((a, p) => a + rssBytes(p.pid), 0) }, { count: QUICK ? 2000 : 10_000, holdSeconds: 3 });
   const latencyRates = QUICK ? [10, 100] : [10, 100, 1000];
   const latency = [];
   let cpuPer1000: number | undefined;
   for (const rate of latencyRates) {
     const { result, cpu } = await withCpu(stack, () => scenarios.fanoutLatency(workers, target, { subscribers: 1000, rate, seconds: QUICK ? 3 : 5 }));
-    latency.push({ rate, deliveries: result.delivered, missing: result.missing, duplicates: result.duplicates, latencyMs: result.latencyMs, cpuSeconds: cpu });
+    latency.push({ rate, deliveries: result.delivered, expected: result.expected, missing: result.missing, duplicates: result.duplicates, latencyMs: result.latencyMs, cpuSeconds: cpu, client: result.client });
     if (rate === 100) cpuPer1000 = cpuUsEach(cpu, result.delivered); // ms per 1,000 deliveries
   }
   // Few, large rooms: each publish fans out 500-wide, so the HTTP publisher is not the limit.
@@ -62,7 +65,7 @@ const PER_MESSAGE = { rate: 5000, subscribersPerRoom: 4 };
  * cannot amortize, and it sets how far below raw uWS a stack saturates (see `predictedRatio`).
  */
 async function perMessageCost(stack: Stack, workers: Workers) {
-  const r = await scenarios.throughput(workers, { urls: stack.urls }, {
+  const r = await scenarios.throughput(workers, { urls: stack.urls, pusher: stack.pusher }, {
     rooms: 2,
     subscribersPerRoom: PER_MESSAGE.subscribersPerRoom,
     rates: [PER_MESSAGE.rate],
@@ -70,7 +73,7 @@ async function perMessageCost(stack: Stack, workers: Workers) {
     counters: { cpu: () => stackCpuSeconds(stack) },
   });
   const step = r.steps[0]!;
-  return { rate: step.rate, achievedPublishRate: step.achievedPublishRate, published: step.published, saturated: step.saturated, cpuUsPerMessage: cpuUsEach(step.counters.cpu!, step.published) };
+  return { rate: step.rate, achievedPublishRate: step.achievedPublishRate, published: step.published, saturated: step.saturated, cpuUsPerMessage: cpuUsEach(step.counters.cpu!, step.published), client: step.client };
 }
 
 /**
@@ -315,7 +318,63 @@ at or past every stack's knee here, and that column shows how far.
 
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
-function markdown({ results, capacity: cap, sharded, compression, machine, seconds, generatedAt }: Run): string {
+type Result = Run['results'][number];
+type Step = Result['saturation']['steps'][number];
+
+/** A step's client-core share as text, flagged when the client was the limit (absent in older results). */
+const clientMark = (c: Step['client'] | undefined): string => (!c ? '' : `${c.clientBound ? ' ⚑' : ''} (client ${f(c.utilisation * 100)} %)`);
+
+/**
+ * Whether a stack's counted ceiling is only a lower bound because the client was the limit: the
+ * stack kept up with a higher step, but that step was client-bound.
+ */
+const clientLimited = (r: Result): boolean => r.saturation.steps.some((s) => !s.saturated && s.client?.clientBound && s.deliveriesPerSecond > r.saturation.maxDeliveriesPerSecond);
+
+/** The most deliveries/s the harness saw at a step the stack kept up with, client-bound steps included. */
+const anyClientMax = (r: Result): number => r.saturation.maxDeliveriesPerSecondAnyClient ?? r.saturation.maxDeliveriesPerSecond;
+
+/** herald against soketi, figure by figure: the rows of the ratio table. */
+function soketiRatios(results: Result[]): string[] {
+  const pairs = [
+    ['2 replicas + Redis', results.find((r) => r.stack === STACKS.herald), results.find((r) => r.stack === STACKS.soketi)],
+    ['1 process, no Redis', results.find((r) => r.stack === STACKS.heraldOne), results.find((r) => r.stack === STACKS.soketiOne)],
+  ] as const;
+  const rows: string[] = [];
+  const line = (figure: string, h: number | undefined, k: number | undefined, better: 'higher' | 'lower', unit = '') =>
+    `| ${figure} | ${f(h, unit === 'ms' ? 0 : unit === 'µs' || unit === 'ms/1k' ? 2 : 0)} | ${f(k, unit === 'ms' ? 0 : unit === 'µs' || unit === 'ms/1k' ? 2 : 0)} | ${h !== undefined && k !== undefined && k !== 0 ? `${f(h / k, 2)}× (${better} is better)` : 'n/a'} |`;
+  for (const [label, h, k] of pairs) {
+    if (!h || !k) continue;
+    const p99 = (r: Result, rate: number) => r.latency.find((x) => x.rate === rate)?.latencyMs.p99;
+    rows.push(
+      `| **${label}** | herald | soketi | herald / soketi |`,
+      line('deliveries/s at saturation (steps not client-bound)', h.saturation.maxDeliveriesPerSecond || undefined, k.saturation.maxDeliveriesPerSecond || undefined, 'higher'),
+      line('deliveries/s at saturation (any step the stack kept up with)', anyClientMax(h), anyClientMax(k), 'higher'),
+      ...h.latency.map((l) => line(`p99 ms at ${f(l.rate)} msg/s × 1,000 subscribers`, l.latencyMs.p99, p99(k, l.rate), 'lower', 'ms')),
+      line('RSS per idle connection, bytes (10k)', h.idle.bytesPerConnection, k.idle.bytesPerConnection, 'lower'),
+      line('CPU ms per 1,000 deliveries (100 msg/s × 1,000)', h.cpuMsPer1000Deliveries, k.cpuMsPer1000Deliveries, 'lower', 'ms/1k'),
+      line(`CPU µs per message (${f(PER_MESSAGE.rate)} msg/s asked, 2 rooms × ${PER_MESSAGE.subscribersPerRoom})`, h.perMessage.cpuUsPerMessage, k.perMessage.cpuUsPerMessage, 'lower'),
+    );
+  }
+  return rows;
+}
+
+/** The jitter table (absent from results written before it existed). */
+function jitterSection(rows: JitterRow[] | undefined): string[] {
+  if (!rows || rows.length === 0) return [];
+  const r0 = rows[0]!;
+  return [
+    `## Jitter: connections reset every ~${f(r0.dropEveryMs / 1000, 0)} s while a publisher runs (${f(r0.clients)} plain socket.io-client clients, ${f(r0.rate)} msg/s for ${f(r0.seconds)} s)`,
+    '',
+    `As AnyCable's published benchmark did it (connections dropped every ~2 s while messages flow; they reported 84.6 % delivered for stock Socket.IO). The clients are stock socket.io-client 4.8 instances on WebSocket that reconnect by themselves (default backoff: 1 s ± 50 %) and join the room on \`connect\` unless \`socket.recovered\` is true: herald's through \`socket.emit('subscribe', { room })\` in a history room (\`HISTORY_ROOMS\`), the stock cluster's server joins the room named in the handshake, with \`connectionStateRecovery\` on (maxDisconnectionDuration 120 s), as a user would try it. A TCP relay in front of the servers (loadtest/harness/jitter.ts) hands new connections to the replicas in turn and resets every connection through it every ${f(r0.dropEveryMs * 0.8)}–${f(r0.dropEveryMs * 1.2)} ms. Delivered: distinct messages each client received over published × clients, counted ${'after'} publishing stops and the clients have reconnected (bounded wait).`,
+    '',
+    '| stack | published | connections reset | reconnects | recovered (`socket.recovered`) | delivered | duplicates | connected at the end |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
+    '',
+  ];
+}
+
+function markdown({ results, capacity: cap, sharded, compression, jitter, machine, seconds, generatedAt, shared }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -325,53 +384,76 @@ function markdown({ results, capacity: cap, sharded, compression, machine, secon
   const ratio = (r: (typeof results)[number]) => `${f((max(r) / max(ceiling)) * 100)} %`;
   // Per-message cost above raw uWS's, and the share of raw uWS that cost leaves room for.
   const extraUs = (r: (typeof results)[number]) => r.perMessage.cpuUsPerMessage - ceiling.perMessage.cpuUsPerMessage;
-  const predicted = (r: (typeof results)[number]) => `${f(predictedRatio(max(ceiling), extraUs(r)) * 100)} %`;
-  const budgetUs = ((1 / 0.8 - 1) * SATURATION_FANOUT * 1e6) / max(ceiling);
+  // The cost model uses the most raw uWS was seen to deliver, client-bound steps included: the
+  // counted ceiling can be the client's, and the model needs the server's cost per delivery.
+  const modelMax = anyClientMax(ceiling);
+  const predicted = (r: (typeof results)[number]) => `${f(predictedRatio(modelMax, extraUs(r)) * 100)} %`;
+  const budgetUs = ((1 / 0.8 - 1) * SATURATION_FANOUT * 1e6) / modelMax;
+  const undecided = (...rs: Result[]) => (rs.some(clientLimited) ? ' (not decided here: the client core was the limit first, see ⚑)' : '');
+  const modelRatio = (r: Result) => `${f((anyClientMax(r) / modelMax) * 100)} %`;
   const latencyAt = (r: (typeof results)[number], rate: number) => r.latency.find((x) => x.rate === rate)?.latencyMs;
   const lines = [
     '# Benchmarks',
     '',
-    `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.`,
+    `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.${shared ? ` The machine was shared with other sessions' tests during the run: ${shared}.` : ''}`,
     `Generated ${generatedAt} by bench/run.ts; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
     '',
     '## Stacks side by side',
     '',
-    `| stack | deliveries/s at saturation | p50 / p95 / p99 ms at 10 msg/s | at 100 msg/s | at 1,000 msg/s | RSS per idle connection (10k, fresh processes) | CPU ms per 1,000 deliveries (at 100 msg/s) | CPU µs per message (${f(PER_MESSAGE.rate)} msg/s to 2 rooms × ${PER_MESSAGE.subscribersPerRoom}) |`,
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    `| stack | deliveries/s at saturation | p50 / p95 / p99 ms at 10 msg/s | at 100 msg/s | at 1,000 msg/s | missing / duplicates (latency runs) | RSS per idle connection (10k, fresh processes) | CPU ms per 1,000 deliveries (at 100 msg/s) | CPU µs per message (${f(PER_MESSAGE.rate)} msg/s to 2 rooms × ${PER_MESSAGE.subscribersPerRoom}) |`,
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...results.map((r) => {
       const at = (rate: number) => {
         const l = r.latency.find((x) => x.rate === rate);
-        return l ? `${l.latencyMs.p50} / ${l.latencyMs.p95} / ${l.latencyMs.p99}${l.missing ? ` (${f(l.missing)} missing)` : ''}` : 'n/a';
+        return l ? `${l.latencyMs.p50} / ${l.latencyMs.p95} / ${l.latencyMs.p99}${l.client?.clientBound ? clientMark(l.client) : ''}` : 'n/a';
       };
       const open = !r.saturation.steps.at(-1)?.saturated; // kept up with the last step: a lower bound
+      const owed = r.latency.reduce((a, l) => a + (l.expected ?? 0), 0);
+      const correctness = `${f(r.latency.reduce((a, l) => a + l.missing, 0))} / ${f(r.latency.reduce((a, l) => a + l.duplicates, 0))}${owed ? ` of ${f(owed)}` : ''}`;
+      const sat = max(r) ? `${open || clientLimited(r) ? '≥ ' : ''}${f(max(r))}` : 'n/a (every step client-bound)';
+      const satAny = anyClientMax(r) > max(r) ? ` (⚑ ${f(anyClientMax(r))} at a client-bound step)` : '';
       const pm = r.perMessage;
       const perMessage = `${f(pm.cpuUsPerMessage)}${pm.saturated ? ` (saturated: ${f(pm.achievedPublishRate)}/s reached)` : ''}`;
-      return `| ${r.stack} | ${open ? '≥ ' : ''}${f(max(r))} | ${at(10)} | ${at(100)} | ${at(1000)} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
+      return `| ${r.stack} | ${sat}${satAny} | ${at(10)} | ${at(100)} | ${at(1000)} | ${correctness} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
     }),
     '',
-    'Latency is end to end: from the publisher\'s HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with. CPU per message: all of the stack\'s processes (Redis included) over the published messages, at a fan-out of 4 where deliveries cost little beside the HTTP request, the bus and each process\'s turn.',
+    `Latency is end to end: from the publisher's HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with and whose client core was not above ${f(CLIENT_BOUND * 100)} %. ⚑ marks a client-bound step: the client processes (2 workers and the publishing coordinator, all on CPU ${CLIENT_CPU}) used more than ${f(CLIENT_BOUND * 100)} % of their core over the step, so the step measures the harness as much as the server and is not counted as the server's ceiling. Missing / duplicates: over the three latency runs, every message checked by sequence number at every subscriber, against the deliveries owed. Soketi speaks the Pusher protocol: its clients are the harness's Pusher client (same raw WebSocket frames, counting and latency sampling) and its publisher signs each request (Pusher HTTP API, HMAC-SHA256) and sends it on a connection of its own, since soketi closes connections that pipeline. CPU per message: all of the stack's processes (Redis included) over the published messages, at a fan-out of 4 where deliveries cost little beside the HTTP request, the bus and each process's turn.`,
     '',
     '## Against the targets',
     '',
     `| target | measured | met |`,
     `| --- | --- | --- |`,
-    `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : 'no'} |`,
-    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${ratio(heraldUws)} (predicted from per-message cost: ${predicted(heraldUws)}); 1 replica + Redis: ${ratio(heraldOneRedis)} (${predicted(heraldOneRedis)}); 1 replica without Redis (the same single process as raw uWS): ${ratio(heraldOne)} (${predicted(heraldOne)}) | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica) |`,
+    `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${clientLimited(heraldUws) ? '≥ ' : ''}${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}×; at any step kept up with, client-bound ones included: ${f(anyClientMax(heraldUws))} vs ${f(anyClientMax(stock))}, ${f(anyClientMax(heraldUws) / anyClientMax(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : `no${undecided(heraldUws)}`} |`,
+    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${ratio(heraldUws)} (predicted from per-message cost: ${predicted(heraldUws)}); 1 replica + Redis: ${ratio(heraldOneRedis)} (${predicted(heraldOneRedis)}); 1 replica without Redis (the same single process as raw uWS): ${ratio(heraldOne)} (${predicted(heraldOne)}); at any step kept up with, client-bound ones included: ${modelRatio(heraldUws)}, ${modelRatio(heraldOneRedis)} and ${modelRatio(heraldOne)} | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica)${undecided(heraldUws, heraldOne, ceiling)} |`,
     `| p99 ≤ 50 ms at 100k deliveries/s (100 msg/s to 1,000 subscribers) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 50 ? 'yes' : 'no'} |`,
+    `| whole-stack CPU per delivery at 100k deliveries/s ≤ 1.3× raw uWS's (2 replicas + Redis) | ${f(heraldUws.cpuMsPer1000Deliveries, 2)} vs ${f(ceiling.cpuMsPer1000Deliveries, 2)} ms per 1,000: ${f((heraldUws.cpuMsPer1000Deliveries ?? NaN) / (ceiling.cpuMsPer1000Deliveries ?? NaN), 2)}× | ${(heraldUws.cpuMsPer1000Deliveries ?? Infinity) <= 1.3 * (ceiling.cpuMsPer1000Deliveries ?? 0) ? 'yes' : 'no: herald\'s server side was not changed in this round, which built the benchmark side of issue 21; the per-message profile below shows where the Redis hop\'s cost goes'} |`,
+    `| p99 ≤ 20 ms at 100k deliveries/s (2 replicas + Redis) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms${clientMark(heraldUws.latency.find((x) => x.rate === 100)?.client)} | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 20 ? 'yes' : 'no: not worked on in this round (see the p99 spread noted below)'} |`,
     `| ≤ 8 KB RSS per idle connection | ${f(heraldUws.idle.bytesPerConnection)} B | ${(heraldUws.idle.bytesPerConnection ?? Infinity) <= 8192 ? 'yes' : 'no'} |`,
     `| 100k idle connections on one replica | ${f(cap.connected)} held (${f(cap.bytesPerConnection)} B each); stopped by the per-process file-descriptor hard limit of ${f(cap.fdLimit)}, which cannot be raised here (setrlimit: Operation not permitted) | no (limit of this machine) |`,
     '',
     '## Why two replicas on one core stay below 80 % of raw uWS',
     '',
-    `Raw uWS spends its whole core on ${f(max(ceiling))} deliveries/s, ${f(1e6 / max(ceiling), 3)} µs each. At 80 % of that, deliveries alone take 80 % of the core, which leaves ${f(budgetUs)} µs for everything else a ${SATURATION_FANOUT}-wide message costs beyond what it costs raw uWS. Measured beyond raw uWS\'s ${f(ceiling.perMessage.cpuUsPerMessage)} µs per message (last column above): one replica ${f(extraUs(heraldOne))} µs, one replica with Redis ${f(extraUs(heraldOneRedis))} µs, two replicas with Redis ${f(extraUs(heraldUws))} µs. With deliveries at raw uWS\'s cost, those leave room for ${predicted(heraldOne)}, ${predicted(heraldOneRedis)} and ${predicted(heraldUws)} of raw uWS; the sweep measured ${ratio(heraldOne)}, ${ratio(heraldOneRedis)} and ${ratio(heraldUws)}. A cluster handles every message in every replica and in Redis, and each of them wakes for it; here all of that shares the one core that raw uWS has to itself. On a machine where the replicas and Redis have cores of their own, each replica pays its own per-message cost on its own core.`,
+    `Raw uWS spends its whole core on ${f(modelMax)} deliveries/s, ${f(1e6 / modelMax, 3)} µs each (the most it delivered at a step it kept up with${ceiling.saturation.steps.some((x) => x.client?.clientBound) ? ', a client-bound one: the client core was the limit, so the cost per delivery is an upper bound' : ''}). At 80 % of that, deliveries alone take 80 % of the core, which leaves ${f(budgetUs)} µs for everything else a ${SATURATION_FANOUT}-wide message costs beyond what it costs raw uWS. Measured beyond raw uWS\'s ${f(ceiling.perMessage.cpuUsPerMessage)} µs per message (last column above): one replica ${f(extraUs(heraldOne))} µs, one replica with Redis ${f(extraUs(heraldOneRedis))} µs, two replicas with Redis ${f(extraUs(heraldUws))} µs. With deliveries at raw uWS\'s cost, those leave room for ${predicted(heraldOne)}, ${predicted(heraldOneRedis)} and ${predicted(heraldUws)} of raw uWS; the sweep measured ${modelRatio(heraldOne)}, ${modelRatio(heraldOneRedis)} and ${modelRatio(heraldUws)} (client-bound steps included). A cluster handles every message in every replica and in Redis, and each of them wakes for it; here all of that shares the one core that raw uWS has to itself. On a machine where the replicas and Redis have cores of their own, each replica pays its own per-message cost on its own core.`,
     '',
+    ...(soketiRatios(results).length
+      ? [
+          '## herald against soketi',
+          '',
+          'Soketi 1.6.1 (Pusher protocol, also on uWebSockets.js, scaling through its Redis adapter) in the same run, on the same core, with the same scenarios. A ratio above 1 is herald\'s figure over soketi\'s; whether that is better depends on the figure (said in each row).',
+          '',
+          '| figure | herald | soketi | herald / soketi |',
+          '| --- | --- | --- | --- |',
+          ...soketiRatios(results),
+          '',
+        ]
+      : []),
     '## Saturation steps',
     '',
-    'Each step: publish rate asked → deliveries/s (p99 ms); ✗ marks a saturated step, with the publish rate the server let the publisher reach.',
+    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes; ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
     '',
     '| stack | steps |',
     '| --- | --- |',
-    ...results.map((r) => `| ${r.stack} | ${r.saturation.steps.map((s) => `${f(s.rate)} → ${f(s.deliveriesPerSecond)} (${s.latencyMs.p99})${s.saturated ? ` ✗ ${f(s.achievedPublishRate)}/s` : ''}`).join('; ')} |`),
+    ...results.map((r) => `| ${r.stack} | ${r.saturation.steps.map((s) => `${f(s.rate)} → ${f(s.deliveriesPerSecond)} (${s.latencyMs.p99})${clientMark(s.client)}${s.saturated ? ` ✗ ${f(s.achievedPublishRate)}/s` : ''}`).join('; ')} |`),
     '',
     '![deliveries per second against publish rate](docs/bench-throughput.svg)',
     '',
@@ -394,6 +476,7 @@ function markdown({ results, capacity: cap, sharded, compression, machine, secon
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
     'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
+    ...jitterSection(jitter),
     ...compressionSection(compression),
     PROFILE_FINDINGS,
   ];
@@ -424,6 +507,32 @@ interface Run {
   capacity: Awaited<ReturnType<typeof capacity>>;
   sharded: Awaited<ReturnType<typeof shardedComparison>>;
   compression?: CompressionRow[];
+  jitter?: JitterRow[];
+  /** Other users' processes seen on the machine during the run, if any (it is shared). */
+  shared?: string;
+}
+
+/** CPU seconds this process and its reaped children (stopped stacks) have used, from /proc. */
+function treeCpuSeconds(): number {
+  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+}
+
+/**
+ * The machine is shared (other sessions run tests on it): how much of both cores something other
+ * than this run used, from /proc/stat's busy time less this process tree's CPU (the workers,
+ * still running, counted apart). Returns a function giving the sentence for BENCHMARKS.md.
+ */
+function othersLoad(workers: Workers): () => string {
+  const busy = () => (cpuBusySeconds(0) ?? 0) + (cpuBusySeconds(1) ?? 0);
+  const workersCpu = () => workers.pids.reduce((a, pid) => a + processCpuSeconds(pid), 0);
+  const t0 = Date.now();
+  const [b0, c0, w0] = [busy(), treeCpuSeconds(), workersCpu()];
+  return () => {
+    const wall = (Date.now() - t0) / 1000;
+    const others = Math.max(0, busy() - b0 - (treeCpuSeconds() - c0) - (workersCpu() - w0));
+    return `other processes used ${f(others)} CPU-seconds of the two cores during the ${f(wall)} s run (${f((others / wall) * 100)} % of one core on average)`;
+  };
 }
 
 /** BENCHMARKS.md and the charts, from one run's numbers. */
@@ -450,6 +559,7 @@ async function main() {
   const startedAt = Date.now();
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${execFileSync('bash', ['-c', '. /etc/os-release && echo $PRETTY_NAME']).toString().trim()}, Node ${process.version}, Redis ${/v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1]}`;
   const workers = await Workers.start(2, { cpus: CLIENT_CPU });
+  const sharedNote = othersLoad(workers);
   const results = [];
   try {
     for (const make of [
@@ -457,8 +567,10 @@ async function main() {
       () => heraldStack(STACKS.heraldOne, 'uws', 1, { REDIS_URL: '' }),
       () => heraldStack(STACKS.heraldOneRedis, 'uws', 1),
       () => heraldStack(STACKS.heraldWs, 'node', 2),
-      stockStack,
+      () => stockStack(),
       ceilingStack,
+      () => soketiStack(STACKS.soketi, 2),
+      () => soketiStack(STACKS.soketiOne, 1),
     ]) {
       const stack = await make();
       console.log(`# bench: ${stack.name}`);
@@ -478,7 +590,10 @@ async function main() {
     console.log('# bench: compression off and on');
     const compression = await compressionComparison(QUICK ? { ...COMPRESSION_DEFAULTS, seconds: 3 } : COMPRESSION_DEFAULTS);
     console.log(JSON.stringify(compression));
-    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, results, capacity: cap, sharded, compression };
+    console.log('# bench: jitter (connections reset every ~2 s)');
+    const jitter = await jitterComparison(undefined, QUICK ? { ...JITTER_DEFAULTS, clients: 50, seconds: 6 } : JITTER_DEFAULTS);
+    console.log(JSON.stringify(jitter));
+    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;

@@ -3,11 +3,12 @@
  * /proc readings it takes of them. Shared by bench/run.ts and bench/probe.ts.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { PusherApp } from '../loadtest/harness/pusher.js';
 import { freePort } from '../test/helpers/ports.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -64,6 +65,8 @@ export interface Stack {
   servers: Proc[];
   /** Every server-side process, Redis included, for CPU accounting. */
   all: Proc[];
+  /** Set for a Pusher-protocol stack (soketi): its clients and publisher speak Pusher, not Socket.IO. */
+  pusher?: PusherApp;
   stop(): Promise<void>;
 }
 
@@ -119,13 +122,13 @@ export async function heraldStack(name: string, transport: 'uws' | 'node', repli
   };
 }
 
-export async function stockStack(): Promise<Stack> {
+export async function stockStack(extra: Record<string, string> = {}): Promise<Stack> {
   const r = await redis();
   const servers: Proc[] = [];
   const urls: string[] = [];
   for (let i = 0; i < 2; i++) {
     const port = await freePort();
-    servers.push(await start(process.execPath, ['bench/stock-server.cjs'], { REDIS_URL: r.url, PORT: String(port) }, /^listening/));
+    servers.push(await start(process.execPath, ['bench/stock-server.cjs'], { REDIS_URL: r.url, PORT: String(port), ...extra }, /^listening/));
     urls.push(`http://127.0.0.1:${port}`);
   }
   return { name: 'stock Socket.IO + redis-adapter (2 processes, ws)', urls, servers, all: [...servers, r.proc], stop: async () => {
@@ -146,8 +149,10 @@ export const STACKS: Record<string, () => Promise<Stack>> = {
   'herald-uws-1': () => heraldStack('herald-uws-1', 'uws', 1, { REDIS_URL: '' }),
   'herald-uws-1-redis': () => heraldStack('herald-uws-1-redis', 'uws', 1),
   'herald-ws': () => heraldStack('herald-ws', 'node', 2),
-  stock: stockStack,
+  stock: () => stockStack(),
   ceiling: ceilingStack,
+  soketi: () => soketiStack('soketi', 2),
+  'soketi-1': () => soketiStack('soketi-1', 1),
 };
 
 /** CPU microseconds per item (a delivery, a message), from CPU seconds over a run; the same number is milliseconds per 1,000 items. */
@@ -167,4 +172,79 @@ export async function withCpu<T>(stack: Stack, fn: () => Promise<T>): Promise<{ 
 /** Pins this process (every thread: the publisher lives here) to the client CPU, beside the workers. */
 export function pinToClientCpu(): void {
   execFileSync('taskset', ['-a', '-p', '-c', CLIENT_CPU, String(process.pid)], { stdio: 'ignore' });
+}
+
+/** Soketi's folder: its own package.json and lockfile, never herald's dependencies. */
+export const SOKETI_DIR = join(ROOT, 'bench/peers/soketi');
+/** The app every soketi stack serves (soketi's default app, spelled out). */
+export const SOKETI_APP = { id: 'app-id', key: 'app-key', secret: 'app-secret' } as const;
+
+/** Installs soketi from its lockfile the first time (bounded), then checks that uWS is native. */
+function ensureSoketi(): string {
+  const bin = join(SOKETI_DIR, 'node_modules/@soketi/soketi/bin/server.js');
+  if (!existsSync(bin)) {
+    console.log('# bench: installing soketi into bench/peers/soketi (npm ci)');
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: SOKETI_DIR, stdio: 'inherit', timeout: 600_000 });
+  }
+  // The uWS mirror falls back to a pure-JS `ws` shim, with only a warning, when its binary cannot load.
+  const native = join(SOKETI_DIR, `node_modules/uWebSockets.js/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
+  if (!existsSync(native)) throw new Error(`soketi: no native uWebSockets.js binary at ${native}`);
+  return bin;
+}
+
+/**
+ * Soketi 1.6.1 (Pusher protocol on uWebSockets.js): `replicas` processes behind no balancer, with
+ * their own redis-server and soketi's redis adapter when there are several, or the local adapter
+ * for one. Every address is loopback: the HTTP/WebSocket and /usage servers bind 127.0.0.1, and the
+ * node discovery soketi always starts (UDP, by default a broadcast to 255.255.255.255) is sent to
+ * 127.0.0.1 only.
+ */
+export async function soketiStack(name: string, replicas: number): Promise<Stack> {
+  const bin = ensureSoketi();
+  const r = replicas > 1 ? await redis() : undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-soketi-'));
+  const discovery = await freePort();
+  const servers: Proc[] = [];
+  const urls: string[] = [];
+  try {
+    for (let i = 0; i < replicas; i++) {
+      const port = await freePort();
+      const config = join(dir, `soketi-${i}.json`);
+      writeFileSync(
+        config,
+        JSON.stringify({
+          host: '127.0.0.1',
+          port,
+          'metrics.host': '127.0.0.1',
+          'metrics.port': await freePort(),
+          'cluster.address': '127.0.0.1',
+          'cluster.hostname': '127.0.0.1',
+          'cluster.port': discovery,
+          'cluster.unicast': `127.0.0.1:${discovery}`,
+          'adapter.driver': r ? 'redis' : 'local',
+          ...(r ? { 'database.redis.host': '127.0.0.1', 'database.redis.port': Number(new URL(r.url).port) } : {}),
+          'appManager.array.apps': [{ ...SOKETI_APP, maxConnections: -1, enableClientMessages: false, enabled: true, maxBackendEventsPerSecond: -1, maxClientEventsPerSecond: -1, maxReadRequestsPerSecond: -1, webhooks: [] }],
+        }),
+      );
+      // HOME: soketi's pm2 wants one, and would otherwise write under /etc/.pm2.
+      servers.push(await start(process.execPath, [bin, 'start', `--config=${config}`], { SOKETI_DEBUG: '0', HOME: dir }, /Server is up and running/));
+      urls.push(`http://127.0.0.1:${port}`);
+    }
+  } catch (err) {
+    await Promise.all([...servers, ...(r ? [r.proc] : [])].map((p) => p.stop()));
+    throw err;
+  }
+  const all = [...servers, ...(r ? [r.proc] : [])];
+  return {
+    name,
+    urls,
+    servers,
+    all,
+    pusher: SOKETI_APP,
+    async stop() {
+      await Promise.all(all.map((p) => p.stop()));
+      rmSync(dir, { recursive: true, force: true });
+      if (r) rmSync(r.dir, { recursive: true, force: true });
+    },
+  };
 }

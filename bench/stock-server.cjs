@@ -1,7 +1,10 @@
 // The reference "what users deploy today": Socket.IO 4.8 with @socket.io/redis-adapter over
 // ioredis on Node's http server and the default `ws` engine, as the Socket.IO documentation shows
 // it, plus the minimum glue a real app adds: a `subscribe` event and an HTTP publish endpoint.
-// Used only by bench/run.ts. PORT, REDIS_URL from the environment.
+// Used only by bench/run.ts. PORT, REDIS_URL from the environment. CONNECTION_STATE_RECOVERY=1
+// (the jitter scenario) turns on Socket.IO's connectionStateRecovery, as a user would try it, and
+// joins the room a client names in its handshake (`auth.room`) whenever the session was not
+// recovered.
 const { createServer } = require('node:http');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
@@ -28,8 +31,15 @@ const httpServer = createServer((req, res) => {
   res.writeHead(404).end();
 });
 
-const io = new Server(httpServer, { adapter: createAdapter(pubClient, subClient), serveClient: false });
+const recovery = process.env.CONNECTION_STATE_RECOVERY === '1';
+const io = new Server(httpServer, {
+  adapter: createAdapter(pubClient, subClient),
+  serveClient: false,
+  ...(recovery ? { connectionStateRecovery: { maxDisconnectionDuration: 120_000 } } : {}),
+});
 io.on('connection', (socket) => {
+  const room = socket.handshake.auth?.room;
+  if (recovery && !socket.recovered && typeof room === 'string') socket.join(room);
   socket.on('subscribe', (arg, ack) => {
     const room = typeof arg === 'string' ? arg : arg.room;
     socket.join(room);

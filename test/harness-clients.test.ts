@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { HttpPipeline } from '../loadtest/harness/http-pipeline.js';
+import { signedPublish } from '../loadtest/harness/pusher.js';
+import { fanoutLatency } from '../loadtest/harness/scenarios.js';
+import { Workers } from '../loadtest/harness/workers.js';
 import { WsClient } from '../loadtest/harness/wsclient.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -241,5 +244,68 @@ describe('harness HTTP publisher connection (loadtest/harness/http-pipeline.ts)'
     p.close();
     gone.close();
     assert.throws(() => new HttpPipeline('https://127.0.0.1:1'), /only http:\/\/ is supported/);
+  });
+});
+
+describe('harness Pusher client and signed publisher (loadtest/harness/pusher.ts, worker.ts)', () => {
+  it("signs a publish as Pusher's REST API reference example does", () => {
+    // The example in pusher.com/docs/channels/library_auth_reference/rest-api (app 3, its key and secret).
+    const { path, body } = signedPublish({ id: '3', key: '278d425bdf160c739803', secret: '7ad3773142a6692b25b8' }, 'project-3', 'foo', '{"some":"data"}', 1353088179_000);
+    assert.equal(body, '{"name":"foo","channels":["project-3"],"data":"{\\"some\\":\\"data\\"}"}');
+    assert.equal(path, '/apps/3/events?auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c');
+  });
+
+  it('subscribes, answers pings and counts every event once, published one signed request per connection', async () => {
+    const app = { id: 'app-id', key: 'app-key', secret: 'app-secret' };
+    const channels = new Map<string, Set<WebSocket>>();
+    let pongs = 0;
+    let requests = 0;
+    // A Pusher-protocol server: one that checks signatures and closes every HTTP connection, as soketi does.
+    const http = createHttpServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        requests++;
+        const u = new URL(req.url!, 'http://x');
+        const query = [...u.searchParams].filter(([k]) => k !== 'auth_signature').sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join('&');
+        const good = createHmac('sha256', app.secret).update(`POST\n${u.pathname}\n${query}`).digest('hex') === u.searchParams.get('auth_signature') && createHash('md5').update(body).digest('hex') === u.searchParams.get('body_md5');
+        if (!good) return void res.writeHead(401, { connection: 'close' }).end('{}');
+        const m = JSON.parse(body) as { name: string; channels: string[]; data: string };
+        for (const ch of m.channels) for (const peer of channels.get(ch) ?? []) peer.send(JSON.stringify({ event: m.name, channel: ch, data: m.data }));
+        res.writeHead(200, { connection: 'close', 'content-type': 'application/json' }).end('{"ok":true}');
+      });
+    });
+    const wss = new WebSocketServer({ server: http });
+    wss.on('connection', (peer) => {
+      peer.send(JSON.stringify({ event: 'pusher:connection_established', data: JSON.stringify({ socket_id: '1.1', activity_timeout: 30 }) }));
+      peer.send('{"event":"pusher:ping","data":{}}');
+      peer.on('message', (raw) => {
+        const m = JSON.parse(raw.toString()) as { event: string; data?: { channel?: string } };
+        if (m.event === 'pusher:pong') pongs++;
+        if (m.event !== 'pusher:subscribe' || !m.data?.channel) return;
+        const set = channels.get(m.data.channel) ?? new Set();
+        channels.set(m.data.channel, set.add(peer));
+        peer.send(JSON.stringify({ event: 'pusher_internal:subscription_succeeded', channel: m.data.channel }));
+      });
+    });
+    http.listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    const workers = await Workers.start(1);
+    try {
+      const r = await fanoutLatency(workers, { urls: [`http://127.0.0.1:${(http.address() as AddressInfo).port}`], pusher: app }, { subscribers: 10, rate: 40, seconds: 1 });
+      assert.equal(r.subscribers, 10);
+      assert.equal(r.published, 40);
+      assert.equal(r.publishFailures, 0);
+      assert.equal(requests, 40);
+      assert.deepEqual([r.delivered, r.missing, r.duplicates], [400, 0, 0]);
+      assert.ok(r.latencyMs.samples > 0);
+      assert.equal(pongs, 10);
+      assert.ok(r.client.utilisation >= 0);
+    } finally {
+      await workers.stop();
+      for (const p of wss.clients) p.terminate();
+      wss.close();
+      http.close();
+    }
   });
 });

@@ -138,3 +138,51 @@ export class HttpPipeline {
     for (const c of this.conns) c.close();
   }
 }
+
+/**
+ * One request on a connection of its own (`Connection: close`), for servers that refuse pipelined
+ * requests (soketi closes the connection). Resolves with the status once the answer's head and
+ * body have arrived; `localAddress` spreads the connections over loopback source addresses, so
+ * sockets left in TIME_WAIT do not exhaust one address's ephemeral ports.
+ */
+export function postOnce(base: string, path: string, json: string, opts: { localAddress?: string; timeoutMs?: number } = {}): Promise<HttpAnswer> {
+  const u = new URL(base);
+  if (u.protocol !== 'http:') return Promise.reject(new Error(`postOnce: only http:// is supported, not ${u.protocol}`));
+  const body = Buffer.from(json);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: u.hostname, port: Number(u.port || 80), localAddress: opts.localAddress });
+    socket.setNoDelay(true);
+    let buf: Buffer = Buffer.alloc(0);
+    let settled = false;
+    const finish = (err: Error | undefined, answer?: HttpAnswer) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(answer!);
+    };
+    const timer = setTimeout(() => finish(new Error('postOnce: no answer in time')), opts.timeoutMs ?? 10_000);
+    socket.once('connect', () => {
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+      socket.write(body);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const end = buf.indexOf(HEADER_END);
+      if (end < 0) return;
+      const head = buf.toString('latin1', 0, end);
+      const length = /\r\ncontent-length:\s*(\d+)/i.exec(head)?.[1];
+      // Without a length the body ends when the server closes ('close' below).
+      if (length !== undefined && buf.length >= end + HEADER_END.length + Number(length)) {
+        finish(undefined, { status: Number(head.slice(9, 12)), body: buf.toString('utf8', end + HEADER_END.length, end + HEADER_END.length + Number(length)) });
+      }
+    });
+    socket.on('error', (err) => finish(err));
+    socket.on('close', () => {
+      const end = buf.indexOf(HEADER_END);
+      if (end < 0) return finish(new Error('postOnce: connection closed before an answer'));
+      finish(undefined, { status: Number(buf.toString('latin1', 9, 12)), body: buf.toString('utf8', end + HEADER_END.length) });
+    });
+  });
+}

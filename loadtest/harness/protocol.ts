@@ -1,3 +1,5 @@
+import type { PusherApp } from './pusher.js';
+
 /** Messages between the harness coordinator and its client processes. */
 export type WorkerCommand =
   | {
@@ -9,6 +11,8 @@ export type WorkerCommand =
       roomOffset: number;
       localAddresses: string[];
       auth?: object;
+      /** Set: the clients speak the Pusher protocol to this app (soketi) instead of Socket.IO. */
+      pusher?: PusherApp;
       /** `seq`: parse every event, check sequence numbers; `count`: count, parse one in `sampleEvery`. */
       track: 'seq' | 'count';
       sampleEvery: number;

@@ -1,11 +1,22 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { HttpPipeline } from './http-pipeline.js';
+import { HttpPipeline, postOnce, type HttpAnswer } from './http-pipeline.js';
+import { signedPublish, type PusherApp } from './pusher.js';
+import { loopbackAddresses } from './workers.js';
 
 export interface PublishTarget {
   /** Base URLs to publish through (round robin). */
   urls: string[];
   key?: string;
+  /**
+   * Set: publish through the Pusher HTTP API of this app (soketi), each request signed and on a
+   * connection of its own (soketi closes a connection that pipelines), instead of herald's
+   * `POST /v1/publish` pipelined.
+   */
+  pusher?: PusherApp;
 }
+
+/** Source addresses for the Pusher publisher's one-request connections. */
+const PUBLISH_ADDRESSES = loopbackAddresses(16);
 
 /**
  * Publishes `{seq, sent}` to rooms at a fixed total rate for `seconds`, bounded in count, keeping
@@ -24,7 +35,13 @@ export async function publishAtRate(
   const accepted: Record<string, number> = Object.fromEntries(rooms.map((r) => [r, 0]));
   let failed = 0;
   const headers: Record<string, string> = target.key ? { authorization: `Bearer ${target.key}` } : {};
-  const servers = target.urls.map((u) => new HttpPipeline(u));
+  const app = target.pusher;
+  const servers = app ? [] : target.urls.map((u) => new HttpPipeline(u));
+  const post = (i: number, room: string, data: { seq: number; sent: number }): Promise<HttpAnswer> => {
+    if (!app) return servers[i % servers.length]!.post('/v1/publish', JSON.stringify({ room, event: 'load', data }), headers);
+    const { path, body } = signedPublish(app, room, 'load', JSON.stringify(data));
+    return postOnce(target.urls[i % target.urls.length]!, path, body, { localAddress: PUBLISH_ADDRESSES[i % PUBLISH_ADDRESSES.length] });
+  };
   const started = Date.now();
   const inFlight = new Set<Promise<void>>();
   for (let i = 0; i < total; i++) {
@@ -33,9 +50,7 @@ export async function publishAtRate(
     const wait = due - Date.now();
     if (wait > 1) await delay(wait);
     const room = rooms[i % rooms.length]!;
-    const body = JSON.stringify({ room, event: 'load', data: { seq: ++seqs[room]!, sent: Date.now() } });
-    const p: Promise<void> = servers[i % servers.length]!
-      .post('/v1/publish', body, headers)
+    const p: Promise<void> = post(i, room, { seq: ++seqs[room]!, sent: Date.now() })
       .then((res) => {
         if (res.status === 200) accepted[room]!++;
         else failed++;

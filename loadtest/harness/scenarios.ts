@@ -5,7 +5,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ConnectionReport, WorkerReport } from './protocol.js';
 import { publishAtRate, type PublishTarget } from './publisher.js';
-import { loopbackAddresses, type Workers } from './workers.js';
+import { clientLoad, loopbackAddresses, type Workers } from './workers.js';
 
 export interface Target extends PublishTarget {
   /** Where the publisher posts; defaults to `urls` (the clients' servers). */
@@ -14,7 +14,7 @@ export interface Target extends PublishTarget {
   rss?: () => Promise<number>;
 }
 
-const publishTarget = (t: Target): PublishTarget => ({ urls: t.publishUrls ?? t.urls, key: t.key });
+const publishTarget = (t: Target): PublishTarget => ({ urls: t.publishUrls ?? t.urls, key: t.key, pusher: t.pusher });
 
 export interface Latency {
   samples: number;
@@ -46,6 +46,7 @@ async function openAll(workers: Workers, target: Target, total: number, rooms: s
       track,
       sampleEvery,
       concurrency: 100,
+      ...(target.pusher ? { pusher: target.pusher } : {}),
     }),
     'opened',
   );
@@ -92,9 +93,11 @@ export async function fanoutLatency(workers: Workers, target: Target, o: { subsc
   const room = `load:fanout-${Date.now()}`;
   const open = await openAll(workers, target, o.subscribers, [room], 'seq');
   await workers.reports();
+  const mark = workers.mark();
   const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
   const expected = (pub.accepted[room] ?? 0) * open.connected;
   const m = merge(await settle(workers, expected));
+  const client = clientLoad(mark, workers.mark());
   await workers.all(() => ({ cmd: 'close' }), 'closed');
   return {
     scenario: 'fanout-latency',
@@ -107,6 +110,7 @@ export async function fanoutLatency(workers: Workers, target: Target, o: { subsc
     expected,
     ...accounting(m.connections, pub.accepted),
     latencyMs: percentiles(m.samples),
+    client,
   };
 }
 
@@ -141,11 +145,13 @@ export async function throughput(
     await workers.reports();
     const started = Date.now();
     const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
+    const mark = workers.mark();
     const pub = await publishAtRate(publishTarget(target), rooms, rate, o.secondsPerStep, { inFlight: o.inFlight ?? 64 });
     const published = Object.values(pub.accepted).reduce((a, b) => a + b, 0);
     const expected = published * o.subscribersPerRoom;
     const m = merge(await settle(workers, expected, 5000));
     const seconds = (Date.now() - started) / 1000;
+    const client = clientLoad(mark, workers.mark());
     const counters = Object.fromEntries(before.map(([k, v]) => [k, o.counters![k]!() - v]));
     const deliveredShare = expected === 0 ? 0 : m.delivered / expected;
     // Saturated: the server no longer keeps up with what was offered. The publisher keeps a
@@ -165,6 +171,8 @@ export async function throughput(
       deliveredShare,
       saturated,
       latencyMs: percentiles(m.samples),
+      /** The client core's share used by the client processes; above 80 % the step is client-bound. */
+      client,
     });
     saturatedInARow = saturated ? saturatedInARow + 1 : 0;
     if (saturatedInARow >= (o.patience ?? 1)) break;
@@ -175,9 +183,20 @@ export async function throughput(
     connections: open.connected,
     failedConnects: open.failed,
     steps,
-    /** The most deliveries/s at a step the server kept up with (any step, if it kept up with none). */
-    maxDeliveriesPerSecond: Math.max(0, ...(steps.some((s) => !s.saturated) ? steps.filter((s) => !s.saturated) : steps).map((s) => s.deliveriesPerSecond)),
+    /**
+     * The most deliveries/s at a step the server kept up with and the client was not the limit of
+     * (any step not client-bound, if it kept up with none); 0 when every step was client-bound.
+     */
+    maxDeliveriesPerSecond: ceiling(steps.filter((s) => !s.client.clientBound)),
+    /** The same over every step, client-bound ones included: what the harness saw at most. */
+    maxDeliveriesPerSecondAnyClient: ceiling(steps),
   };
+}
+
+/** The most deliveries/s of steps the server kept up with, or of any of them if it kept up with none. */
+function ceiling(steps: { saturated: boolean; deliveriesPerSecond: number }[]): number {
+  const kept = steps.filter((s) => !s.saturated);
+  return Math.max(0, ...(kept.length > 0 ? kept : steps).map((s) => s.deliveriesPerSecond));
 }
 
 /** `connections`: ramp to `count` idle connections and hold; memory per connection. */

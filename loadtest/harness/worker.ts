@@ -6,6 +6,7 @@
  */
 import { connectFrame, eventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
 import type { ConnectionReport, WorkerCommand, WorkerReport } from './protocol.js';
+import { EVENT_PREFIX, PUSHER_PONG, pusherSocketUrl, subscribeFrame, SYSTEM_PREFIX } from './pusher.js';
 import { WsClient } from './wsclient.js';
 
 const MAX_SAMPLES = 50_000;
@@ -55,21 +56,29 @@ const SYSTEM_EVENT = Buffer.from('42["herald:');
 /** Handles an event frame, `buf[start, end)`: counting needs no string, only sampling does. */
 function onEvent(c: Conn, buf: Buffer, start: number, end: number): void {
   if (end - start >= SYSTEM_EVENT.length && buf.compare(SYSTEM_EVENT, 0, SYSTEM_EVENT.length, start, start + SYSTEM_EVENT.length) === 0) return;
-  delivered++;
-  deliveredSinceReport++;
-  const p = plan!;
-  if (p.track === 'count') {
-    // Cheap path: count, and look inside only one frame in `sampleEvery`.
-    if (delivered % p.sampleEvery !== 0) return;
-  }
+  if (!counted()) return;
   const f = parseFrame(buf.toString('utf8', start, end));
   if (f.type !== 'event') return;
-  const data = f.args[0] as { seq?: number; sent?: number } | undefined;
-  const meta = f.args[1] as { id?: string } | undefined;
+  record(c, f.args[0] as Payload | undefined, (f.args[1] as { id?: string } | undefined)?.id);
+}
+
+/** A published message's data: its room's sequence number and when it was sent. */
+type Payload = { seq?: number; sent?: number };
+
+/** Counts a delivery; true when the caller must look inside it (`record`), false for the cheap path. */
+function counted(): boolean {
+  delivered++;
+  deliveredSinceReport++;
+  // Cheap path: count, and look inside only one frame in `sampleEvery`.
+  return plan!.track !== 'count' || delivered % plan!.sampleEvery === 0;
+}
+
+/** Samples a delivery's latency and, when tracking sequences, checks it for gaps and duplicates. */
+function record(c: Conn, data: Payload | undefined, id: string | undefined): void {
   if (typeof data?.sent === 'number') sample(Date.now() - data.sent);
-  if (p.track !== 'seq' || typeof data?.seq !== 'number') return;
+  if (plan!.track !== 'seq' || typeof data?.seq !== 'number') return;
   c.received++;
-  if (meta?.id) c.lastId = meta.id;
+  if (id) c.lastId = id;
   const byte = data.seq >> 3;
   if (byte >= c.seen.length) {
     const grown = new Uint8Array(Math.max(byte + 1, c.seen.length * 2));
@@ -84,7 +93,30 @@ function onEvent(c: Conn, buf: Buffer, start: number, end: number): void {
   }
 }
 
-/** Opens one connection, joins the namespace and subscribes (with `since` when reconnecting). */
+/**
+ * A Pusher-protocol frame (soketi), `buf[start, end)`. Every server frame is JSON starting with
+ * `{"event":"`; app events are counted without decoding, the protocol's own (`pusher:…`,
+ * `pusher_internal:…`) are parsed. Event data is a string the publisher JSON-encoded.
+ */
+function onPusherFrame(c: Conn, ws: WsClient, buf: Buffer, start: number, end: number, done: (ok: boolean) => void): void {
+  const at = start + EVENT_PREFIX.length;
+  const prefixed = end - start > at - start + SYSTEM_PREFIX.length && buf.compare(EVENT_PREFIX, 0, EVENT_PREFIX.length, start, at) === 0;
+  if (prefixed && buf.compare(SYSTEM_PREFIX, 0, SYSTEM_PREFIX.length, at, at + SYSTEM_PREFIX.length) !== 0) {
+    if (!counted()) return;
+    const m = JSON.parse(buf.toString('utf8', start, end)) as { data?: string };
+    return record(c, typeof m.data === 'string' ? (JSON.parse(m.data) as Payload) : undefined, undefined);
+  }
+  const m = JSON.parse(buf.toString('utf8', start, end)) as { event?: string };
+  if (m.event === 'pusher:connection_established') ws.send(subscribeFrame(c.room));
+  else if (m.event === 'pusher_internal:subscription_succeeded') done(true);
+  else if (m.event === 'pusher:ping') ws.send(PUSHER_PONG);
+  else if (m.event === 'pusher:error') done(false);
+}
+
+/**
+ * Opens one connection, joins the namespace and subscribes (with `since` when reconnecting); with
+ * the Pusher protocol, connects to the app and subscribes to the room's channel (no `since`).
+ */
 function open(c: Conn, since?: string): Promise<boolean> {
   return new Promise((resolve) => {
     let settled = false;
@@ -94,6 +126,16 @@ function open(c: Conn, since?: string): Promise<boolean> {
         resolve(ok);
       }
     };
+    const app = plan!.pusher;
+    if (app) {
+      const ws: WsClient = new WsClient(pusherSocketUrl(c.url, app), {
+        open: () => {},
+        closed: () => done(false),
+        text: (buf, start, end) => onPusherFrame(c, ws, buf, start, end, done),
+      }, { localAddress: c.localAddress });
+      c.ws = ws;
+      return;
+    }
     const ws: WsClient = new WsClient(socketUrl(c.url), {
       open: () => {},
       closed: () => done(false),

@@ -3,8 +3,14 @@
  * handshake, masked text frames out, frames in parsed in place. It exists because the `ws`
  * package, a fine general client, costs more CPU per received frame than the gateways it measures:
  * with one client core against one server core, the client saturated first. Here a received text
- * frame is handed over as a slice of the socket's chunk (no copy, no event emitter), and only
- * frames that are split across chunks or fragmented are copied.
+ * frame is handed over as a slice of the bytes just read (no copy, no event emitter), and only
+ * frames that are split across reads or fragmented are copied.
+ *
+ * Plain TCP sockets read into one buffer shared by every connection of the process (`onread`):
+ * the bytes are consumed inside the callback, so nothing needs a Buffer of its own per read, and
+ * Node emits no `data` event. Before this (a Buffer and a stream event per read) one client core
+ * took fewer deliveries per CPU-second; BENCHMARKS.md has the before/after. TLS sockets (wss:)
+ * cannot read that way and use `data` events.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as tcpConnect, type Socket } from 'node:net';
@@ -14,6 +20,12 @@ const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const HEADER_END = Buffer.from('\r\n\r\n');
 /** A larger incoming frame than this is a protocol error (Socket.IO frames here are small). */
 const MAX_FRAME = 16 * 1024 * 1024;
+
+/**
+ * The buffer every plain connection of this process reads into. 64 KiB holds the bursts uWS
+ * writes in one `sendto` (a few hundred small frames); a larger read arrives in several calls.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** Frame opcodes (RFC 6455 §5.2). */
 const Op = { Continuation: 0, Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
@@ -76,7 +88,20 @@ export class WsClient {
     const u = new URL(url);
     const secure = u.protocol === 'wss:';
     const port = Number(u.port || (secure ? 443 : 80));
-    const tcp = tcpConnect({ host: u.hostname, port, localAddress: opts.localAddress });
+    const tcp = secure
+      ? tcpConnect({ host: u.hostname, port, localAddress: opts.localAddress })
+      : tcpConnect({
+          host: u.hostname,
+          port,
+          localAddress: opts.localAddress,
+          onread: {
+            buffer: READ_BUFFER,
+            callback: (n: number, buf: Uint8Array) => {
+              this.data((buf as Buffer).subarray(0, n));
+              return true; // keep reading: the bytes were consumed (or copied) already
+            },
+          },
+        });
     this.socket = secure ? tlsConnect({ socket: tcp, servername: u.hostname }) : tcp;
     this.socket.setNoDelay(true);
     const headers = {
@@ -89,7 +114,7 @@ export class WsClient {
     };
     const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
     this.socket.once(secure ? 'secureConnect' : 'connect', () => this.socket.write(request));
-    this.socket.on('data', (chunk: Buffer) => this.data(chunk));
+    if (secure) this.socket.on('data', (chunk: Buffer) => this.data(chunk));
     this.socket.on('error', (err) => this.end(`error: ${err.message}`));
     this.socket.on('close', () => this.end('socket closed'));
   }
@@ -118,13 +143,14 @@ export class WsClient {
   }
 
   private data(chunk: Buffer): void {
+    // `chunk` may be the shared read buffer: whatever outlives this call is copied (`pending`).
     let buf = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
     if (this.state === 'handshake') {
       const at = buf.indexOf(HEADER_END);
       if (at < 0) {
         if (buf.length > 16 * 1024) return this.end('handshake: response headers too long');
-        this.pending = buf;
+        this.pending = Buffer.from(buf);
         return;
       }
       const head = buf.toString('latin1', 0, at);
