@@ -268,6 +268,35 @@ describe('webhooks on a single node without Redis', () => {
   });
 });
 
+describe('a webhook receiver that does not answer', () => {
+  let receiver: Receiver;
+  let gw: Gateway;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    receiver = await startReceiver(SECRET);
+    receiver.handler = () => 'hang';
+    gw = await startGateway({ env: envFor(receiver, { WEBHOOK_QUEUE_SIZE: '2', WEBHOOK_EVENTS: 'connection.opened' }) });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await gw?.stop();
+    await receiver?.close();
+  });
+
+  it('holds at most WEBHOOK_QUEUE_SIZE events per replica, and counts and logs what it drops', async () => {
+    for (let i = 0; i < 2; i++) clients.push(await connectClient(gw.url));
+    await waitFor('both events at the receiver, unanswered', () => receiver.hits.length === 2);
+    const third = await connectClient(gw.url);
+    clients.push(third);
+    const dropped = await gw.waitForLog('queue full', (l) => l.msg.startsWith('webhook queue full'));
+    assert.equal(dropped.type, 'connection.opened');
+    const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    assert.match(metrics, /herald_webhooks_dropped_total\{type="connection.opened",reason="queue_full"\} 1\n/);
+    assert.ok(!receiver.hits.some((h) => h.body?.data?.client === third.socket.id), 'the dropped event was never sent');
+  });
+});
+
 describe('webhook settings', () => {
   it('refuses to start with a short WEBHOOK_SECRET, or none, saying what is needed', async () => {
     const short = await runGatewayToExit({ WEBHOOK_URL: 'http://127.0.0.1:1/hooks', WEBHOOK_SECRET: 'short' });

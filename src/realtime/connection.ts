@@ -5,6 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
+import type { Identity } from '../auth/identity.js';
 import { proxiedRooms, type SubscribeProxy } from '../auth/proxy.js';
 import type { Bus } from '../cluster/bus.js';
 import { LAST_MAX } from '../history/types.js';
@@ -126,16 +127,16 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
 async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Promise<{ room: RoomName; recovered?: boolean; offset?: MessageId }> {
   const room = clientRoom(socket, arg);
   const identity = identityOf(socket);
-  if (!deps.policy.canSubscribe(identity, room)) {
-    if (!deps.subscribeProxy?.covers(room)) throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
-    await deps.subscribeProxy.authorize(socket.id, identity, room);
+  const askBackend = !deps.policy.canSubscribe(identity, room);
+  if (askBackend && !deps.subscribeProxy?.covers(room)) throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
+  assertBelowLimit(socket, room, identity, deps);
+  if (askBackend) {
+    await deps.subscribeProxy!.authorize(socket.id, identity, room);
     // Gone while the backend decided: joining now would leave a room behind for a closed socket.
     if (!socket.connected) throw new HeraldError('unavailable', 'The connection closed while the backend decided.');
+    // Other subscribes may have joined meanwhile.
+    assertBelowLimit(socket, room, identity, deps);
     proxiedRooms(socket).add(room);
-  }
-  if (!socket.rooms.has(room)) {
-    const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
-    if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
   }
   const { since, last } = startOf(arg);
   // `since` wins over `last`: with both, this is a recovery that cannot recover (below).
@@ -147,6 +148,13 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
   if (history) return { room, ...joined };
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
+}
+
+/** Throws `too_many_subscriptions` unless `socket` may join one more room (or is in `room` already). */
+function assertBelowLimit(socket: Socket, room: RoomName, identity: Identity, deps: RealtimeDeps): void {
+  if (socket.rooms.has(room)) return;
+  const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+  if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
 }
 
 /**
