@@ -145,10 +145,13 @@ export class SubscribeProxy {
   }
 }
 
-/** Rooms a connection joined on the subscribe proxy's word: a `refresh` keeps them. */
-export function proxiedRooms(socket: Socket): Set<RoomName> {
-  const data = socket.data as { proxied?: Set<RoomName> };
-  return (data.proxied ??= new Set());
+/** Records that `socket` joins `room` on the subscribe proxy's word: a `refresh` keeps such rooms. */
+export function markProxied(socket: Socket, room: RoomName): void {
+  ((socket.data as { proxied?: Set<RoomName> }).proxied ??= new Set()).add(room);
+}
+
+export function isProxied(socket: Socket, room: RoomName): boolean {
+  return (socket.data as { proxied?: Set<RoomName> }).proxied?.has(room) ?? false;
 }
 
 /**

@@ -81,9 +81,11 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
     if (failureLog.due()) logger.warn({ err: err.message }, 'webhook room state write failed; rewritten when Redis returns');
   };
   const pending = new Set<Promise<unknown>>();
-  const track = (work: Promise<unknown>) => {
-    const p = work.catch(report).finally(() => pending.delete(p));
-    pending.add(p);
+  /** Keeps `work` for `close` to wait on; its failure is reported, never thrown. */
+  const track = (work: Promise<unknown>): Promise<unknown> => {
+    const settled = work.catch(report).finally(() => pending.delete(settled));
+    pending.add(settled);
+    return settled;
   };
   const timers = new Map<string, NodeJS.Timeout>();
   let closed = false;
@@ -103,9 +105,7 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
   const releaseAs = (holder: string, key: string) => {
     const deadline = redis.eval(RELEASE, 2, ...keysOf(subjectOf(key)), holder, opts.delayMs) as Promise<number>;
     const unindexed = redis.srem(indexOf(holder), key);
-    const done = Promise.all([deadline, unindexed]).then(([d]) => d >= 0 && schedule(key, d, opts.delayMs));
-    track(done);
-    return done;
+    return track(Promise.all([deadline, unindexed]).then(([d]) => d >= 0 && schedule(key, d, opts.delayMs)));
   };
 
   const schedule = (key: string, deadline: number, inMs: number) => {

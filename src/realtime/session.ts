@@ -2,7 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
-import { proxiedRooms, type ConnectProxy } from '../auth/proxy.js';
+import { isProxied, type ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
@@ -136,7 +136,7 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   const removed: string[] = [];
   for (const room of socket.rooms) {
     // Rooms the subscribe proxy granted stay: the backend decided for this user, and it is the same user.
-    if (room === socket.id || deps.policy.canSubscribe(next, room) || proxiedRooms(socket).has(room)) continue;
+    if (room === socket.id || deps.policy.canSubscribe(next, room) || isProxied(socket, room)) continue;
     removed.push(room);
     await leave(socket, room);
   }
