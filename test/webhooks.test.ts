@@ -226,6 +226,45 @@ describe('webhooks across two replicas sharing a Redis', () => {
   });
 });
 
+describe('webhooks through a Redis outage', () => {
+  let redis: RedisProcess;
+  let receiver: Receiver;
+  let gw: Gateway;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    receiver = await startReceiver(SECRET);
+    gw = await startGateway({ env: envFor(receiver, { REDIS_URL: redis.url }) });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await gw?.stop();
+    await receiver?.close();
+    await redis?.stop();
+  });
+
+  it('keeps running while Redis is down, and announces what it holds once Redis is back', async () => {
+    const c = await connectClient(gw.url);
+    clients.push(c);
+    await c.subscribe('match:before');
+    await waitForEvent(receiver, 'room.occupied', { room: 'match:before' });
+    await redis.kill();
+    // Recorded nowhere: Redis is down.
+    assert.deepEqual(await c.subscribe('match:during'), { ok: true, room: 'match:during' });
+    await gw.waitForLog('the failed write', (l) => l.msg.startsWith('webhook room state write failed'));
+    await redis.restart();
+    // The restarted Redis lost everything: the replica writes what it holds again, so both rooms
+    // are occupied there, and the one nobody had heard of is announced.
+    await waitForEvent(receiver, 'room.occupied', { room: 'match:during' }, 30_000);
+    assert.equal(gw.process.exitCode, null, 'still running');
+    c.close();
+    await waitForEvent(receiver, 'room.vacated', { room: 'match:during' });
+    await waitForEvent(receiver, 'room.vacated', { room: 'match:before' });
+    assert.deepEqual(receiver.unsigned, []);
+  });
+});
+
 describe('webhooks on a single node without Redis', () => {
   let receiver: Receiver;
   let gw: Gateway;
