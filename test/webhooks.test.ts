@@ -6,6 +6,7 @@ import { connectClient, type TestClient } from './helpers/clients.js';
 import { runGatewayToExit, startGateway, type Gateway } from './helpers/gateway.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { waitFor } from './helpers/wait.js';
 
 const SECRET = 'webhook-secret-0123456789';
@@ -221,6 +222,58 @@ describe('webhooks across two replicas sharing a Redis', () => {
     assert.ok(
       [a, b].some((gw) => gw.logs.some((l) => l.msg === 'released the rooms of a replica whose heartbeat stopped' && String(l.holder).startsWith(`${c.replicaId}/`))),
       'a surviving replica released them',
+    );
+    assert.deepEqual(receiver.unsigned, []);
+  });
+});
+
+describe('webhooks on a Redis Cluster (sharded)', () => {
+  let cluster: RedisCluster;
+  let receiver: Receiver;
+  const gateways: Gateway[] = [];
+  const clients: TestClient[] = [];
+  const connect = async (gw: Gateway, user?: string) => {
+    const c = await connectClient(gw.url, { auth: user ? { token: await token(user) } : undefined });
+    clients.push(c);
+    return c;
+  };
+
+  before(async () => {
+    cluster = await startRedisCluster(3, 0);
+    receiver = await startReceiver(SECRET);
+    const env = envFor(receiver, { REDIS_MODE: 'sharded', REDIS_CLUSTER_NODES: cluster.urls.join(',') });
+    gateways.push(await startGateway({ env }), await startGateway({ env }));
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(gateways.map((g) => g.stop()));
+    await receiver?.close();
+    await cluster?.stop();
+  });
+
+  it('announces a room and a presence user spread over both replicas once each, every key of a room in its slot', async () => {
+    const [a, b] = gateways as [Gateway, Gateway];
+    const members = [await connect(a, 'kai'), await connect(b, 'kai')];
+    await Promise.all(members.map((m) => m.subscribe('chat:cluster')));
+    await waitForEvent(receiver, 'room.occupied', { room: 'chat:cluster' });
+    await waitForEvent(receiver, 'presence.joined', { room: 'chat:cluster', user: 'kai' });
+    for (const m of members) m.close();
+    await waitForEvent(receiver, 'room.vacated', { room: 'chat:cluster' });
+    await waitForEvent(receiver, 'presence.left', { room: 'chat:cluster', user: 'kai' });
+    // Later than anything chat:cluster could still announce: each replica's own room, vacated a
+    // delay after it was left, which was after chat:cluster's vacate arrived.
+    for (const [i, gw] of gateways.entries()) {
+      const marker = await connect(gw);
+      await marker.subscribe(`match:marker-${i}`);
+      marker.close();
+    }
+    for (const i of [0, 1]) await waitForEvent(receiver, 'room.vacated', { room: `match:marker-${i}` });
+    for (const type of ['room.occupied', 'room.vacated']) assert.equal(eventsOf(receiver, type, { room: 'chat:cluster' }).length, 1, type);
+    for (const type of ['presence.joined', 'presence.left']) assert.equal(eventsOf(receiver, type, { room: 'chat:cluster', user: 'kai' }).length, 1, type);
+    assert.deepEqual(
+      gateways.flatMap((g) => g.logs.filter((l) => /failed/.test(l.msg))),
+      [],
+      'no failed write (a CROSSSLOT script would fail)',
     );
     assert.deepEqual(receiver.unsigned, []);
   });
