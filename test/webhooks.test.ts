@@ -203,6 +203,22 @@ describe('webhooks across two replicas sharing a Redis', () => {
     assert.match(metrics, /herald_webhook_latency_seconds_count [1-9]/);
   });
 
+  it('on a drain, announces the closed connections, and leaves the vacate it scheduled to the others', async () => {
+    const d = await startGateway({ env: envFor(receiver, { REDIS_URL: redis.url }) });
+    gateways.push(d);
+    const erik = await connect(d, 'erik');
+    const id = erik.socket.id!;
+    await erik.subscribe('match:drained');
+    await waitForEvent(receiver, 'room.occupied', { room: 'match:drained' });
+    d.signal('SIGTERM');
+    assert.equal(await d.exited(), 0);
+    const closed = await waitForEvent(receiver, 'connection.closed', { client: id });
+    assert.equal(closed.data.replica, d.replicaId);
+    await waitForEvent(receiver, 'room.vacated', { room: 'match:drained' }, DEAD_REPLICA_WAIT_MS);
+    await settle('match:drained');
+    assert.equal(eventsOf(receiver, 'room.vacated', { room: 'match:drained' }).length, 1);
+  });
+
   it('vacates the rooms of a replica that was killed, from another replica', async () => {
     const c = await startGateway({ env: envFor(receiver, { REDIS_URL: redis.url }) });
     gateways.push(c);
