@@ -12,6 +12,8 @@ import { waitFor } from './helpers/wait.js';
 const SECRET = 'webhook-secret-0123456789';
 const JWT = 'test-jwt-secret-0123456789-abcdefghij';
 const KEY = 'test-publish-key-0123456789';
+/** A vacate comes the delay (3 s) after the last member left; a loaded machine (2 cores, 6 Redis and gateway processes) needs more than the default wait. */
+const VACATE_WAIT_MS = 20_000;
 /** A dead replica is noticed within PRESENCE_TTL_SECONDS, then vacated after the delay. */
 const DEAD_REPLICA_WAIT_MS = 30_000;
 
@@ -274,8 +276,8 @@ describe('webhooks on a Redis Cluster (sharded)', () => {
     await waitForEvent(receiver, 'room.occupied', { room: 'chat:cluster' });
     await waitForEvent(receiver, 'presence.joined', { room: 'chat:cluster', user: 'kai' });
     for (const m of members) m.close();
-    await waitForEvent(receiver, 'room.vacated', { room: 'chat:cluster' });
-    await waitForEvent(receiver, 'presence.left', { room: 'chat:cluster', user: 'kai' });
+    await waitForEvent(receiver, 'room.vacated', { room: 'chat:cluster' }, VACATE_WAIT_MS);
+    await waitForEvent(receiver, 'presence.left', { room: 'chat:cluster', user: 'kai' }, VACATE_WAIT_MS);
     // Later than anything chat:cluster could still announce: each replica's own room, vacated a
     // delay after it was left, which was after chat:cluster's vacate arrived.
     for (const [i, gw] of gateways.entries()) {
@@ -283,7 +285,7 @@ describe('webhooks on a Redis Cluster (sharded)', () => {
       await marker.subscribe(`match:marker-${i}`);
       marker.close();
     }
-    for (const i of [0, 1]) await waitForEvent(receiver, 'room.vacated', { room: `match:marker-${i}` });
+    for (const i of [0, 1]) await waitForEvent(receiver, 'room.vacated', { room: `match:marker-${i}` }, VACATE_WAIT_MS);
     for (const type of ['room.occupied', 'room.vacated']) assert.equal(eventsOf(receiver, type, { room: 'chat:cluster' }).length, 1, type);
     for (const type of ['presence.joined', 'presence.left']) assert.equal(eventsOf(receiver, type, { room: 'chat:cluster', user: 'kai' }).length, 1, type);
     assert.deepEqual(

@@ -63,7 +63,8 @@ export interface RedisTransitionsOptions {
  * replica also (a) releases, on behalf of every holder whose heartbeat stopped, everything that
  * holder held, and (b) ends what is overdue in `-webhook-vacating` (its releaser died during the
  * delay). Both are safe to run twice and on several replicas at once: the scripts above make
- * exactly one caller announce each transition.
+ * exactly one caller announce each transition. A replica that finds itself retired (its
+ * heartbeat was late) registers and holds what it holds again.
  */
 export function createRedisTransitions(opts: RedisTransitionsOptions): Transitions {
   const { redis, heartbeat, logger, announce } = opts;
@@ -136,6 +137,9 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
     if (!connected || sweeping || closed) return;
     sweeping = true;
     try {
+      // A replica whose heartbeat was late (an event loop stalled past PRESENCE_TTL_SECONDS) may
+      // have been retired by another one meanwhile: it registers and holds what it holds again.
+      if ((await redis.sadd(registry, self)) === 1) for (const subject of opts.held()) hold(subject);
       const others = (await redis.smembers(registry)).filter((h) => h !== self);
       const live = await heartbeat.liveInstances(others.map((h) => h.slice(0, h.lastIndexOf('/'))));
       for (const [i, holder] of others.entries()) {
@@ -160,9 +164,12 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
   const resync = async () => {
     await heartbeat.beat();
     await redis.sadd(registry, self);
+    const recorded = await redis.smembers(indexOf(self));
+    // From here on in one go: what is held now is written before any later local change, which
+    // would otherwise be overtaken (a release sent during an await, then the stale hold after it).
     const held = opts.held();
     const wanted = new Set(held.map(keyOf));
-    for (const key of await redis.smembers(indexOf(self))) if (!wanted.has(key)) void releaseAs(self, key);
+    for (const key of recorded) if (!wanted.has(key)) void releaseAs(self, key);
     for (const subject of held) hold(subject);
   };
   redis.on('ready', () => void resync().catch(report));
