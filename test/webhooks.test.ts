@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
 import { connectClient, type TestClient } from './helpers/clients.js';
 import { runGatewayToExit, startGateway, type Gateway } from './helpers/gateway.js';
-import { startReceiver, type Receiver } from './helpers/receiver.js';
+import { startReceiver, verified, type Receiver } from './helpers/receiver.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { waitFor } from './helpers/wait.js';
@@ -120,6 +120,14 @@ describe('webhooks across two replicas sharing a Redis', () => {
     const anonymous = await connect(a);
     assert.equal((await waitForEvent(receiver, 'connection.opened', { client: anonymous.socket.id })).data.user, null);
     assert.deepEqual(receiver.unsigned, []);
+    // The receiver's check is not a formality: another secret, a changed body or an old t fail it.
+    const hit = receiver.hits.find((h) => h.body?.id === opened.id)!;
+    const header = hit.headers['herald-signature'] as string;
+    assert.match(header, /^t=\d+,v1=[0-9a-f]{64}$/);
+    assert.equal(verified(SECRET, header, hit.raw), true);
+    assert.equal(verified('another-secret-0123456789', header, hit.raw), false);
+    assert.equal(verified(SECRET, header, hit.raw.replace('olga', 'eve')), false);
+    assert.equal(verified(SECRET, header.replace(/t=\d+/, `t=${Math.floor(Date.now() / 1000) - 3600}`), hit.raw), false);
   });
 
   it('announces a room spread over both replicas occupied once and vacated once, after the delay, with a re-subscribe inside it announcing nothing', async () => {
