@@ -145,15 +145,6 @@ export class SubscribeProxy {
   }
 }
 
-/** Records that `socket` joins `room` on the subscribe proxy's word: a `refresh` keeps such rooms. */
-export function markProxied(socket: Socket, room: RoomName): void {
-  ((socket.data as { proxied?: Set<RoomName> }).proxied ??= new Set()).add(room);
-}
-
-export function isProxied(socket: Socket, room: RoomName): boolean {
-  return (socket.data as { proxied?: Set<RoomName> }).proxied?.has(room) ?? false;
-}
-
 /**
  * CONNECT_PROXY_URL: the backend admits handshakes that carry no JWT (session cookies). It
  * gets the cookie, authorization and origin headers, the handshake's `auth` and the client

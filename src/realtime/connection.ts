@@ -6,7 +6,7 @@ import { HELLO_EVENT, RESET_EVENT, type Hello, type MessageId, type Reset } from
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { Identity } from '../auth/identity.js';
-import { markProxied, type SubscribeProxy } from '../auth/proxy.js';
+import type { SubscribeProxy } from '../auth/proxy.js';
 import type { Bus } from '../cluster/bus.js';
 import { LAST_MAX } from '../history/types.js';
 import { takePlan, type RecoveryPlan } from '../recovery/recovery.js';
@@ -136,7 +136,8 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
     if (!socket.connected) throw new HeraldError('unavailable', 'The connection closed while the backend decided.');
     // Other subscribes may have joined meanwhile.
     assertBelowLimit(socket, room, identity, deps);
-    markProxied(socket, room);
+    // Granted by the backend: kept on refresh and restored by connection recovery, like POST /v1/subscribe's.
+    grantedRooms(socket).add(room);
   }
   const { since, last } = startOf(arg);
   // `since` wins over `last`: with both, this is a recovery that cannot recover (below).

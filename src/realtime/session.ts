@@ -2,10 +2,11 @@ import type { Server, Socket } from 'socket.io';
 import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
-import { isProxied, type ConnectProxy } from '../auth/proxy.js';
+import type { ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
+import { grantedRooms } from './join.js';
 import type { ConnectGuard } from './connect-guard.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -135,8 +136,8 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   (socket.data as { identity: Identity }).identity = next;
   const removed: string[] = [];
   for (const room of socket.rooms) {
-    // Rooms the subscribe proxy granted stay: the backend decided for this user, and it is the same user.
-    if (room === socket.id || deps.policy.canSubscribe(next, room) || isProxied(socket, room)) continue;
+    // Rooms the backend granted (the subscribe proxy, POST /v1/subscribe) stay: it decided for this user, and it is the same user.
+    if (room === socket.id || deps.policy.canSubscribe(next, room) || grantedRooms(socket).has(room)) continue;
     removed.push(room);
     await leave(socket, room);
   }
