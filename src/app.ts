@@ -3,6 +3,9 @@ import { ADMIN_NAMESPACE, installAdminLogin } from './admin/login.js';
 import { Server } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
+import { createProxies } from './auth/proxy.js';
+import { createHeartbeat, type Heartbeat } from './cluster/heartbeat.js';
+import { createBackendEvents } from './events/setup.js';
 import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { clientIp } from './limits/client-ip.js';
@@ -75,10 +78,10 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, met
 }
 
 /** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */
-function createPresence(config: Config, io: Server, bus: Bus, logger: Logger) {
+function createPresence(config: Config, io: Server, bus: Bus, heartbeat: Heartbeat | undefined, logger: Logger) {
   if (config.presenceRooms.length === 0) return undefined;
-  const backend = bus.redis
-    ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger })
+  const backend = bus.redis && heartbeat
+    ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, heartbeat, logger })
     : createMemoryPresence();
   const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
   bus.redis?.pub.on('ready', () => void rooms.resync());
@@ -159,7 +162,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
   const control = createControl({ config, io, bus, history, metrics, logger });
+  const proxies = createProxies(config, metrics, logger);
   const sessions = new Sessions(io, {
+    connectProxy: proxies.connect,
     connects,
     verifier: control.guard(createTokenVerifier(config)),
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
@@ -169,7 +174,13 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     metrics,
   });
   if (recovery) io.of('/').use(recovery.check);
-  const presence = createPresence(config, io, bus, logger);
+  // One liveness per replica, for presence and the webhooks' room transitions; before both, which beat it on `ready`.
+  const heartbeat =
+    bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
+      ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger })
+      : undefined;
+  const presence = createPresence(config, io, bus, heartbeat, logger);
+  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger });
   let transport: RunningTransport | undefined;
   const slow = new SlowConsumers(
     io,
@@ -210,6 +221,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     bus,
     sessions,
     journal: recovery?.journal,
+    subscribeProxy: proxies.subscribe,
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
@@ -242,11 +254,13 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     slow.close();
     stats.close();
     await io.close();
+    await events?.close();
     transport?.stopListening();
     await metricsServer?.close();
     // Sessions of the connections just closed, for their clients to recover on another replica.
     await recovery?.flush(BUS_CLOSE_TIMEOUT_MS);
     await presence?.backend.close();
+    await heartbeat?.close();
     await bus.close(BUS_CLOSE_TIMEOUT_MS);
     lifecycle.advance('stopped');
     logger.info({ closed }, 'drained');

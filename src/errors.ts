@@ -18,6 +18,10 @@ export const ERRORS = {
     status: 503,
     message: 'History is unreachable (Redis is down); nothing was published. Retry, ideally against another replica.',
   },
+  backend_busy: {
+    status: 503,
+    message: 'Too many requests are waiting for the backend that decides access (PROXY_MAX_CONCURRENCY); retry shortly.',
+  },
   rate_limited: { status: 429, message: 'Too many requests; slow down.' },
   too_many_subscriptions: { status: 400, message: 'This connection has reached its subscription limit; unsubscribe first.' },
   unknown_event: { status: 400, message: 'herald does not know this event.' },

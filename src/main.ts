@@ -22,7 +22,7 @@ const logger = createLogger(config.logLevel, config.replicaId);
 if (config.publishKeys.length === 0) {
   logger.warn('PUBLISH_KEYS is not set: POST /v1/publish accepts loopback callers only');
 }
-if (!config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl) {
+if (!config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl && !config.connectProxyUrl) {
   logger.warn(
     { publicRooms: config.publicRooms },
     'no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: every client is anonymous and may use PUBLIC_ROOMS only',

@@ -64,11 +64,14 @@ describe('configuration', () => {
   });
 
   it('refuses production without publish keys or token verification', () => {
-    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PUBLISH_KEYS must be set when NODE_ENV=production[\s\S]*JWT_SECRET \(or JWT_PUBLIC_KEY or JWKS_URL\) must be set/);
+    assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PUBLISH_KEYS must be set when NODE_ENV=production[\s\S]*JWT_SECRET \(or JWT_PUBLIC_KEY, JWKS_URL or CONNECT_PROXY_URL\) must be set/);
     assert.throws(() => loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) }), /JWT_SECRET/);
     const c = loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32), JWT_SECRET: 's'.repeat(32) });
     assert.equal(c.production, true);
     assert.deepEqual(c.corsOrigins, [], 'no browser origins by default in production');
+    // Sessions checked by the backend are authentication too: no public rooms or anonymous clients by default.
+    const cookies = loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32), CONNECT_PROXY_URL: 'http://backend.internal/herald/connect' });
+    assert.deepEqual([cookies.allowAnonymous, cookies.publicRooms], [false, []]);
   });
 
   it('derives auth defaults from whether a token key is configured', () => {

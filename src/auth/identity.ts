@@ -19,6 +19,8 @@ export interface Identity {
   readonly issuedAt: number | undefined;
   /** The token's `jti`, which token revocations name. */
   readonly tokenId: string | undefined;
+  /** Every claim, kept only for SUBSCRIBE_PROXY_URL, which sends them to the backend. */
+  readonly claims?: Readonly<Record<string, unknown>>;
 }
 
 export const ANONYMOUS: Identity = Object.freeze({
@@ -38,6 +40,8 @@ export interface Claims {
   jti: string | undefined;
   rooms: unknown;
   publish: unknown;
+  /** The whole payload, when someone needs more than the above (the subscribe proxy). */
+  raw?: Readonly<Record<string, unknown>>;
 }
 
 export function identityFromClaims(claims: Claims): Identity {
@@ -53,6 +57,7 @@ export function identityFromClaims(claims: Claims): Identity {
     expiresAt: claims.exp === undefined ? undefined : claims.exp * 1000,
     issuedAt: claims.iat,
     tokenId: claims.jti,
+    ...(claims.raw ? { claims: claims.raw } : {}),
   };
 }
 

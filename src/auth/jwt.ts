@@ -63,6 +63,8 @@ export function createTokenVerifier(config: Config): TokenVerifier | undefined {
           jti: typeof payload.jti === 'string' ? payload.jti : undefined,
           rooms: payload.rooms,
           publish: payload.publish,
+          // Kept per connection only when the subscribe proxy will send them on.
+          ...(config.subscribeProxyUrl ? { raw: payload } : {}),
         };
       } catch (err) {
         if (err instanceof HeraldError) throw err;

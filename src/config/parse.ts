@@ -35,8 +35,9 @@ export function list(raw: string | undefined): string[] {
 }
 
 
+/** Whether connections are authenticated: by a token key, or by the backend (CONNECT_PROXY_URL). */
 export function hasAuth(env: Env): boolean {
-  return Boolean(env.JWT_SECRET || env.JWT_PUBLIC_KEY || env.JWKS_URL);
+  return Boolean(env.JWT_SECRET || env.JWT_PUBLIC_KEY || env.JWKS_URL || env.CONNECT_PROXY_URL);
 }
 
 export function readPem(path: string): string {

@@ -5,6 +5,7 @@ import { PRESENCE_SETTINGS } from './settings/presence.js';
 import { LIMITS_SETTINGS } from './settings/limits.js';
 import { OPERATIONS_SETTINGS } from './settings/operations.js';
 import { INGEST_SETTINGS } from './settings/ingest.js';
+import { EVENTS_SETTINGS } from './settings/events.js';
 
 export * from './types.js';
 
@@ -17,4 +18,5 @@ export const SETTINGS = [
   ...LIMITS_SETTINGS,
   ...OPERATIONS_SETTINGS,
   ...INGEST_SETTINGS,
+  ...EVENTS_SETTINGS,
 ] as const;

@@ -4,6 +4,7 @@
  */
 import type { HostPort } from './addresses.js';
 import type { LogLevel } from './levels.js';
+import type { WebhookType } from '../protocol/webhooks.js';
 
 export { LOG_LEVELS, type LogLevel } from './levels.js';
 
@@ -146,6 +147,30 @@ export interface Config {
   readonly presenceRooms: readonly PresenceRule[];
   /** Seconds after which a silent replica's members stop counting. @default 30 */
   readonly presenceTtlSeconds: number;
+  /** Where webhooks are POSTed; undefined: no webhooks. */
+  readonly webhookUrl: URL | undefined;
+  /** Signs webhooks and (when set) proxy requests; at least 16 characters, required with webhookUrl. */
+  readonly webhookSecret: string | undefined;
+  /** Webhook types sent. @default every type */
+  readonly webhookEvents: readonly WebhookType[];
+  /** Seconds a room (or presence user) must stay empty cluster-wide before it is announced vacated (left). @default 3 */
+  readonly webhookVacateDelaySeconds: number;
+  /** Seconds a failing webhook is retried after its first attempt. @default 300 */
+  readonly webhookRetrySeconds: number;
+  /** Webhooks one replica holds before dropping new ones. @default 10000 */
+  readonly webhookQueueSize: number;
+  /** Backend asked about subscribes to proxyRooms nothing else allows; undefined: none. */
+  readonly subscribeProxyUrl: URL | undefined;
+  /** Room patterns the subscribe proxy decides. @default ["*"] with subscribeProxyUrl */
+  readonly proxyRooms: readonly string[];
+  /** Backend asked about handshakes without a JWT; undefined: none. */
+  readonly connectProxyUrl: URL | undefined;
+  /** Milliseconds a proxy request may take before the subscribe or connection is refused. @default 2000 */
+  readonly proxyTimeoutMs: number;
+  /** Seconds an `allow` of the subscribe proxy is remembered per user and room. @default 0 */
+  readonly proxyCacheSeconds: number;
+  /** Proxy requests in flight at once per replica; more are refused with backend_busy. @default 100 */
+  readonly proxyMaxConcurrency: number;
 }
 
 /** One `PRESENCE_ROOMS` entry: `<pattern>[ events]`. */

@@ -47,6 +47,18 @@ export interface Metrics {
    * (expired, unknown or already used) or `refused` (another user's session).
    */
   sessionRecovery(outcome: 'saved' | 'save_failed' | 'recovered' | 'partial' | 'not_found' | 'refused'): void;
+  /**
+   * One webhook delivery attempt of `type` ended: `sent` (2xx), or `failed` (another status, a
+   * timeout, no connection), after `latencySeconds`; `retried` when a failed one is scheduled again.
+   */
+  webhookAttempt(type: string, outcome: 'sent' | 'failed' | 'retried', latencySeconds?: number): void;
+  /** A webhook given up: `queue_full` (never sent), `expired` (retried for WEBHOOK_RETRY_SECONDS), `shutdown`. */
+  webhookDropped(type: string, reason: 'queue_full' | 'expired' | 'shutdown'): void;
+  /**
+   * A proxy request (`subscribe`, `connect`) was answered `allow`, `deny`, `unavailable` (no valid
+   * answer in time), `busy` (refused before asking: too many in flight) or `cached` (not asked).
+   */
+  proxyAnswered(proxy: 'subscribe' | 'connect', outcome: 'allow' | 'deny' | 'unavailable' | 'busy' | 'cached', latencySeconds?: number): void;
   readonly registry: Registry;
   snapshot(): MetricsSnapshot;
   /** Fan-out latencies (seconds) seen since the last call, sampled to at most 10,000, and clears them. */
@@ -79,6 +91,8 @@ export interface LiveState {
 
 /** Fan-out latency buckets, seconds: from a millisecond to seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/** Backend round trips (webhooks, proxies), seconds. */
+const BACKEND_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const PHASES = ['starting', 'ready', 'draining', 'stopped'];
 const LATENCY_WINDOW = 10_000;
 
@@ -119,6 +133,11 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
   const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved or not, and returning connections recovered, partial, not_found or refused', labelNames: ['outcome'], registers: [registry] });
+  const webhookAttempts = new Counter({ name: 'herald_webhooks_total', help: 'Webhook delivery attempts, by type and outcome (sent: 2xx; failed; retried: scheduled again)', labelNames: ['type', 'outcome'], registers: [registry] });
+  const webhookDrops = new Counter({ name: 'herald_webhooks_dropped_total', help: 'Webhooks given up, by type and reason (queue_full, expired, shutdown)', labelNames: ['type', 'reason'], registers: [registry] });
+  const webhookLatency = new Histogram({ name: 'herald_webhook_latency_seconds', help: 'Webhook request to answer (or timeout)', buckets: BACKEND_BUCKETS, registers: [registry] });
+  const proxyAnswers = new Counter({ name: 'herald_proxy_requests_total', help: 'Subscribe and connect proxy decisions, by proxy and outcome (allow, deny, unavailable, busy, cached)', labelNames: ['proxy', 'outcome'], registers: [registry] });
+  const proxyLatency = new Histogram({ name: 'herald_proxy_latency_seconds', help: 'Proxy request to answer (or timeout), by proxy', labelNames: ['proxy'], buckets: BACKEND_BUCKETS, registers: [registry] });
   const ingested = new Counter({ name: 'herald_ingest_entries_total', help: 'Ingest entries by source and outcome', labelNames: ['source', 'outcome'], registers: [registry] });
   const ingestLag = new Histogram({
     name: 'herald_ingest_lag_seconds',
@@ -244,6 +263,17 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     },
     sessionRecovery(outcome) {
       recoveries.inc({ outcome });
+    },
+    webhookAttempt(type, outcome, latencySeconds) {
+      webhookAttempts.inc({ type, outcome });
+      if (latencySeconds !== undefined) webhookLatency.observe(latencySeconds);
+    },
+    webhookDropped(type, reason) {
+      webhookDrops.inc({ type, reason });
+    },
+    proxyAnswered(proxy, outcome, latencySeconds) {
+      proxyAnswers.inc({ proxy, outcome });
+      if (latencySeconds !== undefined) proxyLatency.observe({ proxy }, latencySeconds);
     },
     ingested(source, outcome, lagSeconds) {
       const k = `${source}:${outcome}`;

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import type { Heartbeat } from '../cluster/heartbeat.js';
 import type { RedisClient } from '../cluster/redis.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Member, PresenceBackend } from './types.js';
@@ -7,32 +7,27 @@ import { summarize } from './types.js';
 /** Room hashes are a safety net for rooms nobody reads: they expire a day after their last write. */
 const ROOM_KEY_TTL_SECONDS = 24 * 3600;
 
-const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
-
 export interface RedisPresenceOptions {
   redis: RedisClient;
   keyPrefix: string;
-  replicaId: string;
-  ttlSeconds: number;
+  /** This replica's liveness; the owner closes it after `close`. */
+  heartbeat: Heartbeat;
   logger: Logger;
 }
 
 /**
  * Layout: a hash per room, `<prefix>-presence:{<room>}`, field `<replica>/<instance>/<socket>`,
- * value the user id ('' for anonymous); and per replica `<prefix>-presence-replica:<replica>`
- * holding the live instance's nonce, refreshed every ttl/3 with a TTL of ttl. A field counts only
- * while its replica key holds its instance: a crashed replica's key expires, and a restarted one
+ * value the user id ('' for anonymous). A field counts only while its replica's heartbeat
+ * (cluster/heartbeat.ts) names its instance: a crashed replica's key expires, and a restarted one
  * overwrites it at once. Dead fields are deleted by whoever reads them.
  *
  * The owner calls `resync` whenever `redis` turns ready (app.ts does), the first time included:
  * writes made before the first connection are skipped, not failed.
  */
 export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend {
-  const { redis, logger } = opts;
-  const instance = randomBytes(6).toString('hex');
+  const { redis, logger, heartbeat } = opts;
   const roomKey = (room: string) => `${opts.keyPrefix}-presence:{${room}}`;
-  const replicaKey = (replica: string) => `${opts.keyPrefix}-presence-replica:${replica}`;
-  const self = `${opts.replicaId}/${instance}/`;
+  const self = `${heartbeat.replicaId}/${heartbeat.instance}/`;
   const failureLog = throttle(10_000);
   const report = (err: Error) => {
     if (failureLog.due()) logger.warn({ err: err.message }, 'presence write failed; resynced when Redis returns');
@@ -53,11 +48,6 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
     }
   };
 
-  const beat = () => write(() => redis.set(replicaKey(opts.replicaId), instance, 'EX', opts.ttlSeconds));
-  void beat();
-  const heartbeat = setInterval(beat, (opts.ttlSeconds * 1000) / 3);
-  heartbeat.unref();
-
   return {
     async add(room, member) {
       await write(() => redis.multi().hset(roomKey(room), self + member.client, member.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec());
@@ -70,8 +60,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
       const byReplica = new Map<string, string | null>();
       for (const field of Object.keys(fields)) byReplica.set(field.split('/')[0]!, null);
       const replicas = [...byReplica.keys()];
-      // One GET per replica (replica keys may live in other cluster slots than the room).
-      const live = await Promise.all(replicas.map((r) => redis.get(replicaKey(r))));
+      const live = await heartbeat.liveInstances(replicas);
       replicas.forEach((r, i) => byReplica.set(r, live[i] ?? null));
       const members: Member[] = [];
       const dead: string[] = [];
@@ -84,7 +73,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
       return summarize(members);
     },
     async resync(members) {
-      await beat();
+      await heartbeat.beat();
       // One MULTI per room: each touches a single key, so it also works on a Redis Cluster.
       const byRoom = new Map<string, Record<string, string>>();
       for (const [room, m] of members) {
@@ -96,11 +85,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
         [...byRoom].map(([room, fields]) => write(() => redis.multi().hset(roomKey(room), fields).expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec())),
       );
     },
-    async close() {
-      clearInterval(heartbeat);
-      // A clean stop retires this instance's members at once instead of after the TTL, unless a
-      // newer instance of the same replica already took the key over.
-      await redis.eval(RELEASE_SCRIPT, 1, replicaKey(opts.replicaId), instance).catch(report);
-    },
+    // A clean stop retires this instance's members at once when the owner closes the heartbeat.
+    async close() {},
   };
 }

@@ -5,6 +5,8 @@ import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
+import type { Identity } from '../auth/identity.js';
+import type { SubscribeProxy } from '../auth/proxy.js';
 import type { Bus } from '../cluster/bus.js';
 import { LAST_MAX } from '../history/types.js';
 import { takePlan, type RecoveryPlan } from '../recovery/recovery.js';
@@ -35,6 +37,8 @@ export interface RealtimeDeps {
   sessions: Sessions;
   /** With connection recovery on: what each connection was sent, kept until it is gone. */
   journal: Journal | undefined;
+  /** SUBSCRIBE_PROXY_URL: asked about rooms the policy does not allow. */
+  subscribeProxy?: SubscribeProxy;
 }
 
 /**
@@ -72,7 +76,8 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
       (socket, arg, ack) =>
         answer(ack, async () => {
           const room = roomFromClientArg(arg);
-          if (!deps.policy.canSubscribe(identityOf(socket), room)) throw new HeraldError('forbidden', `Not allowed to see "${room}".`);
+          // A member may see its room's presence, however it got in (a proxy's allow, the control API).
+          if (!deps.policy.canSubscribe(identityOf(socket), room) && !socket.rooms.has(room)) throw new HeraldError('forbidden', `Not allowed to see "${room}".`);
           if (!deps.presence) throw new HeraldError('not_found', `Room "${room}" has no presence (see PRESENCE_ROOMS).`);
           const o = typeof arg === 'object' && arg !== null ? (arg as { cursor?: unknown; limit?: unknown }) : {};
           const cursor = typeof o.cursor === 'string' ? o.cursor : undefined;
@@ -122,12 +127,17 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
 async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Promise<{ room: RoomName; recovered?: boolean; offset?: MessageId }> {
   const room = clientRoom(socket, arg);
   const identity = identityOf(socket);
-  if (!deps.policy.canSubscribe(identity, room)) {
-    throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
-  }
-  if (!socket.rooms.has(room)) {
-    const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
-    if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
+  const askBackend = !deps.policy.canSubscribe(identity, room);
+  if (askBackend && !deps.subscribeProxy?.covers(room)) throw new HeraldError('forbidden', `Not allowed to subscribe to "${room}".`);
+  assertBelowLimit(socket, room, identity, deps);
+  if (askBackend) {
+    await deps.subscribeProxy!.authorize(socket.id, identity, room);
+    // Gone while the backend decided: joining now would leave a room behind for a closed socket.
+    if (!socket.connected) throw new HeraldError('unavailable', 'The connection closed while the backend decided.');
+    // Other subscribes may have joined meanwhile.
+    assertBelowLimit(socket, room, identity, deps);
+    // Granted by the backend: kept on refresh and restored by connection recovery, like POST /v1/subscribe's.
+    grantedRooms(socket).add(room);
   }
   const { since, last } = startOf(arg);
   // `since` wins over `last`: with both, this is a recovery that cannot recover (below).
@@ -139,6 +149,13 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
   if (history) return { room, ...joined };
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
+}
+
+/** Throws `too_many_subscriptions` unless `socket` may join one more room (or is in `room` already). */
+function assertBelowLimit(socket: Socket, room: RoomName, identity: Identity, deps: RealtimeDeps): void {
+  if (socket.rooms.has(room)) return;
+  const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+  if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
 }
 
 /**

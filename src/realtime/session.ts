@@ -2,9 +2,11 @@ import type { Server, Socket } from 'socket.io';
 import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
+import type { ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
+import { grantedRooms } from './join.js';
 import type { ConnectGuard } from './connect-guard.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -24,6 +26,8 @@ export interface SessionDeps {
   metrics: Metrics;
   /** One session per connection: authentication runs behind it. */
   connects: ConnectGuard;
+  /** CONNECT_PROXY_URL: decides the handshakes that carry no token. */
+  connectProxy?: ConnectProxy;
 }
 
 /** The identity established at connect (and replaced by `refresh`). */
@@ -51,7 +55,7 @@ export class Sessions {
     private readonly deps: SessionDeps,
   ) {
     deps.connects.use(io.of('/'), (socket, next) => {
-      authenticate(socket.handshake.auth as Record<string, unknown> | undefined, deps).then(
+      authenticate(socket, deps).then(
         (identity) => {
           (socket.data as { identity: Identity }).identity = identity;
           next();
@@ -111,9 +115,10 @@ export class Sessions {
   }
 }
 
-async function authenticate(auth: Record<string, unknown> | undefined, deps: SessionDeps): Promise<Identity> {
-  const token = auth?.token;
+async function authenticate(socket: Socket, deps: SessionDeps): Promise<Identity> {
+  const token = (socket.handshake.auth as Record<string, unknown> | undefined)?.token;
   if (token === undefined || token === null || token === '' || !deps.verifier) {
+    if (deps.connectProxy) return deps.connectProxy.admit(socket);
     if (!deps.allowAnonymous) throw new HeraldError('unauthorized', 'A token is required: connect with auth: {token}.');
     return ANONYMOUS;
   }
@@ -131,7 +136,8 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   (socket.data as { identity: Identity }).identity = next;
   const removed: string[] = [];
   for (const room of socket.rooms) {
-    if (room === socket.id || deps.policy.canSubscribe(next, room)) continue;
+    // Rooms the backend granted (the subscribe proxy, POST /v1/subscribe) stay: it decided for this user, and it is the same user.
+    if (room === socket.id || deps.policy.canSubscribe(next, room) || grantedRooms(socket).has(room)) continue;
     removed.push(room);
     await leave(socket, room);
   }

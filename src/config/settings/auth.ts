@@ -13,8 +13,8 @@ export const AUTH_SETTINGS = [
     parse: (raw, env) => {
       const sources = ['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWKS_URL'].filter((k) => env[k]);
       if (sources.length > 1) throw new Error(`conflicts with ${sources.filter((k) => k !== 'JWT_SECRET').join(', ')}: set only one token key source`);
-      if (sources.length === 0 && env.NODE_ENV === 'production') {
-        throw new Error('(or JWT_PUBLIC_KEY or JWKS_URL) must be set when NODE_ENV=production: anonymous-only is for development');
+      if (sources.length === 0 && !env.CONNECT_PROXY_URL && env.NODE_ENV === 'production') {
+        throw new Error('(or JWT_PUBLIC_KEY, JWKS_URL or CONNECT_PROXY_URL) must be set when NODE_ENV=production: anonymous-only is for development');
       }
       if (raw && raw.length < 32) throw new Error('must be at least 32 characters long');
       return raw || undefined;
@@ -104,7 +104,7 @@ export const AUTH_SETTINGS = [
     parse: (raw, env) => {
       if (raw === undefined || raw === '') return !hasAuth(env);
       if (raw !== 'true' && raw !== 'false') throw new Error(`must be true or false, got "${raw}"`);
-      if (raw === 'false' && !hasAuth(env)) throw new Error('cannot be false without JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL');
+      if (raw === 'false' && !hasAuth(env)) throw new Error('cannot be false without JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or CONNECT_PROXY_URL');
       return raw === 'true';
     },
   }),
