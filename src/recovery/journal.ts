@@ -134,6 +134,15 @@ export class Ring {
   /** When the last entry was added, ms since the epoch. */
   touched = Date.now();
 
+  /** Lets go of entries up to `seq` that the session store holds (they are looked up there). */
+  dropThrough(seq: number): void {
+    let n = 0;
+    while (n < this.seqs.length && this.seqs[n]! <= seq) n++;
+    if (n === 0) return;
+    this.seqs.splice(0, n);
+    this.ids.splice(0, n);
+  }
+
   push(seq: number, id: MessageId): void {
     this.touched = Date.now();
     this.seqs.push(seq);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'socket.io';
 import type { Adapter, BroadcastOptions, Session } from 'socket.io-adapter';
 import type { AdapterRecovery, Packet } from '../cluster/adapter.js';
+import { userRoom } from '../auth/identity.js';
 import { isStreamId } from '../history/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
@@ -88,7 +89,7 @@ export class Recovery implements AdapterRecovery {
     const rooms: RoomName[] = [];
     const user = this.deps.userOf(socket);
     for (const room of session.rooms) {
-      if (room === session.sid || isConnectionRoom(room) || (user !== null && room === `user:${user}`)) continue;
+      if (room === session.sid || isConnectionRoom(room) || (user !== null && room === userRoom(user))) continue;
       if (this.deps.isHistoryRoom(room)) {
         const track = this.deps.journal.track(session.sid, room);
         history[room] = track ? { ...track, sends: [...track.sends] } : { base: undefined, sends: [] };

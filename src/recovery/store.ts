@@ -96,7 +96,7 @@ return 1`;
  * entry ids by seq, and its floor), written when a session that needs them is saved. The
  * journal keys of one process share a hash slot, so on Redis Cluster one call writes them all.
  */
-export function createRedisSessionStore(redis: RedisClient, keyPrefix: string): SessionStore {
+export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, capacity: number = RING_CAPACITY): SessionStore {
   const sessionKeyOf = (pid: string) => `${keyPrefix}-session:{${sessionKey(pid)}}`;
   const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
   const floorKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}:floor`;
@@ -110,12 +110,14 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string): 
       const to = ring.seqs.length;
       // Nothing new: the keys' expiry only needs moving now and then (they outlive sessions by the grace).
       if (from === to && Date.now() - ring.storedAt < JOURNAL_GRACE_MS / 4) return;
-      const args: (string | number)[] = [ttlMs, RING_CAPACITY, ring.floor ? `${ring.floor[0]} ${ring.floor[1]}` : ''];
+      const args: (string | number)[] = [ttlMs, capacity, ring.floor ? `${ring.floor[0]} ${ring.floor[1]}` : ''];
       for (let i = from; i < to; i++) args.push(ring.seqs[i]!, ring.ids[i]!);
       const newest = ring.seqs[to - 1] ?? 0;
       await redis.eval(APPEND_RING, 2, ringKey(epoch, room), floorKey(epoch, room), ...args);
       ring.storedSeq = Math.max(ring.storedSeq, newest);
       ring.storedAt = Date.now();
+      // Redis has them now; this replica keeps only what it has not written.
+      ring.dropThrough(ring.storedSeq);
     };
     const next = (writing.get(room) ?? Promise.resolve()).then(run, run);
     writing.set(room, next);
