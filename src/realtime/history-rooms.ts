@@ -118,7 +118,7 @@ export class HistoryRooms {
     const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
     // Already in the room (connection recovery restored it, and the client re-subscribes with
     // `since` as the explicit contract says): what this socket was already sent is not sent again.
-    const had = socket.rooms.has(room) ? this.positionOf(socket.id, room) : undefined;
+    const had = socket.recovered && socket.rooms.has(room) ? this.positionOf(socket.id, room) : undefined;
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
