@@ -8,7 +8,7 @@
 //   reconnection delay) with `{pid, offset}` in its CONNECT auth and no subscribe: the same pid
 //   back counts in reconnects_recovered, another in reconnects_unrecovered (it stays out of the
 //   room, so its messages from then on count as missing too). It drops only once it holds an
-//   offset (Socket.IO restores no session without one).
+//   offset (Socket.IO restores no session without one; herald's `herald:hello` carries the first).
 //   k6 run -e BASE_URL=... -e PUBLISH_KEY=... -e ROOM=scores:recovery -e CLIENTS=100 -e RATE=20 loadtest/k6/recovery.js
 //   k6 run -e BUILTIN=1 -e BASE_URL=... -e PUBLISH_KEY=... -e ROOM=scores:recovery loadtest/k6/recovery.js
 import exec from 'k6/execution';
