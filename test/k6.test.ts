@@ -135,6 +135,20 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
     assert.equal(Number(r.summary.received), Number(r.summary.published) * 20, explain(r));
   });
 
+  it('recovery BUILTIN=1: clients that drop come back with {pid, offset}, get their session back and miss nothing', async () => {
+    const r = await k6('recovery', { BUILTIN: '1' });
+    passes(r);
+    assert.match(r.stdout, /^ {2}mode: BUILTIN=1 /m, explain(r));
+    const published = Number(r.summary.published);
+    assert.ok(published >= 90, explain(r));
+    assert.equal(Number(r.summary.received), published * 20, explain(r));
+    assert.equal(r.summary['missing (published x clients - received once)'], '0', explain(r));
+    assert.equal(r.summary.duplicates, '0', explain(r));
+    // Every client drops every 1-3 s over 10 s: well over one reconnect each, every one restored.
+    assert.ok(Number(r.summary['reconnects recovered']) >= 20, explain(r));
+    assert.equal(r.summary['reconnects not recovered'], '0', explain(r));
+  });
+
   it('every script fails when its subscribes are refused (forbidden room)', async () => {
     const runs = await Promise.all([
       k6('fanout-latency', { ROOM: 'private:k6' }),
@@ -142,6 +156,7 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
       k6('connections', { ROOM: 'private:k6' }),
       k6('churn', { ROOM: 'private:k6' }),
       k6('recovery', { ROOM: 'private:k6' }),
+      k6('recovery', { ROOM: 'private:k6', BUILTIN: '1' }),
     ]);
     for (const r of runs) {
       failsOn(r, 'subscribe_failures');
@@ -154,6 +169,7 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
       k6('fanout-latency', { PUBLISH_URL: island.url }),
       k6('throughput', { PUBLISH_URL: island.url }),
       k6('recovery', { PUBLISH_URL: island.url }),
+      k6('recovery', { PUBLISH_URL: island.url, BUILTIN: '1' }),
     ]);
     for (const r of runs) {
       failsOn(r, 'messages_missing');

@@ -5,7 +5,7 @@ import http from 'k6/http';
 import { Counter } from 'k6/metrics';
 import { clearTimeout, setTimeout } from 'k6/timers';
 import { WebSocket } from 'k6/websockets';
-import { connectFrame, eventFrame, isEventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
+import { connectFrame, eventFrame, eventOffset, isEventFrame, parseFrame, PONG, socketUrl } from '../lib/socketio.js';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://localhost:8080';
 /** Where publishes go; defaults to BASE_URL (set it to publish straight to one replica, say). */
@@ -85,6 +85,12 @@ function failed(room, reason, handlers) {
  * `subscribe_failures` when it failed); after that, `onEvent(name, data, meta)` for every
  * published message and `onClose()` when the socket closes. Answers pings. Returns the socket.
  * `handlers.params` goes to k6's WebSocket (e.g. `{compression: 'deflate'}`).
+ *
+ * For connection state recovery (recovery.js, BUILTIN=1): `handlers.auth` adds fields to the
+ * CONNECT auth (`{pid, offset}` on a reconnect); `onOffset(offset)` gets the offset of every event
+ * that carries one (herald's own `herald:*` events included, as socket.io-client counts them);
+ * `onConnected({sid, pid})` gets the CONNECT reply and, when it returns false, no subscribe is sent
+ * (a restored session has its rooms back) and the call settles at once with `onSubscribed(null)`.
  */
 export function subscribe(room, handlers) {
   const ws = new WebSocket(socketUrl(BASE_URL), null, handlers.params);
@@ -102,14 +108,22 @@ export function subscribe(room, handlers) {
     const frame = e.data;
     if (isEventFrame(frame)) {
       const f = parseFrame(frame);
+      if (handlers.onOffset) {
+        const offset = eventOffset(f.args);
+        if (offset !== undefined) handlers.onOffset(offset);
+      }
       if (f.name.indexOf('herald:') !== 0 && handlers.onEvent) handlers.onEvent(f.name, f.args[0], f.args[1]);
       return;
     }
     const f = parseFrame(frame);
     if (f.type === 'ping') ws.send(PONG);
-    else if (f.type === 'open') ws.send(connectFrame(TOKEN ? { token: TOKEN } : undefined));
-    else if (f.type === 'connected') ws.send(eventFrame('subscribe', [handlers.since ? { room: room, since: handlers.since } : room], 1));
-    else if (f.type === 'refused') settle(undefined, `connect refused: ${JSON.stringify(f.error)}`);
+    else if (f.type === 'open') {
+      const auth = Object.assign(TOKEN ? { token: TOKEN } : {}, handlers.auth || {});
+      ws.send(connectFrame(Object.keys(auth).length ? auth : undefined));
+    } else if (f.type === 'connected') {
+      if (handlers.onConnected && handlers.onConnected({ sid: f.sid, pid: f.pid }) === false) settle(null);
+      else ws.send(eventFrame('subscribe', [handlers.since ? { room: room, since: handlers.since } : room], 1));
+    } else if (f.type === 'refused') settle(undefined, `connect refused: ${JSON.stringify(f.error)}`);
     else if (f.type === 'ack' && f.id === 1) {
       const ack = f.args[0];
       if (ack && ack.ok === true) settle(ack);

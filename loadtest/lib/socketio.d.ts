@@ -5,7 +5,7 @@ export const PONG: string;
 export type Frame =
   | { type: 'open'; sid: string; pingInterval: number }
   | { type: 'ping' }
-  | { type: 'connected'; sid: string }
+  | { type: 'connected'; sid: string; pid?: string }
   | { type: 'refused'; error: { message?: string; data?: { code?: string } } }
   | { type: 'event'; name: string; args: unknown[]; ackId?: number }
   | { type: 'ack'; id: number | undefined; args: unknown[] }
@@ -14,3 +14,4 @@ export type Frame =
   | { type: 'other'; frame: string };
 export function parseFrame(frame: string): Frame;
 export function isEventFrame(frame: string): boolean;
+export function eventOffset(args: unknown[]): string | undefined;

@@ -5,6 +5,12 @@
 // Wire sequence: open `ws(s)://host/socket.io/?EIO=4&transport=websocket` → receive `0{"sid",…}` →
 // send `40` (+ JSON auth) → receive `40{"sid"}` or `44{…}` (refused) → events `42[...]`, acks
 // `43<id>[...]` → answer each server ping `2` with `3`.
+//
+// Connection state recovery (Socket.IO 4.6+, herald's CONNECTION_RECOVERY_SECONDS): the CONNECT
+// reply is `40{"sid","pid"}` and every event ends with one more string argument, its offset
+// (`42["event",data,meta,"<epoch>.<n>"]`). A client that reconnects sends `{pid, offset}` (the last
+// offset it received) in its CONNECT auth; the reply carries the same pid when the session was
+// restored, another one when it was not.
 
 /** The WebSocket URL for an http(s) base URL. */
 export function socketUrl(base) {
@@ -25,7 +31,7 @@ export const PONG = '3';
 
 /**
  * Classifies one text frame:
- * { type: 'open', sid, pingInterval } | { type: 'ping' } | { type: 'connected', sid } |
+ * { type: 'open', sid, pingInterval } | { type: 'ping' } | { type: 'connected', sid, pid } |
  * { type: 'refused', error } | { type: 'event', name, args } | { type: 'ack', id, args } |
  * { type: 'disconnect' } | { type: 'close' } | { type: 'other', frame }
  */
@@ -39,7 +45,11 @@ export function parseFrame(frame) {
   if (eio === '1') return { type: 'close' };
   if (eio !== '4') return { type: 'other', frame: frame };
   const sio = frame.charAt(1);
-  if (sio === '0') return { type: 'connected', sid: JSON.parse(frame.slice(2) || '{}').sid };
+  if (sio === '0') {
+    const o = JSON.parse(frame.slice(2) || '{}');
+    // pid: the private session id, only when the server has connection state recovery on.
+    return { type: 'connected', sid: o.sid, pid: o.pid };
+  }
   if (sio === '4') return { type: 'refused', error: JSON.parse(frame.slice(2) || '{}') };
   if (sio === '1') return { type: 'disconnect' };
   if (sio === '2' || sio === '3') {
@@ -51,6 +61,15 @@ export function parseFrame(frame) {
     return { type: 'event', name: payload[0], args: payload.slice(1), ackId: id };
   }
   return { type: 'other', frame: frame };
+}
+
+/**
+ * The recovery offset of an event's arguments (`parseFrame(...).args`): its last argument when that
+ * is a string, as socket.io-client takes it; undefined otherwise (recovery off).
+ */
+export function eventOffset(args) {
+  const last = args.length > 0 ? args[args.length - 1] : undefined;
+  return typeof last === 'string' ? last : undefined;
 }
 
 /** True for a frame that carries an event, without parsing it (the cheap path for counting). */
