@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Socket } from 'socket.io';
 import type { Adapter, BroadcastOptions, Session } from 'socket.io-adapter';
 import type { AdapterRecovery, Packet } from '../cluster/adapter.js';
@@ -11,6 +12,9 @@ import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, parseOffset, type Track } from './journal.js';
 import type { SessionStore, StoredSession } from './store.js';
+
+/** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
+const RETAKE_MS = [50, 100, 200];
 
 /** Socket.IO packet types that carry an event (with and without binary attachments). */
 const EVENT = 2;
@@ -117,7 +121,14 @@ export class Recovery implements AdapterRecovery {
   }
 
   async restore(_adapter: Adapter, pid: string, offset: string): Promise<Session> {
-    const stored = await this.deps.store.take(pid);
+    let stored = await this.deps.store.take(pid);
+    // A client that reconnects the moment its connection dropped can ask before the replica it
+    // left has written the session: look again a little later before giving up on it.
+    for (const wait of RETAKE_MS) {
+      if (stored) break;
+      await delay(wait);
+      stored = await this.deps.store.take(pid);
+    }
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
       this.deps.metrics.sessionRecovery('not_found');
       return null as unknown as Session;
