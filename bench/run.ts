@@ -322,7 +322,8 @@ type Result = Run['results'][number];
 type Step = Result['saturation']['steps'][number];
 
 /** A step's client-core share as text, flagged when the client was the limit (absent in older results). */
-const clientMark = (c: Step['client'] | undefined): string => (!c ? '' : `${c.clientBound ? ' ⚑' : ''} (client ${f(c.utilisation * 100)} %)`);
+const clientMark = (c: Step['client'] | undefined): string =>
+  !c ? '' : `${c.clientBound ? ' ⚑' : ''} (client ${f(c.utilisation * 100)} %${c.coreBusy !== undefined ? `, core ${f(Math.min(1, c.coreBusy) * 100)} %` : ''})`;
 
 /**
  * Whether a stack's counted ceiling is only a lower bound because the client was the limit: the
@@ -449,7 +450,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
       : []),
     '## Saturation steps',
     '',
-    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes; ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
+    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes and the core's busy share whoever used it (other sessions' tests ran on this machine); ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
     '',
     '| stack | steps |',
     '| --- | --- |',
