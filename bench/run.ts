@@ -421,7 +421,7 @@ function soketiRatios(results: Result[]): string[] {
 }
 
 /** The jitter table (absent from results written before it existed). */
-function jitterSection(rows: JitterRow[] | undefined): string[] {
+function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | undefined): string[] {
   if (!rows || rows.length === 0) return [];
   const r0 = rows[0]!;
   return [
@@ -433,10 +433,11 @@ function jitterSection(rows: JitterRow[] | undefined): string[] {
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
     '',
+    ...rows.filter((r) => r.recovered === 0).flatMap((r) => [`${r.stack}: no reconnect came back with \`socket.recovered === true\`, so each client lost what was published while it was away (every reset is followed by socket.io-client's 0.5–1.5 s reconnection delay and a new handshake, out of a ~2 s cycle).${r.stack.startsWith('herald') ? (heraldRecovery === false ? ' The herald build measured had no built-in connection recovery (issue 18, `CONNECTION_RECOVERY_SECONDS`, was not in its src/); the scenario runs unchanged once it has.' : '') : ' Socket.IO\'s connection state recovery needs an adapter that can persist sessions; the Redis pub/sub adapter cannot.'}`, '']),
   ];
 }
 
-function markdown({ results, capacity: cap, sharded, compression, jitter, machine, seconds, generatedAt, shared }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, machine, seconds, generatedAt, shared }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -539,7 +540,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
     'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
-    ...jitterSection(jitter),
+    ...jitterSection(jitter, jitterHeraldRecovery),
     ...compressionSection(compression),
     HARNESS_FINDINGS,
     PROFILE_FINDINGS,
@@ -572,8 +573,20 @@ interface Run {
   sharded: Awaited<ReturnType<typeof shardedComparison>>;
   compression?: CompressionRow[];
   jitter?: JitterRow[];
+  /** Whether herald's src/ knew CONNECTION_RECOVERY_SECONDS (issue 18's built-in recovery) when the run measured it. */
+  jitterHeraldRecovery?: boolean;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
+}
+
+/** Whether herald's src/ mentions `text` (grep exits 1 when it does not). */
+function sourceMentions(text: string): boolean {
+  try {
+    execFileSync('grep', ['-rqF', text, join(ROOT, 'src')]);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** CPU seconds this process and its reaped children (stopped stacks) have used, from /proc. */
@@ -657,7 +670,8 @@ async function main() {
     console.log('# bench: jitter (connections reset every ~2 s)');
     const jitter = await jitterComparison(undefined, QUICK ? { ...JITTER_DEFAULTS, clients: 50, seconds: 6 } : JITTER_DEFAULTS);
     console.log(JSON.stringify(jitter));
-    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter };
+    const jitterHeraldRecovery = sourceMentions('CONNECTION_RECOVERY_SECONDS');
+    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;
