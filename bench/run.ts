@@ -176,7 +176,12 @@ showed no difference (client 0.90–1.00 CPU-s/s with both at every rate, the sa
 benchmark a read carries a frame or a few, and the client's cost is the read and the event-loop turn
 per socket, not the parsing. At herald's 400 msg/s step above, 183k deliveries/s took 87 % of the
 client core (about 4.7 µs per delivery); at raw uWS's 6,400 msg/s step, 2.95M took 97 % (0.33 µs),
-because uWS's batches then carry many frames per read. Hence the ⚑ marks from a few hundred
+because uWS's batches then carry many frames per read. A V8 profile of the two workers at 1,000 msg/s to raw uWS
+(\`HARNESS_WORKER_PROFILE=<dir> RATES=1000 STEP_SECONDS=8 node --import tsx bench/probe.ts ceiling\`)
+had their main threads 74–75 % idle (start-up included), then Node's \`onStreamRead\` 4.4–4.8 %,
+\`Buffer.compare\` 4.2–4.9 % (the per-frame check for herald's own events), the frame parser
+2–3 %; that check is now a byte loop, after which the same probe showed 79 % idle and no compare.
+Hence the ⚑ marks from a few hundred
 messages/s up: the counted ceilings above are lower bounds where a stack kept up with a
 client-bound step, and only a second client machine (or more client cores) would lift them.
 
