@@ -12,7 +12,7 @@ import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loadtest/harness/workers.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
-import { jitterComparison, JITTER_DEFAULTS, type JitterRow } from './jitter.js';
+import { jitterComparison, JITTER_DEFAULTS, sourceMentions, type JitterRow, type SeparateJitterRun } from './jitter.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, soketiStack, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -426,23 +426,35 @@ function soketiRatios(results: Result[]): string[] {
 }
 
 /** The jitter table (absent from results written before it existed). */
-function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | undefined): string[] {
+function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | undefined, separate?: SeparateJitterRun): string[] {
   if (!rows || rows.length === 0) return [];
+  const table = (rs: JitterRow[]) => [
+    '| stack | published | connections reset | reconnects | recovered (`socket.recovered`) | delivered | duplicates | connected at the end |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rs.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
+  ];
+  const later = separate
+    ? [
+        `A later run of this scenario alone (\`node --import tsx bench/jitter.ts --record\`, ${separate.generatedAt}, commit ${separate.commit}, whose herald ${separate.heraldRecovery ? 'has' : 'does not have'} built-in connection recovery, \`CONNECTION_RECOVERY_SECONDS\` at its default):`,
+        '',
+        ...table(separate.rows),
+        '',
+      ]
+    : [];
   const r0 = rows[0]!;
   return [
     `## Jitter: connections reset every ~${f(r0.dropEveryMs / 1000, 0)} s while a publisher runs (${f(r0.clients)} plain socket.io-client clients, ${f(r0.rate)} msg/s for ${f(r0.seconds)} s)`,
     '',
     `As AnyCable's published benchmark did it (connections dropped every ~2 s while messages flow; they reported 84.6 % delivered for stock Socket.IO). The clients are stock socket.io-client 4.8 instances on WebSocket that reconnect by themselves (default backoff: 1 s ± 50 %) and join the room on \`connect\` unless \`socket.recovered\` is true: herald's through \`socket.emit('subscribe', { room })\` in a history room (\`HISTORY_ROOMS\`), the stock cluster's server joins the room named in the handshake, with \`connectionStateRecovery\` on (maxDisconnectionDuration 120 s), as a user would try it. A TCP relay in front of the servers (loadtest/harness/jitter.ts) hands new connections to the replicas in turn and resets every connection through it every ${f(r0.dropEveryMs * 0.8)}–${f(r0.dropEveryMs * 1.2)} ms. Delivered: distinct messages each client received over published × clients, counted ${'after'} publishing stops and the clients have reconnected (bounded wait).`,
     '',
-    '| stack | published | connections reset | reconnects | recovered (`socket.recovered`) | delivered | duplicates | connected at the end |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
+    ...table(rows),
     '',
     ...rows.filter((r) => r.recovered === 0).flatMap((r) => [`${r.stack}: no reconnect came back with \`socket.recovered === true\`, so each client lost what was published while it was away (every reset is followed by socket.io-client's 0.5–1.5 s reconnection delay and a new handshake, out of a ~2 s cycle).${r.stack.startsWith('herald') ? (heraldRecovery === false ? ' The herald build measured had no built-in connection recovery (issue 18, `CONNECTION_RECOVERY_SECONDS`, was not in its src/); the scenario runs unchanged once it has.' : '') : ' Socket.IO\'s connection state recovery needs an adapter that can persist sessions; the Redis pub/sub adapter cannot.'}`, '']),
+    ...later,
   ];
 }
 
-function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, machine, seconds, generatedAt, shared }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, machine, seconds, generatedAt, shared }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -545,7 +557,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
     'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
-    ...jitterSection(jitter, jitterHeraldRecovery),
+    ...jitterSection(jitter, jitterHeraldRecovery, jitterSeparate),
     ...compressionSection(compression),
     HARNESS_FINDINGS,
     PROFILE_FINDINGS,
@@ -580,18 +592,10 @@ interface Run {
   jitter?: JitterRow[];
   /** Whether herald's src/ knew CONNECTION_RECOVERY_SECONDS (issue 18's built-in recovery) when the run measured it. */
   jitterHeraldRecovery?: boolean;
+  /** A jitter run made later on its own (`bench/jitter.ts --record`), shown beside this run's. */
+  jitterSeparate?: SeparateJitterRun;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
-}
-
-/** Whether herald's src/ mentions `text` (grep exits 1 when it does not). */
-function sourceMentions(text: string): boolean {
-  try {
-    execFileSync('grep', ['-rqF', text, join(ROOT, 'src')]);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** CPU seconds this process and its reaped children (stopped stacks) have used, from /proc. */
