@@ -454,7 +454,7 @@ function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | 
   ];
 }
 
-function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, machine, seconds, generatedAt, shared }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, machine, seconds, generatedAt, shared, commit }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -477,7 +477,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     '# Benchmarks',
     '',
     `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.${shared ? ` The machine was shared with other sessions' tests during the run: ${shared}.` : ''}`,
-    `Generated ${generatedAt} by bench/run.ts; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
+    `Generated ${generatedAt} by bench/run.ts${commit ? ` at commit ${commit}` : ''}; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
     '',
     '## Stacks side by side',
     '',
@@ -596,6 +596,8 @@ interface Run {
   jitterSeparate?: SeparateJitterRun;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
+  /** The commit the run measured (its working tree may have had bench/ edits, never src/ ones). */
+  commit?: string;
 }
 
 /** CPU seconds this process and its reaped children (stopped stacks) have used, from /proc. */
@@ -680,7 +682,8 @@ async function main() {
     const jitter = await jitterComparison(undefined, QUICK ? { ...JITTER_DEFAULTS, clients: 50, seconds: 6 } : JITTER_DEFAULTS);
     console.log(JSON.stringify(jitter));
     const jitterHeraldRecovery = sourceMentions('CONNECTION_RECOVERY_SECONDS');
-    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery };
+    const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).toString().trim();
+    const run: Run = { commit, machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;
