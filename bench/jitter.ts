@@ -47,9 +47,15 @@ export type JitterRow = Awaited<ReturnType<typeof jitterComparison>>[number];
 /** A jitter run made on its own (`--record`), kept beside the full run's in bench/results.json. */
 export interface SeparateJitterRun {
   generatedAt: string;
+  /** The last commit that changed herald's src/ in the tree measured. */
   commit: string;
   heraldRecovery: boolean;
   rows: JitterRow[];
+}
+
+/** The last commit that changed herald's src/ (bench/ commits rebased later do not move it). */
+export function srcCommit(): string {
+  return execFileSync('git', ['-C', ROOT, 'log', '-1', '--format=%h', '--', 'src']).toString().trim();
 }
 
 /** Whether herald's src/ mentions `text` (grep exits 1 when it does not). */
@@ -71,8 +77,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   if (record) {
     const file = join(ROOT, 'bench/results.json');
     const run = JSON.parse(readFileSync(file, 'utf8')) as { jitterSeparate?: SeparateJitterRun };
-    const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).toString().trim();
-    run.jitterSeparate = { generatedAt: new Date().toISOString(), commit, heraldRecovery: sourceMentions('CONNECTION_RECOVERY_SECONDS'), rows };
+    run.jitterSeparate = { generatedAt: new Date().toISOString(), commit: srcCommit(), heraldRecovery: sourceMentions('CONNECTION_RECOVERY_SECONDS'), rows };
     writeFileSync(file, JSON.stringify(run, null, 2));
     console.log('# jitter: recorded in bench/results.json; `node --import tsx bench/run.ts --report` shows it');
   }

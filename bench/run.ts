@@ -12,7 +12,7 @@ import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loadtest/harness/workers.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
-import { jitterComparison, JITTER_DEFAULTS, sourceMentions, type JitterRow, type SeparateJitterRun } from './jitter.js';
+import { jitterComparison, JITTER_DEFAULTS, sourceMentions, srcCommit, type JitterRow, type SeparateJitterRun } from './jitter.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, soketiStack, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -435,7 +435,7 @@ function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | 
   ];
   const later = separate
     ? [
-        `A later run of this scenario alone (\`node --import tsx bench/jitter.ts --record\`, ${separate.generatedAt}, commit ${separate.commit}, whose herald ${separate.heraldRecovery ? 'has' : 'does not have'} built-in connection recovery, \`CONNECTION_RECOVERY_SECONDS\` at its default):`,
+        `A later run of this scenario alone (\`node --import tsx bench/jitter.ts --record\`, ${separate.generatedAt}, herald's src/ as of commit ${separate.commit}, whose herald ${separate.heraldRecovery ? 'has' : 'does not have'} built-in connection recovery, \`CONNECTION_RECOVERY_SECONDS\` at its default):`,
         '',
         ...table(separate.rows),
         '',
@@ -477,7 +477,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     '# Benchmarks',
     '',
     `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.${shared ? ` The machine was shared with other sessions' tests during the run: ${shared}.` : ''}`,
-    `Generated ${generatedAt} by bench/run.ts${commit ? ` at commit ${commit}` : ''}; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
+    `Generated ${generatedAt} by bench/run.ts${commit ? `, herald's src/ as of commit ${commit}` : ''}; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
     '',
     '## Stacks side by side',
     '',
@@ -596,7 +596,7 @@ interface Run {
   jitterSeparate?: SeparateJitterRun;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
-  /** The commit the run measured (its working tree may have had bench/ edits, never src/ ones). */
+  /** The last commit that changed herald's src/ in the tree the run measured. */
   commit?: string;
 }
 
@@ -682,7 +682,7 @@ async function main() {
     const jitter = await jitterComparison(undefined, QUICK ? { ...JITTER_DEFAULTS, clients: 50, seconds: 6 } : JITTER_DEFAULTS);
     console.log(JSON.stringify(jitter));
     const jitterHeraldRecovery = sourceMentions('CONNECTION_RECOVERY_SECONDS');
-    const commit = execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']).toString().trim();
+    const commit = srcCommit();
     const run: Run = { commit, machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
