@@ -1,12 +1,17 @@
 /**
  * The jitter scenario (loadtest/harness/jitter.ts) against herald and the stock Socket.IO cluster,
  * side by side: `npm run bench` runs it, and `node --import tsx bench/jitter.ts [herald|stock ...]`
- * runs it alone. JITTER_CLIENTS, JITTER_RATE, JITTER_SECONDS, JITTER_DROP_EVERY_MS override the
+ * runs it alone; with `--record` it also stores the rows in bench/results.json as a separate run
+ * (with its time, commit and whether herald's src/ has built-in recovery), which
+ * `node --import tsx bench/run.ts --report` then shows beside the full run's. JITTER_CLIENTS, JITTER_RATE, JITTER_SECONDS, JITTER_DROP_EVERY_MS override the
  * defaults below.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jitter, type JitterOptions } from '../loadtest/harness/jitter.js';
-import { heraldStack, pinToClientCpu, stockStack, type Stack } from './stacks.js';
+import { heraldStack, pinToClientCpu, ROOT, stockStack, type Stack } from './stacks.js';
 
 /** 200 clients, 20 messages/s for 20 s, every connection reset every ~2 s. */
 export const JITTER_DEFAULTS = {
@@ -39,8 +44,41 @@ export async function jitterComparison(names = Object.keys(JITTER_STACKS), o = J
 
 export type JitterRow = Awaited<ReturnType<typeof jitterComparison>>[number];
 
+/** A jitter run made on its own (`--record`), kept beside the full run's in bench/results.json. */
+export interface SeparateJitterRun {
+  generatedAt: string;
+  /** The last commit that changed herald's src/ in the tree measured. */
+  commit: string;
+  heraldRecovery: boolean;
+  rows: JitterRow[];
+}
+
+/** The last commit that changed herald's src/ (bench/ commits rebased later do not move it). */
+export function srcCommit(): string {
+  return execFileSync('git', ['-C', ROOT, 'log', '-1', '--format=%h', '--', 'src']).toString().trim();
+}
+
+/** Whether herald's src/ mentions `text` (grep exits 1 when it does not). */
+export function sourceMentions(text: string): boolean {
+  try {
+    execFileSync('grep', ['-rqF', text, join(ROOT, 'src')]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   pinToClientCpu();
-  const names = process.argv.slice(2);
-  for (const row of await jitterComparison(names.length ? names : undefined)) console.log(JSON.stringify(row));
+  const record = process.argv.includes('--record');
+  const names = process.argv.slice(2).filter((a) => a !== '--record');
+  const rows = await jitterComparison(names.length ? names : undefined);
+  for (const row of rows) console.log(JSON.stringify(row));
+  if (record) {
+    const file = join(ROOT, 'bench/results.json');
+    const run = JSON.parse(readFileSync(file, 'utf8')) as { jitterSeparate?: SeparateJitterRun };
+    run.jitterSeparate = { generatedAt: new Date().toISOString(), commit: srcCommit(), heraldRecovery: sourceMentions('CONNECTION_RECOVERY_SECONDS'), rows };
+    writeFileSync(file, JSON.stringify(run, null, 2));
+    console.log('# jitter: recorded in bench/results.json; `node --import tsx bench/run.ts --report` shows it');
+  }
 }

@@ -22,7 +22,8 @@ for (const n of names) if (!STACKS[n]) throw new Error(`unknown stack ${n}; know
 const LATENCY = process.env.LATENCY === '1';
 const FANOUT = Number(process.env.FANOUT ?? 500);
 const rates = (process.env.RATES ?? (LATENCY ? '10,100' : '400,600,800,1000,1200,1400,1600,2000')).split(',').map(Number);
-const workers = await Workers.start(2, { cpus: CLIENT_CPU });
+// WORKERS=n: client processes (default 2, as in npm run bench), all on the client CPU.
+const workers = await Workers.start(Number(process.env.WORKERS ?? 2), { cpus: CLIENT_CPU });
 const self = process.pid;
 
 async function latency(name: string, stack: Stack) {

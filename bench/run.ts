@@ -12,7 +12,7 @@ import { lineChart } from '../loadtest/harness/chart.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loadtest/harness/workers.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
-import { jitterComparison, JITTER_DEFAULTS, type JitterRow } from './jitter.js';
+import { jitterComparison, JITTER_DEFAULTS, sourceMentions, srcCommit, type JitterRow, type SeparateJitterRun } from './jitter.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, soketiStack, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -157,6 +157,72 @@ async function shardedComparison(workers: Workers) {
   return rows;
 }
 
+/** What the client measurements, the soketi runs and the per-message probes showed (issue 21). */
+const HARNESS_FINDINGS = `## The client, soketi, and where herald's per-message cost goes (2026-12-01)
+
+Measured on this machine on 2026-12-01 while other sessions ran their test suites on it (both
+cores; \`uptime\` load averages of 4–12 during the run above), so every figure here carries that noise.
+
+**What one client core takes.** \`node --import tsx bench/client-capacity.ts\` connects the two
+worker processes (CPU 1, 1,000 connections) to bench/blaster.cjs (CPU 0), which writes prebuilt
+event frames as fast as each socket drains and so costs little per frame: the client core is the
+limit. The client now reads into one 64 KiB buffer shared by the process (\`net\` \`onread\`);
+before, each read was a fresh Buffer and a \`data\` event. Alternating the two clients, two runs
+each: with 64 KiB writes 0.116 and 0.172 µs of client CPU per frame (8.5M and 5.5M frames/s) against
+0.232 and 0.226 µs before (4.3M and 3.8M frames/s); with \`BLAST_WRITE_BYTES=2048\`, 0.158 and 0.151 µs
+against 0.265 and 0.167 µs. So 1.1–2.0× as many frames per client CPU-second. The same A/B through
+a real server (\`RATES=1000,2000,3000,4000,5300 STEP_SECONDS=4 node --import tsx bench/probe.ts ceiling\`)
+showed no difference (client 0.90–1.00 CPU-s/s with both at every rate, the same deliveries): in the
+benchmark a read carries a frame or a few, and the client's cost is the read and the event-loop turn
+per socket, not the parsing. At herald's 400 msg/s step above, 183k deliveries/s took 87 % of the
+client core (about 4.7 µs per delivery); at raw uWS's 6,400 msg/s step, 2.95M took 97 % (0.33 µs),
+because uWS's batches then carry many frames per read. A V8 profile of the two workers at 1,000 msg/s to raw uWS
+(\`HARNESS_WORKER_PROFILE=<dir> RATES=1000 STEP_SECONDS=8 node --import tsx bench/probe.ts ceiling\`)
+had their main threads 74–75 % idle (start-up included), then Node's \`onStreamRead\` 4.4–4.8 %,
+\`Buffer.compare\` 4.2–4.9 % (the per-frame check for herald's own events), the frame parser
+2–3 %; that check is now a byte loop, after which the same probe showed 79 % idle and no compare.
+Hence the ⚑ marks from a few hundred
+messages/s up: the counted ceilings above are lower bounds where a stack kept up with a
+client-bound step, and only a second client machine (or more client cores) would lift them.
+
+**Soketi.** Its publisher sends one signed request per connection (soketi answers a pipelined
+second request by closing the connection; the issue that filed this had found the same). The
+harness checks the signature code against Pusher's documented example (test/harness-clients.test.ts).
+In this run soketi kept up with 100 msg/s to 2 × 500 subscribers and at 200 msg/s let the publisher
+reach 117 (2 replicas + Redis) and 56 (1 process) with every message delivered: its HTTP API answers
+late while its event loop sends, and the client core was not the limit there (40–48 %). An earlier probe
+the same day (\`RATES=100,200,400,800 STEP_SECONDS=3 node --import tsx bench/probe.ts soketi-1 soketi\`)
+saw the server core at 0.64–0.94 CPU-s/s in those steps, with the rest of the core taken by other
+sessions' processes. Its CPU-per-message step (5,000 msg/s asked) was client-bound: opening a TCP
+connection per publish costs the client core more than a pipelined request.
+
+**Where herald's time goes per message (2 replicas + Redis).** \`FANOUT=4 RATES=2000,5000 node --import tsx bench/profile.ts\`
+(a V8 CPU profile of one replica, 5,000 msg/s to 2 rooms × 4): the core split 0.46 / 0.41 / 0.13
+CPU-s/s between the profiled replica, the other one and Redis (about 200 µs of the core per
+message); the profiled replica's wall-clock samples were 36.7 % idle and 31.2 % in \`writeBuffer\`, the
+synchronous socket write of each PUBLISH to Redis, during which a replica on the shared core is
+descheduled for the Redis server and the other replica it just woke. Nothing else reached 2 %: uWS
+dispatch 1.9 %, HTTP routing 1.5 + 1.4 %, the publish service 1.1 %, Socket.IO's encoder 0.9 %,
+notepack 0.8 + 0.5 %, prom-client's histogram 0.7 %. One replica without Redis at the same load
+(\`SINGLE=1 FANOUT=4 RATES=2000,5000 node --import tsx bench/profile.ts\`) used 0.41 CPU-s/s (82 µs per
+message) with 77.1 % of its samples idle and no function above 1.7 %. Counted with \`perf stat\` over
+5 s of \`FANOUT=4 RATES=5000 STEP_SECONDS=12 node --import tsx bench/probe.ts herald-uws\` (25,000
+messages; \`perf stat -e context-switches,syscalls:sys_enter_write,… -p <pid>\` per server process):
+each replica 16,793 \`write\` calls (0.67 per message: one per PUBLISH it sends), 10,134 \`sendto\`,
+5,227 \`recvfrom\` and 9,399 context switches; Redis 46,245 \`write\` (1.85 per message: its
+replies and the message to each of the two subscribed replicas, the publishing one included, with
+a few coalesced when one read brought several PUBLISHes),
+15,800 \`read\` and 15,148 context switches. Per message the Redis hop is about 3.5 system calls
+and 1.4 context switches on the one core, where one replica alone makes none of them; that, not
+herald's JavaScript, is the cost to cut. Two ways the numbers point to, not tried in this round (it
+did not touch src/): not having each replica's own PUBLISH come back to it (one of the three
+sends Redis makes per message, and a wake-up and a decode in the publisher for a message it
+discards), and one
+PUBLISH write per event-loop turn instead of one per message (tried before on the publishing
+side, below, where it cut Redis's writes but raised the replicas' \`sendto\` calls; it was not kept).
+
+`;
+
 /** What the probes and profiles showed; kept with the numbers it explains. */
 const PROFILE_FINDINGS = `## What limits each stack here (probes and profiles)
 
@@ -299,15 +365,15 @@ the parser; plus about 1.5 KB of uWS's own per-socket memory, which raw uWS (1.6
 carries as well. The 10k figure includes the adapter's room maps growing; at 19,500 connections one
 replica held 7.2 KB each.
 
-Run to run, with this harness: raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M, 3.06M and
-2.85M deliveries/s in the last seven full runs, one herald replica 1.95M (before the broadcast
+Run to run, with this harness (before 2026-12-01, when client-bound steps were still counted):
+raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M, 3.06M and 2.85M deliveries/s in seven full runs, one herald replica 1.95M (before the broadcast
 change), 3.06M, 3.47M, 2.99M, 2.00M, 2.50M and 2.91M, and two herald replicas with Redis 1.19M,
 1.42M, 1.09M and 1.09M before batching, 1.28M, 1.39M and 1.63M with it (57 %, 46 % and 57 % of
 raw uWS in the same run, 30–45 % before): a knee moves by one or two steps, as it depends on when
 a stall first tips the stack into the slow regime, so ratios between stacks from a single run carry
 that spread. The stock cluster's knee sits between the first two steps of the sweep, so its figure
-moves by half: 98.5k deliveries/s in the run before this one, 50k in this one (14.1× and 32.6×). The p99 of two replicas at 100 messages/s to 1,000 subscribers spreads as well: 51 and
-42 ms in the two runs before this one, 66 ms in this one, and 58, 29 and 34 ms in three probes
+moves by half: 98.5k deliveries/s in one run of 2026-11-21, 50k in the next (14.1× and 32.6×). The p99 of two replicas at 100 messages/s to 1,000 subscribers spreads as well: 51 and
+42 ms in two runs of 2026-11-21, 66 ms in the third, and 58, 29 and 34 ms in three probes
 right after it (\`LATENCY=1 REPEAT=3 RATES=10,100 node --import tsx bench/probe.ts herald-uws herald-uws-1-redis\`),
 where one replica with Redis measured 43, 91 and 39 ms. Two replicas on the shared core sit at
 the 50 ms target, on either side of it from run to run. The three runs with
@@ -322,7 +388,8 @@ type Result = Run['results'][number];
 type Step = Result['saturation']['steps'][number];
 
 /** A step's client-core share as text, flagged when the client was the limit (absent in older results). */
-const clientMark = (c: Step['client'] | undefined): string => (!c ? '' : `${c.clientBound ? ' ⚑' : ''} (client ${f(c.utilisation * 100)} %)`);
+const clientMark = (c: Step['client'] | undefined): string =>
+  !c ? '' : `${c.clientBound ? ' ⚑' : ''} (client ${f(c.utilisation * 100)} %${c.coreBusy !== undefined ? `, core ${f(Math.min(1, c.coreBusy) * 100)} %` : ''})`;
 
 /**
  * Whether a stack's counted ceiling is only a lower bound because the client was the limit: the
@@ -359,22 +426,35 @@ function soketiRatios(results: Result[]): string[] {
 }
 
 /** The jitter table (absent from results written before it existed). */
-function jitterSection(rows: JitterRow[] | undefined): string[] {
+function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | undefined, separate?: SeparateJitterRun): string[] {
   if (!rows || rows.length === 0) return [];
+  const table = (rs: JitterRow[]) => [
+    '| stack | published | connections reset | reconnects | recovered (`socket.recovered`) | delivered | duplicates | connected at the end |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rs.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
+  ];
+  const later = separate
+    ? [
+        `A later run of this scenario alone (\`node --import tsx bench/jitter.ts --record\`, ${separate.generatedAt}, herald's src/ as of commit ${separate.commit}, whose herald ${separate.heraldRecovery ? 'has' : 'does not have'} built-in connection recovery, \`CONNECTION_RECOVERY_SECONDS\` at its default):`,
+        '',
+        ...table(separate.rows),
+        '',
+      ]
+    : [];
   const r0 = rows[0]!;
   return [
     `## Jitter: connections reset every ~${f(r0.dropEveryMs / 1000, 0)} s while a publisher runs (${f(r0.clients)} plain socket.io-client clients, ${f(r0.rate)} msg/s for ${f(r0.seconds)} s)`,
     '',
     `As AnyCable's published benchmark did it (connections dropped every ~2 s while messages flow; they reported 84.6 % delivered for stock Socket.IO). The clients are stock socket.io-client 4.8 instances on WebSocket that reconnect by themselves (default backoff: 1 s ± 50 %) and join the room on \`connect\` unless \`socket.recovered\` is true: herald's through \`socket.emit('subscribe', { room })\` in a history room (\`HISTORY_ROOMS\`), the stock cluster's server joins the room named in the handshake, with \`connectionStateRecovery\` on (maxDisconnectionDuration 120 s), as a user would try it. A TCP relay in front of the servers (loadtest/harness/jitter.ts) hands new connections to the replicas in turn and resets every connection through it every ${f(r0.dropEveryMs * 0.8)}–${f(r0.dropEveryMs * 1.2)} ms. Delivered: distinct messages each client received over published × clients, counted ${'after'} publishing stops and the clients have reconnected (bounded wait).`,
     '',
-    '| stack | published | connections reset | reconnects | recovered (`socket.recovered`) | delivered | duplicates | connected at the end |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map((r) => `| ${r.stack} | ${f(r.published)}${r.publishFailures ? ` (${f(r.publishFailures)} failed)` : ''} | ${f(r.connectionsReset)} | ${f(r.reconnects)} | ${f(r.recovered)} | ${f(r.deliveredShare * 100, 1)} % (${f(r.unique)} of ${f(r.expected)}) | ${f(r.duplicates)} | ${f(r.connectedAtEnd)} / ${f(r.clients)} |`),
+    ...table(rows),
     '',
+    ...rows.filter((r) => r.recovered === 0).flatMap((r) => [`${r.stack}: no reconnect came back with \`socket.recovered === true\`, so each client lost what was published while it was away (every reset is followed by socket.io-client's 0.5–1.5 s reconnection delay and a new handshake, out of a ~2 s cycle).${r.stack.startsWith('herald') ? (heraldRecovery === false ? ' The herald build measured had no built-in connection recovery (issue 18, `CONNECTION_RECOVERY_SECONDS`, was not in its src/); the scenario runs unchanged once it has.' : '') : ' Socket.IO\'s connection state recovery needs an adapter that can persist sessions; the Redis pub/sub adapter cannot.'}`, '']),
+    ...later,
   ];
 }
 
-function markdown({ results, capacity: cap, sharded, compression, jitter, machine, seconds, generatedAt, shared }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, machine, seconds, generatedAt, shared, commit }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -390,13 +470,14 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
   const predicted = (r: (typeof results)[number]) => `${f(predictedRatio(modelMax, extraUs(r)) * 100)} %`;
   const budgetUs = ((1 / 0.8 - 1) * SATURATION_FANOUT * 1e6) / modelMax;
   const undecided = (...rs: Result[]) => (rs.some(clientLimited) ? ' (not decided here: the client core was the limit first, see ⚑)' : '');
+  const noneKept = (r: Result) => (r.saturation.steps.every((x) => x.saturated) ? ' (saturated from the first step)' : '');
   const modelRatio = (r: Result) => `${f((anyClientMax(r) / modelMax) * 100)} %`;
   const latencyAt = (r: (typeof results)[number], rate: number) => r.latency.find((x) => x.rate === rate)?.latencyMs;
   const lines = [
     '# Benchmarks',
     '',
     `Command: \`npm run bench\` (${seconds.toFixed(0)} s). Machine: ${machine}. Servers and Redis pinned to CPU ${SERVER_CPU}, clients and publisher to CPU ${CLIENT_CPU} (taskset), so every stack gets the same single core.${shared ? ` The machine was shared with other sessions' tests during the run: ${shared}.` : ''}`,
-    `Generated ${generatedAt} by bench/run.ts; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
+    `Generated ${generatedAt} by bench/run.ts${commit ? `, herald's src/ as of commit ${commit}` : ''}; raw numbers in bench/results.json (\`node --import tsx bench/run.ts --report\` rewrites this file from them).`,
     '',
     '## Stacks side by side',
     '',
@@ -414,7 +495,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
       const satAny = anyClientMax(r) > max(r) ? ` (⚑ ${f(anyClientMax(r))} at a client-bound step)` : '';
       const pm = r.perMessage;
       const perMessage = `${f(pm.cpuUsPerMessage)}${pm.saturated ? ` (saturated: ${f(pm.achievedPublishRate)}/s reached)` : ''}`;
-      return `| ${r.stack} | ${sat}${satAny} | ${at(10)} | ${at(100)} | ${at(1000)} | ${correctness} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
+      return `| ${r.stack} | ${sat}${satAny}${noneKept(r)} | ${at(10)} | ${at(100)} | ${at(1000)} | ${correctness} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
     }),
     '',
     `Latency is end to end: from the publisher's HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with and whose client core was not above ${f(CLIENT_BOUND * 100)} %. ⚑ marks a client-bound step: the client processes (2 workers and the publishing coordinator, all on CPU ${CLIENT_CPU}) used more than ${f(CLIENT_BOUND * 100)} % of their core over the step, so the step measures the harness as much as the server and is not counted as the server's ceiling. Missing / duplicates: over the three latency runs, every message checked by sequence number at every subscriber, against the deliveries owed. Soketi speaks the Pusher protocol: its clients are the harness's Pusher client (same raw WebSocket frames, counting and latency sampling) and its publisher signs each request (Pusher HTTP API, HMAC-SHA256) and sends it on a connection of its own, since soketi closes connections that pipeline. CPU per message: all of the stack's processes (Redis included) over the published messages, at a fan-out of 4 where deliveries cost little beside the HTTP request, the bus and each process's turn.`,
@@ -424,7 +505,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
     `| target | measured | met |`,
     `| --- | --- | --- |`,
     `| herald (uWS) ≥ 8× the stock cluster's deliveries/s | ${clientLimited(heraldUws) ? '≥ ' : ''}${f(max(heraldUws))} vs ${f(max(stock))}: ${f(max(heraldUws) / max(stock), 1)}×; at any step kept up with, client-bound ones included: ${f(anyClientMax(heraldUws))} vs ${f(anyClientMax(stock))}, ${f(anyClientMax(heraldUws) / anyClientMax(stock), 1)}× | ${max(heraldUws) >= 8 * max(stock) ? 'yes' : `no${undecided(heraldUws)}`} |`,
-    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${ratio(heraldUws)} (predicted from per-message cost: ${predicted(heraldUws)}); 1 replica + Redis: ${ratio(heraldOneRedis)} (${predicted(heraldOneRedis)}); 1 replica without Redis (the same single process as raw uWS): ${ratio(heraldOne)} (${predicted(heraldOne)}); at any step kept up with, client-bound ones included: ${modelRatio(heraldUws)}, ${modelRatio(heraldOneRedis)} and ${modelRatio(heraldOne)} | ${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica)${undecided(heraldUws, heraldOne, ceiling)} |`,
+    `| herald (uWS) ≥ 80 % of raw uWS | 2 replicas + Redis on the one server core: ${ratio(heraldUws)} (predicted from per-message cost: ${predicted(heraldUws)}); 1 replica + Redis: ${ratio(heraldOneRedis)} (${predicted(heraldOneRedis)}); 1 replica without Redis (the same single process as raw uWS): ${ratio(heraldOne)} (${predicted(heraldOne)}); at any step kept up with, client-bound ones included: ${modelRatio(heraldUws)}, ${modelRatio(heraldOneRedis)} and ${modelRatio(heraldOne)} | ${undecided(heraldUws, heraldOne, ceiling) ? `not decided: a counted ceiling here is the client's (raw uWS's steps from ${f(ceiling.saturation.steps.find((x) => x.client?.clientBound)?.rate)} msg/s up were client-bound, see ⚑); with client-bound steps included, ${anyClientMax(heraldUws) >= 0.8 * modelMax ? 'yes' : 'no'} (2 replicas), ${anyClientMax(heraldOne) >= 0.8 * modelMax ? 'yes' : 'no'} (1 replica)` : `${max(heraldUws) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (2 replicas); ${max(heraldOne) >= 0.8 * max(ceiling) ? 'yes' : 'no'} (1 replica)`} |`,
     `| p99 ≤ 50 ms at 100k deliveries/s (100 msg/s to 1,000 subscribers) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 50 ? 'yes' : 'no'} |`,
     `| whole-stack CPU per delivery at 100k deliveries/s ≤ 1.3× raw uWS's (2 replicas + Redis) | ${f(heraldUws.cpuMsPer1000Deliveries, 2)} vs ${f(ceiling.cpuMsPer1000Deliveries, 2)} ms per 1,000: ${f((heraldUws.cpuMsPer1000Deliveries ?? NaN) / (ceiling.cpuMsPer1000Deliveries ?? NaN), 2)}× | ${(heraldUws.cpuMsPer1000Deliveries ?? Infinity) <= 1.3 * (ceiling.cpuMsPer1000Deliveries ?? 0) ? 'yes' : 'no: herald\'s server side was not changed in this round, which built the benchmark side of issue 21; the per-message profile below shows where the Redis hop\'s cost goes'} |`,
     `| p99 ≤ 20 ms at 100k deliveries/s (2 replicas + Redis) | ${latencyAt(heraldUws, 100)?.p99 ?? 'n/a'} ms${clientMark(heraldUws.latency.find((x) => x.rate === 100)?.client)} | ${(latencyAt(heraldUws, 100)?.p99 ?? Infinity) <= 20 ? 'yes' : 'no: not worked on in this round (see the p99 spread noted below)'} |`,
@@ -449,7 +530,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
       : []),
     '## Saturation steps',
     '',
-    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes; ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
+    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes and the core's busy share whoever used it (other sessions' tests ran on this machine); ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
     '',
     '| stack | steps |',
     '| --- | --- |',
@@ -476,8 +557,9 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, machin
     'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
     'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
     '',
-    ...jitterSection(jitter),
+    ...jitterSection(jitter, jitterHeraldRecovery, jitterSeparate),
     ...compressionSection(compression),
+    HARNESS_FINDINGS,
     PROFILE_FINDINGS,
   ];
   return lines.join('\n');
@@ -508,8 +590,14 @@ interface Run {
   sharded: Awaited<ReturnType<typeof shardedComparison>>;
   compression?: CompressionRow[];
   jitter?: JitterRow[];
+  /** Whether herald's src/ knew CONNECTION_RECOVERY_SECONDS (issue 18's built-in recovery) when the run measured it. */
+  jitterHeraldRecovery?: boolean;
+  /** A jitter run made later on its own (`bench/jitter.ts --record`), shown beside this run's. */
+  jitterSeparate?: SeparateJitterRun;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
+  /** The last commit that changed herald's src/ in the tree the run measured. */
+  commit?: string;
 }
 
 /** CPU seconds this process and its reaped children (stopped stacks) have used, from /proc. */
@@ -593,7 +681,9 @@ async function main() {
     console.log('# bench: jitter (connections reset every ~2 s)');
     const jitter = await jitterComparison(undefined, QUICK ? { ...JITTER_DEFAULTS, clients: 50, seconds: 6 } : JITTER_DEFAULTS);
     console.log(JSON.stringify(jitter));
-    const run: Run = { machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter };
+    const jitterHeraldRecovery = sourceMentions('CONNECTION_RECOVERY_SECONDS');
+    const commit = srcCommit();
+    const run: Run = { commit, machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;

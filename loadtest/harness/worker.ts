@@ -53,9 +53,19 @@ function sample(ms: number): void {
 /** herald's own events (`herald:hello`, …) are not published messages and are not counted. */
 const SYSTEM_EVENT = Buffer.from('42["herald:');
 
+/**
+ * Whether `buf[start, end)` starts with `prefix`. A loop over a dozen bytes: a worker profile showed
+ * `Buffer.compare` (a native call per frame) at 4–5 % of the client's time.
+ */
+function hasPrefix(buf: Buffer, start: number, end: number, prefix: Buffer): boolean {
+  if (end - start < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (buf[start + i] !== prefix[i]) return false;
+  return true;
+}
+
 /** Handles an event frame, `buf[start, end)`: counting needs no string, only sampling does. */
 function onEvent(c: Conn, buf: Buffer, start: number, end: number): void {
-  if (end - start >= SYSTEM_EVENT.length && buf.compare(SYSTEM_EVENT, 0, SYSTEM_EVENT.length, start, start + SYSTEM_EVENT.length) === 0) return;
+  if (hasPrefix(buf, start, end, SYSTEM_EVENT)) return;
   if (!counted()) return;
   const f = parseFrame(buf.toString('utf8', start, end));
   if (f.type !== 'event') return;
@@ -100,8 +110,7 @@ function record(c: Conn, data: Payload | undefined, id: string | undefined): voi
  */
 function onPusherFrame(c: Conn, ws: WsClient, buf: Buffer, start: number, end: number, done: (ok: boolean) => void): void {
   const at = start + EVENT_PREFIX.length;
-  const prefixed = end - start > at - start + SYSTEM_PREFIX.length && buf.compare(EVENT_PREFIX, 0, EVENT_PREFIX.length, start, at) === 0;
-  if (prefixed && buf.compare(SYSTEM_PREFIX, 0, SYSTEM_PREFIX.length, at, at + SYSTEM_PREFIX.length) !== 0) {
+  if (hasPrefix(buf, start, end, EVENT_PREFIX) && end - at > SYSTEM_PREFIX.length && !hasPrefix(buf, at, end, SYSTEM_PREFIX)) {
     if (!counted()) return;
     const m = JSON.parse(buf.toString('utf8', start, end)) as { data?: string };
     return record(c, typeof m.data === 'string' ? (JSON.parse(m.data) as Payload) : undefined, undefined);
