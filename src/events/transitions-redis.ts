@@ -95,19 +95,34 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
   let connected = redis.status === 'ready';
   if (!connected) redis.once('ready', () => (connected = true));
 
-  const hold = (subject: Subject) => {
-    if (!connected) return;
-    // Both sent at once, so a release issued right after travels behind them on the same connection.
-    const indexed = redis.sadd(indexOf(self), keyOf(subject));
-    const won = redis.eval(HOLD, 2, ...keysOf(subject), self) as Promise<number>;
-    track(Promise.all([indexed, won]).then(([, w]) => w === 1 && announce('start', subject)));
+  /**
+   * Writes of one subject go one after the other: the next is sent once the previous one is
+   * answered. Sent at once they could be reordered on the way (measured on a Redis Cluster: a
+   * release sent 50 ms after a hold ran first, leaving a holder behind that never left).
+   */
+  const chains = new Map<string, Promise<unknown>>();
+  const inOrder = (key: string, write: () => Promise<unknown>): Promise<unknown> => {
+    // Tracked promises never reject, so each write runs whatever became of the one before.
+    const next = track((chains.get(key) ?? Promise.resolve()).then(write));
+    chains.set(key, next);
+    void next.finally(() => chains.get(key) === next && chains.delete(key));
+    return next;
   };
 
-  const releaseAs = (holder: string, key: string) => {
-    const deadline = redis.eval(RELEASE, 2, ...keysOf(subjectOf(key)), holder, opts.delayMs) as Promise<number>;
-    const unindexed = redis.srem(indexOf(holder), key);
-    return track(Promise.all([deadline, unindexed]).then(([d]) => d >= 0 && schedule(key, d, opts.delayMs)));
+  const hold = (subject: Subject) => {
+    if (!connected) return;
+    const key = keyOf(subject);
+    void inOrder(key, async () => {
+      const [, won] = await Promise.all([redis.sadd(indexOf(self), key), redis.eval(HOLD, 2, ...keysOf(subject), self) as Promise<number>]);
+      if (won === 1) announce('start', subject);
+    });
   };
+
+  const releaseAs = (holder: string, key: string) =>
+    inOrder(key, async () => {
+      const [deadline] = await Promise.all([redis.eval(RELEASE, 2, ...keysOf(subjectOf(key)), holder, opts.delayMs) as Promise<number>, redis.srem(indexOf(holder), key)]);
+      if (deadline >= 0) schedule(key, deadline, opts.delayMs);
+    });
 
   const schedule = (key: string, deadline: number, inMs: number) => {
     track(redis.zadd(vacating, deadline, key));
@@ -165,8 +180,8 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
     await heartbeat.beat();
     await redis.sadd(registry, self);
     const recorded = await redis.smembers(indexOf(self));
-    // From here on in one go: what is held now is written before any later local change, which
-    // would otherwise be overtaken (a release sent during an await, then the stale hold after it).
+    // From here on in one go: what is held now is queued before any later local change, which
+    // would otherwise be overtaken (a release queued during an await, then the stale hold after it).
     const held = opts.held();
     const wanted = new Set(held.map(keyOf));
     for (const key of recorded) if (!wanted.has(key)) void releaseAs(self, key);
