@@ -26,12 +26,14 @@ export class DroppingRelay {
   /** Connections reset so far. */
   dropped = 0;
 
+  private backends: { host: string; port: number }[] = [];
+
   private constructor(private readonly server: Server) {}
 
   static async start(backends: { host: string; port: number }[]): Promise<DroppingRelay> {
     let relay!: DroppingRelay;
     const server = createServer((client) => {
-      const b = backends[relay.next++ % backends.length]!;
+      const b = relay.backends[relay.next++ % relay.backends.length]!;
       const upstream = connect({ host: b.host, port: b.port });
       const pair = { client, upstream };
       relay.pairs.add(pair);
@@ -48,6 +50,7 @@ export class DroppingRelay {
       upstream.pipe(client);
     });
     relay = new DroppingRelay(server);
+    relay.backends = backends;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(0, '127.0.0.1', () => resolve());
@@ -57,6 +60,11 @@ export class DroppingRelay {
 
   get url(): string {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  /** New connections go to these from now on (a balancer that moved on); open ones stay where they are. */
+  retarget(backends: { host: string; port: number }[]): void {
+    this.backends = backends;
   }
 
   /** Resets every connection now (an RST to the client, the server's side closed), as a network cut. */
