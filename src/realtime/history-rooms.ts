@@ -68,8 +68,6 @@ export class HistoryRooms {
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
   private readonly refills = new Map<RoomName, Refill>();
-  /** Per socket, per room, the last entry sent to it alone. */
-  private readonly sentTo = new Map<string, Map<RoomName, MessageId>>();
   /** While the bus is down: resolves once it delivers again. Entries arriving meanwhile are held. */
   private resumed: Promise<void> | undefined;
   private readonly unreachableLog = throttle(10_000);
@@ -156,7 +154,7 @@ export class HistoryRooms {
     if (!stillWanted()) return {};
     for (const e of catchup.buffer) {
       if (mark === undefined || compareIds(e.id, mark) > 0) {
-        this.send(socket, e);
+        send(socket, e);
         if (mark !== undefined) mark = e.id;
       }
     }
@@ -183,7 +181,7 @@ export class HistoryRooms {
       if (!page.recovered) return { mark, recovered: false };
       if (!stillWanted()) return { mark, recovered: true };
       for (const e of page.entries) {
-        this.send(socket, e);
+        send(socket, e);
         mark = e.id;
       }
       if (page.entries.length < REPLAY_PAGE) return { mark, recovered: true };
@@ -198,7 +196,7 @@ export class HistoryRooms {
     const entries = await this.backend.latest(room, Math.min(count, LAST_MAX));
     const newest = entries.at(-1)?.id;
     if (newest === undefined || !stillWanted()) return newest;
-    for (const e of entries) this.send(socket, e);
+    for (const e of entries) send(socket, e);
     // If a small room was trimmed past `newest` before this read (a burst of publishes), what
     // came after it is in the catch-up buffer: `watch` had resolved before `latest` read, so every
     // entry newer than `newest` reaches `deliver` while this socket is replaying.
@@ -212,26 +210,19 @@ export class HistoryRooms {
     if (m?.size === 0) this.catchups.delete(room);
   }
 
-  /** The last entry of `room` sent to a socket in it: its own catch-up's, or once live, the room's. */
+  /**
+   * The last entry of `room` sent to a socket in it: its own catch-up's (the journal's, which a
+   * recovered socket always has), or once live, the room's.
+   */
   private positionOf(socketId: string, room: RoomName): MessageId | undefined {
     const c = this.catchups.get(room)?.get(socketId);
-    const own = this.sentTo.get(socketId)?.get(room);
+    const own = this.journal?.track(socketId, room)?.sends.at(-1)?.[1];
     if (c?.phase === 'settling') return c.mark;
     if (c) return own;
     const live = this.last.get(room);
     return live !== undefined && (own === undefined || compareIds(live, own) > 0) ? live : own;
   }
 
-  /** Sends an entry to one socket (a catch-up), remembering it for `positionOf`. */
-  private send(socket: Socket, e: HistoryEntry): void {
-    let m = this.sentTo.get(socket.id);
-    if (!m) {
-      this.sentTo.set(socket.id, (m = new Map()));
-      socket.once('disconnect', () => this.sentTo.delete(socket.id));
-    }
-    m.set(e.room, e.id);
-    socket.emit(e.event, e.data, meta(e));
-  }
 
   /**
    * A live entry from the backend: held while its room awaits a refill (from the moment the bus
@@ -359,7 +350,7 @@ export class HistoryRooms {
       if (!socket?.rooms.has(room)) this.forget(sid, room);
       else if (c.phase === 'replaying') c.buffer.push(entry);
       else if (compareIds(entry.id, c.mark) > 0) {
-        this.send(socket, entry);
+        send(socket, entry);
         this.forget(sid, room);
         this.journal?.live(sid, room);
       }
@@ -377,4 +368,7 @@ function meta(e: HistoryEntry): MessageMeta {
   return { room: e.room, id: e.id, ts: e.ts };
 }
 
-
+/** Sends an entry to one socket (a catch-up); with recovery on, the journal records it (src/recovery/journal.ts). */
+function send(socket: Socket, e: HistoryEntry): void {
+  socket.emit(e.event, e.data, meta(e));
+}
