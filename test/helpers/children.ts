@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { onceWithin } from './wait.js';
 
 const live = new Set<ChildProcess>();
 
@@ -14,4 +15,12 @@ export function owned<T extends ChildProcess>(child: T): T {
   live.add(child);
   child.once('exit', () => live.delete(child));
   return child;
+}
+
+/** SIGKILLs `child`, as an outage would, and resolves once it has exited (at once if it already had). */
+export async function killNow(child: ChildProcess, what: string): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = onceWithin(child, 'exit', `${what} exit`);
+  child.kill('SIGKILL');
+  await exited;
 }

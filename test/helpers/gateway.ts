@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startRedis, type RedisProcess } from './redis.js';
 import { onceWithin, waitFor } from './wait.js';
-import { owned } from './children.js';
+import { killNow, owned } from './children.js';
 
 const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
 
@@ -81,10 +81,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
     exited: () => exit,
     signal: (sig) => child.kill(sig),
     async stop() {
-      if (exitCode !== undefined) return;
-      const done = onceWithin(child, 'exit', `${replicaId} exit`);
-      child.kill('SIGKILL');
-      await done;
+      if (exitCode === undefined) await killNow(child, replicaId);
     },
   };
 }

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
-import { onceWithin, waitFor } from './wait.js';
-import { owned } from './children.js';
+import { waitFor } from './wait.js';
+import { killNow, owned } from './children.js';
 
 export const COMPOSE_HAPROXY_CFG = fileURLToPath(new URL('../../deploy/compose/haproxy.cfg', import.meta.url));
 
@@ -86,11 +86,7 @@ export async function startHaproxy(backends: readonly Backend[]): Promise<Haprox
     serverStatus,
     waitForStatus,
     async stop() {
-      if (!exited) {
-        const done = onceWithin(child, 'exit', 'haproxy exit');
-        child.kill('SIGKILL');
-        await done;
-      }
+      if (!exited) await killNow(child, 'haproxy');
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
-import { onceWithin, waitFor } from './wait.js';
-import { owned } from './children.js';
+import { waitFor } from './wait.js';
+import { killNow, owned } from './children.js';
 
 const run = promisify(execFile);
 
@@ -41,10 +41,7 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
   const nodes: ClusterNode[] = [];
   const stop = async () => {
     for (const n of nodes) {
-      if (!n.process) continue;
-      const exited = onceWithin(n.process, 'exit', `redis ${n.port} exit`);
-      n.process.kill('SIGKILL');
-      await exited;
+      if (n.process) await killNow(n.process, `redis ${n.port}`);
       n.process = undefined;
     }
     rmSync(dir, { recursive: true, force: true });
@@ -111,10 +108,7 @@ export async function startRedisCluster(masters = 3, replicasPerMaster = 1, node
     async killAndAwaitFailover(port) {
       const node = nodes.find((n) => n.port === port)!;
       const someSlot = await ownedSlot(nodes, port);
-      const child = node.process!;
-      const exited = onceWithin(child, 'exit', `redis ${port} exit`);
-      child.kill('SIGKILL');
-      await exited;
+      await killNow(node.process!, `redis ${port}`);
       node.process = undefined;
       // Done when the others flag it failed, a live master owns its slots, and the state is ok.
       await waitFor(

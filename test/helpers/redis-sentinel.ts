@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
-import { onceWithin, waitFor } from './wait.js';
-import { owned } from './children.js';
+import { waitFor } from './wait.js';
+import { killNow, owned } from './children.js';
 
 const run = promisify(execFile);
 
@@ -80,10 +80,7 @@ export async function startRedisSentinel(opts: SentinelSetOptions = {}): Promise
   const sentinels: SentinelSetNode[] = [];
   const stop = async () => {
     for (const n of [...sentinels, ...servers]) {
-      if (!n.process) continue;
-      const exited = onceWithin(n.process, 'exit', `${n.port} exit`);
-      n.process.kill('SIGKILL');
-      await exited;
+      if (n.process) await killNow(n.process, String(n.port));
       n.process = undefined;
     }
     rmSync(dir, { recursive: true, force: true });
@@ -179,10 +176,7 @@ export async function startRedisSentinel(opts: SentinelSetOptions = {}): Promise
     async killMaster() {
       const port = await master();
       const node = servers.find((s) => s.port === port)!;
-      const child = node.process!;
-      const exited = onceWithin(child, 'exit', `redis ${port} exit`);
-      child.kill('SIGKILL');
-      await exited;
+      await killNow(node.process!, `redis ${port}`);
       node.process = undefined;
       return port;
     },

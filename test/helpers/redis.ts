@@ -4,8 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { toolPath } from './tools.js';
-import { onceWithin } from './wait.js';
-import { owned } from './children.js';
+import { killNow, owned } from './children.js';
 
 /** A private redis-server on a free loopback port, which a test may kill and restart. */
 export interface RedisProcess {
@@ -71,10 +70,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisProcess>
   async function kill(): Promise<void> {
     const p = proc;
     proc = undefined;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = onceWithin(p, 'exit', 'redis-server exit');
-    p.kill('SIGKILL');
-    await exited;
+    if (p) await killNow(p, 'redis-server');
   }
 
   await launch();
