@@ -24,6 +24,7 @@ function decide(hit: Hit): ReturnType<Receiver['handler']> {
     if (room === 'team:red' || room.startsWith('team:open-')) return { status: 200, body: { allow: true } };
     if (room === 'team:blue') return { status: 200, body: { allow: false } };
     if (room === 'team:coded') return { status: 200, body: { allow: false, code: 'not_found', message: 'There is no team coded.' } };
+    if (room.startsWith('team:code-')) return { status: 200, body: { allow: false, code: room.slice('team:code-'.length) } };
     if (room === 'team:garbage') return { status: 200, text: 'sure, why not' };
     if (room === 'team:broken') return { status: 500, body: { allow: true } };
     if (room.startsWith('team:slow')) return 'hang';
@@ -110,6 +111,26 @@ describe('subscribe and connect proxies, two replicas sharing a Redis', () => {
     assert.deepEqual(coded.error, { code: 'not_found', message: 'There is no team coded.' });
     assert.equal(codeOf(await bob.socket.timeout(5000).emitWithAck('presence', 'team:blue')), 'forbidden', 'nor its presence');
     assert.equal(asked('team:blue', 'bob').length, 1);
+  });
+
+  it('refuses with forbidden a code that only objects inherit (constructor, __proto__, toString), not with that code', async () => {
+    const kim = await as(b, 'kim');
+    for (const [code, expected] of [['constructor', 'forbidden'], ['__proto__', 'forbidden'], ['toString', 'forbidden'], ['hasOwnProperty', 'forbidden'], ['not_found', 'not_found']]) {
+      const ack = (await kim.subscribe(`team:code-${code}`)) as any;
+      assert.equal(asked(`team:code-${code}`, 'kim').length, 1, `${code}: the backend was asked`);
+      assert.equal(codeOf(ack), expected, `${code}: ${JSON.stringify(ack)}`);
+    }
+  });
+
+  it('publishes to rooms named like what objects inherit, as to any other room', async () => {
+    const rooms = ['constructor', '__proto__', 'toString'];
+    const lena = await as(a, 'lena', { rooms });
+    for (const room of rooms) assert.equal(codeOf(await lena.subscribe(room)), 'ok', room);
+    for (const room of rooms) {
+      const sent = await publish(b.url, { room, event: 'm', data: room }, KEY);
+      assert.equal(sent.body.ids[room], sent.body.id, `${room}: ${JSON.stringify(sent.body)}`);
+      assert.equal((await lena.waitFor(room, (r) => r.meta?.room === room)).meta.id, sent.body.id, room);
+    }
   });
 
   it('asks only about PROXY_ROOMS rooms nothing else allows, and never about user rooms', async () => {

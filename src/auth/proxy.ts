@@ -1,7 +1,7 @@
 import type { Socket } from 'socket.io';
 import type { Config } from '../config/schema.js';
 import { clientIp } from '../limits/client-ip.js';
-import { ERRORS, HeraldError, type ErrorCode } from '../errors.js';
+import { HeraldError, isErrorCode } from '../errors.js';
 import { SIGNATURE_HEADER, signatureOf } from '../events/signature.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -133,7 +133,7 @@ export class SubscribeProxy {
     }
     if (decision?.allow !== false) this.calls.invalid('subscribe', answer);
     this.metrics.proxyAnswered('subscribe', 'deny', answer.seconds);
-    const code = typeof decision.code === 'string' && decision.code in ERRORS && decision.code !== 'internal' ? (decision.code as ErrorCode) : 'forbidden';
+    const code = isErrorCode(decision.code) && decision.code !== 'internal' ? decision.code : 'forbidden';
     const message = typeof decision.message === 'string' && decision.message !== '' ? decision.message.slice(0, MESSAGE_MAX) : `Not allowed to subscribe to "${room}".`;
     throw new HeraldError(code, message);
   }
