@@ -42,6 +42,15 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+/**
+ * Whether `code` names an entry of the catalogue. An own-property check: `code in ERRORS` also
+ * sees what every object inherits (`constructor`, `toString`, `__proto__`), and a backend's
+ * answer must not pass those off as codes.
+ */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERRORS, code);
+}
+
 /** The shape errors take on the wire, in acks and in HTTP bodies. */
 export interface ErrorBody {
   code: ErrorCode;

@@ -237,10 +237,10 @@ for (const transport of TRANSPORTS) {
       assert.equal(chunked.status, 413);
       assert.equal(((await chunked.json()) as any).error.code, 'payload_too_large');
 
-      // Declared far past the limit: answered at once, without waiting for (or reading) the body.
+      // Declared past the discard bound (16 MiB): answered at once, without waiting for (or reading) the body.
       const raw = await rawHttp(
         gateways[0]!.port,
-        `POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 5000000\r\n\r\n{"room":`,
+        `POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: 100000000\r\n\r\n{"room":`,
       );
       assert.match(raw, /^HTTP\/1\.1 413 /);
       assert.match(raw, /"code":"payload_too_large"/);

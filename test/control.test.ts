@@ -310,6 +310,30 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
       assert.equal((await call(a, 'POST', '/v1/users/x')).body.error.code, 'method_not_allowed');
     });
 
+    it('refuses revocation times it cannot keep with 400 naming the range, and keeps the latest it can in Redis', async () => {
+      const outOfRange: unknown[] = [
+        { user: 'x', issuedBefore: 1e18 },
+        { user: 'x', issuedBefore: -1 },
+        { user: 'x', issuedBefore: 253_402_300_800 },
+        '{"user":"x","issuedBefore":1e400}',
+        { jti: 'y', expiresAt: 1e18 },
+        { jti: 'y', expiresAt: -0.5 },
+      ];
+      for (const body of outOfRange) {
+        const answer = await control(a, '/v1/revoke', body);
+        assert.equal(answer.status, 400, `${JSON.stringify(body)}: ${JSON.stringify(answer.body)}`);
+        assert.equal(answer.body.error.code, 'bad_request');
+        assert.match(answer.body.error.message, /from 0 to 253402300799 /);
+      }
+      // 200, not 503: Redis took it. Every token of the user is refused, however fresh.
+      const fresh = await token('far');
+      const latest = await control(a, '/v1/revoke', { user: 'far', issuedBefore: 253_402_300_799 });
+      assert.equal(latest.status, 200, JSON.stringify(latest.body));
+      assert.equal(await refusal(b.url, fresh), 'token_revoked');
+      const fraction = await control(b, '/v1/revoke', { jti: 'j-frac', expiresAt: nowSeconds() + 3600.5 });
+      assert.equal(fraction.status, 200, JSON.stringify(fraction.body));
+    });
+
     it('counts each command in metrics and logs one line per command, without keys or tokens', async () => {
       const [onA, onB] = await onBoth('mia', { jti: 'jti-mia' });
       await control(b, '/v1/subscribe', { user: 'mia', room: 'team:m' });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
-import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startBackend, type Gateway } from './helpers/gateway.js';
 import { startReceiver, type Hit, type Receiver } from './helpers/receiver.js';
 import type { RedisProcess } from './helpers/redis.js';
@@ -10,6 +10,8 @@ import { waitFor } from './helpers/wait.js';
 const SECRET = 'proxy-signing-secret-0123456789';
 const JWT = 'test-jwt-secret-0123456789-abcdefghij';
 const KEY = 'test-publish-key-0123456789';
+/** An answer far past what herald reads of one (64 KiB), streamed by the backend as fast as herald takes it. */
+const HUGE = 64 * 1024 * 1024;
 
 const token = (sub: string, claims: Record<string, unknown> = {}) =>
   new SignJWT({ sub, ...claims })
@@ -24,6 +26,8 @@ function decide(hit: Hit): ReturnType<Receiver['handler']> {
     if (room === 'team:red' || room.startsWith('team:open-')) return { status: 200, body: { allow: true } };
     if (room === 'team:blue') return { status: 200, body: { allow: false } };
     if (room === 'team:coded') return { status: 200, body: { allow: false, code: 'not_found', message: 'There is no team coded.' } };
+    if (room.startsWith('team:huge-')) return { status: 200, body: { allow: true }, stream: { field: 'pad', bytes: HUGE } };
+    if (room.startsWith('team:code-')) return { status: 200, body: { allow: false, code: room.slice('team:code-'.length) } };
     if (room === 'team:garbage') return { status: 200, text: 'sure, why not' };
     if (room === 'team:broken') return { status: 500, body: { allow: true } };
     if (room.startsWith('team:slow')) return 'hang';
@@ -33,6 +37,7 @@ function decide(hit: Hit): ReturnType<Receiver['handler']> {
     if (cookie === 'session=carol') return { status: 200, body: { user: 'carol', rooms: ['team:carol-*'], expiresAt: Math.floor(Date.now() / 1000) + 600 } };
     if (cookie === 'session=stale') return { status: 401, body: { error: 'signed out' } };
     if (cookie === 'session=slow') return 'hang';
+    if (cookie === 'session=huge') return { status: 200, body: { user: 'huge' }, stream: { field: 'pad', bytes: HUGE } };
     return { status: 200, body: { nonsense: true } };
   }
   return { status: 404 };
@@ -112,6 +117,26 @@ describe('subscribe and connect proxies, two replicas sharing a Redis', () => {
     assert.equal(asked('team:blue', 'bob').length, 1);
   });
 
+  it('refuses with forbidden a code that only objects inherit (constructor, __proto__, toString), not with that code', async () => {
+    const kim = await as(b, 'kim');
+    for (const [code, expected] of [['constructor', 'forbidden'], ['__proto__', 'forbidden'], ['toString', 'forbidden'], ['hasOwnProperty', 'forbidden'], ['not_found', 'not_found']]) {
+      const ack = (await kim.subscribe(`team:code-${code}`)) as any;
+      assert.equal(asked(`team:code-${code}`, 'kim').length, 1, `${code}: the backend was asked`);
+      assert.equal(codeOf(ack), expected, `${code}: ${JSON.stringify(ack)}`);
+    }
+  });
+
+  it('publishes to rooms named like what objects inherit, as to any other room', async () => {
+    const rooms = ['constructor', '__proto__', 'toString'];
+    const lena = await as(a, 'lena', { rooms });
+    for (const room of rooms) assert.equal(codeOf(await lena.subscribe(room)), 'ok', room);
+    for (const room of rooms) {
+      const sent = await publish(b.url, { room, event: 'm', data: room }, KEY);
+      assert.equal(sent.body.ids[room], sent.body.id, `${room}: ${JSON.stringify(sent.body)}`);
+      assert.equal((await lena.waitFor(room, (r) => r.meta?.room === room)).meta.id, sent.body.id, room);
+    }
+  });
+
   it('asks only about PROXY_ROOMS rooms nothing else allows, and never about user rooms', async () => {
     const gina = await as(b, 'gina', { rooms: ['team:green'] });
     assert.equal(codeOf(await gina.subscribe('team:green')), 'ok', 'the token allows it');
@@ -142,6 +167,31 @@ describe('subscribe and connect proxies, two replicas sharing a Redis', () => {
     const marker = await publish(a.url, { room: 'user:ivan', event: 'marker', data: 1 }, KEY);
     await ivan.waitFor('marker', (r) => r.meta?.id === marker.body.id);
     assert.ok(!ivan.received.some((r) => r.meta?.id === sent.body.id), 'not joined');
+  });
+
+  it('fails closed on an answer over 64 KiB: refused with unavailable, the rest never read, memory not growing with it', async () => {
+    const rss = async () => (await getJson(`${b.url}/readyz`)).body.rssBytes as number;
+    const before = await rss();
+    const nina = await as(b, 'nina');
+    // PROXY_MAX_CONCURRENCY (2) such answers in flight at once, and then a handshake's.
+    const acks = (await Promise.all(['team:huge-1', 'team:huge-2'].map((room) => nina.subscribe(room)))) as any[];
+    assert.deepEqual(acks.map(codeOf), ['unavailable', 'unavailable'], JSON.stringify(acks));
+    assert.match(acks[0].error.message, /more than 65536 bytes/);
+    assert.equal(await refusal(b, 'session=huge'), 'unavailable');
+    const answers = await waitFor('the backend saw all three answers end', () => {
+      const hits = [...asked('team:huge-1'), ...asked('team:huge-2'), ...backend.hits.filter((h) => h.body?.headers?.cookie === 'session=huge')];
+      return hits.length === 3 && hits.every((h) => h.streamed) ? hits.map((h) => h.streamed!) : undefined;
+    });
+    for (const a of answers) {
+      assert.equal(a.complete, false, 'herald closed the connection');
+      // What it wrote before the close: herald's 64 KiB plus what the sockets' buffers hold.
+      assert.ok(a.written < HUGE / 4, `${a.written} bytes written of ${HUGE}`);
+    }
+    const grown = (await rss()) - before;
+    assert.ok(grown < HUGE, `RSS grew ${grown} bytes over three ${HUGE}-byte answers`);
+    const metrics = await (await fetch(`${b.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    assert.match(metrics, /herald_proxy_requests_total\{proxy="connect",outcome="unavailable"\} [1-9]/);
+    assert.equal(codeOf(await nina.subscribe('team:open-3')), 'ok', 'the replica still decides');
   });
 
   it('refuses at once with backend_busy past PROXY_MAX_CONCURRENCY requests in flight, instead of queueing them', async () => {

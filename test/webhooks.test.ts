@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
-import { connectClient, type TestClient } from './helpers/clients.js';
+import { connectClient, getJson, type TestClient } from './helpers/clients.js';
 import { runGatewayToExit, startGateway, type Gateway } from './helpers/gateway.js';
 import { startReceiver, verified, type Receiver } from './helpers/receiver.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
@@ -412,6 +412,61 @@ describe('a webhook receiver that does not answer', () => {
     const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
     assert.match(metrics, /herald_webhooks_dropped_total\{type="connection.opened",reason="queue_full"\} 1\n/);
     assert.ok(!receiver.hits.some((h) => h.body?.data?.client === third.socket.id), 'the dropped event was never sent');
+  });
+});
+
+describe('a webhook receiver whose answers are too large', () => {
+  /** Each answer: far past the 64 KiB herald reads of one, streamed as fast as herald takes it. */
+  const HUGE = 64 * 1024 * 1024;
+  let receiver: Receiver;
+  let gw: Gateway;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    receiver = await startReceiver(SECRET);
+    gw = await startGateway({ env: envFor(receiver, { WEBHOOK_EVENTS: 'connection.opened' }) });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await gw?.stop();
+    await receiver?.close();
+  });
+
+  it('cuts an answer over 64 KiB off and counts it a failed attempt, retried; memory does not grow with the answers', async () => {
+    const rss = async () => (await getJson(`${gw.url}/readyz`)).body.rssBytes as number;
+    // One small answer first, so what sending webhooks costs at all is in the baseline.
+    const warm = await connectClient(gw.url);
+    clients.push(warm);
+    await waitForEvent(receiver, 'connection.opened', { client: warm.socket.id });
+    const before = await rss();
+    receiver.handler = () => ({ status: 200, body: { ok: true }, stream: { field: 'pad', bytes: HUGE } });
+    // Eight connections: eight deliveries in flight at once, each answered with HUGE bytes.
+    for (let i = 0; i < 8; i++) clients.push(await connectClient(gw.url));
+    const ids = new Set(clients.slice(1).map((c) => c.socket.id));
+    const ofClients = () => receiver.hits.filter((h) => ids.has(h.body?.data?.client));
+    const ended = await waitFor('eight answers ended', () => {
+      const hits = ofClients().filter((h) => h.streamed);
+      return hits.length >= 8 ? hits : undefined;
+    });
+    for (const h of ended) {
+      assert.equal(h.streamed!.complete, false, 'herald closed the connection');
+      // What it wrote before the close: herald's 64 KiB plus what the sockets' buffers hold.
+      assert.ok(h.streamed!.written < HUGE / 4, `${h.streamed!.written} bytes written of ${HUGE}`);
+    }
+    const grown = (await rss()) - before;
+    assert.ok(grown < HUGE, `RSS grew ${grown} bytes over eight ${HUGE}-byte answers`);
+    // Retried with the same id, as any failed attempt.
+    await waitFor('a second attempt of one event', () => {
+      const seen = new Map<string, number>();
+      for (const h of ofClients()) seen.set(h.body.id, (seen.get(h.body.id) ?? 0) + 1);
+      return [...seen.values()].some((n) => n >= 2);
+    });
+    const why = await gw.waitForLog('the retry', (l) => l.msg === 'webhook failed; retrying');
+    assert.equal(why.why, 'answer over 65536 bytes');
+    const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    assert.match(metrics, /herald_webhooks_total\{type="connection.opened",outcome="failed"\} [1-9]/);
+    assert.match(metrics, /herald_webhooks_total\{type="connection.opened",outcome="retried"\} [1-9]/);
+    assert.match(metrics, /herald_webhooks_total\{type="connection.opened",outcome="sent"\} 1\n/, 'the small answer only');
   });
 });
 

@@ -1,7 +1,8 @@
 import type { Socket } from 'socket.io';
 import type { Config } from '../config/schema.js';
 import { clientIp } from '../limits/client-ip.js';
-import { ERRORS, HeraldError, type ErrorCode } from '../errors.js';
+import { HeraldError, isErrorCode } from '../errors.js';
+import { AnswerTooLarge, readCapped } from '../events/backend-answer.js';
 import { SIGNATURE_HEADER, signatureOf } from '../events/signature.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -56,7 +57,7 @@ export class BackendCalls {
     const started = performance.now();
     try {
       const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs), redirect: 'manual' });
-      const text = await res.text();
+      const text = (await readCapped(res)).toString('utf8');
       let parsed: unknown;
       try {
         parsed = JSON.parse(text);
@@ -68,16 +69,17 @@ export class BackendCalls {
     } catch (err) {
       const seconds = (performance.now() - started) / 1000;
       this.opts.metrics.proxyAnswered(proxy, 'unavailable', seconds);
-      const timedOut = (err as Error).name === 'TimeoutError';
       if (this.failureLog.due()) this.opts.logger.warn({ proxy, err: (err as Error).message }, `${proxy} proxy failed; refusing (fail closed)`);
-      throw new HeraldError(
-        'unavailable',
-        timedOut ? `The backend that decides access did not answer within ${this.opts.timeoutMs} ms, so this was refused. Retry.` : 'The backend that decides access is unreachable, so this was refused. Retry.',
-        { cause: err },
-      );
+      throw new HeraldError('unavailable', this.failureMessage(err), { cause: err });
     } finally {
       this.inFlight--;
     }
+  }
+
+  private failureMessage(err: unknown): string {
+    if (err instanceof AnswerTooLarge) return `The backend that decides access answered with more than ${err.maxBytes} bytes, so this was refused.`;
+    if ((err as Error).name === 'TimeoutError') return `The backend that decides access did not answer within ${this.opts.timeoutMs} ms, so this was refused. Retry.`;
+    return 'The backend that decides access is unreachable, so this was refused. Retry.';
   }
 
   /** Counts and throws the refusal for an answer that is neither an allow nor a deny. */
@@ -133,7 +135,7 @@ export class SubscribeProxy {
     }
     if (decision?.allow !== false) this.calls.invalid('subscribe', answer);
     this.metrics.proxyAnswered('subscribe', 'deny', answer.seconds);
-    const code = typeof decision.code === 'string' && decision.code in ERRORS && decision.code !== 'internal' ? (decision.code as ErrorCode) : 'forbidden';
+    const code = isErrorCode(decision.code) && decision.code !== 'internal' ? decision.code : 'forbidden';
     const message = typeof decision.message === 'string' && decision.message !== '' ? decision.message.slice(0, MESSAGE_MAX) : `Not allowed to subscribe to "${room}".`;
     throw new HeraldError(code, message);
   }

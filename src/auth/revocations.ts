@@ -12,6 +12,13 @@ export interface TokenRef {
   readonly tokenId: string | undefined;
 }
 
+/**
+ * The latest time (seconds since the epoch) a revocation may name: 9999-12-31T23:59:59Z. Later
+ * ones are no time a token carries, and their expiry in ms would pass what Redis takes as an
+ * integer (`1e18` became `"1e+21"`, which PEXPIRE refuses). Times run from 0 to this.
+ */
+export const LATEST_REVOCATION_SECONDS = 253_402_300_799;
+
 /** One revocation, as the control API takes it; `keepUntil` is when no token it matches can still be valid (ms). */
 export type Revocation =
   | { readonly user: string; readonly issuedBefore: number; readonly keepUntil: number }

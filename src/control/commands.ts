@@ -1,4 +1,5 @@
 import { userRoom } from '../auth/identity.js';
+import { LATEST_REVOCATION_SECONDS } from '../auth/revocations.js';
 import { HeraldError } from '../errors.js';
 import { isConnectionRoom, validateRoom, type RoomName } from '../protocol/rooms.js';
 
@@ -121,7 +122,9 @@ export function parseRevoke(body: unknown, now: number, ttlSeconds: number, skew
   const seconds = (name: string): number | undefined => {
     const v = fields[name];
     if (v === undefined) return undefined;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new HeraldError('bad_request', `"${name}" must be a time in seconds since the epoch.`);
+    if (!isRevocationTime(v)) {
+      throw new HeraldError('bad_request', `"${name}" must be a time in seconds since the epoch, from 0 to ${LATEST_REVOCATION_SECONDS} (9999-12-31T23:59:59Z).`);
+    }
     return v;
   };
   if (hasUser) {
@@ -138,6 +141,10 @@ export function parseRevoke(body: unknown, now: number, ttlSeconds: number, skew
   }
   const expiresAt = seconds('expiresAt');
   return { kind: 'revoke', jti, keepUntil: (expiresAt === undefined ? now + ttlSeconds * 1000 : expiresAt * 1000) + skewMs };
+}
+
+function isRevocationTime(v: unknown): v is number {
+  return typeof v === 'number' && v >= 0 && v <= LATEST_REVOCATION_SECONDS;
 }
 
 /**
@@ -161,7 +168,7 @@ export function commandFromBus(raw: unknown): Command | undefined {
         return parseMembership(c.kind, { ...target(), room: c.room });
       case 'revoke': {
         if (typeof c.keepUntil !== 'number') return undefined;
-        if (typeof c.user === 'string' && typeof c.issuedBefore === 'number') {
+        if (typeof c.user === 'string' && isRevocationTime(c.issuedBefore)) {
           return { kind: 'revoke', user: validateUser(c.user), issuedBefore: c.issuedBefore, keepUntil: c.keepUntil };
         }
         return typeof c.jti === 'string' ? { kind: 'revoke', jti: c.jti, keepUntil: c.keepUntil } : undefined;

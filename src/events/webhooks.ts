@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { WebhookEvent, WebhookType } from '../protocol/webhooks.js';
+import { readCapped } from './backend-answer.js';
 import { SIGNATURE_HEADER, signatureOf } from './signature.js';
 
 /** A receiver has this long to answer one attempt; later counts as a failure and is retried. */
@@ -101,7 +102,8 @@ export class WebhookSender {
         signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
         redirect: 'manual',
       });
-      await res.arrayBuffer().catch(() => undefined);
+      // Read (capped) so the connection can be reused; an answer over the cap is a failed attempt.
+      await readCapped(res);
       outcome = res.ok ? 'ok' : `status ${res.status}`;
     } catch (err) {
       outcome = (err as Error).name === 'TimeoutError' ? `no answer within ${DELIVERY_TIMEOUT_MS} ms` : (err as Error).message;

@@ -51,7 +51,8 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
     async publish(req, source, dedupeKey) {
       const id = nextId();
       const ts = Date.now();
-      const ids: Record<RoomName, MessageId> = {};
+      // No prototype: rooms may be named `constructor` or `__proto__`, which `{}` already "has".
+      const ids: Record<RoomName, MessageId> = Object.create(null);
       const appended = req.rooms.flatMap((room) => {
         const policy = history?.policyFor(room);
         return policy ? [{ room, policy }] : [];
@@ -68,7 +69,7 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
       }
       const adapter = io.of('/').adapter;
       for (const room of req.rooms) {
-        if (ids[room] !== undefined) continue;
+        if (Object.hasOwn(ids, room)) continue;
         const meta: MessageMeta = { room, id, ts };
         // What io.to(room).emit() does, but awaited: the sharded (cluster) adapter publishes
         // asynchronously, and answering only once the message is in Redis keeps one publisher's

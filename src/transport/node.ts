@@ -114,23 +114,24 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
     return;
   }
   const collector = new BodyCollector(opts.http.maxBodyBytes);
-  const tooLarge = (close: boolean) => {
-    send(errorReply(new HeraldError('payload_too_large')), close);
-    // Stop reading the rest once the 413 is out.
-    if (close) res.once('finish', () => req.socket.destroy());
+  // Always closed after, as nginx does after a 413: each refused body costs its sender a connection.
+  const tooLarge = () => {
+    send(errorReply(new HeraldError('payload_too_large')), true);
+    // The socket goes once the 413 is out: past the discard cap, what is still coming is not read.
+    res.once('finish', () => req.socket.destroy());
   };
   if (collector.declaredPastCap(headers)) {
-    tooLarge(true);
+    tooLarge();
     return;
   }
   req.on('data', (chunk: Buffer) => {
     if (done) return;
     collector.add(chunk.length, () => chunk);
-    if (collector.pastCap) tooLarge(true);
+    if (collector.pastCap) tooLarge();
   });
   req.on('end', () => {
     if (done) return;
-    if (collector.overLimit) tooLarge(false);
+    if (collector.overLimit) tooLarge();
     else dispatch(collector.body());
   });
   req.on('error', () => {

@@ -22,10 +22,42 @@ export interface Hit {
   readonly body: any;
   /** The status answered; undefined while it is held (`hang`). */
   status: number | undefined;
+  /** For a `stream` reply: bytes of the body written, and whether all of them were (set once it ended either way). */
+  streamed?: { written: number; complete: boolean };
 }
 
-/** What the test's handler answers: a status and JSON body, raw text, or `hang` (never answer). */
-export type Reply = { status: number; body?: unknown; text?: string } | 'hang';
+/**
+ * What the test's handler answers: a status and JSON body, raw text, `hang` (never answer), or
+ * `stream`: `body` as JSON with a string of `stream.bytes` bytes added as `stream.field`, written
+ * chunk by chunk as fast as the reader takes them (for answers too large to hold).
+ */
+export type Reply = { status: number; body?: unknown; text?: string; stream?: { field: string; bytes: number } } | 'hang';
+
+const STREAM_CHUNK = Buffer.alloc(64 * 1024, 'x');
+
+/** Writes `{...body, [field]: "xxx…"}` with `bytes` x's, minding backpressure; records how far it got in `hit.streamed`. */
+function streamReply(res: ServerResponse, hit: Hit, body: unknown, stream: { field: string; bytes: number }): void {
+  const head = JSON.stringify({ ...(body as object), [stream.field]: '' }).slice(0, -2);
+  res.writeHead(hit.status!, { 'content-type': 'application/json' });
+  let written = 0;
+  const done = (complete: boolean) => {
+    hit.streamed ??= { written, complete };
+  };
+  res.on('close', () => done(false));
+  res.write(head);
+  const pump = () => {
+    while (written < stream.bytes) {
+      const n = Math.min(STREAM_CHUNK.length, stream.bytes - written);
+      written += n;
+      if (!res.write(n === STREAM_CHUNK.length ? STREAM_CHUNK : STREAM_CHUNK.subarray(0, n))) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end('"}', () => done(true));
+  };
+  pump();
+}
 
 /**
  * A real node:http backend on a free port that checks the signature of every request it gets:
@@ -75,6 +107,10 @@ export async function startReceiver(secret: string): Promise<Receiver> {
         return;
       }
       hit.status = reply.status;
+      if (reply.stream) {
+        streamReply(res, hit, reply.body ?? {}, reply.stream);
+        return;
+      }
       res.writeHead(reply.status, { 'content-type': reply.text === undefined ? 'application/json' : 'text/plain' });
       res.end(reply.text ?? JSON.stringify(reply.body ?? {}));
     });

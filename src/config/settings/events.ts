@@ -60,7 +60,7 @@ export const EVENTS_SETTINGS = [
   setting({
     env: 'WEBHOOK_RETRY_SECONDS',
     key: 'webhookRetrySeconds',
-    doc: 'A webhook answered with anything but 2xx, or not within 5 s, is retried with backoff (1 s, 2 s, 4 s, … at most 60 s) and the same `id` for this many seconds after its first attempt, then dropped and logged.',
+    doc: 'A webhook answered with anything but 2xx, with more than 64 KiB, or not within 5 s, is retried with backoff (1 s, 2 s, 4 s, … at most 60 s) and the same `id` for this many seconds after its first attempt, then dropped and logged.',
     defaultText: '300',
     parse: integer(0, 86_400, 300),
   }),
