@@ -10,6 +10,7 @@ COPY src ./src
 # uWebSockets.js ships binaries for every OS, CPU and Node ABI (~90 MB) plus a pure-JS shim herald
 # never loads (it falls back to its own Node transport): keep only this platform's binary.
 RUN npm run build \
+ && chmod +x dist/cli.js \
  && npm prune --omit=dev --no-audit --no-fund \
  && keep="uws_$(node -p 'process.platform + "_" + process.arch + "_" + process.versions.modules').node" \
  && find node_modules/uWebSockets.js/binaries -type f ! -name "$keep" -delete \
@@ -17,9 +18,11 @@ RUN npm run build \
 
 FROM node:20-bookworm-slim
 # tini as PID 1 forwards SIGTERM to node and reaps zombies; herald drains on SIGTERM.
+# `herald` on PATH (package.json "bin"): docker run --rm herald:local herald check, docker exec <container> herald token.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s /app/dist/cli.js /usr/local/bin/herald
 ENV NODE_ENV=production \
     PORT=3000
 WORKDIR /app

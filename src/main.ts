@@ -1,9 +1,12 @@
 /**
- * The process entry point, and the only file that reads process.env, handles signals or exits.
+ * The process entry point of `npm start`, the image and `herald start`, and the only file that runs
+ * the gateway from process.env, handles its signals or exits it (src/cli.ts does the same for the
+ * short-lived commands).
  */
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { configWarnings, hasRedis } from './config/warnings.js';
 import { createLogger } from './observability/logger.js';
 
 /** Extra time past the drain period before a stuck shutdown is cut short with exit code 1. */
@@ -19,19 +22,8 @@ try {
 }
 
 const logger = createLogger(config.logLevel, config.replicaId);
-if (config.publishKeys.length === 0) {
-  logger.warn('PUBLISH_KEYS is not set: POST /v1/publish accepts loopback callers only');
-}
-if (!config.jwtSecret && !config.jwtPublicKey && !config.jwksUrl && !config.connectProxyUrl) {
-  logger.warn(
-    { publicRooms: config.publicRooms },
-    'no JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL: every client is anonymous and may use PUBLIC_ROOMS only',
-  );
-}
-const redis = config.redisUrl !== undefined || config.redisClusterNodes.length > 0 || config.redisSentinels.length > 0;
-if (!redis) {
-  logger.warn('No Redis is set (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS): single node with the in-memory adapter; replicas will not share rooms');
-}
+for (const { message, ...fields } of configWarnings(config, process.env)) logger.warn(fields, message);
+const redis = hasRedis(config);
 
 const app = createApp(config, logger);
 

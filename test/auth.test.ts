@@ -180,11 +180,14 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
     await renewed.subscribe('chat:a');
     await renewed.subscribe('orders:1');
     await renewed.waitFor('herald:token_expiring', (r) => r.event === 'herald:token_expiring');
+    const freshExp = now() + 3600;
     const ack = (await renewed.socket
       .timeout(5000)
-      .emitWithAck('refresh', { token: await hs256({ sub: 'grace', rooms: ['chat:*'] }) })) as any;
+      .emitWithAck('refresh', { token: await hs256({ sub: 'grace', rooms: ['chat:*'], exp: freshExp }) })) as any;
     assert.equal(ack.ok, true);
     assert.deepEqual(ack.removed, ['orders:1']);
+    // Units: `exp` in seconds like the claim, `expiresAt` the same moment in milliseconds (README, Times and units).
+    assert.deepEqual([ack.exp, ack.expiresAt], [freshExp, freshExp * 1000]);
     const other = (await renewed.socket.timeout(5000).emitWithAck('refresh', { token: await hs256({ sub: 'mallory' }) })) as any;
     assert.deepEqual([other.ok, other.error.code], [false, 'forbidden'], 'refresh cannot switch users');
     await waitFor('the first token to be past its expiry', () => Date.now() > (exp + SKEW) * 1000 + 500);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync, execSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync, execSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -101,12 +101,42 @@ describe('Dockerfile', () => {
     assert.match(env, /PORT=3000/);
     assert.equal(only(runtime, 'EXPOSE')[0]?.args, '3000');
     assert.equal(only(runtime, 'STOPSIGNAL')[0]?.args, 'SIGTERM');
-    for (const run of only(runtime, 'RUN')) assert.match(run.args, /^apt-get update\s+&& apt-get install -y --no-install-recommends [\w -]+&& rm -rf \/var\/lib\/apt\/lists\/\*$/);
+    for (const run of only(runtime, 'RUN')) {
+      assert.match(run.args, /^apt-get update\s+&& apt-get install -y --no-install-recommends [\w -]+&& rm -rf \/var\/lib\/apt\/lists\/\*(\s+&& ln -s \S+ \/usr\/local\/bin\/herald)?$/);
+    }
   });
 
   it('runs node as `npm start` does, with the same flags', () => {
     const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
     assert.deepEqual(jsonArgs(only(runtime, 'CMD')[0]!), start.split(' '));
+  });
+
+  it('puts the herald command on PATH, and it runs from the image\'s files', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: { herald: string }; version: string };
+    const workdir = only(runtime, 'WORKDIR')[0]!.args;
+    const link = /&& ln -s (\S+) \/usr\/local\/bin\/herald$/.exec(only(runtime, 'RUN').map((r) => r.args).join('\n'))?.[1];
+    assert.equal(link, `${workdir}/${pkg.bin.herald}`, 'the symlink points at package.json\'s bin in the image');
+    const script = join(imageDir, pkg.bin.herald);
+    assert.ok((statSync(script).mode & 0o111) !== 0, 'executable: the build stage sets the bit tsc does not');
+    // The image's PATH has /usr/local/bin; here a scratch directory holds the same symlink.
+    const bin = mkdtempSync(join(work, 'bin-'));
+    symlinkSync(script, join(bin, 'herald'));
+    const env: Record<string, string> = { PATH: `${bin}:${process.env.PATH!}` };
+    for (const step of only(runtime, 'ENV')) {
+      for (const m of step.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
+    }
+    const run = (args: string[], extra: Record<string, string> = {}) =>
+      spawnSync('herald', args, { cwd: imageDir, env: { ...env, ...extra }, encoding: 'utf8' });
+    assert.equal(run(['--version']).stdout, `${pkg.version}\n`);
+    // NODE_ENV=production from the image demands keys: what `docker run -e ...` must pass (README, Docker).
+    const bare = run(['check', '--json']);
+    assert.equal(bare.status, 1);
+    const report = JSON.parse(bare.stdout) as { errors: { setting: string }[] };
+    assert.deepEqual(report.errors.map((e) => e.setting).sort(), ['JWT_SECRET', 'PUBLISH_KEYS']);
+    const keys = { PUBLISH_KEYS: run(['keygen']).stdout.trim(), JWT_SECRET: run(['keygen']).stdout.trim() };
+    assert.equal(run(['check'], keys).status, 0);
+    // README's `docker run … herald token`: the token key alone is enough for a token.
+    assert.match(run(['token', '--sub', 'alice'], { JWT_SECRET: keys.JWT_SECRET }).stdout, /^ey[\w-]+\.[\w-]+\.[\w-]+\n$/);
   });
 
   it("ships production dependencies only, and only this platform's uWebSockets.js binary", () => {

@@ -13,8 +13,18 @@ export interface TokenVerifier {
   verify(token: unknown): Promise<Claims>;
 }
 
-const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
-const JWKS_ALGS = [...RSA_ALGS, 'ES256', 'ES384', 'EdDSA'];
+/** Algorithms accepted with an RSA JWT_PUBLIC_KEY (an EC one takes ES256 only). */
+export const RSA_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+/** Algorithms accepted from a JWKS. */
+export const JWKS_ALGS = [...RSA_ALGS, 'ES256', 'ES384', 'EdDSA'];
+/** Algorithms accepted with JWT_SECRET. */
+export const HMAC_ALGS = ['HS256', 'HS384', 'HS512'];
+
+/** The settings a verifier reads (`herald token` builds one from these alone to check what it signed). */
+export type VerifierConfig = Pick<
+  Config,
+  'jwtSecret' | 'jwtPublicKey' | 'jwksUrl' | 'jwtIssuer' | 'jwtAudience' | 'jwtClockSkewSeconds' | 'subscribeProxyUrl'
+>;
 
 /**
  * The verifier for the configured key source, or undefined when none is configured. The allowed
@@ -22,12 +32,12 @@ const JWKS_ALGS = [...RSA_ALGS, 'ES256', 'ES384', 'EdDSA'];
  * does, so an HS256 token "signed" with the public key (algorithm confusion) and `alg: none`
  * tokens are both refused.
  */
-export function createTokenVerifier(config: Config): TokenVerifier | undefined {
+export function createTokenVerifier(config: VerifierConfig): TokenVerifier | undefined {
   let key: Uint8Array | KeyObject | JWTVerifyGetKey;
   let algorithms: string[];
   if (config.jwtSecret) {
     key = new TextEncoder().encode(config.jwtSecret);
-    algorithms = ['HS256', 'HS384', 'HS512'];
+    algorithms = HMAC_ALGS;
   } else if (config.jwtPublicKey) {
     const pub = createPublicKey(config.jwtPublicKey);
     key = pub;

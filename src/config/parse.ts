@@ -3,6 +3,11 @@ import { readFileSync } from 'node:fs';
 import { isValidPattern } from '../protocol/patterns.js';
 import type { Config, Env, PublishKey, Setting } from './types.js';
 
+/** Shortest key accepted in PUBLISH_KEYS and CONTROL_KEYS (and `herald keygen`'s floor). */
+export const KEY_MIN_LENGTH = 16;
+/** Shortest JWT_SECRET: HS256 is only as strong as its secret (`herald keygen`'s default length). */
+export const JWT_SECRET_MIN_LENGTH = 32;
+
 export function setting<K extends keyof Config>(s: Setting<K>): Setting<K> {
   return s;
 }
@@ -50,7 +55,7 @@ export function readPem(path: string): string {
 
 export function parsePublishKey(entry: string): PublishKey {
   const [key, ...options] = entry.split(/\s+/);
-  if (!key || key.length < 16) throw new Error('each key must be at least 16 characters long');
+  if (!key || key.length < KEY_MIN_LENGTH) throw new Error(`each key must be at least ${KEY_MIN_LENGTH} characters long`);
   let rooms: string[] | undefined;
   for (const option of options) {
     const m = /^rooms=(.+)$/.exec(option);

@@ -43,7 +43,7 @@ export function identityOf(socket: Socket): Identity {
  * - expiry is `exp` plus the clock-skew allowance (the same one verification applied);
  * - `herald:token_expiring` `{expiresIn}` (seconds) is sent a minute before expiry; at expiry the client gets
  *   `herald:disconnect` `{code: "token_expired"}` and is disconnected, unless it sent a fresh token
- *   with `refresh` (ack `{ok, expiresAt, removed}`); rooms the new token no longer allows are left.
+ *   with `refresh` (ack `{ok, exp, expiresAt, removed}`: seconds, milliseconds); rooms the new token no longer allows are left.
  *
  * Only connections whose token expires have a timer; the rest cost nothing here.
  */
@@ -128,10 +128,22 @@ async function authenticate(socket: Socket, deps: SessionDeps): Promise<Identity
 /** Takes a socket out of a room and out of everything herald keeps for it there. */
 export type LeaveRoom = (socket: Socket, room: string) => Promise<void>;
 
-async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave: LeaveRoom): Promise<{ expiresAt: number | undefined; removed: string[] }> {
+/**
+ * The `refresh` ack's body. `exp` is the new token's claim, in seconds since the epoch like every
+ * token time herald reads (`exp`, `iat`, the connect proxy's and /v1/revoke's `expiresAt`);
+ * `expiresAt` is the same moment in milliseconds, as the ack has always carried it.
+ */
+interface Refreshed {
+  exp: number | undefined;
+  expiresAt: number | undefined;
+  removed: string[];
+}
+
+async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave: LeaveRoom): Promise<Refreshed> {
   if (!deps.verifier) throw new HeraldError('bad_request', 'No token verification is configured; there is nothing to refresh.');
   const current = identityOf(socket);
-  const next = identityFromClaims(await deps.verifier.verify(token));
+  const claims = await deps.verifier.verify(token);
+  const next = identityFromClaims(claims);
   if (next.userId !== current.userId) throw new HeraldError('forbidden', 'A refreshed token must be for the same user ("sub").');
   (socket.data as { identity: Identity }).identity = next;
   const removed: string[] = [];
@@ -141,5 +153,5 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
     removed.push(room);
     await leave(socket, room);
   }
-  return { expiresAt: next.expiresAt, removed };
+  return { exp: claims.exp, expiresAt: next.expiresAt, removed };
 }

@@ -23,6 +23,7 @@ export const TOOLS = {
   tini: { pkg: 'tini', core: false },
   yamllint: { pkg: 'yamllint', core: false },
   shellcheck: { pkg: 'shellcheck', core: false },
+  curl: { pkg: 'curl', core: false },
 } as const;
 
 export type Tool = keyof typeof TOOLS;

@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import { hasAuth, integer, list, readPem, setting } from '../parse.js';
+import { hasAuth, integer, JWT_SECRET_MIN_LENGTH, list, readPem, setting } from '../parse.js';
 import { isValidPattern } from '../../protocol/patterns.js';
 
 /** Connection tokens, public rooms, anonymous clients, browser origins. */
@@ -16,7 +16,7 @@ export const AUTH_SETTINGS = [
       if (sources.length === 0 && !env.CONNECT_PROXY_URL && env.NODE_ENV === 'production') {
         throw new Error('(or JWT_PUBLIC_KEY, JWKS_URL or CONNECT_PROXY_URL) must be set when NODE_ENV=production: anonymous-only is for development');
       }
-      if (raw && raw.length < 32) throw new Error('must be at least 32 characters long');
+      if (raw && raw.length < JWT_SECRET_MIN_LENGTH) throw new Error(`must be at least ${JWT_SECRET_MIN_LENGTH} characters long`);
       return raw || undefined;
     },
   }),
