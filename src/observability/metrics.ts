@@ -15,9 +15,7 @@ export interface Metrics {
   busPublishFailed(): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
-  /** Messages not sent to slow consumers. */
-  slowConsumerDropped(count: number): void;
-  /** A slow consumer was disconnected. */
+  /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
   slowConsumerDisconnected(): void;
   /**
    * An ingest entry from `source` was `delivered` (broadcast, then acknowledged), a `duplicate`
@@ -72,7 +70,6 @@ export interface MetricsSnapshot {
   delivered: number;
   busPublishFailures: number;
   authFailures: Record<string, number>;
-  slowConsumerDrops: number;
   slowConsumerDisconnects: number;
   ingest: Record<string, number>;
 }
@@ -106,7 +103,6 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     delivered: 0,
     busPublishFailures: 0,
     authFailures: {},
-    slowConsumerDrops: 0,
     slowConsumerDisconnects: 0,
     ingest: {},
   };
@@ -124,8 +120,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   });
   const busFailures = new Counter({ name: 'herald_bus_publish_failures_total', help: 'Broadcasts that could not be handed to Redis (local delivery still happened)', registers: [registry] });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
-  const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
-  const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
+  const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
@@ -236,10 +231,6 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
       authFailures.inc({ code });
-    },
-    slowConsumerDropped(count) {
-      s.slowConsumerDrops += count;
-      slowDrops.inc(count);
     },
     slowConsumerDisconnected() {
       s.slowConsumerDisconnects++;

@@ -102,6 +102,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   // One function for every socket: `this` is the socket that is going.
   const disconnecting = function (this: Socket) {
     for (const room of this.rooms) deps.history?.forget(this.id, room);
+    deps.slow.closed(this);
     deps.sessions.closed(this);
     deps.metrics.connectionClosed();
   };

@@ -26,6 +26,11 @@ export interface JoinResult {
 
 /** Entries fetched per history read while replaying. */
 const REPLAY_PAGE = 1000;
+/**
+ * Live entries held for one socket while its replay is read. Past this they are let go and the
+ * replay reads on from the stream, which has them too, so a slow replay costs no memory here.
+ */
+const CATCHUP_HELD_MAX = 256;
 
 /** Rooms refilled at once after a gap; the rest wait their turn. */
 const REFILL_CONCURRENCY = 16;
@@ -34,11 +39,20 @@ const REFILL_ATTEMPTS = 7;
 const REFILL_RETRY_BASE_MS = 100;
 
 /**
- * A socket catching up on a room: live entries are held while the replay is read, then entries
- * at or below the last one it was sent are dropped until a newer one arrives (the pub/sub copy of
- * an entry the replay already returned can still be on its way).
+ * A socket catching up on a room: live entries are held while the replay is read (`letGo`: some
+ * were let go since the last read started, which must then read again), then entries at or below
+ * the last one it was sent are dropped until a newer one arrives (the pub/sub copy of an entry the
+ * replay already returned can still be on its way).
  */
-type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settling'; mark: MessageId };
+type Replaying = { phase: 'replaying'; buffer: HistoryEntry[]; letGo: boolean };
+type Catchup = Replaying | { phase: 'settling'; mark: MessageId };
+
+/**
+ * Resolves once `socket` can take more (its queued output is well under the slow-consumer bound);
+ * undefined when it can now. Catch-ups send at this pace: a replay larger than the bound would
+ * otherwise close the client it is for, again at every reconnect.
+ */
+export type Pace = (socket: Socket) => Promise<void> | undefined;
 
 /**
  * A room whose live entries are held: the bus lost entries of it, and they must be read from
@@ -81,6 +95,7 @@ export class HistoryRooms {
     private readonly metrics: Metrics,
     /** With connection recovery on: told what each socket was sent alone and when it went live. */
     private readonly journal?: Journal,
+    private readonly pace: Pace = () => undefined,
   ) {
     backend.onEntry((entry) => this.accept(entry));
     backend.onGap((resumed) => this.lost(resumed));
@@ -120,7 +135,7 @@ export class HistoryRooms {
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
-    const catchup: Catchup = { phase: 'replaying', buffer: [] };
+    const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
     // Live entries must be arriving before history is read, or one published in between is lost.
@@ -131,17 +146,17 @@ export class HistoryRooms {
     let recovered: boolean | undefined;
     try {
       if (since !== undefined) {
-        const r = await this.replay(socket, room, since, stillWanted);
+        const r = await this.replay(socket, room, since, catchup, stillWanted);
         recovered = r.recovered;
         if (recovered) mark = r.mark;
       } else if (tail > 0) {
-        mark = await this.replayLatest(socket, room, tail, stillWanted);
+        mark = await this.replayLatest(socket, room, tail, catchup, stillWanted);
       }
       // A fresh subscribe (into a room with no entries to send), or one that could not recover,
       // starts from the room's current position; replaying from there catches what is published
       // while that position is being read.
       if (mark === undefined) {
-        const r = await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
+        const r = await this.replay(socket, room, await this.backend.position(room, policy), catchup, stillWanted);
         if (r.recovered) mark = r.mark;
       }
     } catch (err) {
@@ -169,22 +184,29 @@ export class HistoryRooms {
   }
 
   /**
-   * Sends everything after `since`. Resolves with the last id sent (or `since`), and whether the
-   * history still held every entry after `since` (if not, the entries sent before a page found
-   * it trimmed were still in order and after `since`).
+   * Sends everything after `since`, at the pace the socket takes it. Resolves with the last id
+   * sent (or `since`), and whether the history still held every entry after `since` (if not, the
+   * entries sent before a page found it trimmed were still in order and after `since`). It ends
+   * with a read that started after the last held live entry was let go, so the held ones cover
+   * the rest.
    */
-  private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
+  private async replay(socket: Socket, room: RoomName, since: MessageId, catchup: Replaying, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
     let mark = since;
+    // Superseded already (a newer subscribe of this socket to this room): its journal track is the newer one's.
+    if (!stillWanted()) return { mark, recovered: true };
     this.journal?.startAt(socket.id, room, since);
     for (;;) {
+      catchup.letGo = false;
       const page = await this.backend.read(room, mark, REPLAY_PAGE);
       if (!page.recovered) return { mark, recovered: false };
-      if (!stillWanted()) return { mark, recovered: true };
       for (const e of page.entries) {
+        const waiting = this.pace(socket);
+        if (waiting) await waiting;
+        if (!stillWanted()) return { mark, recovered: true };
         send(socket, e);
         mark = e.id;
       }
-      if (page.entries.length < REPLAY_PAGE) return { mark, recovered: true };
+      if (page.entries.length < REPLAY_PAGE && !catchup.letGo) return { mark, recovered: true };
     }
   }
 
@@ -192,7 +214,7 @@ export class HistoryRooms {
    * Sends the room's newest `count` entries, then whatever was published while they were read.
    * Resolves with the last id sent, or undefined when the room has no entries yet.
    */
-  private async replayLatest(socket: Socket, room: RoomName, count: number, stillWanted: () => boolean): Promise<MessageId | undefined> {
+  private async replayLatest(socket: Socket, room: RoomName, count: number, catchup: Replaying, stillWanted: () => boolean): Promise<MessageId | undefined> {
     const entries = await this.backend.latest(room, Math.min(count, LAST_MAX));
     const newest = entries.at(-1)?.id;
     if (newest === undefined || !stillWanted()) return newest;
@@ -200,7 +222,7 @@ export class HistoryRooms {
     // If a small room was trimmed past `newest` before this read (a burst of publishes), what
     // came after it is in the catch-up buffer: `watch` had resolved before `latest` read, so every
     // entry newer than `newest` reaches `deliver` while this socket is replaying.
-    return (await this.replay(socket, room, newest, stillWanted)).mark;
+    return (await this.replay(socket, room, newest, catchup, stillWanted)).mark;
   }
 
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */
@@ -348,7 +370,7 @@ export class HistoryRooms {
     for (const [sid, c] of pending) {
       const socket = this.io.of('/').sockets.get(sid);
       if (!socket?.rooms.has(room)) this.forget(sid, room);
-      else if (c.phase === 'replaying') c.buffer.push(entry);
+      else if (c.phase === 'replaying') hold(c, entry);
       else if (compareIds(entry.id, c.mark) > 0) {
         send(socket, entry);
         this.forget(sid, room);
@@ -362,6 +384,15 @@ export class HistoryRooms {
     if (!m) this.catchups.set(room, (m = new Map()));
     return m;
   }
+}
+
+/** Holds a live entry for a replaying socket, or lets the held ones go (see `CATCHUP_HELD_MAX`). */
+function hold(c: Replaying, entry: HistoryEntry): void {
+  if (c.buffer.length >= CATCHUP_HELD_MAX) {
+    c.buffer = [];
+    c.letGo = true;
+  }
+  c.buffer.push(entry);
 }
 
 function meta(e: HistoryEntry): MessageMeta {
