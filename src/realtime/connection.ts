@@ -54,7 +54,7 @@ export interface RealtimeDeps {
  */
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   const leave: LeaveRoom = async (socket, room) => {
-    deps.history?.forget(socket.id, room);
+    deps.history?.left(socket, room);
     deps.journal?.forget(socket.id, room);
     grantedRooms(socket).delete(room);
     await socket.leave(room);
@@ -179,6 +179,7 @@ async function resume(socket: Socket, plan: RecoveryPlan, deps: RealtimeDeps): P
       .filter(([room]) => allowed(room))
       .map(async ([room, since]) => {
         try {
+          if (since) deps.history?.restoring(socket, room);
           // A recovered socket does not get the room's `last` messages again.
           const r = await joinRoom(socket, room, deps, since ? { since } : { last: 0 });
           if (since && r.recovered === false && socket.connected) {

@@ -3,12 +3,12 @@ import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../history/ids.js';
 import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
 import { throttle, type Logger } from '../observability/logger.js';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Metrics } from '../observability/metrics.js';
-import { RESET_EVENT, type MessageId, type MessageMeta, type Reset } from '../protocol/events.js';
+import type { MessageId, MessageMeta } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
+import { GapRefill } from './history-refill.js';
 
 /** A history room's policy as `HistoryRooms` applies it: what is kept, and what a subscribe starts with. */
 export interface HistoryRoomPolicy extends HistoryPolicy {
@@ -32,12 +32,6 @@ const REPLAY_PAGE = 1000;
  */
 const CATCHUP_HELD_MAX = 256;
 
-/** Rooms refilled at once after a gap; the rest wait their turn. */
-const REFILL_CONCURRENCY = 16;
-/** A refill that cannot read the history retries after 100 ms, 200 ms, ... this many times. */
-const REFILL_ATTEMPTS = 7;
-const REFILL_RETRY_BASE_MS = 100;
-
 /**
  * A socket catching up on a room: live entries are held while the replay is read (`letGo`: some
  * were let go since the last read started, which must then read again), then entries at or below
@@ -55,37 +49,20 @@ type Catchup = Replaying | { phase: 'settling'; mark: MessageId };
 export type Pace = (socket: Socket) => Promise<void> | undefined;
 
 /**
- * A room whose live entries are held: the bus lost entries of it, and they must be read from
- * the stream and delivered before anything that came after them.
- */
-interface Refill {
-  held: HistoryEntry[];
-  /** The read is under way. */
-  running: boolean;
-  /** The bus came back again while the read ran: read once more at the end. */
-  again: boolean;
-}
-
-/**
  * Delivery and recovery for rooms with history. Live entries reach this replica from the history
  * backend (never through the Socket.IO adapter) and go to local members; a member that subscribed
  * with `since` first gets what it missed, in order, with no gap and no duplicate against live.
  *
  * Live delivery survives the bus: per local room herald remembers the last entry it delivered,
- * and when the backend reports a gap (the pub/sub connection dropped and came back) it reads
- * each room's stream from there and delivers what pub/sub lost, in order and once, holding live
- * entries until it has. When the stream no longer has that entry (trimmed, or Redis lost its
- * data) the members get `herald:reset` `{room, offset, code: "history_lost"}` and must reload.
+ * and when the backend reports a gap it refills each room from there (`GapRefill`,
+ * src/realtime/history-refill.ts), or tells the members to reload (`herald:reset`).
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
-  private readonly refills = new Map<RoomName, Refill>();
-  /** While the bus is down: resolves once it delivers again. Entries arriving meanwhile are held. */
-  private resumed: Promise<void> | undefined;
+  private readonly gaps: GapRefill;
   private readonly unreachableLog = throttle(10_000);
-  private readonly resetLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
@@ -97,8 +74,21 @@ export class HistoryRooms {
     private readonly journal?: Journal,
     private readonly pace: Pace = () => undefined,
   ) {
+    this.gaps = new GapRefill(
+      {
+        io,
+        backend,
+        policyFor: (room) => this.policyFor(room),
+        lastDelivered: (room) => this.last.get(room) ?? this.lowestSettlingMark(room),
+        reloadFrom: (room, offset) => this.last.set(room, offset),
+        deliver: (entry) => this.deliver(entry),
+        accept: (entry) => this.accept(entry),
+      },
+      logger,
+      metrics,
+    );
     backend.onEntry((entry) => this.accept(entry));
-    backend.onGap((resumed) => this.lost(resumed));
+    backend.onGap((resumed) => this.gaps.lost(resumed));
     const adapter = io.of('/').adapter;
     adapter.on('delete-room', (room: RoomName) => {
       if (!this.policyFor(room)) return;
@@ -129,9 +119,12 @@ export class HistoryRooms {
     if (asked !== undefined && !isStreamId(asked)) throw new HeraldError('invalid_since');
     let since: MessageId | undefined = asked;
     const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
-    // Already in the room (connection recovery restored it, and the client re-subscribes with
-    // `since` as the explicit contract says): what this socket was already sent is not sent again.
-    const had = socket.recovered && socket.rooms.has(room) ? this.positionOf(socket.id, room) : undefined;
+    // Already in the room (connection recovery restored it from the position its client had, and
+    // the client re-subscribes with `since` as the explicit contract says, recovered or not):
+    // what this socket was already sent is not sent again. Its restore may still be replaying:
+    // this join supersedes it (the restore sends nothing more once it is not the socket's catch-up).
+    const inRoom = socket.rooms.has(room) || this.catchups.get(room)?.has(socket.id) === true;
+    const had = inRoom && restoredRooms(socket)?.has(room) ? this.positionOf(socket.id, room) : undefined;
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
@@ -225,6 +218,22 @@ export class HistoryRooms {
     return (await this.replay(socket, room, newest, catchup, stillWanted)).mark;
   }
 
+  /**
+   * Connection recovery restores `room` into `socket` from the position its client had (its
+   * `join` with that `since` follows): a later subscribe with `since` there continues after what
+   * this socket was sent (see `join`), whether the session was restored whole or in part.
+   */
+  restoring(socket: Socket, room: RoomName): void {
+    const data = socket.data as Record<symbol, Set<RoomName> | undefined>;
+    (data[RESTORED] ??= new Set()).add(room);
+  }
+
+  /** `socket` left `room` (an unsubscribe): no catch-up, and nothing of its restore, is kept. */
+  left(socket: Socket, room: RoomName): void {
+    this.forget(socket.id, room);
+    restoredRooms(socket)?.delete(room);
+  }
+
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */
   forget(socketId: string, room: RoomName): void {
     const m = this.catchups.get(room);
@@ -252,91 +261,10 @@ export class HistoryRooms {
    * dropped if a refill already delivered it.
    */
   private accept(entry: HistoryEntry): void {
-    let refill = this.refills.get(entry.room);
-    if (!refill && this.resumed) this.refills.set(entry.room, (refill = { held: [], running: false, again: false }));
-    if (refill) {
-      refill.held.push(entry);
-      return;
-    }
+    if (this.gaps.holds(entry)) return;
     const last = this.last.get(entry.room);
     if (last !== undefined && compareIds(entry.id, last) <= 0) return;
     this.deliver(entry);
-  }
-
-  /**
-   * The bus lost entries. Nothing is delivered live from now on (held instead) until it is back
-   * and every local room has been read from the last entry delivered here.
-   */
-  private lost(resumed: Promise<void>): void {
-    this.resumed = resumed;
-    void resumed.then(() => {
-      if (this.resumed === resumed) this.resumed = undefined;
-      return this.refillAll();
-    });
-  }
-
-  /** After a gap: refills every local history room (and any with held entries), a few at a time. */
-  private async refillAll(): Promise<void> {
-    const local = [...this.io.of('/').adapter.rooms.keys()].filter((room) => this.policyFor(room));
-    const rooms = [...new Set([...local, ...this.refills.keys()])];
-    const next = async (): Promise<void> => {
-      for (let room = rooms.pop(); room !== undefined; room = rooms.pop()) await this.refill(room);
-    };
-    await Promise.all(Array.from({ length: Math.min(REFILL_CONCURRENCY, rooms.length) }, next));
-  }
-
-  /**
-   * Delivers what `room`'s members missed during a gap: every entry after the last one delivered
-   * here (or, before any was, after the lowest position a catching-up member settled at).
-   */
-  private async refill(room: RoomName): Promise<void> {
-    let refill = this.refills.get(room);
-    if (refill?.running) {
-      refill.again = true;
-      return;
-    }
-    if (!refill) this.refills.set(room, (refill = { held: [], running: false, again: false }));
-    refill.running = true;
-    // Catching-up sockets need no more: entries they miss are delivered through `deliver`, which
-    // buffers them for a replay under way and filters them by a settling socket's mark.
-    let mark = this.last.get(room) ?? this.lowestSettlingMark(room);
-    let delivered = 0;
-    try {
-      if (mark === undefined) return;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          for (;;) {
-            const page = await this.backend.read(room, mark, REPLAY_PAGE);
-            if (!page.recovered) {
-              await this.reset(room, 'history_lost');
-              return;
-            }
-            for (const e of page.entries) {
-              this.deliver(e);
-              mark = e.id;
-              delivered++;
-            }
-            if (page.entries.length < REPLAY_PAGE && !refill.again) break;
-            refill.again = false;
-            // Down again: read the rest once it is back.
-            if (this.resumed) await this.resumed;
-          }
-          break;
-        } catch (err) {
-          if (attempt >= REFILL_ATTEMPTS || !this.io.of('/').adapter.rooms.has(room)) {
-            this.logger.warn({ room, err: (err as Error).message }, 'history unreachable after a bus gap; members told to reload');
-            await this.reset(room, 'history_unreachable');
-            return;
-          }
-          await delay(REFILL_RETRY_BASE_MS * 2 ** (attempt - 1));
-        }
-      }
-      if (delivered > 0) this.logger.info({ room, delivered }, 'refilled a history room after a bus gap');
-      this.metrics.historyRefilled(delivered);
-    } finally {
-      this.refills.delete(room);
-      for (const e of refill.held) this.accept(e);
-    }
   }
 
   /** Where to refill a room from before anything was delivered in it: its least advanced settling socket. */
@@ -344,18 +272,6 @@ export class HistoryRooms {
     const marks: MessageId[] = [];
     for (const c of this.catchups.get(room)?.values() ?? []) if (c.phase === 'settling') marks.push(c.mark);
     return marks.sort(compareIds)[0];
-  }
-
-  /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
-  private async reset(room: RoomName, code: Reset['code']): Promise<void> {
-    const policy = this.policyFor(room);
-    const offset = code === 'history_lost' && policy ? await this.backend.position(room, policy).catch(() => undefined) : undefined;
-    // Entries up to the new position are part of what the members reload.
-    if (offset !== undefined) this.last.set(room, offset);
-    this.metrics.historyReset(code);
-    if (this.resetLog.due()) this.logger.warn({ room, code, offset }, 'history gap cannot be filled; members told to reload (herald:reset)');
-    const body: Reset = { room, code, ...(offset !== undefined ? { offset } : {}) };
-    this.io.local.to(room).emit(RESET_EVENT, body);
   }
 
   private deliver(entry: HistoryEntry): void {
@@ -393,6 +309,12 @@ function hold(c: Replaying, entry: HistoryEntry): void {
     c.letGo = true;
   }
   c.buffer.push(entry);
+}
+
+const RESTORED = Symbol.for('herald.restored');
+
+function restoredRooms(socket: Socket): Set<RoomName> | undefined {
+  return (socket.data as Record<symbol, Set<RoomName> | undefined> | undefined)?.[RESTORED];
 }
 
 function meta(e: HistoryEntry): MessageMeta {
