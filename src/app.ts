@@ -8,7 +8,7 @@ import { createHeartbeat, type Heartbeat } from './cluster/heartbeat.js';
 import { createBackendEvents } from './events/setup.js';
 import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
-import { clientIp } from './limits/client-ip.js';
+import { clientAddress, clientIp } from './limits/client-ip.js';
 import type { HeraldAdapterDeps, LocalDelivery } from './cluster/adapter.js';
 import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
@@ -202,6 +202,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   };
   metrics.bindLiveState(live);
   const stats = new StatsReporter({ replicaId: config.replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix: config.redisKeyPrefix });
+  const newRooms = new KeyedLimiter(config.historyNewRoomsPerIp / 60, config.historyNewRoomsPerIp);
   registerRealtime(io, {
     logger,
     metrics,
@@ -216,6 +217,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     sessions,
     journal: recovery?.journal,
     subscribeProxy: proxies.subscribe,
+    newRooms(socket) {
+      const address = clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, config.trustProxy);
+      return { take: () => newRooms.take(address), giveBack: () => newRooms.giveBack(address) };
+    },
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({

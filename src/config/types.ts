@@ -70,6 +70,8 @@ export interface Config {
   readonly historySize: number;
   /** Default seconds a history room keeps its entries after its last publish. @default 600 */
   readonly historyTtlSeconds: number;
+  /** New history rooms (streams) one client address may make herald create per minute. @default 100 */
+  readonly historyNewRoomsPerIp: number;
   /** HS256/384/512 shared secret for connection tokens. */
   readonly jwtSecret: string | undefined;
   /** RSA or EC public key (PEM) for RS256/ES256 connection tokens. */

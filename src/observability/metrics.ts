@@ -31,6 +31,11 @@ export interface Metrics {
   /** A history room's gap could not be filled; its members were sent `herald:reset`. */
   historyReset(code: 'history_lost' | 'history_unreachable'): void;
   /**
+   * A client's subscribe needed a new history room (a stream in Redis): `created`, or `refused`
+   * because its address had used up HISTORY_NEW_ROOMS_PER_IP.
+   */
+  historyRoomCreation(outcome: 'created' | 'refused'): void;
+  /**
    * A control command taken over HTTP by this replica was answered: `complete` when every replica
    * reported in time, `partial` when some did not, `failed` when it could not be sent (Redis down).
    */
@@ -124,6 +129,12 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
+  const roomCreations = new Counter({
+    name: 'herald_history_room_creations_total',
+    help: 'New history rooms (streams) client subscribes needed: created, or refused past HISTORY_NEW_ROOMS_PER_IP',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
@@ -242,6 +253,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     },
     historyReset(code) {
       resets.inc({ code });
+    },
+    historyRoomCreation(outcome) {
+      roomCreations.inc({ outcome });
     },
     controlCommand(command, outcome) {
       controlCommands.inc({ command, outcome });

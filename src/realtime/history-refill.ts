@@ -150,7 +150,7 @@ export class GapRefill {
   /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
   private async reset(room: RoomName, code: Reset['code']): Promise<void> {
     const policy = this.host.policyFor(room);
-    const offset = code === 'history_lost' && policy ? await this.host.backend.position(room, policy).catch(() => undefined) : undefined;
+    const offset = code === 'history_lost' && policy ? (await this.host.backend.position(room, policy).catch(() => undefined))?.id : undefined;
     // Entries up to the new position are part of what the members reload.
     if (offset !== undefined) this.host.reloadFrom(room, offset);
     this.metrics.historyReset(code);

@@ -19,6 +19,25 @@ export interface HistoryRoomPolicy extends HistoryPolicy {
   readonly last?: number;
 }
 
+/**
+ * A client's allowance of new history rooms: streams herald creates in Redis for rooms that have
+ * none yet (HISTORY_NEW_ROOMS_PER_IP), each kept until the room's TTL ends.
+ */
+export interface RoomBudget {
+  /** Takes one; false when none is left. */
+  take(): boolean;
+  /** Gives back one taken for a room that turned out to have its stream already. */
+  giveBack(): void;
+}
+
+/** Where a join starts: `since` (a client's, checked here), else the room's newest `last`. */
+export interface JoinStart {
+  since?: unknown;
+  last?: number;
+  /** The subscribing client's allowance of new rooms; none: may create any (the control API, a gap's reset). */
+  budget?: RoomBudget;
+}
+
 export interface JoinResult {
   offset?: MessageId;
   recovered?: boolean;
@@ -114,11 +133,16 @@ export class HistoryRooms {
    * wins over `last` and over the room's `last=`, so a recovered socket gets what it missed and
    * not the newest messages again. The journal, when there is one, learns where each socket's
    * catch-up started and when it went live (src/recovery/journal.ts).
+   *
+   * A room that has no stream yet gets one (its position marker) charged to `start.budget`; with
+   * none left the join is undone and refused with `too_many_new_rooms`.
    */
-  async join(socket: Socket, room: RoomName, asked: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
+  async join(socket: Socket, room: RoomName, policy: HistoryRoomPolicy, start: JoinStart = {}): Promise<JoinResult> {
+    const asked = start.since;
     if (asked !== undefined && !isStreamId(asked)) throw new HeraldError('invalid_since');
     let since: MessageId | undefined = asked;
-    const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
+    const tail = since === undefined ? (start.last ?? policy.last ?? 0) : 0;
+    const wasIn = socket.rooms.has(room);
     // Already in the room (connection recovery restored it from the position its client had, and
     // the client re-subscribes with `since` as the explicit contract says, recovered or not):
     // what this socket was already sent is not sent again. Its restore may still be replaying:
@@ -149,10 +173,15 @@ export class HistoryRooms {
       // starts from the room's current position; replaying from there catches what is published
       // while that position is being read.
       if (mark === undefined) {
-        const r = await this.replay(socket, room, await this.backend.position(room, policy), catchup, stillWanted);
+        const r = await this.replay(socket, room, await this.position(room, policy, start.budget), catchup, stillWanted);
         if (r.recovered) mark = r.mark;
       }
     } catch (err) {
+      if (err instanceof HeraldError) {
+        // Refused: the subscribe fails and leaves the socket as it was.
+        if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
+        throw err;
+      }
       // History unreachable: joined for live messages only.
       mark = undefined;
       if (this.unreachableLog.due()) {
@@ -174,6 +203,37 @@ export class HistoryRooms {
       ...(mark !== undefined ? { offset: mark } : {}),
       ...(since !== undefined ? { recovered: recovered === true } : {}),
     };
+  }
+
+  /**
+   * The room's position, creating its stream if it has none and `budget` (when given) allows.
+   * Counted: rooms created, and those refused (`too_many_new_rooms`).
+   */
+  private async position(room: RoomName, policy: HistoryRoomPolicy, budget: RoomBudget | undefined): Promise<MessageId> {
+    const mayCreate = budget?.take() ?? true;
+    let at: { id: MessageId; created: boolean } | undefined;
+    try {
+      at = await this.backend.position(room, policy, mayCreate);
+    } finally {
+      if (budget && mayCreate && at?.created !== true) budget.giveBack();
+    }
+    if (!at) {
+      this.metrics.historyRoomCreation('refused');
+      throw new HeraldError('too_many_new_rooms');
+    }
+    if (at.created) this.metrics.historyRoomCreation('created');
+    return at.id;
+  }
+
+  /** Takes back a join that was refused: out of the room if it was not in before, else live as before. */
+  private async undo(socket: Socket, room: RoomName, wasIn: boolean): Promise<void> {
+    this.forget(socket.id, room);
+    if (wasIn) {
+      this.journal?.live(socket.id, room);
+      return;
+    }
+    this.journal?.forget(socket.id, room);
+    await socket.leave(room);
   }
 
   /**
