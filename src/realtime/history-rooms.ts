@@ -4,11 +4,14 @@ import { compareIds, isStreamId } from '../history/ids.js';
 import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { MessageId, MessageMeta } from '../protocol/events.js';
+import type { MessageId } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
+import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
 import { GapRefill } from './history-refill.js';
+
+export type { Pace, RoomBudget } from './catchup.js';
 
 /** A history room's policy as `HistoryRooms` applies it: what is kept, and what a subscribe starts with. */
 export interface HistoryRoomPolicy extends HistoryPolicy {
@@ -17,17 +20,6 @@ export interface HistoryRoomPolicy extends HistoryPolicy {
    * `last=` option in HISTORY_ROOMS), at most `LAST_MAX`. @default 0
    */
   readonly last?: number;
-}
-
-/**
- * A client's allowance of new history rooms: streams herald creates in Redis for rooms that have
- * none yet (HISTORY_NEW_ROOMS_PER_IP), each kept until the room's TTL ends.
- */
-export interface RoomBudget {
-  /** Takes one; false when none is left. */
-  take(): boolean;
-  /** Gives back one taken for a room that turned out to have its stream already. */
-  giveBack(): void;
 }
 
 /** Where a join starts: `since` (a client's, checked here), else the room's newest `last`. */
@@ -45,28 +37,6 @@ export interface JoinResult {
 
 /** Entries fetched per history read while replaying. */
 const REPLAY_PAGE = 1000;
-/**
- * Live entries held for one socket while its replay is read. Past this they are let go and the
- * replay reads on from the stream, which has them too, so a slow replay costs no memory here.
- */
-const CATCHUP_HELD_MAX = 256;
-
-/**
- * A socket catching up on a room: live entries are held while the replay is read (`letGo`: some
- * were let go since the last read started, which must then read again), then entries at or below
- * the last one it was sent are dropped until a newer one arrives (the pub/sub copy of an entry the
- * replay already returned can still be on its way).
- */
-type Replaying = { phase: 'replaying'; buffer: HistoryEntry[]; letGo: boolean };
-type Catchup = Replaying | { phase: 'settling'; mark: MessageId };
-
-/**
- * Resolves once `socket` can take more (its queued output is well under the slow-consumer bound);
- * undefined when it can now. Catch-ups send at this pace: a replay larger than the bound would
- * otherwise close the client it is for, again at every reconnect.
- */
-export type Pace = (socket: Socket) => Promise<void> | undefined;
-
 /**
  * Delivery and recovery for rooms with history. Live entries reach this replica from the history
  * backend (never through the Socket.IO adapter) and go to local members; a member that subscribed
@@ -147,7 +117,7 @@ export class HistoryRooms {
     // the client re-subscribes with `since` as the explicit contract says, recovered or not):
     // what this socket was already sent is not sent again. Its restore may still be replaying:
     // this join supersedes it (the restore sends nothing more once it is not the socket's catch-up).
-    const inRoom = socket.rooms.has(room) || this.catchups.get(room)?.has(socket.id) === true;
+    const inRoom = wasIn || this.catchups.get(room)?.has(socket.id) === true;
     const had = inRoom && restoredRooms(socket)?.has(room) ? this.positionOf(socket.id, room) : undefined;
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
@@ -284,8 +254,7 @@ export class HistoryRooms {
    * this socket was sent (see `join`), whether the session was restored whole or in part.
    */
   restoring(socket: Socket, room: RoomName): void {
-    const data = socket.data as Record<symbol, Set<RoomName> | undefined>;
-    (data[RESTORED] ??= new Set()).add(room);
+    markRestored(socket, room);
   }
 
   /** `socket` left `room` (an unsubscribe): no catch-up, and nothing of its restore, is kept. */
@@ -362,26 +331,3 @@ export class HistoryRooms {
   }
 }
 
-/** Holds a live entry for a replaying socket, or lets the held ones go (see `CATCHUP_HELD_MAX`). */
-function hold(c: Replaying, entry: HistoryEntry): void {
-  if (c.buffer.length >= CATCHUP_HELD_MAX) {
-    c.buffer = [];
-    c.letGo = true;
-  }
-  c.buffer.push(entry);
-}
-
-const RESTORED = Symbol.for('herald.restored');
-
-function restoredRooms(socket: Socket): Set<RoomName> | undefined {
-  return (socket.data as Record<symbol, Set<RoomName> | undefined> | undefined)?.[RESTORED];
-}
-
-function meta(e: HistoryEntry): MessageMeta {
-  return { room: e.room, id: e.id, ts: e.ts };
-}
-
-/** Sends an entry to one socket (a catch-up); with recovery on, the journal records it (src/recovery/journal.ts). */
-function send(socket: Socket, e: HistoryEntry): void {
-  socket.emit(e.event, e.data, meta(e));
-}
