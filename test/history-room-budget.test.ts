@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
 
 const KEY = 'room-budget-key-0123456789';
 const BUDGET = 20;
@@ -39,6 +40,8 @@ for (const transport of ['uws', 'node'] as const) {
         },
       });
       client = new Redis(redis.url);
+      // Its Redis connection is up (history publishes before that answer 503).
+      await waitFor('the gateway ready', async () => (await getJson(`${gw.url}/readyz`)).status === 200);
     });
     after(async () => {
       for (const c of clients) c.close();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DroppingRelay } from '../loadtest/harness/jitter.js';
 import { compareIds } from '../src/history/ids.js';
-import { publish } from './helpers/clients.js';
+import { getJson, publish } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { streamClient, streamFaults, type StreamClient } from './helpers/stream-clients.js';
@@ -42,6 +42,8 @@ for (const transport of ['uws', 'node'] as const) {
       const env = { TRANSPORT: transport, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'rc:*', DRAIN_SECONDS: '1' };
       gateways.push(await startGateway({ env }), await startGateway({ env }));
       relay = await DroppingRelay.start(gateways.map((g) => ({ host: '127.0.0.1', port: g.port })));
+      // Their Redis connections are up (history publishes before that answer 503).
+      for (const g of gateways) await waitFor('the gateway ready', async () => (await getJson(`${g.url}/readyz`)).status === 200);
     });
     after(async () => {
       for (const { client } of clients) client.socket.close();

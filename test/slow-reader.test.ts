@@ -40,6 +40,8 @@ for (const transport of ['uws', 'node'] as const) {
         env: { TRANSPORT: transport, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'slow:* size=5000', SLOW_CLIENT_MAX_BYTES: String(BOUND) },
       });
       relay = await startRelay(gw.port);
+      // Its Redis connection is up (history publishes before that answer 503).
+      await waitFor('the gateway ready', async () => (await getJson(`${gw.url}/readyz`)).status === 200);
     });
     after(async () => {
       for (const c of clients) c.socket.close();
