@@ -84,7 +84,6 @@ export const HERALD_ENV = {
   CONNECT_BURST_PER_IP: '100000',
   // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
   SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
-  SLOW_CLIENT_SECONDS: '3600',
 };
 
 /** node's arguments for a herald replica: those of `npm start` (which the Dockerfile's CMD repeats). */

@@ -8,7 +8,7 @@ import { createHeartbeat, type Heartbeat } from './cluster/heartbeat.js';
 import { createBackendEvents } from './events/setup.js';
 import { createControl } from './control/setup.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
-import { clientIp } from './limits/client-ip.js';
+import { clientAddress, clientIp } from './limits/client-ip.js';
 import type { HeraldAdapterDeps, LocalDelivery } from './cluster/adapter.js';
 import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
@@ -63,7 +63,7 @@ export interface HeraldApp {
 }
 
 /** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
-function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, journal: Journal | undefined): HistoryRooms | undefined {
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, journal: Journal | undefined, slow: SlowConsumers): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
     ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
@@ -74,7 +74,7 @@ function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, met
       value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds, last: r.last },
     })),
   );
-  return new HistoryRooms(io, backend, policies, logger, metrics, journal);
+  return new HistoryRooms(io, backend, policies, logger, metrics, journal, slow.pace);
 }
 
 /** Presence on the bus's Redis (resynced whenever Redis is ready again), or in memory; undefined without PRESENCE_ROOMS. */
@@ -121,7 +121,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     pingInterval: config.pingIntervalMs,
     pingTimeout: config.pingTimeoutMs,
     maxHttpBufferSize: config.clientMaxBytes,
-    // uWS skips a subscriber whose queue is over this in room publishes (the slow-consumer bound).
+    // uWS closes a WebSocket whose queue passes this (the slow-consumer bound; src/transport/uws-attach.ts).
     ...({ maxBackpressure: config.slowClientMaxBytes } as object),
     cors: { origin: anyOrigin ? true : [...config.corsOrigins], credentials: true },
     // herald's adapter keeps the sessions (src/recovery/); middlewares run again on a restore,
@@ -158,7 +158,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     });
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
-  history = createHistory(config, io, bus, logger, metrics, recovery?.journal);
+  const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
+  history = createHistory(config, io, bus, logger, metrics, recovery?.journal, slow);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
   const control = createControl({ config, io, bus, history, metrics, logger });
@@ -182,13 +183,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const presence = createPresence(config, io, bus, heartbeat, logger);
   const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger });
   let transport: RunningTransport | undefined;
-  const slow = new SlowConsumers(
-    io,
-    { boundBytes: config.slowClientMaxBytes, graceMs: config.slowClientSeconds * 1000 },
-    () => transport?.kind ?? config.transport,
-    metrics,
-    logger,
-  );
   const live: LiveState = {
     connectionsByTransport() {
       const counts: Record<string, number> = {};
@@ -208,6 +202,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   };
   metrics.bindLiveState(live);
   const stats = new StatsReporter({ replicaId: config.replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix: config.redisKeyPrefix });
+  const newRooms = new KeyedLimiter(config.historyNewRoomsPerIp / 60, config.historyNewRoomsPerIp);
   registerRealtime(io, {
     logger,
     metrics,
@@ -222,6 +217,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     sessions,
     journal: recovery?.journal,
     subscribeProxy: proxies.subscribe,
+    newRooms(socket) {
+      const address = clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, config.trustProxy);
+      return { take: () => newRooms.take(address), giveBack: () => newRooms.giveBack(address) };
+    },
   });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
@@ -272,7 +271,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     },
     async start() {
       transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, delivery, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
-      adapterDeps.observe = deliveryObserver(metrics, slow);
+      adapterDeps.observe = deliveryObserver(metrics);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
       const common = { publisher, maxBytes: config.publishMaxBytes, metrics, logger };
       if (config.ingestStreams.length > 0 && config.redisUrl) {

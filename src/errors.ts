@@ -24,6 +24,10 @@ export const ERRORS = {
   },
   rate_limited: { status: 429, message: 'Too many requests; slow down.' },
   too_many_subscriptions: { status: 400, message: 'This connection has reached its subscription limit; unsubscribe first.' },
+  too_many_new_rooms: {
+    status: 429,
+    message: 'This address has opened too many new history rooms (rooms without messages yet) in the last minute (HISTORY_NEW_ROOMS_PER_IP). Rooms that have messages still subscribe; retry the others in a minute.',
+  },
   unknown_event: { status: 400, message: 'herald does not know this event.' },
   request_timeout: { status: 408, message: 'The request body did not arrive in time.' },
   payload_too_large: { status: 413, message: 'The request body is larger than the configured limit.' },

@@ -54,7 +54,7 @@ describe('metrics, dashboard and admin UI', () => {
     assert.equal(value('herald_connections{transport="websocket"}'), 1);
     assert.equal(value('herald_subscriptions'), 1);
     assert.equal(value('herald_lifecycle_phase{phase="ready"}'), 1);
-    for (const name of ['herald_nodejs_eventloop_lag_p99_seconds', 'herald_process_resident_memory_bytes', 'herald_auth_failures_total', 'herald_slow_consumer_drops_total']) {
+    for (const name of ['herald_nodejs_eventloop_lag_p99_seconds', 'herald_process_resident_memory_bytes', 'herald_auth_failures_total', 'herald_slow_consumer_disconnects_total']) {
       assert.ok(exported(text).has(name), name);
     }
   });

@@ -15,7 +15,9 @@ const FLOOD_MESSAGE = 60_000;
 /**
  * One client that reads nothing, 500 that do, one history room, a steady publish rate. Run A has
  * no slow client, run B has one; the test prints both so their delivery and latency can be
- * compared, and asserts the policy: the slow client is cut off, the others get everything.
+ * compared, and asserts the policy: the slow client is closed once its queue passes the bound
+ * (which stays bounded), the others get everything. test/slow-reader.test.ts checks that a
+ * closed client then recovers every message.
  */
 for (const transport of ['uws', 'node'] as const) {
   describe(`slow consumers (TRANSPORT=${transport})`, () => {
@@ -29,7 +31,6 @@ for (const transport of ['uws', 'node'] as const) {
           PUBLISH_KEYS: KEY,
           HISTORY_ROOMS: 'slow:*',
           SLOW_CLIENT_MAX_BYTES: String(BOUND),
-          SLOW_CLIENT_SECONDS: '2',
           CONNECT_BURST_PER_IP: '2000',
           CONNECT_RATE_PER_IP: '1000',
         },
@@ -61,7 +62,7 @@ for (const transport of ['uws', 'node'] as const) {
       }
     };
 
-    it('keeps healthy clients whole while a client that reads nothing is dropped, then cut off', async () => {
+    it('keeps healthy clients whole while a client that reads nothing is closed past the bound', async () => {
       const runA = await measured('without', () => steadyRun('without'));
       const slow = await rawSocket(gw.url, { connect: true });
       slow.send('421["subscribe","slow:main"]');
@@ -72,26 +73,22 @@ for (const transport of ['uws', 'node'] as const) {
       // Stop reading: the kernel buffers fill, then herald's queue for this client.
       (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
       const flood = (async () => {
-        // Until it is cut off (bounded): after the steady run its queue must stay over the bound for the grace period.
-        for (let i = 0; i < 600 && slow.isOpen(); i++) {
+        // Until it is closed (bounded): the kernel buffers fill first, then herald's queue.
+        for (let i = 0; i < 600 && (await getJson(`${gw.url}/readyz`)).body.slowConsumerDisconnects === 0; i++) {
           await publish(gw.url, { room: 'flood', event: 'big', data: 'f'.repeat(FLOOD_MESSAGE) }, KEY);
         }
       })();
       const runB = await measured('with', () => steadyRun('with'));
       await flood;
 
-      const stats = await waitFor('the slow client to be cut off', async () => {
-        const body = (await getJson(`${gw.url}/readyz`)).body;
-        return body.slowConsumerDisconnects === 1 ? body : undefined;
-      });
-      assert.ok(stats.slowConsumerDrops > 0, 'messages to the slow client were dropped and counted');
+      await waitFor('the slow client to be closed', async () => (await getJson(`${gw.url}/readyz`)).body.slowConsumerDisconnects === 1);
+      assert.ok(gw.logs.some((l) => l.reason === 'slow_consumer'), 'logged with reason slow_consumer');
       const peak = peakQueued;
       console.log(
         `# ${transport}: ${HEALTHY} healthy clients, ${MESSAGES} messages at ${RATE}/s each run; ` +
           `without the slow client: ${runA}; with it: ${runB}; ` +
-          `slow client: ${stats.slowConsumerDrops} drops, disconnected; largest queue seen ${peak} bytes (bound ${BOUND})`,
+          `slow client closed; largest queue seen ${peak} bytes (bound ${BOUND})`,
       );
-      assert.ok(peak > 0, 'the queue of the slow client was seen');
       assert.ok(peak <= BOUND + FLOOD_MESSAGE + 1024, `queued ${peak} bytes for one client, bound ${BOUND} + one message`);
 
       // It comes back (as an app would, with its last position) and recovers what it missed.

@@ -27,6 +27,7 @@ export class DroppingRelay {
   dropped = 0;
 
   private backends: { host: string; port: number }[] = [];
+  private holding = false;
 
   private constructor(private readonly server: Server) {}
 
@@ -47,7 +48,8 @@ export class DroppingRelay {
       client.setNoDelay(true);
       upstream.setNoDelay(true);
       client.pipe(upstream);
-      upstream.pipe(client);
+      if (relay.holding) upstream.pause();
+      else upstream.pipe(client);
     });
     relay = new DroppingRelay(server);
     relay.backends = backends;
@@ -65,6 +67,25 @@ export class DroppingRelay {
   /** New connections go to these from now on (a balancer that moved on); open ones stay where they are. */
   retarget(backends: { host: string; port: number }[]): void {
     this.backends = backends;
+  }
+
+  /**
+   * Stops reading what the servers send, on open connections and new ones, until `release`: a
+   * client that stops reading (a phone in a tunnel) while its connection stays up. The kernel
+   * buffers fill, then the servers' own queues for these connections.
+   */
+  hold(): void {
+    this.holding = true;
+    for (const { client, upstream } of this.pairs) {
+      upstream.unpipe(client);
+      upstream.pause();
+    }
+  }
+
+  /** Forwards what the servers send again, from where `hold` stopped. */
+  release(): void {
+    this.holding = false;
+    for (const { client, upstream } of this.pairs) upstream.pipe(client);
   }
 
   /** Resets every connection now (an RST to the client, the server's side closed), as a network cut. */

@@ -70,6 +70,8 @@ export interface Config {
   readonly historySize: number;
   /** Default seconds a history room keeps its entries after its last publish. @default 600 */
   readonly historyTtlSeconds: number;
+  /** New history rooms (streams) one client address may make herald create per minute. @default 100 */
+  readonly historyNewRoomsPerIp: number;
   /** HS256/384/512 shared secret for connection tokens. */
   readonly jwtSecret: string | undefined;
   /** RSA or EC public key (PEM) for RS256/ES256 connection tokens. */
@@ -111,10 +113,8 @@ export interface Config {
   readonly adminUiLoginsPerConnection: number;
   /** Seconds an HTTP request (headers and body) may take to arrive. @default 10 */
   readonly httpRequestTimeoutSeconds: number;
-  /** Outbound bytes a connection may have queued before messages to it are dropped. @default 1048576 */
+  /** Outbound bytes a connection may have queued; past it, the connection is closed. @default 1048576 */
   readonly slowClientMaxBytes: number;
-  /** Seconds a connection may stay over that bound before it is disconnected. @default 10 */
-  readonly slowClientSeconds: number;
   /** Serve /metrics on this separate port (no auth); unset: on the main port behind the publish keys. */
   readonly metricsPort: number | undefined;
   /** Serve the status page (`/`) and `/v1/stats`. @default true, false when NODE_ENV=production */

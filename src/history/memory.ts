@@ -11,6 +11,9 @@ interface RoomLog {
   expiresAt: number;
 }
 
+/** How often appends look for rooms past their TTL. */
+const SWEEP_MS = 60_000;
+
 /**
  * History for a single node without Redis. Same ids, ordering and `recovered` rules as the Redis
  * backend; entries live in this process and are gone when it exits.
@@ -43,7 +46,15 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
     }
     return `${lastMs}-${seq}`;
   };
+  let lastSweep = now();
+  /** Rooms are dropped when read after their TTL; those nobody reads again, by this sweep. */
+  const sweep = () => {
+    if (now() - lastSweep < SWEEP_MS) return;
+    lastSweep = now();
+    for (const [room, log] of rooms) if (log.expiresAt <= lastSweep) rooms.delete(room);
+  };
   const append = (room: string, entry: HistoryEntry | undefined, policy: HistoryPolicy): string => {
+    sweep();
     const id = entry?.id ?? nextId();
     const log = live(room) ?? { rows: [], expiresAt: 0 };
     log.rows.push({ id, entry });
@@ -80,8 +91,10 @@ export function createMemoryHistory(now: () => number = Date.now): HistoryBacken
     async latest(room, count) {
       return count < 1 ? [] : entriesOf(live(room)?.rows ?? []).slice(-count);
     },
-    async position(room, policy) {
-      return live(room)?.rows.at(-1)?.id ?? append(room, undefined, policy);
+    async position(room, policy, create = true) {
+      const newest = live(room)?.rows.at(-1)?.id;
+      if (newest !== undefined) return { id: newest, created: false };
+      return create ? { id: append(room, undefined, policy), created: true } : undefined;
     },
     onEntry(h) {
       handler = h;

@@ -21,13 +21,17 @@ if KEYS[2] then redis.call('SET', KEYS[2], id, 'EX', ARGV[2]) end
 return {id, 0}
 `;
 
-/** The newest id, or, for a room without history yet, the id of a new position marker (field `g`). */
+/**
+ * {newest id, 0}, or, for a room without history yet, {id of a new position marker (field `g`), 1}
+ * when ARGV[3] allows creating its stream, else nil.
+ */
 const POSITION_SCRIPT = `
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-if #last > 0 then return last[1][1] end
+if #last > 0 then return {last[1][1], 0} end
+if ARGV[3] ~= '1' then return false end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'g', '1')
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return id
+return {id, 1}
 `;
 
 interface Wire {
@@ -146,8 +150,9 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
       const rows = await pub.xrevrange(key(room), '+', '-', 'COUNT', count);
       return rows.reverse().flatMap(([id, fields]) => entryOf(id, fields));
     },
-    async position(room, policy) {
-      return (await pub.eval(POSITION_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds)) as string;
+    async position(room, policy, create = true) {
+      const found = (await pub.eval(POSITION_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds, create ? '1' : '0')) as [string, number] | null;
+      return found ? { id: found[0], created: found[1] === 1 } : undefined;
     },
     onEntry(h) {
       handler = h;

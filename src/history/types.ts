@@ -72,9 +72,11 @@ export interface HistoryBackend {
   /**
    * The room's current position: the id of its newest entry, usable as `since`. A room with no
    * history yet gets a marker entry (never delivered, never returned by `read`) so that even a
-   * client that has received nothing can later recover from here.
+   * client that has received nothing can later recover from here; that creates the room's
+   * storage (`created`), kept until the room's TTL ends. With `create` false a room without
+   * history stays without: undefined.
    */
-  position(room: RoomName, policy: HistoryPolicy): Promise<MessageId>;
+  position(room: RoomName, policy: HistoryPolicy, create?: boolean): Promise<{ id: MessageId; created: boolean } | undefined>;
   /** Registers the one receiver of every entry published by any replica. */
   onEntry(handler: (entry: HistoryEntry) => void): void;
   /**

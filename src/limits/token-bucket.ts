@@ -23,6 +23,11 @@ export class TokenBucket {
     return true;
   }
 
+  /** Returns a token taken for something that then cost nothing. */
+  giveBack(): void {
+    this.tokens = Math.min(this.burst, this.tokens + 1);
+  }
+
   /** True when the bucket would be full again by `now`: nothing to remember for this key. */
   idle(now: number): boolean {
     return this.tokens + ((now - this.last) / 1000) * this.rate >= this.burst;
@@ -59,5 +64,10 @@ export class KeyedLimiter {
       this.buckets.set(key, (bucket = new TokenBucket(this.rate, this.burst, now)));
     }
     return bucket.take(now);
+  }
+
+  /** Returns a token `key` took for something that then cost nothing. */
+  giveBack(key: string): void {
+    (this.buckets.get(key) ?? this.overflow).giveBack();
   }
 }

@@ -15,9 +15,7 @@ export interface Metrics {
   busPublishFailed(): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
-  /** Messages not sent to slow consumers. */
-  slowConsumerDropped(count: number): void;
-  /** A slow consumer was disconnected. */
+  /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
   slowConsumerDisconnected(): void;
   /**
    * An ingest entry from `source` was `delivered` (broadcast, then acknowledged), a `duplicate`
@@ -32,6 +30,11 @@ export interface Metrics {
   historyRefilled(messages: number): void;
   /** A history room's gap could not be filled; its members were sent `herald:reset`. */
   historyReset(code: 'history_lost' | 'history_unreachable'): void;
+  /**
+   * A client's subscribe needed a new history room (a stream in Redis): `created`, or `refused`
+   * because its address had used up HISTORY_NEW_ROOMS_PER_IP.
+   */
+  historyRoomCreation(outcome: 'created' | 'refused'): void;
   /**
    * A control command taken over HTTP by this replica was answered: `complete` when every replica
    * reported in time, `partial` when some did not, `failed` when it could not be sent (Redis down).
@@ -72,7 +75,6 @@ export interface MetricsSnapshot {
   delivered: number;
   busPublishFailures: number;
   authFailures: Record<string, number>;
-  slowConsumerDrops: number;
   slowConsumerDisconnects: number;
   ingest: Record<string, number>;
 }
@@ -106,7 +108,6 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     delivered: 0,
     busPublishFailures: 0,
     authFailures: {},
-    slowConsumerDrops: 0,
     slowConsumerDisconnects: 0,
     ingest: {},
   };
@@ -124,11 +125,16 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   });
   const busFailures = new Counter({ name: 'herald_bus_publish_failures_total', help: 'Broadcasts that could not be handed to Redis (local delivery still happened)', registers: [registry] });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
-  const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
-  const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
+  const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
+  const roomCreations = new Counter({
+    name: 'herald_history_room_creations_total',
+    help: 'New history rooms (streams) client subscribes needed: created, or refused past HISTORY_NEW_ROOMS_PER_IP',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
@@ -237,10 +243,6 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
       authFailures.inc({ code });
     },
-    slowConsumerDropped(count) {
-      s.slowConsumerDrops += count;
-      slowDrops.inc(count);
-    },
     slowConsumerDisconnected() {
       s.slowConsumerDisconnects++;
       slowDisconnects.inc();
@@ -251,6 +253,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     },
     historyReset(code) {
       resets.inc({ code });
+    },
+    historyRoomCreation(outcome) {
+      roomCreations.inc({ outcome });
     },
     controlCommand(command, outcome) {
       controlCommands.inc({ command, outcome });

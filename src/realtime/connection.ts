@@ -13,7 +13,7 @@ import { takePlan, type RecoveryPlan } from '../recovery/recovery.js';
 import type { Journal } from '../recovery/journal.js';
 import { grantedRooms, joinRoom } from './join.js';
 import { parsePublishRequest, type Publisher } from '../publish/service.js';
-import type { HistoryRooms } from './history-rooms.js';
+import type { HistoryRooms, RoomBudget } from './history-rooms.js';
 import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './presence-rooms.js';
 import { answer } from './ack.js';
 import { guardEvents, type ClientLimits, type EventHandler } from './limits.js';
@@ -39,6 +39,8 @@ export interface RealtimeDeps {
   journal: Journal | undefined;
   /** SUBSCRIBE_PROXY_URL: asked about rooms the policy does not allow. */
   subscribeProxy?: SubscribeProxy;
+  /** The allowance of new history rooms of this connection's client address (HISTORY_NEW_ROOMS_PER_IP). */
+  newRooms(socket: Socket): RoomBudget;
 }
 
 /**
@@ -54,7 +56,7 @@ export interface RealtimeDeps {
  */
 export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   const leave: LeaveRoom = async (socket, room) => {
-    deps.history?.forget(socket.id, room);
+    deps.history?.left(socket, room);
     deps.journal?.forget(socket.id, room);
     grantedRooms(socket).delete(room);
     await socket.leave(room);
@@ -102,6 +104,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   // One function for every socket: `this` is the socket that is going.
   const disconnecting = function (this: Socket) {
     for (const room of this.rooms) deps.history?.forget(this.id, room);
+    deps.slow.closed(this);
     deps.sessions.closed(this);
     deps.metrics.connectionClosed();
   };
@@ -145,7 +148,7 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
     throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS), so there are no last messages to send; subscribe without "last".`);
   }
   // `since` is checked by `HistoryRooms.join`.
-  const { history, ...joined } = await joinRoom(socket, room, deps, { since: since as MessageId | undefined, last });
+  const { history, ...joined } = await joinRoom(socket, room, deps, { since: since as MessageId | undefined, last, budget: deps.newRooms(socket) });
   if (history) return { room, ...joined };
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
@@ -178,8 +181,10 @@ async function resume(socket: Socket, plan: RecoveryPlan, deps: RealtimeDeps): P
       .filter(([room]) => allowed(room))
       .map(async ([room, since]) => {
         try {
+          if (since) deps.history?.restoring(socket, room);
           // A recovered socket does not get the room's `last` messages again.
-          const r = await joinRoom(socket, room, deps, since ? { since } : { last: 0 });
+          const budget = deps.newRooms(socket);
+          const r = await joinRoom(socket, room, deps, since ? { since, budget } : { last: 0, budget });
           if (since && r.recovered === false && socket.connected) {
             const reset: Reset = { room, code: 'history_lost', ...(r.offset !== undefined ? { offset: r.offset } : {}) };
             socket.emit(RESET_EVENT, reset);

@@ -1,20 +1,18 @@
 import type { Adapter, BroadcastOptions } from 'socket.io-adapter';
 import type { Metrics } from '../observability/metrics.js';
-import type { SlowConsumers } from './slow-consumers.js';
 
 /**
  * Measures every local broadcast: recipients (`herald_messages_delivered_total`) and fan-out
  * latency from `meta.ts` to the hand-off to local sockets. herald's adapter calls it for each of
  * its local deliveries (its own broadcasts and those arriving from other replicas), once.
  */
-export function deliveryObserver(metrics: Metrics, slow: SlowConsumers): (adapter: Adapter, packet: { data?: unknown[] }, opts: BroadcastOptions) => void {
+export function deliveryObserver(metrics: Metrics): (adapter: Adapter, packet: { data?: unknown[] }, opts: BroadcastOptions) => void {
   return (adapter, packet, opts) => {
     if (adapter.nsp.name !== '/') return;
     const meta = Array.isArray(packet.data) ? (packet.data[2] as { ts?: unknown } | undefined) : undefined;
     const ts = typeof meta?.ts === 'number' ? meta.ts : undefined;
     // Published messages only (they carry meta.ts); herald's own events are not counted.
     if (ts !== undefined) metrics.delivered(recipients(adapter, opts), Math.max(0, Date.now() - ts) / 1000);
-    slow.onBroadcast(adapter.sids, opts.rooms, opts.except ?? NONE);
   };
 }
 

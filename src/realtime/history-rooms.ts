@@ -3,12 +3,15 @@ import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../history/ids.js';
 import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
 import { throttle, type Logger } from '../observability/logger.js';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Metrics } from '../observability/metrics.js';
-import { RESET_EVENT, type MessageId, type MessageMeta, type Reset } from '../protocol/events.js';
+import type { MessageId } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
+import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
+import { GapRefill } from './history-refill.js';
+
+export type { Pace, RoomBudget } from './catchup.js';
 
 /** A history room's policy as `HistoryRooms` applies it: what is kept, and what a subscribe starts with. */
 export interface HistoryRoomPolicy extends HistoryPolicy {
@@ -19,6 +22,14 @@ export interface HistoryRoomPolicy extends HistoryPolicy {
   readonly last?: number;
 }
 
+/** Where a join starts: `since` (a client's, checked here), else the room's newest `last`. */
+export interface JoinStart {
+  since?: unknown;
+  last?: number;
+  /** The subscribing client's allowance of new rooms; none: may create any (the control API, a gap's reset). */
+  budget?: RoomBudget;
+}
+
 export interface JoinResult {
   offset?: MessageId;
   recovered?: boolean;
@@ -26,52 +37,21 @@ export interface JoinResult {
 
 /** Entries fetched per history read while replaying. */
 const REPLAY_PAGE = 1000;
-
-/** Rooms refilled at once after a gap; the rest wait their turn. */
-const REFILL_CONCURRENCY = 16;
-/** A refill that cannot read the history retries after 100 ms, 200 ms, ... this many times. */
-const REFILL_ATTEMPTS = 7;
-const REFILL_RETRY_BASE_MS = 100;
-
-/**
- * A socket catching up on a room: live entries are held while the replay is read, then entries
- * at or below the last one it was sent are dropped until a newer one arrives (the pub/sub copy of
- * an entry the replay already returned can still be on its way).
- */
-type Catchup = { phase: 'replaying'; buffer: HistoryEntry[] } | { phase: 'settling'; mark: MessageId };
-
-/**
- * A room whose live entries are held: the bus lost entries of it, and they must be read from
- * the stream and delivered before anything that came after them.
- */
-interface Refill {
-  held: HistoryEntry[];
-  /** The read is under way. */
-  running: boolean;
-  /** The bus came back again while the read ran: read once more at the end. */
-  again: boolean;
-}
-
 /**
  * Delivery and recovery for rooms with history. Live entries reach this replica from the history
  * backend (never through the Socket.IO adapter) and go to local members; a member that subscribed
  * with `since` first gets what it missed, in order, with no gap and no duplicate against live.
  *
  * Live delivery survives the bus: per local room herald remembers the last entry it delivered,
- * and when the backend reports a gap (the pub/sub connection dropped and came back) it reads
- * each room's stream from there and delivers what pub/sub lost, in order and once, holding live
- * entries until it has. When the stream no longer has that entry (trimmed, or Redis lost its
- * data) the members get `herald:reset` `{room, offset, code: "history_lost"}` and must reload.
+ * and when the backend reports a gap it refills each room from there (`GapRefill`,
+ * src/realtime/history-refill.ts), or tells the members to reload (`herald:reset`).
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
-  private readonly refills = new Map<RoomName, Refill>();
-  /** While the bus is down: resolves once it delivers again. Entries arriving meanwhile are held. */
-  private resumed: Promise<void> | undefined;
+  private readonly gaps: GapRefill;
   private readonly unreachableLog = throttle(10_000);
-  private readonly resetLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
@@ -81,9 +61,23 @@ export class HistoryRooms {
     private readonly metrics: Metrics,
     /** With connection recovery on: told what each socket was sent alone and when it went live. */
     private readonly journal?: Journal,
+    private readonly pace: Pace = () => undefined,
   ) {
+    this.gaps = new GapRefill(
+      {
+        io,
+        backend,
+        policyFor: (room) => this.policyFor(room),
+        lastDelivered: (room) => this.last.get(room) ?? this.lowestSettlingMark(room),
+        reloadFrom: (room, offset) => this.last.set(room, offset),
+        deliver: (entry) => this.deliver(entry),
+        accept: (entry) => this.accept(entry),
+      },
+      logger,
+      metrics,
+    );
     backend.onEntry((entry) => this.accept(entry));
-    backend.onGap((resumed) => this.lost(resumed));
+    backend.onGap((resumed) => this.gaps.lost(resumed));
     const adapter = io.of('/').adapter;
     adapter.on('delete-room', (room: RoomName) => {
       if (!this.policyFor(room)) return;
@@ -109,18 +103,26 @@ export class HistoryRooms {
    * wins over `last` and over the room's `last=`, so a recovered socket gets what it missed and
    * not the newest messages again. The journal, when there is one, learns where each socket's
    * catch-up started and when it went live (src/recovery/journal.ts).
+   *
+   * A room that has no stream yet gets one (its position marker) charged to `start.budget`; with
+   * none left the join is undone and refused with `too_many_new_rooms`.
    */
-  async join(socket: Socket, room: RoomName, asked: unknown, policy: HistoryRoomPolicy, last?: number): Promise<JoinResult> {
+  async join(socket: Socket, room: RoomName, policy: HistoryRoomPolicy, start: JoinStart = {}): Promise<JoinResult> {
+    const asked = start.since;
     if (asked !== undefined && !isStreamId(asked)) throw new HeraldError('invalid_since');
     let since: MessageId | undefined = asked;
-    const tail = since === undefined ? (last ?? policy.last ?? 0) : 0;
-    // Already in the room (connection recovery restored it, and the client re-subscribes with
-    // `since` as the explicit contract says): what this socket was already sent is not sent again.
-    const had = socket.recovered && socket.rooms.has(room) ? this.positionOf(socket.id, room) : undefined;
+    const tail = since === undefined ? (start.last ?? policy.last ?? 0) : 0;
+    const wasIn = socket.rooms.has(room);
+    // Already in the room (connection recovery restored it from the position its client had, and
+    // the client re-subscribes with `since` as the explicit contract says, recovered or not):
+    // what this socket was already sent is not sent again. Its restore may still be replaying:
+    // this join supersedes it (the restore sends nothing more once it is not the socket's catch-up).
+    const inRoom = wasIn || this.catchups.get(room)?.has(socket.id) === true;
+    const had = inRoom && restoredRooms(socket)?.has(room) ? this.positionOf(socket.id, room) : undefined;
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
-    const catchup: Catchup = { phase: 'replaying', buffer: [] };
+    const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
     // Live entries must be arriving before history is read, or one published in between is lost.
@@ -131,20 +133,25 @@ export class HistoryRooms {
     let recovered: boolean | undefined;
     try {
       if (since !== undefined) {
-        const r = await this.replay(socket, room, since, stillWanted);
+        const r = await this.replay(socket, room, since, catchup, stillWanted);
         recovered = r.recovered;
         if (recovered) mark = r.mark;
       } else if (tail > 0) {
-        mark = await this.replayLatest(socket, room, tail, stillWanted);
+        mark = await this.replayLatest(socket, room, tail, catchup, stillWanted);
       }
       // A fresh subscribe (into a room with no entries to send), or one that could not recover,
       // starts from the room's current position; replaying from there catches what is published
       // while that position is being read.
       if (mark === undefined) {
-        const r = await this.replay(socket, room, await this.backend.position(room, policy), stillWanted);
+        const r = await this.replay(socket, room, await this.position(room, policy, start.budget), catchup, stillWanted);
         if (r.recovered) mark = r.mark;
       }
     } catch (err) {
+      if (err instanceof HeraldError) {
+        // Refused: the subscribe fails and leaves the socket as it was.
+        if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
+        throw err;
+      }
       // History unreachable: joined for live messages only.
       mark = undefined;
       if (this.unreachableLog.due()) {
@@ -169,22 +176,60 @@ export class HistoryRooms {
   }
 
   /**
-   * Sends everything after `since`. Resolves with the last id sent (or `since`), and whether the
-   * history still held every entry after `since` (if not, the entries sent before a page found
-   * it trimmed were still in order and after `since`).
+   * The room's position, creating its stream if it has none and `budget` (when given) allows.
+   * Counted: rooms created, and those refused (`too_many_new_rooms`).
    */
-  private async replay(socket: Socket, room: RoomName, since: MessageId, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
+  private async position(room: RoomName, policy: HistoryRoomPolicy, budget: RoomBudget | undefined): Promise<MessageId> {
+    const mayCreate = budget?.take() ?? true;
+    let at: { id: MessageId; created: boolean } | undefined;
+    try {
+      at = await this.backend.position(room, policy, mayCreate);
+    } finally {
+      if (budget && mayCreate && at?.created !== true) budget.giveBack();
+    }
+    if (!at) {
+      this.metrics.historyRoomCreation('refused');
+      throw new HeraldError('too_many_new_rooms');
+    }
+    if (at.created) this.metrics.historyRoomCreation('created');
+    return at.id;
+  }
+
+  /** Takes back a join that was refused: out of the room if it was not in before, else live as before. */
+  private async undo(socket: Socket, room: RoomName, wasIn: boolean): Promise<void> {
+    this.forget(socket.id, room);
+    if (wasIn) {
+      this.journal?.live(socket.id, room);
+      return;
+    }
+    this.journal?.forget(socket.id, room);
+    await socket.leave(room);
+  }
+
+  /**
+   * Sends everything after `since`, at the pace the socket takes it. Resolves with the last id
+   * sent (or `since`), and whether the history still held every entry after `since` (if not, the
+   * entries sent before a page found it trimmed were still in order and after `since`). It ends
+   * with a read that started after the last held live entry was let go, so the held ones cover
+   * the rest.
+   */
+  private async replay(socket: Socket, room: RoomName, since: MessageId, catchup: Replaying, stillWanted: () => boolean): Promise<{ mark: MessageId; recovered: boolean }> {
     let mark = since;
+    // Superseded already (a newer subscribe of this socket to this room): its journal track is the newer one's.
+    if (!stillWanted()) return { mark, recovered: true };
     this.journal?.startAt(socket.id, room, since);
     for (;;) {
+      catchup.letGo = false;
       const page = await this.backend.read(room, mark, REPLAY_PAGE);
       if (!page.recovered) return { mark, recovered: false };
-      if (!stillWanted()) return { mark, recovered: true };
       for (const e of page.entries) {
+        const waiting = this.pace(socket);
+        if (waiting) await waiting;
+        if (!stillWanted()) return { mark, recovered: true };
         send(socket, e);
         mark = e.id;
       }
-      if (page.entries.length < REPLAY_PAGE) return { mark, recovered: true };
+      if (page.entries.length < REPLAY_PAGE && !catchup.letGo) return { mark, recovered: true };
     }
   }
 
@@ -192,7 +237,7 @@ export class HistoryRooms {
    * Sends the room's newest `count` entries, then whatever was published while they were read.
    * Resolves with the last id sent, or undefined when the room has no entries yet.
    */
-  private async replayLatest(socket: Socket, room: RoomName, count: number, stillWanted: () => boolean): Promise<MessageId | undefined> {
+  private async replayLatest(socket: Socket, room: RoomName, count: number, catchup: Replaying, stillWanted: () => boolean): Promise<MessageId | undefined> {
     const entries = await this.backend.latest(room, Math.min(count, LAST_MAX));
     const newest = entries.at(-1)?.id;
     if (newest === undefined || !stillWanted()) return newest;
@@ -200,7 +245,22 @@ export class HistoryRooms {
     // If a small room was trimmed past `newest` before this read (a burst of publishes), what
     // came after it is in the catch-up buffer: `watch` had resolved before `latest` read, so every
     // entry newer than `newest` reaches `deliver` while this socket is replaying.
-    return (await this.replay(socket, room, newest, stillWanted)).mark;
+    return (await this.replay(socket, room, newest, catchup, stillWanted)).mark;
+  }
+
+  /**
+   * Connection recovery restores `room` into `socket` from the position its client had (its
+   * `join` with that `since` follows): a later subscribe with `since` there continues after what
+   * this socket was sent (see `join`), whether the session was restored whole or in part.
+   */
+  restoring(socket: Socket, room: RoomName): void {
+    markRestored(socket, room);
+  }
+
+  /** `socket` left `room` (an unsubscribe): no catch-up, and nothing of its restore, is kept. */
+  left(socket: Socket, room: RoomName): void {
+    this.forget(socket.id, room);
+    restoredRooms(socket)?.delete(room);
   }
 
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */
@@ -230,91 +290,10 @@ export class HistoryRooms {
    * dropped if a refill already delivered it.
    */
   private accept(entry: HistoryEntry): void {
-    let refill = this.refills.get(entry.room);
-    if (!refill && this.resumed) this.refills.set(entry.room, (refill = { held: [], running: false, again: false }));
-    if (refill) {
-      refill.held.push(entry);
-      return;
-    }
+    if (this.gaps.holds(entry)) return;
     const last = this.last.get(entry.room);
     if (last !== undefined && compareIds(entry.id, last) <= 0) return;
     this.deliver(entry);
-  }
-
-  /**
-   * The bus lost entries. Nothing is delivered live from now on (held instead) until it is back
-   * and every local room has been read from the last entry delivered here.
-   */
-  private lost(resumed: Promise<void>): void {
-    this.resumed = resumed;
-    void resumed.then(() => {
-      if (this.resumed === resumed) this.resumed = undefined;
-      return this.refillAll();
-    });
-  }
-
-  /** After a gap: refills every local history room (and any with held entries), a few at a time. */
-  private async refillAll(): Promise<void> {
-    const local = [...this.io.of('/').adapter.rooms.keys()].filter((room) => this.policyFor(room));
-    const rooms = [...new Set([...local, ...this.refills.keys()])];
-    const next = async (): Promise<void> => {
-      for (let room = rooms.pop(); room !== undefined; room = rooms.pop()) await this.refill(room);
-    };
-    await Promise.all(Array.from({ length: Math.min(REFILL_CONCURRENCY, rooms.length) }, next));
-  }
-
-  /**
-   * Delivers what `room`'s members missed during a gap: every entry after the last one delivered
-   * here (or, before any was, after the lowest position a catching-up member settled at).
-   */
-  private async refill(room: RoomName): Promise<void> {
-    let refill = this.refills.get(room);
-    if (refill?.running) {
-      refill.again = true;
-      return;
-    }
-    if (!refill) this.refills.set(room, (refill = { held: [], running: false, again: false }));
-    refill.running = true;
-    // Catching-up sockets need no more: entries they miss are delivered through `deliver`, which
-    // buffers them for a replay under way and filters them by a settling socket's mark.
-    let mark = this.last.get(room) ?? this.lowestSettlingMark(room);
-    let delivered = 0;
-    try {
-      if (mark === undefined) return;
-      for (let attempt = 1; ; attempt++) {
-        try {
-          for (;;) {
-            const page = await this.backend.read(room, mark, REPLAY_PAGE);
-            if (!page.recovered) {
-              await this.reset(room, 'history_lost');
-              return;
-            }
-            for (const e of page.entries) {
-              this.deliver(e);
-              mark = e.id;
-              delivered++;
-            }
-            if (page.entries.length < REPLAY_PAGE && !refill.again) break;
-            refill.again = false;
-            // Down again: read the rest once it is back.
-            if (this.resumed) await this.resumed;
-          }
-          break;
-        } catch (err) {
-          if (attempt >= REFILL_ATTEMPTS || !this.io.of('/').adapter.rooms.has(room)) {
-            this.logger.warn({ room, err: (err as Error).message }, 'history unreachable after a bus gap; members told to reload');
-            await this.reset(room, 'history_unreachable');
-            return;
-          }
-          await delay(REFILL_RETRY_BASE_MS * 2 ** (attempt - 1));
-        }
-      }
-      if (delivered > 0) this.logger.info({ room, delivered }, 'refilled a history room after a bus gap');
-      this.metrics.historyRefilled(delivered);
-    } finally {
-      this.refills.delete(room);
-      for (const e of refill.held) this.accept(e);
-    }
   }
 
   /** Where to refill a room from before anything was delivered in it: its least advanced settling socket. */
@@ -322,18 +301,6 @@ export class HistoryRooms {
     const marks: MessageId[] = [];
     for (const c of this.catchups.get(room)?.values() ?? []) if (c.phase === 'settling') marks.push(c.mark);
     return marks.sort(compareIds)[0];
-  }
-
-  /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
-  private async reset(room: RoomName, code: Reset['code']): Promise<void> {
-    const policy = this.policyFor(room);
-    const offset = code === 'history_lost' && policy ? await this.backend.position(room, policy).catch(() => undefined) : undefined;
-    // Entries up to the new position are part of what the members reload.
-    if (offset !== undefined) this.last.set(room, offset);
-    this.metrics.historyReset(code);
-    if (this.resetLog.due()) this.logger.warn({ room, code, offset }, 'history gap cannot be filled; members told to reload (herald:reset)');
-    const body: Reset = { room, code, ...(offset !== undefined ? { offset } : {}) };
-    this.io.local.to(room).emit(RESET_EVENT, body);
   }
 
   private deliver(entry: HistoryEntry): void {
@@ -348,7 +315,7 @@ export class HistoryRooms {
     for (const [sid, c] of pending) {
       const socket = this.io.of('/').sockets.get(sid);
       if (!socket?.rooms.has(room)) this.forget(sid, room);
-      else if (c.phase === 'replaying') c.buffer.push(entry);
+      else if (c.phase === 'replaying') hold(c, entry);
       else if (compareIds(entry.id, c.mark) > 0) {
         send(socket, entry);
         this.forget(sid, room);
@@ -364,11 +331,3 @@ export class HistoryRooms {
   }
 }
 
-function meta(e: HistoryEntry): MessageMeta {
-  return { room: e.room, id: e.id, ts: e.ts };
-}
-
-/** Sends an entry to one socket (a catch-up); with recovery on, the journal records it (src/recovery/journal.ts). */
-function send(socket: Socket, e: HistoryEntry): void {
-  socket.emit(e.event, e.data, meta(e));
-}

@@ -1,16 +1,16 @@
 import type { Server, Socket } from 'socket.io';
-import type { TransportKind } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { bufferedAtBackpressureClose } from '../transport/uws-attach.js';
 
-/** How often outbound buffers are checked for the disconnect rule. */
+/** How often outbound buffers are measured for `herald_outbound_buffer_max_bytes`. */
 const SWEEP_MS = 500;
+/** How often a paced sender looks again whether its connection has taken what was queued. */
+const PACE_MS = 10;
 
 export interface SlowConsumerPolicy {
-  /** Outbound bytes a connection may have queued; over it, messages to it are dropped. */
+  /** Outbound bytes a connection may have queued (SLOW_CLIENT_MAX_BYTES); past it, it is closed. */
   boundBytes: number;
-  /** Over the bound this long, continuously: disconnected. */
-  graceMs: number;
 }
 
 /** What is queued for a connection and not yet taken by the kernel: Engine.IO's buffer plus the WebSocket's. */
@@ -29,25 +29,41 @@ export function outboundBytes(socket: Socket): number {
   return bytes;
 }
 
+interface RawSocket {
+  /** `ws` (node transport): drops the TCP connection now. */
+  terminate?: () => void;
+  /** uWS: closes forcefully, now. */
+  close?: () => void;
+}
+
 /**
  * Slow consumers: a client that does not read must not grow this replica's memory or delay the
- * others. Policy:
- * - over `boundBytes` of queued output, messages to it are dropped and counted. On uWS the native
- *   `maxBackpressure` (set to the same bound) skips it in room publishes and herald counts the
- *   broadcasts it was skipped for; on the node transport herald's write guard drops and counts;
- * - over the bound for `graceMs` without a break, it is disconnected (logged with reason
- *   `slow_consumer`, counted); it reconnects like any dropped client, and history rooms recover.
+ * others, and must never miss a message while it stays connected. So a connection whose queued
+ * output passes `boundBytes` is closed, never skipped (Centrifugo's rule). Its client received a
+ * prefix of what was sent to it, in order, and nothing after a message it missed: when it
+ * reconnects, connection recovery (from its last offset) or a `subscribe` with `since` (its last
+ * `meta.id`) sends the rest, or tells it (`recovered: false`, `herald:reset`) when the history no
+ * longer can.
+ *
+ * - uWS WebSockets: `maxBackpressure` with `closeOnBackpressureLimit` (src/transport/uws-attach.ts):
+ *   the send that finds the queue over the bound is dropped and uWS closes the socket (1006) before
+ *   it writes anything else, in room publishes and direct writes alike.
+ * - Everything else (the node transport, long-polling on either): herald's guard on each
+ *   connection's writes. The write that finds the queue over the bound and every later one are
+ *   not written, and the connection is closed right after the current delivery.
+ *
+ * Either way the close is logged with reason `slow_consumer` and counted
+ * (`herald_slow_consumer_disconnects_total`). The session is kept like any dropped connection's.
  */
 export class SlowConsumers {
-  private readonly overSince = new Map<string, number>();
+  /** Connections closed by the guard: nothing more is written to them. */
+  private readonly cut = new WeakSet<object>();
   private maxSeen = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly io: Server,
     private readonly policy: SlowConsumerPolicy,
-    /** Which transport serves the connections (known once the server started). */
-    private readonly transport: () => TransportKind,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
   ) {
@@ -55,38 +71,54 @@ export class SlowConsumers {
     this.timer.unref();
   }
 
-  /** Guards a new connection's writes (node transport; uWS enforces the bound natively). */
+  /**
+   * Guards a new connection's writes: every packet Socket.IO hands to Engine.IO (events, acks,
+   * room deliveries on the node transport, and on uWS those to long-polling connections) passes
+   * here. uWS room publishes to WebSockets do not; uWS enforces the same bound on them natively.
+   */
   attach(socket: Socket): void {
-    if (this.transport() === 'uws') return;
     const conn = socket.conn as unknown as { write: (...args: unknown[]) => unknown };
     const write = conn.write;
     const { boundBytes } = this.policy;
-    const metrics = this.metrics;
+    const cut = this.cut;
+    const over = (bytes: number) => this.shut(socket, bytes);
     conn.write = function guardedWrite(this: unknown, ...args: unknown[]) {
-      if (outboundBytes(socket) > boundBytes) {
-        metrics.slowConsumerDropped(1);
+      if (cut.has(conn)) return this;
+      const bytes = outboundBytes(socket);
+      if (bytes > boundBytes) {
+        over(bytes);
         return this;
       }
       return write.apply(this, args);
     };
   }
 
-  /** Counts what uWS skips: one drop per broadcast for each slow member of its rooms. */
-  onBroadcast(sids: Map<string, Set<string>>, rooms: Set<string>, except: Set<string>): void {
-    if (this.overSince.size === 0 || this.transport() !== 'uws') return;
-    let dropped = 0;
-    for (const id of this.overSince.keys()) {
-      if (except.has(id)) continue;
-      const joined = sids.get(id);
-      if (!joined) continue;
-      if (rooms.size === 0) dropped++;
-      else for (const r of rooms) if (joined.has(r)) {
-        dropped++;
-        break;
-      }
-    }
-    if (dropped > 0) this.metrics.slowConsumerDropped(dropped);
+  /**
+   * A connection went (its `disconnecting`): counts it when uWS closed it for backpressure. Those
+   * the guard closed were counted when it did.
+   */
+  closed(socket: Socket): void {
+    if (this.cut.has(socket.conn)) return;
+    const bytes = bufferedAtBackpressureClose(socket.conn.transport);
+    if (bytes === undefined) return;
+    this.metrics.slowConsumerDisconnected();
+    this.logger.info({ client: socket.id, bytes, reason: 'slow_consumer' }, 'closed a slow consumer');
   }
+
+  /**
+   * For senders that can wait (a history catch-up): resolves once `socket` has at most half the
+   * bound queued, or is gone; undefined when it has now. What one connection is sent alone then
+   * never closes it, however much it is: only what it is sent besides, while it does not read.
+   */
+  readonly pace = (socket: Socket): Promise<void> | undefined => {
+    const half = this.policy.boundBytes / 2;
+    const ready = () => !socket.connected || this.cut.has(socket.conn) || outboundBytes(socket) <= half;
+    if (ready()) return undefined;
+    return new Promise((resolve) => {
+      const check = () => (ready() ? resolve() : setTimeout(check, PACE_MS));
+      setTimeout(check, PACE_MS);
+    });
+  };
 
   /** Largest outbound buffer seen at the last check. */
   maxOutboundBytes(): number {
@@ -98,35 +130,32 @@ export class SlowConsumers {
   }
 
   private sweep(): void {
-    const now = Date.now();
     let max = 0;
-    for (const socket of this.io.of('/').sockets.values()) {
-      const bytes = outboundBytes(socket);
-      if (bytes > max) max = bytes;
-      if (bytes <= this.policy.boundBytes) {
-        this.overSince.delete(socket.id);
-        continue;
-      }
-      const since = this.overSince.get(socket.id);
-      if (since === undefined) this.overSince.set(socket.id, now);
-      else if (now - since >= this.policy.graceMs) this.cut(socket, bytes);
-    }
-    for (const id of this.overSince.keys()) if (!this.io.of('/').sockets.has(id)) this.overSince.delete(id);
+    for (const socket of this.io.of('/').sockets.values()) max = Math.max(max, outboundBytes(socket));
     this.maxSeen = max;
   }
 
-  private cut(socket: Socket, bytes: number): void {
-    this.overSince.delete(socket.id);
+  /**
+   * Closes a connection over the bound. The close runs after the delivery under way (a room
+   * broadcast iterating its members must not see them leave mid-way); until then nothing more is
+   * written to it. Its WebSocket is dropped at once rather than closed gracefully, which would wait
+   * for a queue that is not being read; a long-polling connection's transport is discarded.
+   */
+  private shut(socket: Socket, bytes: number): void {
+    const conn = socket.conn;
+    this.cut.add(conn);
     this.metrics.slowConsumerDisconnected();
-    this.logger.info({ client: socket.id, bytes, reason: 'slow_consumer' }, 'disconnecting a slow consumer');
-    const raw = (socket.conn as unknown as { transport?: { socket?: { terminate?: () => void; close?: () => void } } }).transport?.socket;
-    socket.disconnect(true);
-    // Its queue will never drain: free it now rather than after a graceful close that cannot finish.
-    try {
-      if (raw?.terminate) raw.terminate();
-      else raw?.close?.();
-    } catch {
-      // Already closed.
-    }
+    this.logger.info({ client: socket.id, bytes, reason: 'slow_consumer' }, 'closed a slow consumer');
+    queueMicrotask(() => {
+      const raw = (conn.transport as unknown as { socket?: RawSocket }).socket;
+      try {
+        if (conn.transport.name !== 'websocket' || !raw) conn.close(true);
+        else if (raw.terminate) raw.terminate();
+        else raw.close?.();
+      } catch (err) {
+        // Already closed by its client meanwhile.
+        this.logger.debug({ client: socket.id, err: (err as Error).message }, 'slow consumer was already closed');
+      }
+    });
   }
 }

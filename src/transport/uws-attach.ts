@@ -1,5 +1,5 @@
 import type { Server } from 'socket.io';
-import type { HttpRequest, HttpResponse, TemplatedApp, WebSocketBehavior } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, WebSocketBehavior } from 'uWebSockets.js';
 
 type HttpHandler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>;
 
@@ -16,6 +16,12 @@ type HttpHandler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>
  *   string inside the callback: no copy.
  * - **`Connection: close` is said** on answers after which uWS closes because the request asked
  *   it to (see `sayConnectionClose`).
+ * - **A WebSocket over `maxBackpressure` is closed, not skipped.** By default uWS silently leaves
+ *   such a subscriber out of topic publishes and keeps it connected: its client then misses
+ *   messages with no sign of it, and receives later ones, so neither its recovery offset nor its
+ *   last `meta.id` tells it what it lacks. `closeOnBackpressureLimit` makes uWS drop the send and
+ *   close the socket instead, before it writes anything more: the client has a gap-free prefix and
+ *   recovers the rest when it reconnects. Such closes are noted for the slow-consumer count.
  *
  * HTTP bodies need no copy: Engine.IO's uWS polling transport copies every chunk of a body in
  * several chunks, and decodes a body in one chunk to a string before its `onData` returns.
@@ -34,12 +40,24 @@ export function attachEngine(io: Server, app: TemplatedApp, engineOptions: objec
     };
   const own = app as unknown as Record<'ws' | 'any' | 'get', unknown>;
   own.ws = function (this: TemplatedApp, pattern: Parameters<TemplatedApp['ws']>[0], behavior: WebSocketBehavior<unknown>) {
-    const { message } = behavior;
-    if (!message) return ws.call(this, pattern, behavior);
+    const { message, close, maxBackpressure } = behavior;
     return ws.call(this, pattern, {
       ...behavior,
-      message: (socket, data, isBinary) => message(socket, isBinary ? data.slice(0) : data, isBinary),
-    });
+      ...(message ? { message: (socket, data, isBinary) => message(socket, isBinary ? data.slice(0) : data, isBinary) } : {}),
+      ...(maxBackpressure ? { closeOnBackpressureLimit: 1 } : {}),
+      ...(close && maxBackpressure
+        ? {
+            subscription: (socket, topic, newCount, oldCount) => {
+              if (newCount < oldCount) noteUnsubscribe(socket);
+              behavior.subscription?.(socket, topic, newCount, oldCount);
+            },
+            close: (socket, code, reason) => {
+              noteBackpressureClose(socket, maxBackpressure);
+              close(socket, code, reason);
+            },
+          }
+        : {}),
+    } satisfies WebSocketBehavior<unknown>);
   };
   own.any = http(any);
   own.get = http(get);
@@ -51,6 +69,43 @@ export function attachEngine(io: Server, app: TemplatedApp, engineOptions: objec
     delete own.any;
     delete own.get;
   }
+}
+
+/** Engine.IO transports whose uWS WebSocket closed with more than `maxBackpressure` queued, and how much. */
+const backpressureCloses = new WeakMap<object, number>();
+
+/**
+ * What a WebSocket had queued when uWS last took it out of a topic. uWS takes a closing socket out
+ * of all its topics right before its close handler, and there (unlike in the close handler) the
+ * socket can still be asked; the close handler then finds its own socket here.
+ */
+let lastUnsubscribed: { socket: WebSocket<unknown>; buffered: number } | undefined;
+
+function noteUnsubscribe(socket: WebSocket<unknown>): void {
+  try {
+    lastUnsubscribed = { socket, buffered: socket.getBufferedAmount() };
+  } catch {
+    lastUnsubscribed = undefined;
+  }
+}
+
+/**
+ * uWS closed this socket with its queue over the bound: with `closeOnBackpressureLimit` that is
+ * uWS refusing a send past `maxBackpressure`, the slow-consumer rule
+ * (src/realtime/slow-consumers.ts). uWS says nothing else about why (the code is 1006 as for a
+ * client that vanished), so the queue it held decides. Noted before Engine.IO's handler runs.
+ * A socket in no topic gets only direct writes, which herald's own guard closes and counts.
+ */
+function noteBackpressureClose(socket: WebSocket<unknown>, maxBackpressure: number): void {
+  const seen = lastUnsubscribed?.socket === socket ? lastUnsubscribed.buffered : 0;
+  lastUnsubscribed = undefined;
+  const transport = (socket.getUserData() as { transport?: object } | undefined)?.transport;
+  if (seen > maxBackpressure && transport) backpressureCloses.set(transport, seen);
+}
+
+/** Bytes queued when uWS closed this Engine.IO transport's WebSocket over `maxBackpressure`; undefined otherwise. */
+export function bufferedAtBackpressureClose(transport: object): number | undefined {
+  return backpressureCloses.get(transport);
 }
 
 /**

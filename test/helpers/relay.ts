@@ -7,6 +7,9 @@ export interface Relay {
   retarget(port: number): void;
   /** Resets every open connection on both sides (TCP RST), as a network drop would; returns how many. */
   resetAll(): number;
+  /** Stops reading what the server sends on every connection, open or new (a client that stops reading), until `release`. */
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -16,6 +19,8 @@ export async function startRelay(targetPort: number): Promise<Relay> {
     url: relay.url,
     retarget: (port) => relay.retarget([{ host: '127.0.0.1', port }]),
     resetAll: () => relay.dropAll(),
+    hold: () => relay.hold(),
+    release: () => relay.release(),
     close: () => relay.close(),
   };
 }

@@ -27,6 +27,13 @@ export const HISTORY_SETTINGS = [
     parse: integer(1, 30 * 24 * 3600, 600),
   }),
   setting({
+    env: 'HISTORY_NEW_ROOMS_PER_IP',
+    key: 'historyNewRoomsPerIp',
+    doc: 'New history rooms one client address may make herald create in Redis per minute (a stream of about 4.4 KB for a room without messages, kept for the room\'s TTL): a subscribe to a history room that has no stream yet takes one. Past it the subscribe gets `too_many_new_rooms`; rooms that have messages subscribe as before. Bounds the Redis memory one address (and so one connection) can make herald allocate: this × the TTL in minutes × 4.4 KB (4.4 MB at the defaults). 0: subscribes never create rooms, only publishes do.',
+    defaultText: '100',
+    parse: integer(0, 1_000_000, 100),
+  }),
+  setting({
     env: 'CONNECTION_RECOVERY_SECONDS',
     key: 'connectionRecoverySeconds',
     doc: 'Socket.IO connection state recovery: how long the session of a dropped connection is kept (in Redis when replicas share one, in memory on a single node) so that a plain socket.io-client reconnecting within it, to any replica, gets its socket id, rooms and every history-room message it missed back, with `socket.recovered === true`. 0 turns it off.',

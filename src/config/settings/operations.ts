@@ -5,16 +5,9 @@ export const OPERATIONS_SETTINGS = [
   setting({
     env: 'SLOW_CLIENT_MAX_BYTES',
     key: 'slowClientMaxBytes',
-    doc: 'Outbound bytes one connection may have queued (uWS `maxBackpressure`; Engine.IO + `ws` buffers on the node transport). Over it, messages to that client are dropped and counted (`herald_slow_consumer_drops_total`).',
+    doc: 'Outbound bytes one connection may have queued (uWS `maxBackpressure`; Engine.IO + `ws` buffers on the node transport and for long-polling). A connection whose queue passes it is closed at once (reason `slow_consumer` in the log, `herald_slow_consumer_disconnects_total`), never skipped: its client reconnects and recovers what it missed in history rooms.',
     defaultText: '1048576',
     parse: integer(16 * 1024, 1024 * 1024 * 1024, 1024 * 1024),
-  }),
-  setting({
-    env: 'SLOW_CLIENT_SECONDS',
-    key: 'slowClientSeconds',
-    doc: 'A client over `SLOW_CLIENT_MAX_BYTES` this long without a break is disconnected (reason `slow_consumer` in the log, `herald_slow_consumer_disconnects_total`).',
-    defaultText: '10',
-    parse: integer(1, 3600, 10),
   }),
   setting({
     env: 'METRICS_PORT',
