@@ -268,7 +268,16 @@ describe('connection recovery on a 3-master Redis Cluster, sharded pub/sub', () 
 
 describe('connection recovery: the bounds of a single node (memory store)', () => {
   let gw: Gateway;
-  const env = { PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'h:*', PUBLIC_ROOMS: 'h:*', JWT_SECRET: SECRET, ALLOW_ANONYMOUS: 'true', RECOVERY_JOURNAL_ROOM_ENTRIES: '10', RECOVERY_SESSIONS_PER_USER: '2' };
+  const env = {
+    PUBLISH_KEYS: KEY,
+    HISTORY_ROOMS: 'h:*',
+    PUBLIC_ROOMS: 'h:*',
+    JWT_SECRET: SECRET,
+    ALLOW_ANONYMOUS: 'true',
+    RECOVERY_JOURNAL_ROOM_ENTRIES: '10',
+    RECOVERY_JOURNAL_ENTRIES: '100',
+    RECOVERY_SESSIONS_PER_USER: '2',
+  };
   before(async () => {
     gw = await startGateway({ env });
   });
@@ -302,6 +311,23 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     await waitFor('far is back in the room', () => far.got.some((g) => g.data === 'after'));
     assert.deepEqual(far.got.map((g) => g.data), ['a', 'b', 'c', 'after'], 'nothing replayed from a position it cannot tell');
     for (const c of [watcher, near, far]) c.socket.close();
+  });
+
+  it("messages to rooms without members here are not journaled: they never push a waiting client's position out", async () => {
+    const watcher = await client(gw.url);
+    const away = await client(gw.url);
+    for (const c of [watcher, away]) assert.equal((await subscribe(c.socket, 'h:kept')).ok, true);
+    // k1 goes to each new member alone (the end of its catch-up); from k2 on, to the room.
+    await send('h:kept', ['k1', 'k2']);
+    await waitFor('k1 and k2', () => away.got.length === 2);
+    await drop(away.socket);
+    await send('h:kept', ['k3']);
+    // 150 deliveries into 15 rooms nobody here is in: journaled (10 per room), they would push k2 and k3 out (100 per replica).
+    await Promise.all(Array.from({ length: 15 }, (_, r) => send(`h:nobody-${r}`, Array.from({ length: 10 }, (_, i) => `n${i}`))));
+    assert.deepEqual(await reconnect(away.socket), { recovered: true });
+    await waitFor('k3, missed while away', () => away.got.some((g) => g.data === 'k3'));
+    assert.deepEqual(away.got.map((g) => g.data), ['k1', 'k2', 'k3']);
+    for (const c of [watcher, away]) c.socket.close();
   });
 
   it('keeps at most RECOVERY_SESSIONS_PER_USER sessions of one user: the oldest starts afresh', async () => {
