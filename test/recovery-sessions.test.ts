@@ -337,14 +337,23 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
       assert.equal((await subscribe(c.socket, 'h:ivy')).ok, true);
       three.push(c);
     }
-    for (const c of three) await drop(c.socket);
-    await waitFor('the oldest dropped', async () => /herald_session_recovery_total\{outcome="evicted"\} 1$/m.test(await metricsText(gw)));
+    // One after another: "oldest" is the order the replica saved them in.
+    for (const c of three) {
+      const saved = outcome(await metricsText(gw), 'saved');
+      await drop(c.socket);
+      await waitFor('the session saved', async () => outcome(await metricsText(gw), 'saved') > saved);
+    }
+    assert.equal(outcome(await metricsText(gw), 'evicted'), 1, 'the oldest dropped');
     assert.deepEqual(await reconnect(three[0]!.socket), { recovered: false });
     assert.deepEqual(await reconnect(three[1]!.socket), { recovered: true });
     assert.deepEqual(await reconnect(three[2]!.socket), { recovered: true });
     for (const c of three) c.socket.close();
   });
 });
+
+function outcome(metrics: string, name: string): number {
+  return Number(new RegExp(`^herald_session_recovery_total\\{outcome="${name}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+}
 
 async function metricsText(gw: Gateway): Promise<string> {
   return (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
