@@ -4,8 +4,8 @@
  * For each case (message size × rooms with or without a member × recovery on or off) it starts a
  * private redis-server and one herald replica (`dist/main.js`, or HERALD_MAIN to measure another
  * build) with `--expose-gc` and test/fixtures/heap-probe.cjs, publishes N messages (default 5000)
- * through the HTTP API spread over M history rooms (default 50), and reads the replica's heap
- * after a full GC before and after. With members, one client subscribed to every room receives
+ * through the HTTP API spread over M history rooms (default 50), and reads the replica's heap plus
+ * its array buffers (where the journal's typed arrays live) after a full GC, before and after. With members, one client subscribed to every room receives
  * every message before the heap is read. Prints a markdown table.
  *
  * N=…, M=… and SIZES=small,60k change the run; CASES=on,off picks recovery settings.
@@ -63,7 +63,8 @@ async function heap(r: Replica): Promise<number> {
   const seen = r.lines.length;
   r.child.kill('SIGUSR2');
   const line = await until('heap probe', () => r.lines.slice(seen).find((l) => l.msg === 'heap probe'));
-  return line.heapUsed as number;
+  // The journal's typed arrays live outside the V8 heap.
+  return (line.heapUsed as number) + (line.arrayBuffers as number);
 }
 
 async function run(size: string, members: boolean, recovery: string): Promise<string> {
@@ -126,7 +127,7 @@ for (const size of sizes) {
     }
   }
 }
-console.log(`Heap after GC of one replica (${MAIN.includes('/tmp/') ? MAIN : 'dist/main.js'}), ${N} publishes over ${M} history rooms (size=10), Node ${process.version}\n`);
-console.log('| Message | Rooms | Member in each | Recovery | Publishes | Heap before (MB) | Heap after (MB) | Bytes kept per publish | Seconds |');
+console.log(`Heap + array buffers after GC of one replica (${MAIN.includes('/tmp/') ? MAIN : 'dist/main.js'}), ${N} publishes over ${M} history rooms (size=10), Node ${process.version}\n`);
+console.log('| Message | Rooms | Member in each | Recovery | Publishes | Before (MB) | After (MB) | Bytes kept per publish | Seconds |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const r of rows) console.log(r);

@@ -47,12 +47,12 @@ export function createControl(deps: {
       if (command.kind !== 'list') metrics.controlApplied(command.kind, report.count);
       // Sessions of connections that dropped just before the command are written before this
       // replica reports, so the second run over the waiting sessions finds them (see ClusterCommands).
-      const change = recovery && waitingChange(command);
-      if (change) await recovery!.settle(change.match, config.controlTimeoutMs);
+      const change = recovery ? waitingChange(command) : undefined;
+      if (recovery && change) await recovery.settle(change.match, config.controlTimeoutMs);
       return report;
     },
     logger,
-    recovery && applyToWaiting(recovery, deps.history),
+    recovery && applyToWaiting(recovery, deps.history, logger),
   );
   if (config.controlKeys.length === 0) {
     logger.warn(config.production ? 'CONTROL_KEYS is not set: the control API is off' : 'CONTROL_KEYS is not set: the control API accepts loopback callers only');

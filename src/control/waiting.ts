@@ -1,5 +1,6 @@
 import { userRoom } from '../auth/identity.js';
 import type { HistoryRooms } from '../realtime/history-rooms.js';
+import type { Logger } from '../observability/logger.js';
 import type { MessageId } from '../protocol/events.js';
 import type { Recovery } from '../recovery/recovery.js';
 import type { Amend, StoredSession, WaitingKey } from '../recovery/store.js';
@@ -81,15 +82,22 @@ function matcher(key: WaitingKey): (s: StoredSession) => boolean {
  * this once before the command goes to the replicas and once after they reported: see
  * `ClusterCommands`); adds the hash of each session changed to `changed`.
  */
-export function applyToWaiting(recovery: Recovery, history: HistoryRooms | undefined) {
+export function applyToWaiting(recovery: Recovery, history: HistoryRooms | undefined, logger: Logger) {
   // Both runs of one subscribe start the room where it was when the command ran.
   const positions = new WeakMap<Command, Promise<MessageId | undefined>>();
   const positionFor = (command: Command): Promise<MessageId | undefined> => {
-    const policy = command.kind === 'subscribe' ? history?.policyFor(command.room) : undefined;
-    if (!policy || command.kind !== 'subscribe') return Promise.resolve(undefined);
+    const policy = history && command.kind === 'subscribe' ? history.policyFor(command.room) : undefined;
+    if (!history || !policy || command.kind !== 'subscribe') return Promise.resolve(undefined);
     let p = positions.get(command);
     // Unreadable: the room is restored without history (see `waitingChange`).
-    if (!p) positions.set(command, (p = history!.backend.position(command.room, policy).catch(() => undefined)));
+    if (!p) {
+      const room = command.room;
+      p = history.backend.position(room, policy).catch((err: Error) => {
+        logger.warn({ room, err: err.message }, 'history unreachable: waiting sessions get the room without its messages since the subscribe');
+        return undefined;
+      });
+      positions.set(command, p);
+    }
     return p;
   };
   return async (command: Command, changed: Set<string>): Promise<void> => {

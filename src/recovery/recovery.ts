@@ -205,8 +205,10 @@ export class Recovery implements AdapterRecovery {
       Object.entries(stored.history).map(async ([room, track]) => {
         try {
           history[room] = (await positionOf(track, seq, (after, upTo) => this.deps.store.shared(stored.epoch, room, after, upTo))) ?? null;
-        } catch {
+        } catch (err) {
+          // Joined at the room's current position; the restore reports recovered: false.
           history[room] = null;
+          if (this.failureLog.due()) this.deps.logger.warn({ room, err: (err as Error).message }, 'could not read the recovery journal; the room is restored at its current position');
         }
       }),
     );

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { MessageId } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
-import { idParts } from './ring.js';
-import { lastShared } from './ring.js';
+import { idParts, lastShared } from './ring.js';
 import type { Journal, Track } from './journal.js';
 
 /** A disconnected connection as it is kept for recovery. Never holds the private session id. */
