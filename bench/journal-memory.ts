@@ -26,6 +26,12 @@ const sizes = (process.env.SIZES ?? 'small,60k').split(',');
 const recoveryCases = (process.env.CASES ?? 'off,on').split(',');
 const CONCURRENCY = 8;
 
+/** Replicas still running: whatever happens to this script, they go with it. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 interface Replica {
   url: string;
   child: ChildProcess;
@@ -45,8 +51,14 @@ async function startReplica(env: Record<string, string>): Promise<Replica> {
       // not a log line
     }
   });
-  const port = await until('listening', () => lines.find((l) => l.msg === 'listening')?.port as number | undefined, 20_000);
-  return { url: `http://127.0.0.1:${port}`, child, lines };
+  children.add(child);
+  try {
+    const port = await until('listening', () => lines.find((l) => l.msg === 'listening')?.port as number | undefined, 20_000);
+    return { url: `http://127.0.0.1:${port}`, child, lines };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
 }
 
 async function until<T>(what: string, check: () => T | undefined, timeoutMs = 120_000): Promise<T> {
@@ -69,24 +81,27 @@ async function heap(r: Replica): Promise<number> {
 
 async function run(size: string, members: boolean, recovery: string): Promise<string> {
   const redis = await startRedis();
-  const replica = await startReplica({
-    REDIS_URL: redis.url,
-    PUBLISH_KEYS: KEY,
-    HISTORY_ROOMS: 'h:* size=10',
-    PUBLIC_ROOMS: 'h:*',
-    ALLOW_ANONYMOUS: 'true',
-    MAX_SUBSCRIPTIONS: String(Math.max(100, M)),
-    CONNECTION_RECOVERY_SECONDS: recovery === 'off' ? '0' : '120',
-  });
-  const client = members ? connect(replica.url, { transports: ['websocket'], forceNew: true }) : undefined;
+  let replica: Replica | undefined;
+  let client: ReturnType<typeof connect> | undefined;
   let received = 0;
   try {
-    if (client) {
-      client.onAny(() => received++);
-      await new Promise<void>((r) => client.once('connect', () => r()));
+    replica = await startReplica({
+      REDIS_URL: redis.url,
+      PUBLISH_KEYS: KEY,
+      HISTORY_ROOMS: 'h:* size=10',
+      PUBLIC_ROOMS: 'h:*',
+      ALLOW_ANONYMOUS: 'true',
+      MAX_SUBSCRIPTIONS: String(Math.max(100, M)),
+      CONNECTION_RECOVERY_SECONDS: recovery === 'off' ? '0' : '120',
+    });
+    const url = replica.url;
+    if (members) {
+      const member = (client = connect(url, { transports: ['websocket'], forceNew: true }));
+      member.onAny(() => received++);
+      await new Promise<void>((r) => member.once('connect', () => r()));
       await until('hello', () => (received > 0 ? true : undefined));
       received = 0;
-      for (let i = 0; i < M; i++) await client.emitWithAck('subscribe', `h:r${i}`);
+      for (let i = 0; i < M; i++) await member.emitWithAck('subscribe', `h:r${i}`);
     }
     const before = await heap(replica);
     const body = JSON.stringify({ event: 'm', data: 'x'.repeat(SIZES[size]!) });
@@ -95,7 +110,7 @@ async function run(size: string, members: boolean, recovery: string): Promise<st
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async () => {
         for (let i = next++; i < N; i = next++) {
-          const res = await fetch(`${replica.url}/v1/publish`, {
+          const res = await fetch(`${url}/v1/publish`, {
             method: 'POST',
             headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
             body: `{"room":"h:r${i % M}",${body.slice(1)}`,
@@ -112,7 +127,8 @@ async function run(size: string, members: boolean, recovery: string): Promise<st
     return `| ${size} | ${M} | ${members ? 'yes' : 'no'} | ${recovery} | ${N} | ${mb(before)} | ${mb(after)} | ${(((after - before) / N) | 0).toLocaleString('en')} | ${seconds.toFixed(1)} |`;
   } finally {
     client?.close();
-    replica.child.kill('SIGKILL');
+    replica?.child.kill('SIGKILL');
+    if (replica) children.delete(replica.child);
     await redis.stop();
   }
 }
