@@ -82,6 +82,8 @@ export const HERALD_ENV = {
   STATUS_PAGE: 'false',
   CONNECT_RATE_PER_IP: '100000',
   CONNECT_BURST_PER_IP: '100000',
+  // Every bench client comes from 127.0.0.1; the jitter scenario restores ~100 sessions a second.
+  RECOVERY_RESTORES_PER_IP: '1000000',
   // The bench measures fan-out, not the slow-consumer policy: keep it out of the way.
   SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
 };

@@ -12,7 +12,8 @@ import { clientAddress, clientIp } from './limits/client-ip.js';
 import type { HeraldAdapterDeps, LocalDelivery } from './cluster/adapter.js';
 import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
-import { createMemorySessionStore, createRedisSessionStore } from './recovery/store.js';
+import { createMemorySessionStore } from './recovery/store.js';
+import { createRedisSessionStore } from './recovery/redis-store.js';
 import { grantedRooms } from './realtime/join.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
@@ -91,14 +92,17 @@ function createPresence(config: Config, io: Server, bus: Bus, heartbeat: Heartbe
 /** Connection state recovery (CONNECTION_RECOVERY_SECONDS), its sessions where the bus keeps its state. */
 function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, isHistoryRoom: (room: string) => boolean): Recovery | undefined {
   if (config.connectionRecoverySeconds === 0) return undefined;
-  const journal = new Journal();
-  const store = bus.redis ? createRedisSessionStore(bus.redis.pub, config.redisKeyPrefix) : createMemorySessionStore(journal);
+  const journal = new Journal({ roomEntries: config.recoveryJournalRoomEntries, entries: config.recoveryJournalEntries, socketSends: config.recoverySocketSends });
+  const perUser = config.recoverySessionsPerUser;
+  const store = bus.redis
+    ? createRedisSessionStore(bus.redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries)
+    : createMemorySessionStore(journal, perUser);
   return new Recovery({
     store,
     journal,
     windowMs: config.connectionRecoverySeconds * 1000,
     isHistoryRoom,
-    userOf: (socket) => identityOf(socket).userId ?? null,
+    identityOf,
     grantedOf: (socket) => [...grantedRooms(socket)],
     inUse: (room) => io.of('/').adapter.rooms.has(room),
     logger,
@@ -144,7 +148,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const recovery = createRecovery(config, io, bus, logger, metrics, (room) => history?.policyFor(room) !== undefined);
   const adapterDeps: HeraldAdapterDeps = { delivery, recovery };
   bus.install(io, adapterDeps);
-  const connects = new ConnectGuard(metrics, logger);
+  const connects = new ConnectGuard(metrics, logger, { restoresPerMinute: config.recoveryRestoresPerIp, trustProxy: config.trustProxy });
   if (config.adminUiUsername && config.adminUiPasswordHash) {
     // herald's login (rate-limited, bcrypt off the event loop) instead of admin-ui's basic auth.
     installAdminLogin(io.of(ADMIN_NAMESPACE), {
@@ -162,7 +166,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   history = createHistory(config, io, bus, logger, metrics, recovery?.journal, slow);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history);
-  const control = createControl({ config, io, bus, history, metrics, logger });
+  const control = createControl({ config, io, bus, history, recovery, metrics, logger });
   const proxies = createProxies(config, metrics, logger);
   const sessions = new Sessions(io, {
     connectProxy: proxies.connect,

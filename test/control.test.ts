@@ -132,7 +132,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
       // The token names no team room: the client itself may not subscribe.
       assert.equal(((await onA.subscribe('team:ops')) as any).error.code, 'forbidden');
       const subscribed = await control(b, '/v1/subscribe', { user: 'sam', room: 'team:ops' });
-      assert.deepEqual(subscribed, { status: 200, body: { subscribed: 2, replicas: { answered: 2, expected: 2 } } });
+      assert.deepEqual(subscribed, { status: 200, body: { subscribed: 2, waiting: 0, replicas: { answered: 2, expected: 2 } } });
       const sent = await publish(a.url, { room: 'team:ops', event: 'm', data: 1 }, PUBLISH_KEY);
       for (const c of [onA, onB]) assert.equal((await c.waitFor('team:ops message', (r) => r.event === 'm')).meta.id, sent.body.id);
       // Presence counts server-side subscriptions like any other.
@@ -145,7 +145,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
       for (const c of listed) assert.deepEqual([...c.rooms].sort(), ['team:ops', 'user:sam']);
 
       const unsubscribed = await control(a, '/v1/unsubscribe', { user: 'sam', room: 'team:ops' });
-      assert.deepEqual(unsubscribed, { status: 200, body: { unsubscribed: 2, replicas: { answered: 2, expected: 2 } } });
+      assert.deepEqual(unsubscribed, { status: 200, body: { unsubscribed: 2, waiting: 0, replicas: { answered: 2, expected: 2 } } });
       await publish(a.url, { room: 'team:ops', event: 'm', data: 2 }, PUBLISH_KEY);
       // Same publisher, same replica: the marker to the user room arrives after anything published before it.
       await publish(a.url, { room: 'user:sam', event: 'marker', data: null }, PUBLISH_KEY);
@@ -162,7 +162,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
       const [onA, onB] = await onBoth('hana');
       await publish(a.url, { room: 'hist:feed', event: 'h', data: 'before' }, PUBLISH_KEY);
       const answer = await control(a, '/v1/subscribe', { client: onB.socket.id, room: 'hist:feed' });
-      assert.deepEqual(answer.body, { subscribed: 1, replicas: { answered: 2, expected: 2 } });
+      assert.deepEqual(answer.body, { subscribed: 1, waiting: 0, replicas: { answered: 2, expected: 2 } });
       const sent = await publish(b.url, { room: 'hist:feed', event: 'h', data: 'after' }, PUBLISH_KEY);
       const got = await onB.waitFor('history message', (r) => r.event === 'h');
       assert.equal(got.data, 'after');
@@ -176,7 +176,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
     it('disconnects every connection of a user on every replica, or one connection by id', async () => {
       const [onA, onB] = await onBoth('dan');
       const answer = await control(a, '/v1/disconnect', { user: 'dan', reason: 'banned for spam' });
-      assert.deepEqual(answer, { status: 200, body: { disconnected: 2, replicas: { answered: 2, expected: 2 } } });
+      assert.deepEqual(answer, { status: 200, body: { disconnected: 2, waiting: 0, replicas: { answered: 2, expected: 2 } } });
       for (const c of [onA, onB]) {
         const { notice, reason } = await kicked(c);
         assert.equal(notice.code, 'disconnected');
@@ -184,7 +184,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
         assert.equal(reason, 'io server disconnect');
       }
       const [stays, goes] = await onBoth('dora');
-      assert.deepEqual((await control(a, '/v1/disconnect', { client: goes.socket.id })).body, { disconnected: 1, replicas: { answered: 2, expected: 2 } });
+      assert.deepEqual((await control(a, '/v1/disconnect', { client: goes.socket.id })).body, { disconnected: 1, waiting: 0, replicas: { answered: 2, expected: 2 } });
       assert.equal((await kicked(goes)).notice.code, 'disconnected');
       assert.equal((await call(b, 'GET', '/v1/users/dora')).body.connections.map((c: any) => c.client).join(), stays.socket.id);
       assert.equal((await control(b, '/v1/disconnect', { user: 'nobody' })).body.disconnected, 0);
@@ -200,7 +200,7 @@ function controlSuite(name: string, start: () => Promise<{ env: Record<string, s
       } finally {
         b.signal('SIGCONT');
       }
-      assert.deepEqual(answer.body, { disconnected: 1, replicas: { answered: 1, expected: 2 } });
+      assert.deepEqual(answer.body, { disconnected: 1, waiting: 0, replicas: { answered: 1, expected: 2 } });
       assert.equal((await kicked(onA)).notice.code, 'disconnected');
       // b reads the command when it runs again; its report comes too late to count.
       assert.equal((await kicked(onB)).notice.code, 'disconnected');
@@ -402,7 +402,7 @@ describe('control API: a single node without Redis', () => {
     const old = await token('solo', { iat: nowSeconds() - 60 });
     const c = await connectAs(gw.url, old);
     clients.push(c);
-    assert.deepEqual((await control(gw, '/v1/subscribe', { user: 'solo', room: 'team:x' })).body, { subscribed: 1, replicas: { answered: 1, expected: 1 } });
+    assert.deepEqual((await control(gw, '/v1/subscribe', { user: 'solo', room: 'team:x' })).body, { subscribed: 1, waiting: 0, replicas: { answered: 1, expected: 1 } });
     const answer = await control(gw, '/v1/revoke', { user: 'solo' });
     assert.equal(answer.body.disconnected, 1);
     assert.equal((await kicked(c)).notice.code, 'token_revoked');

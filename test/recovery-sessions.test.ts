@@ -8,6 +8,8 @@ import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRedisCluster, type RedisCluster } from './helpers/redis-cluster.js';
 import { startRelay, type Relay } from './helpers/relay.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
+import { rawSocket } from './helpers/raw.js';
+import { sessionKey } from '../src/recovery/store.js';
 
 const KEY = 'recovery-sessions-key-0123456789';
 const SECRET = 'recovery-sessions-jwt-secret-0123456789';
@@ -106,9 +108,10 @@ describe('connection recovery: sessions', () => {
     for (const s of [c, reuse, forged]) s.socket.close();
   });
 
-  it("another user's token cannot restore a session; the owner's expired token is refused", async () => {
+  it("another user's token cannot restore a session, nor use it up: its owner restores it after; the owner's expired token is refused", async () => {
     const alice = await client(gateways[0]!.url, { token: await token('alice') });
-    assert.equal((await subscribe(alice.socket, 'team:7')).ok, true);
+    assert.equal((await subscribe(alice.socket, 'h:7')).ok, true);
+    const sid = alice.socket.id;
     await drop(alice.socket);
     const pid = (alice.socket as unknown as { _pid: string })._pid;
     const offset = (alice.socket as unknown as { _lastOffset: string })._lastOffset;
@@ -116,6 +119,8 @@ describe('connection recovery: sessions', () => {
     const [err] = await onceWithin<[Error & { data?: { code: string } }]>(mallory, 'connect_error', 'refusal');
     assert.equal(err.data?.code, 'forbidden');
     mallory.close();
+    assert.deepEqual(await reconnect(alice.socket), { recovered: true }, 'the refused restore left the session to alice');
+    assert.equal(alice.socket.id, sid);
 
     const bob = await client(gateways[0]!.url, { token: await token('bob', 2) });
     assert.equal((await subscribe(bob.socket, 'team:8')).ok, true);
@@ -126,13 +131,33 @@ describe('connection recovery: sessions', () => {
     bob.socket.close();
   });
 
+  it('of two restores of one session at once, one gets it and the other a fresh socket', async () => {
+    const owner = await client(gateways[0]!.url, { token: await token('carol') });
+    assert.equal((await subscribe(owner.socket, 'h:9')).ok, true);
+    const sid = owner.socket.id;
+    await drop(owner.socket);
+    const pid = (owner.socket as unknown as { _pid: string })._pid;
+    const offset = (owner.socket as unknown as { _lastOffset: string })._lastOffset;
+    const auth = JSON.stringify({ token: await token('carol'), pid, offset });
+    const raws = await Promise.all(gateways.map((g) => rawSocket(g.url)));
+    for (const raw of raws) raw.send(`40${auth}`);
+    const answers = await Promise.all(raws.map((raw) => raw.next((f) => f.startsWith('40') || f.startsWith('44'))));
+    for (const raw of raws) raw.close();
+    const sessions = answers.map((a) => JSON.parse(a!.slice(2)) as { sid: string; pid: string });
+    assert.equal(sessions.filter((x) => x.sid === sid && x.pid === pid).length, 1, `one restore gets the session whole: ${answers.join(' | ')}`);
+    assert.equal(new Set(sessions.map((x) => x.sid)).size, 2, 'the other has a socket id of its own');
+    owner.socket.close();
+  });
+
   it('a session whose window passed is not recovered', async () => {
     const short = await startGateway({ env: { ...base, REDIS_URL: redis.url, CONNECTION_RECOVERY_SECONDS: '1' } });
     try {
       const c = await client(short.url);
       assert.equal((await subscribe(c.socket, 'h:3')).ok, true);
       await drop(c.socket);
-      await waitFor('the saved session to expire in Redis', async () => (await sessionKeys(redis)) === 0, 5000);
+      const pid = (c.socket as unknown as { _pid: string })._pid;
+      await waitFor('the saved session to be written', async () => (await sessionKeys(redis, pid)) === 1, 5000);
+      await waitFor('the saved session to expire in Redis', async () => (await sessionKeys(redis, pid)) === 0, 5000);
       assert.deepEqual(await reconnect(c.socket), { recovered: false });
       c.socket.close();
     } finally {
@@ -178,12 +203,13 @@ function expired(socket: Socket): boolean {
   return Date.now() >= exp * 1000;
 }
 
-async function sessionKeys(redis: RedisProcess): Promise<number> {
+/** Whether the session of `pid` is in Redis (1) or not (0). */
+async function sessionKeys(redis: RedisProcess, pid: string): Promise<number> {
   const { Redis } = await import('ioredis');
   const r = new Redis(redis.url, { lazyConnect: true });
   try {
     await r.connect();
-    return (await r.keys('*-session:*')).length;
+    return await r.exists(`socket.io-session:{${sessionKey(pid)}}`);
   } finally {
     r.disconnect();
   }
@@ -239,3 +265,96 @@ describe('connection recovery on a 3-master Redis Cluster, sharded pub/sub', () 
     c.socket.close();
   });
 });
+
+describe('connection recovery: the bounds of a single node (memory store)', () => {
+  let gw: Gateway;
+  const env = {
+    PUBLISH_KEYS: KEY,
+    HISTORY_ROOMS: 'h:*',
+    PUBLIC_ROOMS: 'h:*',
+    JWT_SECRET: SECRET,
+    ALLOW_ANONYMOUS: 'true',
+    RECOVERY_JOURNAL_ROOM_ENTRIES: '10',
+    RECOVERY_JOURNAL_ENTRIES: '100',
+    RECOVERY_SESSIONS_PER_USER: '2',
+  };
+  before(async () => {
+    gw = await startGateway({ env });
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  const send = async (room: string, data: string[]) => {
+    for (const d of data) assert.equal((await publish(gw.url, { room, event: 'm', data: d }, KEY)).status, 200);
+  };
+
+  it('a client whose position the journal still holds gets what it missed; one whose position was dropped gets its room back with recovered: false', async () => {
+    const watcher = await client(gw.url);
+    assert.equal((await subscribe(watcher.socket, 'h:f')).ok, true);
+    const near = await client(gw.url);
+    const far = await client(gw.url);
+    for (const c of [near, far]) assert.equal((await subscribe(c.socket, 'h:f')).ok, true);
+    await send('h:f', ['a', 'b', 'c']);
+    await waitFor('the first three', () => near.got.length === 3 && far.got.length === 3);
+    await drop(far.socket);
+    // Twelve live deliveries while far is away: its last one leaves the journal (10 per room).
+    await send('h:f', Array.from({ length: 12 }, (_, i) => `x${i}`));
+    await waitFor('the watcher has them', () => watcher.got.length === 15);
+    await drop(near.socket);
+    await send('h:f', ['y', 'z']);
+    assert.deepEqual(await reconnect(near.socket), { recovered: true });
+    await waitFor('near gets what it missed', () => near.got.length === 17);
+    assert.deepEqual(near.got.slice(15).map((g) => g.data), ['y', 'z']);
+    assert.deepEqual(await reconnect(far.socket), { recovered: false });
+    await send('h:f', ['after']);
+    await waitFor('far is back in the room', () => far.got.some((g) => g.data === 'after'));
+    assert.deepEqual(far.got.map((g) => g.data), ['a', 'b', 'c', 'after'], 'nothing replayed from a position it cannot tell');
+    for (const c of [watcher, near, far]) c.socket.close();
+  });
+
+  it("messages to rooms without members here are not journaled: they never push a waiting client's position out", async () => {
+    const watcher = await client(gw.url);
+    const away = await client(gw.url);
+    for (const c of [watcher, away]) assert.equal((await subscribe(c.socket, 'h:kept')).ok, true);
+    // k1 goes to each new member alone (the end of its catch-up); from k2 on, to the room.
+    await send('h:kept', ['k1', 'k2']);
+    await waitFor('k1 and k2', () => away.got.length === 2);
+    await drop(away.socket);
+    await send('h:kept', ['k3']);
+    // 150 deliveries into 15 rooms nobody here is in: journaled (10 per room), they would push k2 and k3 out (100 per replica).
+    await Promise.all(Array.from({ length: 15 }, (_, r) => send(`h:nobody-${r}`, Array.from({ length: 10 }, (_, i) => `n${i}`))));
+    assert.deepEqual(await reconnect(away.socket), { recovered: true });
+    await waitFor('k3, missed while away', () => away.got.some((g) => g.data === 'k3'));
+    assert.deepEqual(away.got.map((g) => g.data), ['k1', 'k2', 'k3']);
+    for (const c of [watcher, away]) c.socket.close();
+  });
+
+  it('keeps at most RECOVERY_SESSIONS_PER_USER sessions of one user: the oldest starts afresh', async () => {
+    const three = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await client(gw.url, { token: await token('ivy') });
+      assert.equal((await subscribe(c.socket, 'h:ivy')).ok, true);
+      three.push(c);
+    }
+    // One after another: "oldest" is the order the replica saved them in.
+    for (const c of three) {
+      const saved = outcome(await metricsText(gw), 'saved');
+      await drop(c.socket);
+      await waitFor('the session saved', async () => outcome(await metricsText(gw), 'saved') > saved);
+    }
+    assert.equal(outcome(await metricsText(gw), 'evicted'), 1, 'the oldest dropped');
+    assert.deepEqual(await reconnect(three[0]!.socket), { recovered: false });
+    assert.deepEqual(await reconnect(three[1]!.socket), { recovered: true });
+    assert.deepEqual(await reconnect(three[2]!.socket), { recovered: true });
+    for (const c of three) c.socket.close();
+  });
+});
+
+function outcome(metrics: string, name: string): number {
+  return Number(new RegExp(`^herald_session_recovery_total\\{outcome="${name}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+}
+
+async function metricsText(gw: Gateway): Promise<string> {
+  return (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+}

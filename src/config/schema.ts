@@ -1,5 +1,6 @@
 import { CORE_SETTINGS } from './settings/core.js';
 import { HISTORY_SETTINGS } from './settings/history.js';
+import { RECOVERY_SETTINGS } from './settings/recovery.js';
 import { AUTH_SETTINGS } from './settings/auth.js';
 import { PRESENCE_SETTINGS } from './settings/presence.js';
 import { LIMITS_SETTINGS } from './settings/limits.js';
@@ -13,6 +14,7 @@ export * from './types.js';
 export const SETTINGS = [
   ...CORE_SETTINGS,
   ...HISTORY_SETTINGS,
+  ...RECOVERY_SETTINGS,
   ...AUTH_SETTINGS,
   ...PRESENCE_SETTINGS,
   ...LIMITS_SETTINGS,

@@ -52,6 +52,16 @@ export interface Config {
   readonly controlTimeoutMs: number;
   /** Seconds a dropped connection's session can be recovered (0: off). @default 120 */
   readonly connectionRecoverySeconds: number;
+  /** Recovery journal: live deliveries remembered per history room. @default 20000 */
+  readonly recoveryJournalRoomEntries: number;
+  /** Recovery journal: live deliveries remembered per replica, all rooms together. @default 1000000 */
+  readonly recoveryJournalEntries: number;
+  /** Recovery journal: messages sent to one connection alone, remembered across its rooms. @default 256 */
+  readonly recoverySocketSends: number;
+  /** Session restores one client address may start per minute. @default 600 */
+  readonly recoveryRestoresPerIp: number;
+  /** Saved sessions waiting at once per user or per token jti. @default 100 */
+  readonly recoverySessionsPerUser: number;
   /** Seconds a revocation is kept (user: after its issuedBefore; jti without expiresAt: after it was made). @default 86400 */
   readonly revocationTtlSeconds: number;
   /** Largest publish body in bytes. @default 65536 */

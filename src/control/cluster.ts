@@ -14,7 +14,12 @@ export interface Outcome {
   reports: Report[];
   /** Replicas Redis counted as listening when the command was sent, this one included. */
   expected: number;
+  /** Sessions waiting for their client (connection recovery) that the command changed or dropped, each counted once. */
+  waiting: number;
 }
+
+/** Applies a command to the sessions waiting for their client; adds each one it changed to `changed` (see waiting.ts). */
+export type WaitingApply = (command: Command, changed: Set<string>) => Promise<void>;
 
 interface Pending {
   readonly reports: Report[];
@@ -35,6 +40,13 @@ interface Pending {
  *
  * Delivery is Redis pub/sub's: at most once. A replica whose subscriber connection is down while
  * a command is sent never sees it (revocations still reach it: its verifier reads the store).
+ *
+ * Sessions waiting for their client (connection recovery) are in one store for all replicas, so
+ * only the replica the command was sent to applies it there (`waiting`), counting each session
+ * once: before sending the command, and again once every replica has reported. Each replica
+ * reports only after the saves it had under way for the target are written, so a session whose
+ * connection dropped while the command travelled is found by the second run; a session taken
+ * back before the first is an open connection by the time the command reaches its replica.
  */
 export class ClusterCommands {
   private readonly pending = new Map<string, Pending>();
@@ -44,6 +56,7 @@ export class ClusterCommands {
     private readonly deadlineMs: number,
     private readonly applyHere: (command: Command) => Promise<Report>,
     private readonly logger: Logger,
+    private readonly waiting?: WaitingApply,
   ) {
     io.on(COMMAND_EVENT, (raw: unknown) => void this.received(raw));
     io.on(REPORT_EVENT, (raw: unknown) => this.reported(raw));
@@ -52,6 +65,8 @@ export class ClusterCommands {
   /** Rejects with `unavailable`, having done nothing, when Redis cannot say how many replicas there are. */
   async run(command: Command): Promise<Outcome> {
     const expected = await this.serverCount();
+    const changed = new Set<string>();
+    await this.applyToWaiting(command, changed, 'Redis is unreachable, so the command could not reach the sessions waiting for their clients; nothing was done. Retry.');
     const reports: Report[] = [];
     const others = expected - 1;
     let collected: Promise<void> = Promise.resolve();
@@ -71,7 +86,16 @@ export class ClusterCommands {
     }
     const here = await this.applyHere(command);
     await collected;
-    return { reports: [here, ...reports], expected };
+    await this.applyToWaiting(command, changed, 'The command reached the open connections, but Redis became unreachable before it reached every session waiting for its client. Retry: commands are idempotent.');
+    return { reports: [here, ...reports], expected, waiting: changed.size };
+  }
+
+  private async applyToWaiting(command: Command, changed: Set<string>, failure: string): Promise<void> {
+    try {
+      await this.waiting?.(command, changed);
+    } catch (err) {
+      throw new HeraldError('unavailable', failure, { cause: err });
+    }
   }
 
   private async serverCount(): Promise<number> {

@@ -23,8 +23,9 @@ function replicasOf(outcome: Outcome): { answered: number; expected: number } {
   return { answered: outcome.reports.length, expected: Math.max(outcome.expected, outcome.reports.length) };
 }
 
+/** Open connections the replicas acted on, and the waiting sessions (connection recovery) the command changed. */
 function sum(outcome: Outcome): number {
-  return outcome.reports.reduce((n, r) => n + r.count, 0);
+  return outcome.reports.reduce((n, r) => n + r.count, outcome.waiting);
 }
 
 function jsonBody(req: HttpRequest): unknown {
@@ -56,7 +57,7 @@ export function controlRoutes(deps: ControlRouteDeps): Route[] {
     }
     const replicas = replicasOf(outcome);
     metrics.controlCommand(command.kind, replicas.answered < replicas.expected ? 'partial' : 'complete');
-    logger.info({ command: command.kind, ...fields, connections: sum(outcome), replicas, ms: Date.now() - started }, 'control command');
+    logger.info({ command: command.kind, ...fields, connections: sum(outcome) - outcome.waiting, waiting: outcome.waiting, replicas, ms: Date.now() - started }, 'control command');
     return outcome;
   }
 
@@ -75,14 +76,14 @@ export function controlRoutes(deps: ControlRouteDeps): Route[] {
       const command = parseDisconnect(body);
       scope.assertUnlimited();
       const outcome = await run(command, { ...command.target });
-      return { disconnected: sum(outcome), replicas: replicasOf(outcome) };
+      return { disconnected: sum(outcome), waiting: outcome.waiting, replicas: replicasOf(outcome) };
     }),
     ...(['subscribe', 'unsubscribe'] as const).map((kind) =>
       post(`/v1/${kind}`, async (body, scope) => {
         const command = parseMembership(kind, body);
         scope.assertRoom(command.room);
         const outcome = await run(command, { ...command.target, room: command.room });
-        return { [`${kind}d`]: sum(outcome), replicas: replicasOf(outcome) };
+        return { [`${kind}d`]: sum(outcome), waiting: outcome.waiting, replicas: replicasOf(outcome) };
       }),
     ),
     post('/v1/revoke', async (body, scope) => {
@@ -99,7 +100,7 @@ export function controlRoutes(deps: ControlRouteDeps): Route[] {
       const outcome = await run(command, { ...target, keepUntil: command.keepUntil }).catch((err: unknown) => {
         throw new HeraldError('unavailable', 'The revocation is kept: handshakes and refreshes with these tokens are refused. Redis did not say which replicas to tell, so connections holding them may still be open; retry to close them.', { cause: err });
       });
-      return { revoked: { ...target, keepUntil: command.keepUntil }, disconnected: sum(outcome), replicas: replicasOf(outcome) };
+      return { revoked: { ...target, keepUntil: command.keepUntil }, disconnected: sum(outcome), waiting: outcome.waiting, replicas: replicasOf(outcome) };
     }),
     {
       method: 'GET',

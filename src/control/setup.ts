@@ -11,6 +11,8 @@ import { ClusterCommands } from './cluster.js';
 import { createControlAuthorizer } from './keys.js';
 import { applyLocally } from './local.js';
 import { controlRoutes } from './routes.js';
+import type { Recovery } from '../recovery/recovery.js';
+import { applyToWaiting, waitingChange } from './waiting.js';
 
 export interface Control {
   /** `verifier` refusing revoked tokens (undefined stays undefined: no tokens, nothing to revoke). */
@@ -23,8 +25,17 @@ export interface Control {
  * adapter for cluster-wide commands, the bus's Redis for revocations (memory on a single node),
  * the history rooms for server-side joins.
  */
-export function createControl(deps: { config: Config; io: Server; bus: Bus; history: HistoryRooms | undefined; metrics: Metrics; logger: Logger }): Control {
-  const { config, io, bus, metrics, logger } = deps;
+export function createControl(deps: {
+  config: Config;
+  io: Server;
+  bus: Bus;
+  history: HistoryRooms | undefined;
+  /** Connection recovery, whose waiting sessions commands reach too; undefined when off. */
+  recovery: Recovery | undefined;
+  metrics: Metrics;
+  logger: Logger;
+}): Control {
+  const { config, io, bus, metrics, logger, recovery } = deps;
   const known = new MemoryRevocations();
   const shared = bus.redis ? createRedisRevocations({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix }) : undefined;
   const local = { io, replicaId: config.replicaId, history: deps.history, bus, known, transportOf: (s: { conn: { transport: { name: string } } }) => s.conn.transport.name };
@@ -34,9 +45,14 @@ export function createControl(deps: { config: Config; io: Server; bus: Bus; hist
     async (command) => {
       const report = await applyLocally(command, local);
       if (command.kind !== 'list') metrics.controlApplied(command.kind, report.count);
+      // Sessions of connections that dropped just before the command are written before this
+      // replica reports, so the second run over the waiting sessions finds them (see ClusterCommands).
+      const change = recovery ? waitingChange(command) : undefined;
+      if (recovery && change) await recovery.settle(change.match, config.controlTimeoutMs);
       return report;
     },
     logger,
+    recovery && applyToWaiting(recovery, deps.history, logger),
   );
   if (config.controlKeys.length === 0) {
     logger.warn(config.production ? 'CONTROL_KEYS is not set: the control API is off' : 'CONTROL_KEYS is not set: the control API accepts loopback callers only');

@@ -185,7 +185,10 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
 
 function decode(message: string): HistoryEntry | undefined {
   const space = message.indexOf(' ');
-  return space > 0 ? entryOf(message.slice(0, space), ['m', message.slice(space + 1)])[0] : undefined;
+  // A slice is a view that keeps the whole message alive for as long as the id is kept (the
+  // recovery journal, the last id per room): the id gets bytes of its own.
+  const id = space > 0 ? Buffer.from(message.slice(0, space), 'latin1').toString('latin1') : '';
+  return space > 0 ? entryOf(id, ['m', message.slice(space + 1)])[0] : undefined;
 }
 
 /** Parses a stored or published entry; markers and anything malformed yield nothing. */

@@ -45,11 +45,13 @@ export interface Metrics {
   /** A revocation check could not reach the shared store; the token was judged on what this replica knows. */
   revocationCheckFailed(): void;
   /**
-   * Connection state recovery: a dropped connection's session `saved` (or `save_failed`); a
-   * returning one `recovered` whole, `partial` (rooms back, `recovered: false`), `not_found`
-   * (expired, unknown or already used) or `refused` (another user's session).
+   * Connection state recovery: a dropped connection's session `saved` (or `save_failed`), an
+   * older one `evicted` (over RECOVERY_SESSIONS_PER_USER); a returning one `recovered` whole,
+   * `partial` (rooms back, `recovered: false`), `not_found` (expired, unknown, already used or
+   * dropped by a control command), `refused` (another user's session) or `rate_limited` (not
+   * looked up: over RECOVERY_RESTORES_PER_IP, or a second restore on one connection).
    */
-  sessionRecovery(outcome: 'saved' | 'save_failed' | 'recovered' | 'partial' | 'not_found' | 'refused'): void;
+  sessionRecovery(outcome: 'saved' | 'save_failed' | 'evicted' | 'recovered' | 'partial' | 'not_found' | 'refused' | 'rate_limited'): void;
   /**
    * One webhook delivery attempt of `type` ended: `sent` (2xx), or `failed` (another status, a
    * timeout, no connection), after `latencySeconds`; `retried` when a failed one is scheduled again.
@@ -138,7 +140,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
-  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved or not, and returning connections recovered, partial, not_found or refused', labelNames: ['outcome'], registers: [registry] });
+  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved, save_failed or evicted, and returning connections recovered, partial, not_found, refused or rate_limited', labelNames: ['outcome'], registers: [registry] });
   const webhookAttempts = new Counter({ name: 'herald_webhooks_total', help: 'Webhook delivery attempts, by type and outcome (sent: 2xx; failed; retried: scheduled again)', labelNames: ['type', 'outcome'], registers: [registry] });
   const webhookDrops = new Counter({ name: 'herald_webhooks_dropped_total', help: 'Webhooks given up, by type and reason (queue_full, expired, shutdown)', labelNames: ['type', 'reason'], registers: [registry] });
   const webhookLatency = new Histogram({ name: 'herald_webhook_latency_seconds', help: 'Webhook request to answer (or timeout)', buckets: BACKEND_BUCKETS, registers: [registry] });

@@ -1,4 +1,6 @@
 import type { Namespace, Socket } from 'socket.io';
+import { clientAddress, type TrustedProxies } from '../limits/client-ip.js';
+import { KeyedLimiter } from '../limits/token-bucket.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -13,23 +15,48 @@ export type Middleware = (socket: Socket, next: (err?: Error) => void) => void;
  */
 export const MAX_CONNECTS_PER_NAMESPACE = 5;
 
+export interface ConnectGuardOptions {
+  /** Session restores (CONNECTs with a recovery `pid`) one client address may start per minute: RECOVERY_RESTORES_PER_IP. */
+  restoresPerMinute: number;
+  /** TRUST_PROXY: which X-Forwarded-For entry is the client address. */
+  trustProxy: TrustedProxies;
+}
+
 interface Claims {
   /** Namespaces with a session being authenticated or connected on this connection. */
   readonly held: Set<string>;
   /** CONNECT attempts per namespace so far. */
   readonly attempts: Map<string, number>;
+  /** A session restore was started on this connection. */
+  restored: boolean;
+}
+
+/** What of Socket.IO's `Namespace` (socket.io 4.8 dist/namespace.js) the guard wraps. */
+interface NamespaceInternals {
+  _createSocket(client: Client, auth: Record<string, unknown>): Promise<Socket>;
+  run(socket: Socket, fn: (err?: Error) => void): void;
+}
+interface Client {
+  conn: { close(): void; remoteAddress: string };
+  request?: { headers?: Record<string, string | string[] | undefined> };
 }
 
 /**
- * At most one Socket.IO session per namespace on one Engine.IO connection.
+ * At most one Socket.IO session per namespace on one Engine.IO connection, decided before
+ * Socket.IO does any work for a CONNECT.
  *
  * Socket.IO turns every CONNECT packet into a new socket, so a single handshake (or one polling
  * POST holding thousands of `40` packets) could open thousands of sessions: each one costs
- * memory, an authentication (a bcrypt compare on the admin namespace), per-connection state, and
- * a presence entry, and the per-IP handshake limit never sees them. A CONNECT for a namespace
- * that already has a session on the connection (authenticating or connected), or one past
- * `MAX_CONNECTS_PER_NAMESPACE` attempts, is a protocol violation no real client commits:
- * the whole Engine.IO connection is closed.
+ * memory, an authentication (a bcrypt compare on the admin namespace), a session lookup when it
+ * carries a recovery `pid` (Socket.IO's `restoreSession` runs before any middleware), per-
+ * connection state and a presence entry, and the per-IP handshake limit never sees them. A
+ * CONNECT for a namespace that already has a session on the connection (authenticating or
+ * connected), or one past `MAX_CONNECTS_PER_NAMESPACE` attempts, is a protocol violation no real
+ * client commits: the whole Engine.IO connection is closed, before any lookup.
+ *
+ * A connection may start one session restore in its life, and a client address
+ * `restoresPerMinute`; past either, the CONNECT goes on without its `pid`: a fresh session
+ * (`recovered: false`), and the stored session stays for its owner.
  *
  * A session whose authentication failed, or that disconnected, frees the namespace again, so a
  * client may retry with a fresh token on the same connection (socket.io-client's
@@ -37,51 +64,100 @@ interface Claims {
  */
 export class ConnectGuard {
   private readonly claims = new WeakMap<object, Claims>();
+  /** Sockets the guard admitted, with what frees their namespace again. */
+  private readonly admitted = new WeakMap<Socket, () => void>();
+  private readonly guarded = new WeakSet<Namespace>();
+  private readonly restores: KeyedLimiter;
   private readonly refusedLog = throttle(10_000);
 
   constructor(
     private readonly metrics: Metrics,
     private readonly logger: Logger,
-  ) {}
+    private readonly opts: ConnectGuardOptions,
+  ) {
+    this.restores = new KeyedLimiter(opts.restoresPerMinute / 60, opts.restoresPerMinute);
+  }
 
-  /**
-   * Installs `authenticate` on `nsp` behind the guard: it runs only for a CONNECT the guard
-   * admits, and its outcome decides whether the namespace stays claimed.
-   */
+  /** Installs `authenticate` on `nsp` behind the guard: it runs only for a CONNECT the guard admits. */
   use(nsp: Namespace, authenticate: Middleware): void {
+    this.guard(nsp);
     nsp.use((socket, next) => {
-      const release = this.claim(socket, nsp.name);
       // Socket.IO drops the session without a word once the connection is closed.
-      if (!release) return next(new Error('duplicate_connect'));
-      authenticate(socket, (err) => {
-        if (err) release();
-        else socket.once('disconnect', release);
-        next(err);
-      });
+      if (!this.admitted.has(socket)) return next(new Error('duplicate_connect'));
+      authenticate(socket, next);
     });
   }
 
-  /** Claims `namespace` on the socket's connection; undefined (and the connection closed) if it may not. */
-  private claim(socket: Socket, namespace: string): (() => void) | undefined {
-    const conn = socket.conn;
+  /**
+   * Wraps the namespace's `_createSocket` (where the session lookup happens) to claim it first,
+   * and `run` (its middlewares) to free the claim when they refuse or once the socket disconnects.
+   */
+  private guard(nsp: Namespace): void {
+    if (this.guarded.has(nsp)) return;
+    this.guarded.add(nsp);
+    const internals = nsp as unknown as NamespaceInternals;
+    const create = internals._createSocket.bind(nsp);
+    const run = internals.run.bind(nsp);
+    internals._createSocket = async (client, auth) => {
+      const address = clientAddress(client.request?.headers?.['x-forwarded-for'], client.conn.remoteAddress, this.opts.trustProxy);
+      const release = this.claim(client.conn, nsp.name, address);
+      if (!release) return create(client, withoutSession(auth));
+      try {
+        const socket = await create(client, this.mayRestore(client.conn, auth, address) ? auth : withoutSession(auth));
+        this.admitted.set(socket, release);
+        return socket;
+      } catch (err) {
+        release();
+        throw err;
+      }
+    };
+    internals.run = (socket, fn) =>
+      run(socket, (err) => {
+        const release = this.admitted.get(socket);
+        if (release && err) release();
+        else if (release) socket.once('disconnect', release);
+        fn(err);
+      });
+  }
+
+  /** Whether a CONNECT may look its session up: once per connection, within the address's budget. */
+  private mayRestore(conn: object, auth: Record<string, unknown> | undefined, address: string): boolean {
+    if (typeof auth?.pid !== 'string') return true;
+    const claims = this.claims.get(conn)!;
+    const allowed = !claims.restored && this.restores.take(address);
+    claims.restored = true;
+    if (!allowed) this.metrics.sessionRecovery('rate_limited');
+    return allowed;
+  }
+
+  /** Claims `namespace` on `conn`; undefined (and the connection closed) if it may not. */
+  private claim(conn: Client['conn'], namespace: string, address: string): (() => void) | undefined {
     let claims = this.claims.get(conn);
-    if (!claims) this.claims.set(conn, (claims = { held: new Set(), attempts: new Map() }));
+    if (!claims) this.claims.set(conn, (claims = { held: new Set(), attempts: new Map(), restored: false }));
     const attempts = (claims.attempts.get(namespace) ?? 0) + 1;
     claims.attempts.set(namespace, attempts);
     if (claims.held.has(namespace) || attempts > MAX_CONNECTS_PER_NAMESPACE) {
       this.metrics.authFailed('duplicate_connect');
       if (this.refusedLog.due()) {
-        this.logger.warn({ namespace, attempts, address: socket.handshake.address }, 'closed a connection that sent a second CONNECT for one namespace');
+        this.logger.warn({ namespace, attempts, address }, 'closed a connection that sent a second CONNECT for one namespace');
       }
       // Later packets of the same batch are still parsed; a closed connection ignores them.
       conn.close();
       return undefined;
     }
-    claims.held.add(namespace);
-    let held = true;
+    const held = claims.held;
+    held.add(namespace);
+    let holding = true;
     return () => {
-      if (held) claims.held.delete(namespace);
-      held = false;
+      if (holding) held.delete(namespace);
+      holding = false;
     };
   }
+}
+
+/** The CONNECT's auth without what makes Socket.IO look a session up. */
+function withoutSession(auth: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!auth || typeof auth !== 'object') return {};
+  const { pid: _pid, offset: _offset, ...rest } = auth;
+  return rest;
 }

@@ -276,7 +276,7 @@ export class HistoryRooms {
    */
   private positionOf(socketId: string, room: RoomName): MessageId | undefined {
     const c = this.catchups.get(room)?.get(socketId);
-    const own = this.journal?.track(socketId, room)?.sends.at(-1)?.[1];
+    const own = this.journal?.lastSent(socketId, room);
     if (c?.phase === 'settling') return c.mark;
     if (c) return own;
     const live = this.last.get(room);

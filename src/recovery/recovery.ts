@@ -3,15 +3,15 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Socket } from 'socket.io';
 import type { Adapter, BroadcastOptions, Session } from 'socket.io-adapter';
 import type { AdapterRecovery, Packet } from '../cluster/adapter.js';
-import { userRoom } from '../auth/identity.js';
+import { userRoom, type Identity } from '../auth/identity.js';
 import { isStreamId } from '../history/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
-import { Journal, parseOffset, type Track } from './journal.js';
-import type { SessionStore, StoredSession } from './store.js';
+import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
+import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
 
 /** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
 const RETAKE_MS = [50, 100, 200];
@@ -30,15 +30,23 @@ export interface RecoveryPlan {
   history: Record<RoomName, MessageId | null>;
 }
 
+/** A restore found its session, which stays where it is until the user is checked (`Recovery.check`). */
+interface Pending {
+  pid: string;
+  offset: string;
+  user: string | null;
+}
+
 const PLAN = Symbol.for('herald.recovery');
+const PENDING = Symbol.for('herald.recovery.pending');
 
 export interface RecoveryDeps {
   store: SessionStore;
   journal: Journal;
   windowMs: number;
   isHistoryRoom(room: RoomName): boolean;
-  /** The user a connected socket belongs to (null: anonymous), and the rooms the backend granted it. */
-  userOf(socket: Socket): string | null;
+  /** Who a socket is (from its token), and the rooms the backend granted it. */
+  identityOf(socket: Socket): Identity;
   grantedOf(socket: Socket): RoomName[];
   /** Whether this replica has members in `room` (its shared deliveries are kept while it does). */
   inUse(room: RoomName): boolean;
@@ -50,18 +58,21 @@ export interface RecoveryDeps {
  * Socket.IO's connection state recovery across replicas (`CONNECTION_RECOVERY_SECONDS`), as
  * herald's adapter runs it: offsets on every delivered event (`Journal`), sessions saved when a
  * connection drops and taken back, on any replica, when its client returns (`SessionStore`).
+ * Only the main namespace recovers.
  *
- * A restored socket has its id and, once authenticated again (the middleware re-runs: a session
- * id alone restores nothing; its token must be valid, not revoked, and for the same user), its
- * rooms: those its claims still allow, and those the backend granted it. In each history room it
- * gets what it missed, in order and once, through `HistoryRooms.join` with `since`. It reports
- * `recovered: true` only when nothing can have been lost: a session in a room without history
- * (other than its own rooms), or a history room whose position cannot be told, gets its rooms
- * back but a fresh session id, so the client sees `recovered: false`.
+ * Socket.IO looks a session up before any middleware runs; herald only reads it there. The
+ * middlewares then run again (a session id alone restores nothing: its token must be valid, not
+ * revoked, and for the same user), and only then is the session taken, once: a refused restore
+ * leaves it for its owner, and of two restores with one session id one gets it (the other a
+ * fresh session). The socket gets its id and its rooms: those its claims still allow, and those
+ * the backend granted it. In each history room it gets what it missed, in order and once, through
+ * `HistoryRooms.join` with `since`. It reports `recovered: true` only when nothing can have been
+ * lost: a session in a room without history (other than its own rooms), or a history room whose
+ * position cannot be told, gets its rooms back but a fresh session id (`recovered: false`).
  */
 export class Recovery implements AdapterRecovery {
-  /** Saves under way, which a drain waits for. */
-  private readonly saving = new Set<Promise<void>>();
+  /** Saves under way, which a drain and control commands wait for. */
+  private readonly saving = new Map<Promise<void>, StoredSession>();
   private readonly failureLog = throttle(10_000);
 
   constructor(private readonly deps: RecoveryDeps) {
@@ -80,118 +91,177 @@ export class Recovery implements AdapterRecovery {
     const meta = packet.data[2] as { room?: unknown; id?: unknown } | undefined;
     if (meta && typeof meta === 'object' && typeof meta.room === 'string' && isStreamId(meta.id) && opts.rooms.size === 1 && this.deps.isHistoryRoom(meta.room)) {
       const target = opts.rooms.values().next().value as string;
-      if (target === meta.room) this.deps.journal.shared(meta.room, seq, meta.id);
-      else if (adapter.sids.has(target)) this.deps.journal.sent(target, meta.room, seq, meta.id);
+      // A room without members here: nobody received it, no session can need it.
+      if (target === meta.room) {
+        if (adapter.rooms.has(target)) this.deps.journal.shared(meta.room, seq, meta.id);
+      } else if (adapter.sids.has(target)) this.deps.journal.sent(target, meta.room, seq, meta.id);
     }
     return { ...packet, data: [...packet.data, offset] };
   }
 
   persist(adapter: Adapter, session: Session): void {
-    const socket = adapter.nsp.sockets.get(session.sid);
+    const socket = adapter.nsp.name === '/' ? adapter.nsp.sockets.get(session.sid) : undefined;
     if (!socket) return;
     const history: Record<RoomName, Track> = {};
     const rooms: RoomName[] = [];
-    const user = this.deps.userOf(socket);
+    const identity = this.deps.identityOf(socket);
+    const user = identity.userId ?? null;
     for (const room of session.rooms) {
       if (room === session.sid || isConnectionRoom(room) || (user !== null && room === userRoom(user))) continue;
-      if (this.deps.isHistoryRoom(room)) {
-        const track = this.deps.journal.track(session.sid, room);
-        history[room] = track ? { ...track, sends: [...track.sends] } : { base: undefined, sends: [] };
-      } else rooms.push(room);
+      if (this.deps.isHistoryRoom(room)) history[room] = this.deps.journal.snapshot(session.sid, room) ?? { base: undefined, sends: [] };
+      else rooms.push(room);
     }
     const stored: StoredSession = {
-      v: 1,
+      v: 2,
       sid: session.sid,
       epoch: this.deps.journal.epoch,
       at: Date.now(),
       user,
+      ...(identity.issuedAt !== undefined ? { issuedAt: identity.issuedAt } : {}),
+      ...(identity.tokenId !== undefined ? { tokenId: identity.tokenId } : {}),
       rooms,
       granted: this.deps.grantedOf(socket),
       history,
     };
     const saved = this.deps.store.save(session.pid, stored, this.deps.journal, this.deps.windowMs).then(
-      () => this.deps.metrics.sessionRecovery('saved'),
+      (dropped) => {
+        this.deps.metrics.sessionRecovery('saved');
+        for (let i = 0; i < dropped; i++) this.deps.metrics.sessionRecovery('evicted');
+      },
       (err: Error) => {
         this.deps.metrics.sessionRecovery('save_failed');
         if (this.failureLog.due()) this.deps.logger.warn({ client: session.sid, err: err.message }, 'could not save a session for recovery; its client will start afresh');
       },
     );
-    this.saving.add(saved);
+    this.saving.set(saved, stored);
     void saved.finally(() => this.saving.delete(saved));
   }
 
-  async restore(_adapter: Adapter, pid: string, offset: string): Promise<Session> {
-    let stored = await this.deps.store.take(pid);
+  /** Finds the session of `pid` and reads it; it is taken only once its user is checked (`check`). */
+  async restore(adapter: Adapter, pid: string, offset: string): Promise<Session> {
+    if (adapter.nsp.name !== '/') return null as unknown as Session;
+    let stored = await this.deps.store.peek(pid);
     // A client that reconnects the moment its connection dropped can ask before the replica it
     // left has written the session: look again a little later before giving up on it.
     for (const wait of RETAKE_MS) {
       if (stored) break;
       await delay(wait);
-      stored = await this.deps.store.take(pid);
+      stored = await this.deps.store.peek(pid);
     }
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
       this.deps.metrics.sessionRecovery('not_found');
       return null as unknown as Session;
     }
+    const pending: Pending = { pid, offset, user: stored.user };
+    return { sid: stored.sid, pid, rooms: [], data: { [PENDING]: pending }, missedPackets: [] } as unknown as Session;
+  }
+
+  /**
+   * Middleware, after authentication: a restored socket must belong to the same user; then its
+   * session is taken, and where its state cannot be restored whole it gets a fresh session id
+   * (the client sees `recovered: false`).
+   */
+  readonly check = (socket: Socket, next: (err?: Error) => void): void => {
+    const data = socket.data as Record<symbol, unknown>;
+    const pending = data[PENDING] as Pending | undefined;
+    delete data[PENDING];
+    if (!socket.recovered || !pending) return next();
+    if (pending.user !== (this.deps.identityOf(socket).userId ?? null)) {
+      this.deps.metrics.sessionRecovery('refused');
+      return next(Object.assign(new Error('This session belongs to another user.'), { data: { code: 'forbidden', message: 'This session belongs to another user; connect without it.' } }));
+    }
+    this.accept(socket, pending).then(
+      () => next(),
+      (err: Error) => {
+        if (this.failureLog.due()) this.deps.logger.warn({ err: err.message }, 'could not take a session back for recovery; its client starts afresh');
+        this.deps.metrics.sessionRecovery('not_found');
+        renew(socket, true);
+        next();
+      },
+    );
+  };
+
+  private async accept(socket: Socket, pending: Pending): Promise<void> {
+    const stored = await this.deps.store.take(pending.pid);
+    // Taken by a concurrent restore, dropped by a control command, or expired since it was read.
+    if (!stored || stored.user !== pending.user || Date.now() - stored.at > this.deps.windowMs) {
+      this.deps.metrics.sessionRecovery('not_found');
+      renew(socket, true);
+      return;
+    }
+    const plan = await this.plan(stored, pending.offset);
+    (socket.data as Record<symbol, unknown>)[PLAN] = plan;
+    const whole = plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
+    if (!whole) renew(socket, false);
+    this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
+  }
+
+  private async plan(stored: StoredSession, offset: string): Promise<RecoveryPlan> {
     const parsed = parseOffset(offset);
     // An offset from another process: the client had nothing from the one that saved the session.
     const seq = parsed && parsed.epoch === stored.epoch ? parsed.seq : 0;
     const history: Record<RoomName, MessageId | null> = {};
-    for (const [room, track] of Object.entries(stored.history)) {
-      history[room] = (await positionOf(track, seq, (after, upTo) => this.deps.store.shared(stored.epoch, room, after, upTo))) ?? null;
-    }
-    const plan: RecoveryPlan = { user: stored.user, rooms: stored.rooms, granted: stored.granted, history };
-    return { sid: stored.sid, pid, rooms: [], data: { [PLAN]: plan }, missedPackets: [] } as unknown as Session;
+    await Promise.all(
+      Object.entries(stored.history).map(async ([room, track]) => {
+        try {
+          history[room] = (await positionOf(track, seq, (after, upTo) => this.deps.store.shared(stored.epoch, room, after, upTo))) ?? null;
+        } catch (err) {
+          // Joined at the room's current position; the restore reports recovered: false.
+          history[room] = null;
+          if (this.failureLog.due()) this.deps.logger.warn({ room, err: (err as Error).message }, 'could not read the recovery journal; the room is restored at its current position');
+        }
+      }),
+    );
+    return { user: stored.user, rooms: stored.rooms, granted: stored.granted, history };
   }
 
-  /**
-   * Middleware, after authentication: a restored socket must belong to the same user. Where its
-   * state cannot be restored whole, it gets a fresh session id (the client sees `recovered: false`).
-   */
-  readonly check = (socket: Socket, next: (err?: Error) => void): void => {
-    const plan = planOf(socket);
-    if (!socket.recovered || !plan) return next();
-    if (plan.user !== this.deps.userOf(socket)) {
-      this.deps.metrics.sessionRecovery('refused');
-      delete (socket.data as Record<symbol, unknown>)[PLAN];
-      return next(Object.assign(new Error('This session belongs to another user.'), { data: { code: 'forbidden', message: 'This session belongs to another user; connect without it.' } }));
-    }
-    const whole = plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
-    if (!whole) {
-      (socket as unknown as { pid: string }).pid = randomBytes(15).toString('base64url');
-      (socket as { recovered: boolean }).recovered = false;
-    }
-    this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
-    next();
-  };
+  /** Applies a control command's `amend` to the sessions waiting under `key` (see `SessionStore.amend`). */
+  amendWaiting(key: WaitingKey, amend: Amend, changed: Set<string>): Promise<void> {
+    return this.deps.store.amend(key, amend, changed);
+  }
+
+  /** Waits for this replica's saves under way of sessions `match` picks, at most `timeoutMs`. */
+  async settle(match: (session: StoredSession) => boolean, timeoutMs: number): Promise<void> {
+    const saves = [...this.saving].filter(([, s]) => match(s)).map(([p]) => p);
+    if (saves.length === 0) return;
+    await Promise.race([Promise.allSettled(saves), delay(timeoutMs, undefined, { ref: false })]);
+  }
 
   /** Waits for sessions being saved (a drain, before Redis closes), at most `timeoutMs`. */
   async flush(timeoutMs: number): Promise<void> {
-    if (this.saving.size === 0) return;
-    await Promise.race([Promise.allSettled([...this.saving]), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    await this.settle(() => true, timeoutMs);
   }
 }
 
-/** The plan of a socket restored by `Recovery.restore`, taken out of its data; undefined for others. */
+/**
+ * A socket made from a stored session that it may not have as it is: a new session id (the
+ * client sees `recovered: false`), and with `fresh` a new socket id too, for a session it did not
+ * get (the id may be another socket's).
+ */
+function renew(socket: Socket, fresh: boolean): void {
+  if (fresh) {
+    const nsp = socket.nsp as unknown as { _preConnectSockets?: Map<string, Socket> };
+    nsp._preConnectSockets?.delete(socket.id);
+    (socket as { id: string }).id = randomBytes(15).toString('base64url');
+    nsp._preConnectSockets?.set(socket.id, socket);
+  }
+  (socket as unknown as { pid: string }).pid = randomBytes(15).toString('base64url');
+  (socket as { recovered: boolean }).recovered = false;
+}
+
+/** The plan of a socket restored by `Recovery`, taken out of its data; undefined for others. */
 export function takePlan(socket: Socket): RecoveryPlan | undefined {
-  const plan = planOf(socket);
-  if (plan) delete (socket.data as Record<symbol, unknown>)[PLAN];
+  const data = socket.data as Record<symbol, RecoveryPlan | undefined> | undefined;
+  const plan = data?.[PLAN];
+  if (plan) delete data[PLAN];
   return plan;
 }
 
-function planOf(socket: Socket): RecoveryPlan | undefined {
-  return (socket.data as Record<symbol, RecoveryPlan | undefined> | undefined)?.[PLAN];
-}
-
-/** `positionOf` (journal.ts) with the shared deliveries read from the store. */
+/** Where a client at offset `seq` is in a history room: the shared deliveries read from the store, then its own sends. */
 async function positionOf(track: Track, seq: number, shared: (after: number, upTo: number) => Promise<MessageId | null | undefined>): Promise<MessageId | undefined> {
-  let own: [number, MessageId] | undefined;
-  for (const s of track.sends) if (s[0] <= seq) own = s;
   if (track.liveFrom !== undefined && seq > track.liveFrom) {
     const id = await shared(track.liveFrom, seq);
-    if (id === undefined) return undefined;
     if (id !== null) return id;
   }
-  return own?.[1] ?? track.base;
+  return ownPosition(track, seq);
 }
-

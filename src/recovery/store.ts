@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { RedisClient } from '../cluster/redis.js';
 import type { MessageId } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
-import { lastShared, RING_CAPACITY, type Journal, type Ring, type Track } from './journal.js';
+import { idParts, lastShared } from './ring.js';
+import type { Journal, Track } from './journal.js';
 
 /** A disconnected connection as it is kept for recovery. Never holds the private session id. */
 export interface StoredSession {
-  v: 1;
+  v: 2;
   /** The socket id, restored as is. */
   sid: string;
   /** The replica process whose offsets the client holds (`Journal.epoch`). */
@@ -15,6 +15,9 @@ export interface StoredSession {
   at: number;
   /** The token's `sub`; null for an anonymous connection. A restore needs a token for the same user. */
   user: string | null;
+  /** The token's `iat` (seconds) and `jti`, for revocations that reach waiting sessions. */
+  issuedAt?: number;
+  tokenId?: string;
   /** Rooms without history (their messages cannot be replayed), besides its own rooms. */
   rooms: RoomName[];
   /** Rooms the backend subscribed it to (`POST /v1/subscribe`): kept even where its claims do not reach. */
@@ -23,17 +26,37 @@ export interface StoredSession {
   history: Record<RoomName, Track>;
 }
 
+/** How a control command finds waiting sessions: by user, by socket id, or by the token's `jti`. */
+export type WaitingKey = { readonly user: string } | { readonly client: string } | { readonly jti: string };
+
+/**
+ * A control command's change to one waiting session: the session as it is to be restored, null
+ * to drop it, or undefined when the command does not concern it (it is then not counted).
+ */
+export type Amend = (session: StoredSession) => StoredSession | null | undefined;
+
 /**
  * Where sessions wait for their client to come back: in memory on a single node, in Redis when
  * replicas share one, so a client may come back to any replica.
+ *
+ * Each waiting session is also found by its user, its socket id and its token's `jti`, for
+ * control commands; at most `perKey` sessions wait under one user or `jti` (the oldest is
+ * dropped past it).
  */
 export interface SessionStore {
-  /** Keeps `session` for `ttlMs`, with what its rooms' shared deliveries need (from `journal`). */
-  save(pid: string, session: StoredSession, journal: Journal, ttlMs: number): Promise<void>;
-  /** Takes a session out: a session id works once. */
+  /**
+   * Keeps `session` for `ttlMs`, with what its rooms' shared deliveries need (from `journal`).
+   * Resolves with how many older sessions it dropped to keep within `perKey`.
+   */
+  save(pid: string, session: StoredSession, journal: Journal, ttlMs: number): Promise<number>;
+  /** Reads a session without taking it: a restore whose user is not checked yet. */
+  peek(pid: string): Promise<StoredSession | undefined>;
+  /** Takes a session out: of concurrent callers, one gets it. */
   take(pid: string): Promise<StoredSession | undefined>;
-  /** `lastShared` for replica `epoch`'s room (see journal.ts). */
+  /** `lastShared` for replica `epoch`'s room (see ring.ts). */
   shared(epoch: string, room: RoomName, after: number, upTo: number): Promise<MessageId | null | undefined>;
+  /** Applies `amend` to the sessions waiting under `key`; adds the hash of each one it changed or dropped to `changed`. */
+  amend(key: WaitingKey, amend: Amend, changed: Set<string>): Promise<void>;
 }
 
 /** The session id is a secret: stores and logs only ever see a hash of it. */
@@ -41,125 +64,104 @@ export function sessionKey(pid: string): string {
   return createHash('sha256').update(pid).digest('base64url').slice(0, 24);
 }
 
-export function createMemorySessionStore(journal: Journal, now: () => number = Date.now): SessionStore {
-  const sessions = new Map<string, { session: StoredSession; until: number }>();
+/** The keys a session waits under (see `SessionStore`). */
+export function waitingKeys(s: StoredSession): string[] {
+  const keys = [waitingKey({ client: s.sid })];
+  if (s.user !== null) keys.push(waitingKey({ user: s.user }));
+  if (s.tokenId !== undefined) keys.push(waitingKey({ jti: s.tokenId }));
+  return keys;
+}
+
+export function waitingKey(key: WaitingKey): string {
+  return 'user' in key ? `u:${key.user}` : 'client' in key ? `c:${key.client}` : `j:${key.jti}`;
+}
+
+/** A stored session from its JSON; undefined for anything else. Sessions of the previous format are converted. */
+export function parseStored(raw: string): StoredSession | undefined {
+  let s: (Omit<StoredSession, 'v'> & { v: number }) | undefined;
+  try {
+    s = JSON.parse(raw) as typeof s;
+  } catch {
+    return undefined;
+  }
+  if (!s || typeof s !== 'object' || typeof s.sid !== 'string' || typeof s.history !== 'object') return undefined;
+  if (s.v === 2) return s as StoredSession;
+  if (s.v !== 1) return undefined;
+  // Version 1 kept sends as [seq, id] pairs.
+  for (const t of Object.values(s.history)) {
+    const pairs = t.sends as unknown as [number, MessageId][];
+    t.sends = pairs.flatMap(([seq, id]) => [seq, ...idParts(id)]);
+  }
+  return { ...s, v: 2 } as StoredSession;
+}
+
+/** Sessions on a single node; `perKey` as in `SessionStore`. */
+export function createMemorySessionStore(journal: Journal, perKey: number, now: () => number = Date.now): SessionStore {
+  const sessions = new Map<string, { session: StoredSession; until: number; keys: string[] }>();
+  /** Waiting key → session hashes, oldest first. */
+  const index = new Map<string, Set<string>>();
+  const remove = (h: string) => {
+    const kept = sessions.get(h);
+    if (!kept) return undefined;
+    sessions.delete(h);
+    for (const k of kept.keys) {
+      const hs = index.get(k);
+      hs?.delete(h);
+      if (hs?.size === 0) index.delete(k);
+    }
+    return kept;
+  };
   const sweep = setInterval(() => {
     const t = now();
-    for (const [k, v] of sessions) if (v.until <= t) sessions.delete(k);
+    for (const [h, v] of sessions) if (v.until <= t) remove(h);
   }, 10_000);
   sweep.unref();
+  const live = (h: string) => {
+    const kept = sessions.get(h);
+    if (kept && kept.until <= now()) remove(h);
+    return kept && kept.until > now() ? kept : undefined;
+  };
   return {
     async save(pid, session, _journal, ttlMs) {
-      sessions.set(sessionKey(pid), { session, until: now() + ttlMs });
+      const h = sessionKey(pid);
+      remove(h);
+      const keys = waitingKeys(session);
+      sessions.set(h, { session, until: now() + ttlMs, keys });
+      let dropped = 0;
+      for (const k of keys) {
+        let hs = index.get(k);
+        if (!hs) index.set(k, (hs = new Set()));
+        hs.add(h);
+        for (const oldest of hs) {
+          if (hs.size <= perKey) break;
+          if (remove(oldest)) dropped++;
+        }
+      }
+      return dropped;
+    },
+    async peek(pid) {
+      return live(sessionKey(pid))?.session;
     },
     async take(pid) {
-      const key = sessionKey(pid);
-      const kept = sessions.get(key);
-      sessions.delete(key);
-      return kept && kept.until > now() ? kept.session : undefined;
+      const h = sessionKey(pid);
+      const kept = live(h);
+      remove(h);
+      return kept?.session;
     },
     async shared(epoch, room, after, upTo) {
       if (epoch !== journal.epoch) return undefined;
       const ring = journal.ring(room);
       return ring ? lastShared(ring, after, upTo) : null;
     },
-  };
-}
-
-/**
- * Appends a ring's new entries (ARGV[3..]: seq, id pairs) to its sorted set (score: seq), keeps
- * the newest ARGV[2], and records the newest one dropped as the floor ("<seq> <id>"), so that an
- * offset older than what is kept is not mistaken for one with nothing before it.
- */
-const APPEND_RING = `
-for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
-if ARGV[3] ~= '' then
-  local had = redis.call('GET', KEYS[2])
-  if not had or tonumber(string.match(had, '^%d+')) < tonumber(string.match(ARGV[3], '^%d+')) then
-    redis.call('SET', KEYS[2], ARGV[3])
-  end
-end
-local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
-if excess > 0 then
-  local gone = redis.call('ZRANGE', KEYS[1], excess - 1, excess - 1, 'WITHSCORES')
-  redis.call('SET', KEYS[2], gone[2] .. ' ' .. gone[1])
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return 1`;
-
-/**
- * Sessions in Redis: one key per session (`<prefix>-session:{<hash of its id>}`, JSON, expiring
- * with the recovery window) and, per replica process and history room, the room's shared
- * deliveries since the process started (`<prefix>-journal:{<epoch>}:<room>`, a sorted set of
- * entry ids by seq, and its floor), written when a session that needs them is saved. The
- * journal keys of one process share a hash slot, so on Redis Cluster one call writes them all.
- */
-export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, capacity: number = RING_CAPACITY): SessionStore {
-  const sessionKeyOf = (pid: string) => `${keyPrefix}-session:{${sessionKey(pid)}}`;
-  const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
-  const floorKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}:floor`;
-  // Writes of one room's ring, one after another: each sends what the previous one did not.
-  const writing = new Map<RoomName, Promise<void>>();
-
-  const storeRing = (epoch: string, room: RoomName, ring: Ring, ttlMs: number): Promise<void> => {
-    const run = async () => {
-      let from = ring.seqs.length;
-      while (from > 0 && ring.seqs[from - 1]! > ring.storedSeq) from--;
-      const to = ring.seqs.length;
-      // Nothing new: the keys' expiry only needs moving now and then (they outlive sessions by the grace).
-      if (from === to && Date.now() - ring.storedAt < JOURNAL_GRACE_MS / 4) return;
-      const args: (string | number)[] = [ttlMs, capacity, ring.floor ? `${ring.floor[0]} ${ring.floor[1]}` : ''];
-      for (let i = from; i < to; i++) args.push(ring.seqs[i]!, ring.ids[i]!);
-      const newest = ring.seqs[to - 1] ?? 0;
-      await redis.eval(APPEND_RING, 2, ringKey(epoch, room), floorKey(epoch, room), ...args);
-      ring.storedSeq = Math.max(ring.storedSeq, newest);
-      ring.storedAt = Date.now();
-      // Redis has them now; this replica keeps only what it has not written.
-      ring.dropThrough(ring.storedSeq);
-    };
-    const next = (writing.get(room) ?? Promise.resolve()).then(run, run);
-    writing.set(room, next);
-    void next.finally(() => {
-      if (writing.get(room) === next) writing.delete(room);
-    }).catch(() => {});
-    return next;
-  };
-
-  return {
-    async save(pid, session, journal, ttlMs) {
-      // The journal first: a session found by another replica must find its rooms' journals.
-      const keepMs = ttlMs + JOURNAL_GRACE_MS;
-      await Promise.all(
-        Object.keys(session.history).map((room) => {
-          const ring = journal.ring(room);
-          return ring ? storeRing(journal.epoch, room, ring, keepMs) : undefined;
-        }),
-      );
-      await redis.set(sessionKeyOf(pid), JSON.stringify(session), 'PX', ttlMs);
-    },
-    async take(pid) {
-      const raw = await redis.getdel(sessionKeyOf(pid));
-      if (raw === null) return undefined;
-      const session = JSON.parse(raw) as StoredSession;
-      return session.v === 1 ? session : undefined;
-    },
-    async shared(epoch, room, after, upTo) {
-      const [found, floor] = await Promise.all([
-        redis.zrange(ringKey(epoch, room), upTo, `(${after}`, 'BYSCORE', 'REV', 'LIMIT', 0, 1),
-        redis.get(floorKey(epoch, room)),
-      ]);
-      if (found.length > 0) return found[0]!;
-      if (floor === null) return null;
-      const [seq, id] = floor.split(' ');
-      const floorSeq = Number(seq);
-      // Nothing kept in (after, upTo]: either there was nothing, or it was dropped up to the floor.
-      if (floorSeq <= after) return null;
-      return floorSeq <= upTo ? id! : undefined;
+    async amend(key, amend, changed) {
+      for (const h of [...(index.get(waitingKey(key)) ?? [])]) {
+        const kept = live(h);
+        const next = kept && amend(kept.session);
+        if (!kept || next === undefined) continue;
+        if (next === null) remove(h);
+        else kept.session = next;
+        changed.add(h);
+      }
     },
   };
 }
-
-/** Journal keys outlive the longest session that may read them by this much. */
-const JOURNAL_GRACE_MS = 30_000;

@@ -1,0 +1,171 @@
+import { createHash } from 'node:crypto';
+import type { RedisClient } from '../cluster/redis.js';
+import type { RoomName } from '../protocol/rooms.js';
+import { answerShared, type Ring } from './ring.js';
+import { parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore } from './store.js';
+import type { Journal } from './journal.js';
+
+/**
+ * Appends a ring's new entries (ARGV[3..]: seq, id pairs) to its sorted set (score: seq), keeps
+ * the newest ARGV[2], and records the newest one dropped as the floor ("<seq> <id>"), so that an
+ * offset older than what is kept is not mistaken for one with nothing before it.
+ */
+const APPEND_RING = `
+for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] ~= '' then
+  local had = redis.call('GET', KEYS[2])
+  if not had or tonumber(string.match(had, '^%d+')) < tonumber(string.match(ARGV[3], '^%d+')) then
+    redis.call('SET', KEYS[2], ARGV[3])
+  end
+end
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  local gone = redis.call('ZRANGE', KEYS[1], excess - 1, excess - 1, 'WITHSCORES')
+  local had = redis.call('GET', KEYS[2])
+  if not had or tonumber(string.match(had, '^%d+')) < tonumber(gone[2]) then
+    redis.call('SET', KEYS[2], gone[2] .. ' ' .. gone[1])
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1`;
+
+/**
+ * One waiting key's index (a sorted set of session hashes by expiry, ms, with a fraction that
+ * orders saves within one millisecond): adds ARGV[1] until ARGV[2], forgets the expired (before
+ * ARGV[3]), keeps the newest ARGV[4] and returns the hashes it dropped; the set lives as long as
+ * its longest session.
+ */
+const INDEX = `
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local dropped = {}
+if excess > 0 then
+  dropped = redis.call('ZRANGE', KEYS[1], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], math.ceil(tonumber(last[2])))
+return dropped`;
+
+/** Replaces (ARGV[2]) or deletes (ARGV[2] empty) a session, only if it is still the one read (sha1 ARGV[1]). */
+const COMPARE_AND_SET = `
+local cur = redis.call('GET', KEYS[1])
+if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
+return 1`;
+
+/** Attempts of one change to one session that another writer (a restore, another command) keeps changing. */
+const AMEND_ATTEMPTS = 3;
+
+/** Journal keys outlive the longest session that may read them by this much. */
+const JOURNAL_GRACE_MS = 30_000;
+
+/**
+ * Sessions in Redis:
+ * - one key per session (`<prefix>-session:{<hash of its id>}`, JSON, expiring with the
+ *   recovery window);
+ * - per waiting key (user, socket id, `jti`), an index of its sessions
+ *   (`<prefix>-waiting:{<hash of the key>}`, at most `perKey` of them, expiring with the last);
+ * - per replica process and history room, the room's shared deliveries
+ *   (`<prefix>-journal:{<epoch>}:<room>`, a sorted set of entry ids by seq, and its floor),
+ *   written when a session that needs them is saved. The journal keys of one process share a hash
+ *   slot, so on Redis Cluster one call writes them all; every other call touches one key.
+ */
+export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number): SessionStore {
+  const sessionKeyOf = (h: string) => `${keyPrefix}-session:{${h}}`;
+  const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
+  const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
+  const floorKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}:floor`;
+  // Writes of one room's ring, one after another: each sends what the previous one did not.
+  const writing = new Map<RoomName, Promise<void>>();
+  /** Orders this replica's saves within one millisecond in the indexes (a thousandth each; a double holds it at today's times). */
+  let tick = 0;
+
+  const storeRing = (journal: Journal, room: RoomName, ring: Ring, ttlMs: number): Promise<void> => {
+    const run = async () => {
+      let from = ring.size;
+      while (from > 0 && ring.seqAt(from - 1) > ring.storedSeq) from--;
+      const to = ring.size;
+      // Nothing new: the keys' expiry only needs moving now and then (they outlive sessions by the grace).
+      if (from === to && Date.now() - ring.storedAt < JOURNAL_GRACE_MS / 4) return;
+      const floor = ring.floorSeq > 0 ? `${ring.floorSeq} ${ring.floorMs === -1 ? `?${ring.floorSeq}` : `${ring.floorMs}-${ring.floorSub}`}` : '';
+      const args: (string | number)[] = [ttlMs, capacity, floor];
+      // An id that cannot be written back is stored as "?<seq>": found, it means "cannot be told".
+      for (let i = from; i < to; i++) args.push(ring.seqAt(i), ring.idAt(i) ?? `?${ring.seqAt(i)}`);
+      const newest = to > 0 ? ring.seqAt(to - 1) : 0;
+      await redis.eval(APPEND_RING, 2, ringKey(journal.epoch, room), floorKey(journal.epoch, room), ...args);
+      // Redis has them now; this replica keeps only what it has not written.
+      journal.stored(room, ring, newest);
+    };
+    const next = (writing.get(room) ?? Promise.resolve()).then(run, run);
+    writing.set(room, next);
+    void next.finally(() => {
+      if (writing.get(room) === next) writing.delete(room);
+    }).catch(() => {});
+    return next;
+  };
+
+  return {
+    async save(pid, session, journal, ttlMs) {
+      // The journal first: a session found by another replica must find its rooms' journals.
+      const keepMs = ttlMs + JOURNAL_GRACE_MS;
+      await Promise.all(
+        Object.keys(session.history).map((room) => {
+          const ring = journal.ring(room);
+          return ring ? storeRing(journal, room, ring, keepMs) : undefined;
+        }),
+      );
+      const h = sessionKey(pid);
+      const now = Date.now();
+      // Indexed before it exists: a command that finds the hash before the session is written
+      // finds nothing to change, and a replica waits for its saves under way before it reports.
+      tick = (tick + 1) % 1000;
+      const until = now + ttlMs + tick / 1000;
+      const dropped = (await Promise.all(waitingKeys(session).map((k) => redis.eval(INDEX, 1, indexKeyOf(k), h, until, now, perKey) as Promise<string[]>))).flat();
+      await redis.set(sessionKeyOf(h), JSON.stringify(session), 'PX', ttlMs);
+      const gone = await Promise.all(dropped.filter((d) => d !== h).map((d) => redis.del(sessionKeyOf(d))));
+      return gone.reduce((n, g) => n + g, 0);
+    },
+    async peek(pid) {
+      const raw = await redis.get(sessionKeyOf(sessionKey(pid)));
+      return raw === null ? undefined : parseStored(raw);
+    },
+    async take(pid) {
+      const raw = await redis.getdel(sessionKeyOf(sessionKey(pid)));
+      return raw === null ? undefined : parseStored(raw);
+    },
+    async shared(epoch, room, after, upTo) {
+      const [found, floor] = await Promise.all([
+        redis.zrange(ringKey(epoch, room), upTo, `(${after}`, 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES'),
+        redis.get(floorKey(epoch, room)),
+      ]);
+      const idOf = (member: string | undefined) => (member === undefined || member.startsWith('?') ? undefined : member);
+      const newest = found.length >= 2 ? { seq: Number(found[1]), id: idOf(found[0]) } : undefined;
+      const space = floor?.indexOf(' ') ?? -1;
+      const kept = floor && space > 0 ? { seq: Number(floor.slice(0, space)), id: idOf(floor.slice(space + 1)) } : undefined;
+      return answerShared(newest, kept, after, upTo);
+    },
+    async amend(key, amend, changed) {
+      const hashes = await redis.zrangebyscore(indexKeyOf(waitingKey(key)), Date.now(), '+inf');
+      await Promise.all(
+        hashes.map(async (h) => {
+          for (let attempt = 0; attempt < AMEND_ATTEMPTS; attempt++) {
+            const raw = await redis.get(sessionKeyOf(h));
+            const session = raw === null ? undefined : parseStored(raw);
+            const next = session && amend(session);
+            if (raw === null || next === undefined) return;
+            const sha = createHash('sha1').update(raw).digest('hex');
+            const done = (await redis.eval(COMPARE_AND_SET, 1, sessionKeyOf(h), sha, next === null ? '' : JSON.stringify(next))) as number;
+            if (done === 1) {
+              changed.add(h);
+              return;
+            }
+          }
+        }),
+      );
+    },
+  };
+}
