@@ -1,0 +1,357 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { SignJWT } from 'jose';
+import { io as connect, type Socket } from 'socket.io-client';
+import { DroppingRelay } from '../loadtest/harness/jitter.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
+
+/**
+ * The soak: what production does at once, for SOAK_SECONDS (default 120; longer on demand,
+ * e.g. `SOAK_SECONDS=900 node --import tsx --test test/soak.test.ts`).
+ *
+ * Three replicas (uWS, node, uWS) + one Redis, behind a TCP relay that balances new connections
+ * round-robin and resets them all now and then. A publisher posts messages of varied sizes into
+ * eight history rooms and four plain rooms, to any replica. Subscribers with real
+ * socket.io-client mix what applications do: zero-code recovery only; the explicit `since`
+ * contract on every connect (with built-in recovery on too, as socket.io-client 4.6+ always
+ * sends its session), with and without a plain room in the session; slow readers that stop
+ * reading their socket for seconds. Meanwhile: connection resets, a `CLIENT KILL TYPE pubsub`,
+ * a drain of one replica (a new one takes its place), and a backend unsubscribing a user from a
+ * room while that user's connection is down.
+ *
+ * Checked at the end, for every subscriber and every history room it follows: every
+ * acknowledged message after its first position, once and in order, or an explicit gap
+ * (`herald:reset`, `recovered: false`), which this scenario must not need; in plain rooms no
+ * duplicate; the unsubscribed user gets nothing published there after the backend's answer; and
+ * the replicas' heap and Redis's memory stay under the bounds below.
+ */
+const SECONDS = Number(process.env.SOAK_SECONDS ?? 120);
+const RATE = 40; // publishes per second
+const HISTORY = Array.from({ length: 8 }, (_, i) => `h:${i}`);
+/** A busy history room the slow readers (and a few healthy clients) follow: 20 × 30 KB a second. */
+const FIREHOSE = 'h:firehose';
+const FIREHOSE_RATE = 20;
+const PLAIN = Array.from({ length: 4 }, (_, i) => `p:${i}`);
+const SIZES: [bytes: number, weight: number][] = [[20, 40], [500, 30], [4_000, 20], [30_000, 10]];
+const CLIENTS = 24;
+const HEAP_BOUND = 256 * 1024 * 1024;
+const REDIS_BOUND = 256 * 1024 * 1024;
+const KEY = 'soak-publish-key-0123456789';
+const CONTROL = 'soak-control-key-0123456789';
+const SECRET = 'soak-jwt-secret-0123456789-0123456789';
+
+type Kind = 'zero' | 'since+plain' | 'since' | 'slow';
+const KINDS: Kind[] = ['zero', 'since+plain', 'since', 'slow'];
+
+interface Seen {
+  id: string;
+  at: number;
+}
+
+/** One subscriber and everything it saw. */
+interface Subscriber {
+  user: string;
+  kind: Kind;
+  socket: Socket;
+  rooms: string[];
+  got: Map<string, Seen[]>;
+  /** Where its stream starts in each history room: the offset of its first subscribe ack. */
+  start: Map<string, string>;
+  /** Explicit gaps herald declared, as (room, when, what). */
+  gaps: { room: string; at: number; what: string }[];
+  /** The last id it has in each room (since client), or undefined. */
+  position: Map<string, string>;
+  connects: number;
+  notRecovered: number;
+}
+
+const rand = <T>(list: readonly T[]): T => list[Math.floor(Math.random() * list.length)]!;
+
+function size(): number {
+  const total = SIZES.reduce((n, [, w]) => n + w, 0);
+  let r = Math.random() * total;
+  for (const [bytes, w] of SIZES) if ((r -= w) < 0) return bytes;
+  return SIZES[0]![0];
+}
+
+async function token(user: string): Promise<string> {
+  return new SignJWT({ sub: user, rooms: ['h:*', 'p:*'] })
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuedAt()
+    .setExpirationTime('2h')
+    .sign(new TextEncoder().encode(SECRET));
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
+}
+
+async function post(url: string, path: string, key: string, body: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(15_000),
+  });
+  return { status: res.status, body: await res.json().catch(() => undefined) };
+}
+
+async function subscriber(url: string, i: number): Promise<Subscriber> {
+  const kind = KINDS[i % KINDS.length]!;
+  const user = `u${i}`;
+  const history = [HISTORY[i % HISTORY.length]!, HISTORY[(i + 3) % HISTORY.length]!, HISTORY[(i + 5) % HISTORY.length]!];
+  const rooms = kind === 'since+plain' ? [...history.slice(0, 2), PLAIN[i % PLAIN.length]!] : history;
+  if (kind === 'slow' || i % 5 === 0) rooms.push(FIREHOSE);
+  const socket = connect(url, { transports: ['websocket'], forceNew: true, auth: { token: await token(user) }, reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+  const s: Subscriber = { user, kind, socket, rooms, got: new Map(rooms.map((r) => [r, []])), start: new Map(), gaps: [], position: new Map(), connects: 0, notRecovered: 0 };
+  socket.on('m', (_data: unknown, meta: { room: string; id: string }) => {
+    s.got.get(meta.room)?.push({ id: meta.id, at: Date.now() });
+    s.position.set(meta.room, meta.id);
+  });
+  socket.on('herald:reset', (r: { room: string; code: string; offset?: string }) => {
+    s.gaps.push({ room: r.room, at: Date.now(), what: `herald:reset ${r.code}` });
+    if (r.offset) s.position.set(r.room, r.offset);
+  });
+  const subscribeAll = async (withSince: boolean) => {
+    for (const room of rooms) {
+      const since = withSince && room.startsWith('h:') ? s.position.get(room) : undefined;
+      const ack = (await socket.timeout(10_000).emitWithAck('subscribe', since ? { room, since } : room)) as { ok: boolean; offset?: string; recovered?: boolean; error?: unknown };
+      if (!ack.ok) throw new Error(`${user} subscribe ${room}: ${JSON.stringify(ack.error)}`);
+      if (since && ack.recovered !== true) s.gaps.push({ room, at: Date.now(), what: `subscribe since ${since}: recovered ${ack.recovered}` });
+      if (ack.offset && !s.start.has(room)) s.start.set(room, ack.offset);
+      if (ack.offset && !s.position.has(room)) s.position.set(room, ack.offset);
+    }
+  };
+  const ready = new Promise<void>((resolve, reject) => {
+    socket.on('connect', () => {
+      s.connects++;
+      const first = s.connects === 1;
+      if (!first && !socket.recovered) s.notRecovered++;
+      if (kind === 'since' || kind === 'since+plain') {
+        // The explicit contract: on every connect, subscribe with the last id seen.
+        subscribeAll(!first).then(first ? resolve : undefined, first ? reject : () => {});
+      } else if (first) {
+        subscribeAll(false).then(resolve, reject);
+      } else if (!socket.recovered) {
+        // README's zero-code snippet: a session that was not recovered subscribes again and reloads.
+        for (const room of rooms) s.gaps.push({ room, at: Date.now(), what: 'reconnect not recovered' });
+        void subscribeAll(false).catch(() => {});
+      }
+    });
+  });
+  await ready;
+  return s;
+}
+
+/** The TCP socket under a socket.io-client WebSocket (Node's `ws`), to stop reading it. */
+function tcpOf(s: Subscriber): { pause(): void; resume(): void } | undefined {
+  const transport = (s.socket.io as unknown as { engine?: { transport?: { ws?: { _socket?: { pause(): void; resume(): void } } } } }).engine?.transport;
+  return transport?.ws?._socket;
+}
+
+describe('soak: history, recovery, slow readers, control and failures together', { timeout: (SECONDS + 180) * 1000 }, () => {
+  let redis: RedisProcess;
+  let probe: Redis;
+  const gateways: Gateway[] = [];
+  let relay: DroppingRelay;
+
+  const env = (transport: 'uws' | 'node') => ({
+    TRANSPORT: transport,
+    REDIS_URL: redis.url,
+    PUBLISH_KEYS: KEY,
+    CONTROL_KEYS: CONTROL,
+    JWT_SECRET: SECRET,
+    HISTORY_ROOMS: 'h:*',
+    HISTORY_SIZE: '2000',
+    DRAIN_SECONDS: '2',
+    PUBLISH_MAX_BYTES: '1048576',
+    CLIENT_RATE: '1000',
+    CLIENT_BURST: '1000',
+    CONNECT_RATE_PER_IP: '1000',
+    CONNECT_BURST_PER_IP: '1000',
+  });
+  const backends = (list: Gateway[]) => list.map((g) => ({ host: '127.0.0.1', port: g.port }));
+
+  before(async () => {
+    redis = await startRedis();
+    probe = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await probe.connect();
+    for (const t of ['uws', 'node', 'uws'] as const) gateways.push(await startGateway({ env: env(t) }));
+    relay = await DroppingRelay.start(backends(gateways));
+  });
+  after(async () => {
+    await relay?.close();
+    for (const g of gateways) await g.stop();
+    probe?.disconnect();
+    await redis?.stop();
+  });
+
+  it(`keeps every promise for ${SECONDS} s`, async () => {
+    const subs: Subscriber[] = [];
+    for (let i = 0; i < CLIENTS; i++) subs.push(await subscriber(relay.url, i));
+
+    const live = new Set(gateways);
+    const acked = new Map<string, { id: string; at: number }[]>([...HISTORY, FIREHOSE].map((r) => [r, []]));
+    let published = 0;
+    let refused = 0;
+    let maxHeap = 0;
+    let maxRedis = 0;
+    /** Every promise broken, collected so that one run reports them all. */
+    const problems: string[] = [];
+    const startedAt = Date.now();
+    const until = startedAt + SECONDS * 1000;
+    const at = (share: number) => startedAt + share * SECONDS * 1000;
+
+    const publisher = (async () => {
+      for (let n = 0; Date.now() < until; n++) {
+        const room = Math.random() < 0.7 ? rand(HISTORY) : rand(PLAIN);
+        const target = rand([...live]);
+        const r = await post(target.url, '/v1/publish', KEY, { room, event: 'm', data: { n, pad: 'x'.repeat(size()) } }).catch(() => ({ status: 0, body: undefined }));
+        if (r.status === 200) {
+          published++;
+          if (room.startsWith('h:')) acked.get(room)!.push({ id: r.body.ids[room], at: Date.now() });
+        } else refused++;
+        const due = startedAt + ((n + 1) * 1000) / RATE;
+        if (due > Date.now()) await delay(due - Date.now());
+      }
+    })();
+
+    const firehose = (async () => {
+      for (let n = 0; Date.now() < until; n++) {
+        const r = await post(rand([...live]).url, '/v1/publish', KEY, { room: FIREHOSE, event: 'm', data: { n, pad: 'f'.repeat(30_000) } }).catch(() => ({ status: 0, body: undefined }));
+        if (r.status === 200) {
+          published++;
+          acked.get(FIREHOSE)!.push({ id: r.body.ids[FIREHOSE], at: Date.now() });
+        } else refused++;
+        const due = startedAt + ((n + 1) * 1000) / FIREHOSE_RATE;
+        if (due > Date.now()) await delay(due - Date.now());
+      }
+    })();
+
+    const sampler = (async () => {
+      while (Date.now() < until) {
+        for (const g of live) {
+          const r = await fetch(`${g.url}/readyz`).then((x) => x.json() as Promise<{ heapUsedBytes?: number }>).catch(() => undefined);
+          maxHeap = Math.max(maxHeap, r?.heapUsedBytes ?? 0);
+        }
+        const info = await probe.info('memory');
+        maxRedis = Math.max(maxRedis, Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0));
+        await delay(1000);
+      }
+    })();
+
+    // The chaos, on a timeline relative to the run.
+    const kicked = subs.find((s) => s.kind === 'zero')!;
+    const kickedRoom = kicked.rooms[0]!;
+    let unsubscribedAt = Number.POSITIVE_INFINITY;
+    /** The last message of `kickedRoom` the kicked user had when its connection went down. */
+    let kickedLast: string | undefined;
+    const chaos = (async () => {
+      const steps: [number, string, () => Promise<void>][] = [
+        [0.1, 'reset every client connection', async () => void relay.dropAll()],
+        [0.15, 'slow readers stop reading for 12 s', () => pauseSlow(subs, 12_000)],
+        [0.3, 'CLIENT KILL TYPE pubsub', async () => void (await probe.client('KILL', 'TYPE', 'pubsub'))],
+        [0.4, 'a backend unsubscribes a user while its connection is down', async () => {
+          kicked.socket.io.reconnectionDelay(4000);
+          kicked.socket.io.reconnectionDelayMax(4000);
+          kicked.socket.io.engine.close();
+          // Down on the server too (its session saved), not only on the client.
+          await waitFor('the kicked user disconnected', async () => {
+            const r = await fetch(`${rand([...live]).url}/v1/users/${kicked.user}`, { headers: { authorization: `Bearer ${CONTROL}` } });
+            return !kicked.socket.connected && ((await r.json()) as { connections: unknown[] }).connections.length === 0;
+          });
+          kickedLast = kicked.got.get(kickedRoom)!.at(-1)?.id;
+          const r = await post(rand([...live]).url, '/v1/unsubscribe', CONTROL, { user: kicked.user, room: kickedRoom });
+          unsubscribedAt = Date.now();
+          if (r.status !== 200 || r.body.unsubscribed !== 1) problems.push(`unsubscribe of a user whose session waits: ${r.status} ${JSON.stringify(r.body)} (the waiting session must count)`);
+        }],
+        [0.5, 'drain one replica; a new one takes its place', async () => {
+          const going = gateways[1]!;
+          live.delete(going);
+          relay.retarget(backends([...live]));
+          going.signal('SIGTERM');
+          const code = await going.exited();
+          if (code !== 0) problems.push(`the drain exited ${code}`);
+          const fresh = await startGateway({ env: env('node') });
+          gateways.push(fresh);
+          live.add(fresh);
+          relay.retarget(backends([...live]));
+        }],
+        [0.6, 'reset every client connection', async () => void relay.dropAll()],
+        [0.65, 'slow readers stop reading for 12 s', () => pauseSlow(subs, 12_000)],
+        [0.8, 'CLIENT KILL TYPE pubsub', async () => void (await probe.client('KILL', 'TYPE', 'pubsub'))],
+        [0.9, 'reset every client connection', async () => void relay.dropAll()],
+      ];
+      for (const [share, what, act] of steps) {
+        if (at(share) > Date.now()) await delay(at(share) - Date.now());
+        console.log(`# soak t+${Math.round((Date.now() - startedAt) / 1000)} s: ${what}`);
+        await act();
+      }
+    })();
+
+    await Promise.all([publisher, firehose, sampler, chaos]);
+    const owed = (s: Subscriber, room: string) => {
+      const from = s.start.get(room);
+      const list = acked.get(room)!.filter((a) => from === undefined || compareIds(a.id, from) > 0);
+      // Unsubscribed while down: owed what it had before, nothing after the backend's answer.
+      if (s === kicked && room === kickedRoom) return list.filter((a) => kickedLast !== undefined && compareIds(a.id, kickedLast) <= 0);
+      return list;
+    };
+    await waitFor(
+      'every subscriber caught up with every acknowledged history message',
+      () => subs.every((s) => s.rooms.filter((r) => r.startsWith('h:')).every((room) => {
+        const got = new Set(s.got.get(room)!.map((x) => x.id));
+        return owed(s, room).every((a) => got.has(a.id));
+      })),
+      30_000,
+    ).catch(() => undefined); // the assertions below say what is missing
+
+    for (const s of subs) {
+      for (const room of s.rooms) {
+        const got = s.got.get(room)!;
+        const ids = got.map((x) => x.id);
+        if (new Set(ids).size !== ids.length) problems.push(`${s.user} (${s.kind}) ${room}: ${ids.length - new Set(ids).size} duplicates`);
+        if (!room.startsWith('h:')) continue;
+        for (let k = 1; k < ids.length; k++) {
+          if (compareIds(ids[k - 1]!, ids[k]!) >= 0) {
+            problems.push(`${s.user} (${s.kind}) ${room}: out of order at ${k}: ${ids[k - 1]} then ${ids[k]}`);
+            break;
+          }
+        }
+        const have = new Set(ids);
+        const missing = owed(s, room).filter((a) => !have.has(a.id));
+        if (missing.length > 0) problems.push(`${s.user} (${s.kind}) ${room}: ${missing.length} of ${owed(s, room).length} acknowledged messages missing (first ${missing[0]!.id})`);
+        if (s === kicked && room === kickedRoom) {
+          const late = got.filter((x) => acked.get(room)!.some((a) => a.id === x.id && a.at > unsubscribedAt));
+          if (late.length > 0) problems.push(`${s.user} got ${late.length} messages of ${room} published after the backend unsubscribed it`);
+        }
+      }
+      for (const g of s.gaps) problems.push(`${s.user} (${s.kind}) ${g.room}: explicit gap: ${g.what}`);
+    }
+    const reconnects = subs.reduce((n, s) => n + s.connects - 1, 0);
+    console.log(
+      `# soak: ${SECONDS} s, ${published} published (${refused} refused), ${reconnects} reconnects, ` +
+        `${subs.reduce((n, s) => n + s.notRecovered, 0)} not recovered, max heap ${(maxHeap / 1048576).toFixed(1)} MB, max Redis ${(maxRedis / 1048576).toFixed(1)} MB`,
+    );
+    for (const s of subs) s.socket.close();
+    assert.deepEqual(problems, [], 'every promise kept');
+    assert.ok(reconnects >= CLIENTS * 3, `clients reconnected (${reconnects})`);
+    assert.ok(maxHeap > 0 && maxHeap < HEAP_BOUND, `replica heap stayed under ${HEAP_BOUND / 1048576} MB (max ${maxHeap})`);
+    assert.ok(maxRedis > 0 && maxRedis < REDIS_BOUND, `Redis memory stayed under ${REDIS_BOUND / 1048576} MB (max ${maxRedis})`);
+  });
+});
+
+/** Every slow reader stops reading its TCP socket for `ms`, then reads again. */
+async function pauseSlow(subs: Subscriber[], ms: number): Promise<void> {
+  const paused = subs.filter((s) => s.kind === 'slow').map(tcpOf).filter((t) => t !== undefined);
+  assert.ok(paused.length > 0, 'slow readers have a TCP socket to pause');
+  for (const t of paused) t.pause();
+  await delay(ms);
+  for (const t of paused) t.resume();
+}
