@@ -149,17 +149,13 @@ async function subscriber(url: string, i: number): Promise<Subscriber> {
   return s;
 }
 
-/** The TCP socket under a socket.io-client WebSocket (Node's `ws`), to stop reading it. */
-function tcpOf(s: Subscriber): { pause(): void; resume(): void } | undefined {
-  const transport = (s.socket.io as unknown as { engine?: { transport?: { ws?: { _socket?: { pause(): void; resume(): void } } } } }).engine?.transport;
-  return transport?.ws?._socket;
-}
-
 describe('soak: history, recovery, slow readers, control and failures together', { timeout: (SECONDS + 180) * 1000 }, () => {
   let redis: RedisProcess;
   let probe: Redis;
   const gateways: Gateway[] = [];
   let relay: DroppingRelay;
+  /** The slow readers' own balancer, which stops reading what the replicas send while `hold`s last. */
+  let slowRelay: DroppingRelay;
 
   const env = (transport: 'uws' | 'node') => ({
     TRANSPORT: transport,
@@ -184,9 +180,11 @@ describe('soak: history, recovery, slow readers, control and failures together',
     await probe.connect();
     for (const t of ['uws', 'node', 'uws'] as const) gateways.push(await startGateway({ env: env(t) }));
     relay = await DroppingRelay.start(backends(gateways));
+    slowRelay = await DroppingRelay.start(backends(gateways));
   });
   after(async () => {
     await relay?.close();
+    await slowRelay?.close();
     for (const g of gateways) await g.stop();
     probe?.disconnect();
     await redis?.stop();
@@ -194,7 +192,12 @@ describe('soak: history, recovery, slow readers, control and failures together',
 
   it(`keeps every promise for ${SECONDS} s`, async () => {
     const subs: Subscriber[] = [];
-    for (let i = 0; i < CLIENTS; i++) subs.push(await subscriber(relay.url, i));
+    for (let i = 0; i < CLIENTS; i++) subs.push(await subscriber(KINDS[i % KINDS.length] === 'slow' ? slowRelay.url : relay.url, i));
+    const resetAll = () => void (relay.dropAll() + slowRelay.dropAll());
+    const retarget = (list: Gateway[]) => {
+      relay.retarget(backends(list));
+      slowRelay.retarget(backends(list));
+    };
 
     const live = new Set(gateways);
     const acked = new Map<string, { id: string; at: number }[]>([...HISTORY, FIREHOSE].map((r) => [r, []]));
@@ -202,6 +205,8 @@ describe('soak: history, recovery, slow readers, control and failures together',
     let refused = 0;
     let maxHeap = 0;
     let maxRedis = 0;
+    /** Per replica, the slow readers it closed (herald_slow_consumer_disconnects_total, from /readyz). */
+    const slowClosed = new Map<Gateway, number>();
     /** Every promise broken, collected so that one run reports them all. */
     const problems: string[] = [];
     const startedAt = Date.now();
@@ -237,8 +242,9 @@ describe('soak: history, recovery, slow readers, control and failures together',
     const sampler = (async () => {
       while (Date.now() < until) {
         for (const g of live) {
-          const r = await fetch(`${g.url}/readyz`).then((x) => x.json() as Promise<{ heapUsedBytes?: number }>).catch(() => undefined);
+          const r = await fetch(`${g.url}/readyz`).then((x) => x.json() as Promise<{ heapUsedBytes?: number; slowConsumerDisconnects?: number }>).catch(() => undefined);
           maxHeap = Math.max(maxHeap, r?.heapUsedBytes ?? 0);
+          slowClosed.set(g, Math.max(slowClosed.get(g) ?? 0, r?.slowConsumerDisconnects ?? 0));
         }
         const info = await probe.info('memory');
         maxRedis = Math.max(maxRedis, Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0));
@@ -254,8 +260,8 @@ describe('soak: history, recovery, slow readers, control and failures together',
     let kickedLast: string | undefined;
     const chaos = (async () => {
       const steps: [number, string, () => Promise<void>][] = [
-        [0.1, 'reset every client connection', async () => void relay.dropAll()],
-        [0.15, 'slow readers stop reading for 12 s', () => pauseSlow(subs, 12_000)],
+        [0.1, 'reset every client connection', async () => resetAll()],
+        [0.15, 'slow readers stop reading for 12 s', () => hold(slowRelay, 12_000)],
         [0.3, 'CLIENT KILL TYPE pubsub', async () => void (await probe.client('KILL', 'TYPE', 'pubsub'))],
         [0.4, 'a backend unsubscribes a user while its connection is down', async () => {
           kicked.socket.io.reconnectionDelay(4000);
@@ -274,19 +280,19 @@ describe('soak: history, recovery, slow readers, control and failures together',
         [0.5, 'drain one replica; a new one takes its place', async () => {
           const going = gateways[1]!;
           live.delete(going);
-          relay.retarget(backends([...live]));
+          retarget([...live]);
           going.signal('SIGTERM');
           const code = await going.exited();
           if (code !== 0) problems.push(`the drain exited ${code}`);
           const fresh = await startGateway({ env: env('node') });
           gateways.push(fresh);
           live.add(fresh);
-          relay.retarget(backends([...live]));
+          retarget([...live]);
         }],
-        [0.6, 'reset every client connection', async () => void relay.dropAll()],
-        [0.65, 'slow readers stop reading for 12 s', () => pauseSlow(subs, 12_000)],
+        [0.6, 'reset every client connection', async () => resetAll()],
+        [0.65, 'slow readers stop reading for 12 s', () => hold(slowRelay, 12_000)],
         [0.8, 'CLIENT KILL TYPE pubsub', async () => void (await probe.client('KILL', 'TYPE', 'pubsub'))],
-        [0.9, 'reset every client connection', async () => void relay.dropAll()],
+        [0.9, 'reset every client connection', async () => resetAll()],
       ];
       for (const [share, what, act] of steps) {
         if (at(share) > Date.now()) await delay(at(share) - Date.now());
@@ -335,23 +341,25 @@ describe('soak: history, recovery, slow readers, control and failures together',
       for (const g of s.gaps) problems.push(`${s.user} (${s.kind}) ${g.room}: explicit gap: ${g.what}`);
     }
     const reconnects = subs.reduce((n, s) => n + s.connects - 1, 0);
+    const slowTotal = [...slowClosed.values()].reduce((a, b) => a + b, 0);
     console.log(
       `# soak: ${SECONDS} s, ${published} published (${refused} refused), ${reconnects} reconnects, ` +
-        `${subs.reduce((n, s) => n + s.notRecovered, 0)} not recovered, max heap ${(maxHeap / 1048576).toFixed(1)} MB, max Redis ${(maxRedis / 1048576).toFixed(1)} MB`,
+        `${subs.reduce((n, s) => n + s.notRecovered, 0)} not recovered (sessions with a plain room), ${slowTotal} slow readers closed, max heap ${(maxHeap / 1048576).toFixed(1)} MB, max Redis ${(maxRedis / 1048576).toFixed(1)} MB`,
     );
     for (const s of subs) s.socket.close();
     assert.deepEqual(problems, [], 'every promise kept');
     assert.ok(reconnects >= CLIENTS * 3, `clients reconnected (${reconnects})`);
+    assert.ok(slowTotal > 0, 'the slow readers were closed at the bound at least once (the slow path was exercised)');
+    const notRecovered = subs.filter((s) => s.kind !== 'since+plain' && s.notRecovered > 0).map((s) => `${s.user} (${s.kind}): ${s.notRecovered}`);
+    assert.deepEqual(notRecovered, [], 'sessions with history rooms only are recovered on every reconnect');
     assert.ok(maxHeap > 0 && maxHeap < HEAP_BOUND, `replica heap stayed under ${HEAP_BOUND / 1048576} MB (max ${maxHeap})`);
     assert.ok(maxRedis > 0 && maxRedis < REDIS_BOUND, `Redis memory stayed under ${REDIS_BOUND / 1048576} MB (max ${maxRedis})`);
   });
 });
 
-/** Every slow reader stops reading its TCP socket for `ms`, then reads again. */
-async function pauseSlow(subs: Subscriber[], ms: number): Promise<void> {
-  const paused = subs.filter((s) => s.kind === 'slow').map(tcpOf).filter((t) => t !== undefined);
-  assert.ok(paused.length > 0, 'slow readers have a TCP socket to pause');
-  for (const t of paused) t.pause();
+/** The slow readers' relay stops reading what the replicas send for `ms` (a phone in a tunnel), then reads again. */
+async function hold(slow: DroppingRelay, ms: number): Promise<void> {
+  slow.hold();
   await delay(ms);
-  for (const t of paused) t.resume();
+  slow.release();
 }
