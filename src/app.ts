@@ -1,6 +1,6 @@
 import { instrument } from '@socket.io/admin-ui';
 import { ADMIN_NAMESPACE, installAdminLogin } from './admin/login.js';
-import { Server } from 'socket.io';
+import { Server, type Socket } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { createProxies } from './auth/proxy.js';
@@ -13,9 +13,11 @@ import type { HeraldAdapterDeps, LocalDelivery } from './cluster/adapter.js';
 import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
 import { createMemorySessionStore, createRedisSessionStore } from './recovery/store.js';
+import { encodePortable, portableStateOf } from './recovery/portable.js';
 import { grantedRooms } from './realtime/join.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
+import { linkTiming } from './cluster/link.js';
 import { identityOf, Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
@@ -36,7 +38,9 @@ import { statusRoutes } from './status/routes.js';
 import { startAmqpIngest } from './ingest/amqp.js';
 import { startStreamIngest } from './ingest/redis-streams.js';
 import type { Config, TransportKind } from './config/schema.js';
-import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
+import { createLifecycle, type Phase } from './lifecycle/lifecycle.js';
+import { drainReplica, WEBHOOK_FLUSH_MS } from './lifecycle/drain.js';
+import { guardOutages } from './lifecycle/outage.js';
 import { healthRoutes } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -46,9 +50,6 @@ import { createPublisher } from './publish/service.js';
 import { registerRealtime } from './realtime/connection.js';
 import { createHttpService } from './transport/http.js';
 import { startTransport, type RunningTransport } from './transport/index.js';
-
-/** Time allowed for Redis clients to quit after the drain. */
-const BUS_CLOSE_TIMEOUT_MS = 2000;
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -84,7 +85,7 @@ function createPresence(config: Config, io: Server, bus: Bus, heartbeat: Heartbe
     ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, heartbeat, logger })
     : createMemoryPresence();
   const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
-  bus.redis?.pub.on('ready', () => void rooms.resync());
+  heartbeat?.onRenewed(() => rooms.resync());
   return { backend, rooms };
 }
 
@@ -101,6 +102,7 @@ function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, me
     userOf: (socket) => identityOf(socket).userId ?? null,
     grantedOf: (socket) => [...grantedRooms(socket)],
     inUse: (room) => io.of('/').adapter.rooms.has(room),
+    maxRooms: config.maxSubscriptions,
     logger,
     metrics,
   });
@@ -110,7 +112,8 @@ function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, me
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
-  const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, logger, metrics });
+  const timing = linkTiming(config.redisTimeoutSeconds * 1000);
+  const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, timing, replicaId: config.replicaId, logger, metrics });
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
@@ -130,6 +133,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
       if (lifecycle.refusingConnections) callback('draining', false);
+      else if (outage?.refusing) callback('redis_unreachable', false);
       // CORS does not cover WebSockets: check the Origin of every handshake that has one.
       else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) callback('origin not allowed', false);
       else if (!connectLimiter.take(clientIp(req, config.trustProxy))) {
@@ -141,7 +145,15 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // The adapter delivers through the transport's fast path once the transport runs (uWS).
   const delivery: { current: LocalDelivery | undefined } = { current: undefined };
   let history: HistoryRooms | undefined;
-  const recovery = createRecovery(config, io, bus, logger, metrics, (room) => history?.policyFor(room) !== undefined);
+  // Sessions that could not be saved, for the drain's summary.
+  let sessionsNotSaved = 0;
+  const recoveryMetrics: Metrics = Object.assign(Object.create(metrics) as Metrics, {
+    sessionRecovery(outcome: Parameters<Metrics['sessionRecovery']>[0]) {
+      if (outcome === 'save_failed') sessionsNotSaved++;
+      metrics.sessionRecovery(outcome);
+    },
+  });
+  const recovery = createRecovery(config, io, bus, logger, recoveryMetrics, (room) => history?.policyFor(room) !== undefined);
   const adapterDeps: HeraldAdapterDeps = { delivery, recovery };
   bus.install(io, adapterDeps);
   const connects = new ConnectGuard(metrics, logger);
@@ -160,7 +172,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   }
   history = createHistory(config, io, bus, logger, metrics, recovery?.journal);
   const policy = new AccessPolicy(config.publicRooms);
-  const publisher = createPublisher(io, metrics, history);
+  const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
   const control = createControl({ config, io, bus, history, metrics, logger });
   const proxies = createProxies(config, metrics, logger);
   const sessions = new Sessions(io, {
@@ -243,28 +255,49 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const ingest: { close(): Promise<void> }[] = [];
   let draining: Promise<void> | undefined;
   let metricsServer: { close(): Promise<void> } | undefined;
+  /** A socket's last packet's offset: portable, so it recovers elsewhere even when its session cannot be saved. */
+  const finalOffset = (socket: Socket): string | undefined =>
+    recovery &&
+    encodePortable(
+      portableStateOf(socket, recovery.journal, {
+        isHistoryRoom: (room) => history?.policyFor(room) !== undefined,
+        granted: grantedRooms(socket),
+        user: identityOf(socket).userId ?? null,
+      }),
+    );
+  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics });
 
-  async function drain(): Promise<void> {
-    lifecycle.advance('draining');
-    const connections = io.of('/').sockets.size;
-    logger.info({ connections, drainSeconds: config.drainSeconds }, 'draining');
-    // Stop taking work first: what this replica does not acknowledge goes to the others.
-    await Promise.all(ingest.map((i) => i.close()));
-    const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
-    slow.close();
-    stats.close();
-    await io.close();
-    await events?.close();
-    transport?.stopListening();
-    await metricsServer?.close();
-    // Sessions of the connections just closed, for their clients to recover on another replica.
-    await recovery?.flush(BUS_CLOSE_TIMEOUT_MS);
-    await presence?.backend.close();
-    await heartbeat?.close();
-    await bus.close(BUS_CLOSE_TIMEOUT_MS);
-    lifecycle.advance('stopped');
-    logger.info({ closed }, 'drained');
-  }
+  const drain = () =>
+    drainReplica({
+      io,
+      lifecycle,
+      drainMs: config.drainSeconds * 1000,
+      redisBudgetMs: timing.timeoutMs + WEBHOOK_FLUSH_MS,
+      redisUp: () => bus.isReady(),
+      finalOffset,
+      stopIntake: async () => {
+        outage?.close();
+        await Promise.all(ingest.map((i) => i.close()));
+      },
+      async closeLocal() {
+        slow.close();
+        stats.close();
+        transport?.stopListening();
+        await metricsServer?.close();
+      },
+      // In this order: closing Socket.IO closes what is left and starts their sessions' saves.
+      redisWork: [
+        { what: 'socket.io', run: () => io.close() },
+        { what: 'webhooks', run: async () => events?.close() },
+        { what: 'sessions', run: async () => recovery?.flush(timing.timeoutMs) },
+        { what: 'presence', run: async () => presence?.backend.close() },
+        { what: 'heartbeat', run: async () => heartbeat?.close() },
+      ],
+      closeBus: (ms) => bus.close(ms),
+      sessionsNotSaved: () => sessionsNotSaved,
+      busPublishFailures: () => metrics.snapshot().busPublishFailures,
+      logger,
+    });
 
   return {
     get phase() {
@@ -280,6 +313,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
           startStreamIngest({
             ...common,
             redisUrl: config.redisUrl,
+            timing,
             streams: config.ingestStreams,
             group: config.ingestGroup,
             consumer: config.replicaId,

@@ -4,6 +4,8 @@ import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { guardFireAndForget } from './guard.js';
+import type { LinkTiming } from './link.js';
+import type { Reachability } from './reachability.js';
 import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair, type RedisTarget } from './redis.js';
 
 export type BusKind = 'memory' | 'redis' | 'sharded';
@@ -33,6 +35,8 @@ export interface Bus {
   messagesReceived(): number;
   /** False while a configured Redis is unreachable; readiness reports it. */
   isReady(): boolean;
+  /** `isReady` with its changes and one warning per outage (always up for `memory`). */
+  readonly reachability: Reachability;
   /** Releases connections, bounded by `timeoutMs`. Idempotent. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -41,9 +45,14 @@ export interface BusOptions {
   target: RedisTarget | undefined;
   mode: 'classic' | 'sharded';
   keyPrefix: string;
+  /** REDIS_TIMEOUT_SECONDS, as the connections apply it (src/cluster/link.ts). */
+  timing: LinkTiming;
+  replicaId: string;
   logger: Logger;
   metrics: Metrics;
 }
+
+const ALWAYS_UP: Reachability = { up: true, downSince: undefined, onChange: () => {}, close: () => {} };
 
 export function createBus(opts: BusOptions): Bus {
   if (opts.target === undefined) {
@@ -54,11 +63,12 @@ export function createBus(opts: BusOptions): Bus {
       awaitRoom: async () => {},
       messagesReceived: () => 0,
       isReady: () => true,
+      reachability: ALWAYS_UP,
       close: async () => {},
     };
   }
   const { logger, metrics } = opts;
-  const pair = createRedisPair(opts.target, logger);
+  const pair = createRedisPair(opts.target, { timing: opts.timing, replicaId: opts.replicaId, logger, metrics });
   const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
   const onFailure = (command: string, err: Error) => {
     if (command === 'publish' || command === 'spublish') metrics.busPublishFailed();
@@ -84,6 +94,7 @@ export function createBus(opts: BusOptions): Bus {
     },
     messagesReceived: () => received,
     isReady: () => pair.isReady(),
+    reachability: pair.reachability,
     close: (timeoutMs) => pair.close(timeoutMs),
   };
 }

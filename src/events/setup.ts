@@ -11,7 +11,7 @@ import { createRedisTransitions } from './transitions-redis.js';
 import { WebhookSender } from './webhooks.js';
 
 /** On drain, webhooks still queued (the drained connections' `connection.closed`) get this long. */
-const FLUSH_ON_CLOSE_MS = 3000;
+export const WEBHOOK_FLUSH_MS = 3000;
 
 export interface BackendEvents {
   /** Call after the connections are closed, before Redis is. */
@@ -60,7 +60,7 @@ export function createBackendEvents(deps: { config: Config; io: Server; bus: Bus
   return {
     async close() {
       await transitions.close();
-      await sender.close(FLUSH_ON_CLOSE_MS);
+      await sender.close(WEBHOOK_FLUSH_MS);
     },
   };
 }

@@ -139,6 +139,8 @@ export class Ring {
     let n = 0;
     while (n < this.seqs.length && this.seqs[n]! <= seq) n++;
     if (n === 0) return;
+    // Still the answer for an offset after it (a portable offset reads this ring, not the store's).
+    this.floor = [this.seqs[n - 1]!, this.ids[n - 1]!];
     this.seqs.splice(0, n);
     this.ids.splice(0, n);
   }

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, parseOffset, type Track } from './journal.js';
+import { baseOf, decodePortable } from './portable.js';
 import type { SessionStore, StoredSession } from './store.js';
 
 /** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
@@ -28,6 +29,8 @@ export interface RecoveryPlan {
   granted: RoomName[];
   /** Per history room, the last id the client has; null: cannot be told (joined at the current position). */
   history: Record<RoomName, MessageId | null>;
+  /** From a portable offset (portable.ts): any user's, rooms left out when `incomplete`. */
+  portable?: { incomplete: boolean };
 }
 
 const PLAN = Symbol.for('herald.recovery');
@@ -42,6 +45,8 @@ export interface RecoveryDeps {
   grantedOf(socket: Socket): RoomName[];
   /** Whether this replica has members in `room` (its shared deliveries are kept while it does). */
   inUse(room: RoomName): boolean;
+  /** Most rooms a portable offset may name (MAX_SUBSCRIPTIONS). */
+  maxRooms: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -130,10 +135,16 @@ export class Recovery implements AdapterRecovery {
       stored = await this.deps.store.take(pid);
     }
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
+      // Closed by a replica that could not save it (portable.ts): a fresh id, its rooms as `since`.
+      const portable = decodePortable(offset, this.deps.maxRooms);
+      if (portable) {
+        const plan: RecoveryPlan = { user: null, rooms: [...portable.rooms], granted: [], history: { ...portable.history }, portable: { incomplete: portable.partial } };
+        return { sid: randomBytes(15).toString('base64url'), pid, rooms: [], data: { [PLAN]: plan }, missedPackets: [] } as unknown as Session;
+      }
       this.deps.metrics.sessionRecovery('not_found');
       return null as unknown as Session;
     }
-    const parsed = parseOffset(offset);
+    const parsed = parseOffset(baseOf(offset));
     // An offset from another process: the client had nothing from the one that saved the session.
     const seq = parsed && parsed.epoch === stored.epoch ? parsed.seq : 0;
     const history: Record<RoomName, MessageId | null> = {};
@@ -151,16 +162,16 @@ export class Recovery implements AdapterRecovery {
   readonly check = (socket: Socket, next: (err?: Error) => void): void => {
     const plan = planOf(socket);
     if (!socket.recovered || !plan) return next();
-    if (plan.user !== this.deps.userOf(socket)) {
+    if (!plan.portable && plan.user !== this.deps.userOf(socket)) {
       this.deps.metrics.sessionRecovery('refused');
       delete (socket.data as Record<symbol, unknown>)[PLAN];
       return next(Object.assign(new Error('This session belongs to another user.'), { data: { code: 'forbidden', message: 'This session belongs to another user; connect without it.' } }));
     }
-    const whole = plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
-    if (!whole) {
-      (socket as unknown as { pid: string }).pid = randomBytes(15).toString('base64url');
-      (socket as { recovered: boolean }).recovered = false;
-    }
+    const whole = !plan.portable?.incomplete && plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
+    // A new session id: the client sees `recovered: false` (it compares ids). The socket stays
+    // `recovered` here, so that a client re-subscribing with `since` is not sent again what the
+    // restore already sent it (`HistoryRooms.join`).
+    if (!whole) (socket as unknown as { pid: string }).pid = randomBytes(15).toString('base64url');
     this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
     next();
   };

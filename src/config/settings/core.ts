@@ -5,6 +5,7 @@ import type { TransportKind } from '../types.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
 import { parseClusterNodes, parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
 import { SENTINEL_SETTINGS } from './sentinel.js';
+import { REDIS_LINK_SETTINGS } from './redis-link.js';
 
 /** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
 export const CORE_SETTINGS = [
@@ -106,6 +107,7 @@ export const CORE_SETTINGS = [
     },
   }),
   ...SENTINEL_SETTINGS,
+  ...REDIS_LINK_SETTINGS,
   setting({
     env: 'REDIS_KEY_PREFIX',
     key: 'redisKeyPrefix',
