@@ -18,6 +18,7 @@ import { grantedRooms } from './realtime/join.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
 import { linkTiming } from './cluster/link.js';
+import { quietWhileDown } from './cluster/reachability.js';
 import { identityOf, Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
@@ -114,6 +115,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const metrics = createMetrics();
   const timing = linkTiming(config.redisTimeoutSeconds * 1000);
   const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, timing, replicaId: config.replicaId, logger, metrics });
+  // For the parts that write to Redis: an outage has its one warning (src/cluster/reachability.ts).
+  const redisLog = quietWhileDown(logger, bus.reachability);
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
@@ -153,7 +156,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       metrics.sessionRecovery(outcome);
     },
   });
-  const recovery = createRecovery(config, io, bus, logger, recoveryMetrics, (room) => history?.policyFor(room) !== undefined);
+  const recovery = createRecovery(config, io, bus, redisLog, recoveryMetrics, (room) => history?.policyFor(room) !== undefined);
   const adapterDeps: HeraldAdapterDeps = { delivery, recovery };
   bus.install(io, adapterDeps);
   const connects = new ConnectGuard(metrics, logger);
@@ -170,7 +173,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     });
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
-  history = createHistory(config, io, bus, logger, metrics, recovery?.journal);
+  history = createHistory(config, io, bus, redisLog, metrics, recovery?.journal);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
   const control = createControl({ config, io, bus, history, metrics, logger });
@@ -189,10 +192,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // One liveness per replica, for presence and the webhooks' room transitions; before both, which beat it on `ready`.
   const heartbeat =
     bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
-      ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger })
+      ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger: redisLog })
       : undefined;
-  const presence = createPresence(config, io, bus, heartbeat, logger);
-  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger });
+  const presence = createPresence(config, io, bus, heartbeat, redisLog);
+  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog });
   let transport: RunningTransport | undefined;
   const slow = new SlowConsumers(
     io,

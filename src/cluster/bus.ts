@@ -70,9 +70,21 @@ export function createBus(opts: BusOptions): Bus {
   const { logger, metrics } = opts;
   const pair = createRedisPair(opts.target, { timing: opts.timing, replicaId: opts.replicaId, logger, metrics });
   const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
+  /** Broadcasts lost during the current outage: said in one line when Redis is back. */
+  let lostInOutage = 0;
+  pair.reachability.onChange((up) => {
+    if (!up) return;
+    if (lostInOutage > 0) logger.warn({ broadcasts: lostInOutage }, 'broadcasts to rooms without history that could not reach the other replicas during the outage (herald_bus_publish_failures_total)');
+    lostInOutage = 0;
+  });
   const onFailure = (command: string, err: Error) => {
-    if (command === 'publish' || command === 'spublish') metrics.busPublishFailed();
-    if (failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
+    if (command === 'publish' || command === 'spublish') {
+      metrics.busPublishFailed();
+      lostInOutage++;
+    }
+    // During a known outage the failures are counted; the outage had its one warning.
+    if (pair.reachability.up && failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
+    else logger.debug({ command, err: err.message }, 'redis command failed; local delivery continues');
   };
   let received = 0;
   for (const event of ['messageBuffer', 'pmessageBuffer', 'smessageBuffer']) pair.sub.on(event, () => received++);

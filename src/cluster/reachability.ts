@@ -73,3 +73,18 @@ export function trackReachability(opts: ReachabilityOptions): Reachability {
     },
   };
 }
+
+/**
+ * `logger`, with its warnings logged at debug level while Redis is known to be unreachable: the
+ * outage has had its one warning, with the cause, and every part that writes to Redis would
+ * otherwise add its own every 10 s (a heartbeat, presence, a session that could not be saved).
+ */
+export function quietWhileDown(logger: Logger, reachability: Pick<Reachability, 'up'>): Logger {
+  return new Proxy(logger, {
+    get(target, prop) {
+      if (prop === 'warn' && !reachability.up) return target.debug.bind(target);
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
