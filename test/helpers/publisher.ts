@@ -59,6 +59,16 @@ export function publishLoop(targets: Record<'A' | 'B', string>, key: string, roo
     acked(room: string, replica?: 'A' | 'B'): string[] {
       return attempts.filter((a) => a.room === room && a.status === 200 && (!replica || a.replica === replica)).map((a) => a.body.ids[room] as string);
     },
+    /**
+     * What subscribers of `room` must have received, from its history (`entries`, oldest first):
+     * every acknowledged message, and each whose outcome was unknown (publish_timeout) that
+     * Redis did get, plus `extra` data published outside this loop.
+     */
+    expected(room: string, entries: readonly { id: string; data: unknown }[], extra: readonly string[] = []): string[] {
+      const mine = attempts.filter((a) => a.room === room && (a.status === 200 || a.body?.error?.code === 'publish_timeout'));
+      const data = new Set([...mine.map((a) => a.data), ...extra]);
+      return entries.filter((e) => typeof e.data === 'string' && data.has(e.data)).map((e) => e.id);
+    },
     /** Resolves once no request is under way. */
     async pause() {
       paused = true;
