@@ -65,10 +65,10 @@ export interface HeraldApp {
 }
 
 /** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
-function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, journal: Journal | undefined): HistoryRooms | undefined {
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, redisLog: Logger, metrics: Metrics, journal: Journal | undefined): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
-    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
+    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger: redisLog })
     : createMemoryHistory();
   const policies = new PatternTable(
     config.historyRooms.map((r) => ({
@@ -173,7 +173,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     });
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
-  history = createHistory(config, io, bus, redisLog, metrics, recovery?.journal);
+  history = createHistory(config, io, bus, logger, redisLog, metrics, recovery?.journal);
   const policy = new AccessPolicy(config.publicRooms);
   const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
   const control = createControl({ config, io, bus, history, metrics, logger });
