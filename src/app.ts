@@ -189,7 +189,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     metrics,
   });
   if (recovery) io.of('/').use(recovery.check);
-  // One liveness per replica, for presence and the webhooks' room transitions; before both, which beat it on `ready`.
+  // One liveness per replica, for presence and the webhooks' room transitions, which rewrite what they hold when it is renewed.
   const heartbeat =
     bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
       ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger: redisLog })

@@ -47,7 +47,7 @@ export interface RedisTransitionsOptions {
   delayMs: number;
   /** How often this replica looks for replicas whose heartbeat stopped, and for ends nobody ran. */
   sweepMs: number;
-  /** What this replica holds now: written again whenever Redis turns ready. */
+  /** What this replica holds now: written again whenever the heartbeat is renewed (a connection, a reconnect, found counted as gone). */
   held: () => readonly Subject[];
   announce: Announce;
   logger: Logger;
