@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Redis } from 'ioredis';
 import { after, before, describe, it } from 'node:test';
 import { startBackend, type Gateway } from './helpers/gateway.js';
 import { post } from './helpers/publisher.js';
@@ -32,6 +33,16 @@ for (const backend of ['memory', 'redis'] as const) {
       assert.notEqual(c.body.ids['h:1'], a.body.ids['h:1'], 'another key publishes again');
       const history = await fetch(`${first.url}/v1/rooms/h:1/history`, { headers: { authorization: `Bearer ${KEY}` } });
       assert.equal(((await history.json()) as { entries: unknown[] }).entries.length, 2);
+      if (redis) {
+        // Each key is kept for the room's history TTL (HISTORY_TTL_SECONDS, 600 here), no longer.
+        const r = new Redis(redis.url);
+        try {
+          const ttl = await r.ttl('socket.io-dedupe:{h:1}:key:order-17');
+          assert.ok(ttl > 0 && ttl <= 600, `TTL ${ttl}`);
+        } finally {
+          r.disconnect();
+        }
+      }
     });
 
     it('refuses a key that is not 1-128 visible ASCII characters', async () => {

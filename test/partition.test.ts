@@ -204,15 +204,21 @@ for (const { transport, cuts } of cases) {
       it('drains while cut off: exits 0 within its bound, says what it could not save, its clients recover on A', async () => {
         await lb.waitForStatus('B', 'UP');
         const zero = await on(b, [H], 'zero-code');
-        const onA = await on(a, [H], 'since');
+        const onA = await on(a, [H, P], 'since');
         await post(a.url, KEY, { room: H, event: 'm', data: 'before' }, HANG_MS);
         await waitFor('delivered', () => zero.got[H]!.length > 0 && onA.got[H]!.length > 0, WAIT);
         relay.cut();
         b.signal('SIGTERM');
+        await b.waitForLog('draining', (l) => l.msg === 'draining');
+        // The HTTP API answers during the drain; this one cannot reach A's client: it must be counted.
+        const plain = await post(b.url, KEY, { room: P, event: 'm', data: 'plain during the drain' }, HANG_MS);
+        assert.equal(plain.status, 200);
         const after = await post(a.url, KEY, { room: H, event: 'm', data: 'during the drain' }, HANG_MS);
         assert.equal(after.status, 200);
         assert.equal(await b.exited(), 0);
-        await b.waitForLog('what could not be saved', (l) => l.msg.startsWith('drained without everything reaching Redis'));
+        const summary = await b.waitForLog('what could not be saved', (l) => l.msg.startsWith('drained without everything reaching Redis'));
+        assert.ok((summary.sessionsNotSaved as number) >= 1, 'the session of its client could not be saved');
+        assert.ok(!onA.got[P]!.includes(plain.body.ids[P]) && (summary.broadcastsLost as number) >= 1, 'the plain message that never reached A is counted');
         await waitFor('the drained client is on A with everything', () => zero.replicas.at(-1) === a.replicaId && zero.got[H]!.includes(after.body.ids[H]), WAIT);
         assert.deepEqual(zero.got[H], onA.got[H], 'once, in order');
         assert.equal(zero.recovered.at(-1), true);
