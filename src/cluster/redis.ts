@@ -69,6 +69,14 @@ export function watchClient(client: RedisClient, name: string, logger: Logger, o
     if (opts.outagesReported && everReady) logger.debug({ client: name, err: err.message }, 'redis connection error');
     else if (errorLog.due()) logger.warn({ client: name, err: err.message }, 'redis connection error');
   });
+  // A cluster reports its node connections' errors (a node's socket timeout among them) apart.
+  if (client instanceof Cluster) {
+    client.on('node error', (err: Error, node: string) => {
+      opts.onError?.(err);
+      if (err.message.startsWith('Socket timeout')) opts.metrics?.redisLinkDropped(name);
+      logger.debug({ client: name, node, err: err.message }, 'redis cluster node error');
+    });
+  }
   client.on('ready', () => {
     wasReady = true;
     everReady = true;
@@ -135,8 +143,9 @@ export function createRedisPair(target: RedisTarget, opts: PairOptions): RedisPa
   sub.on('close', () => {
     subscribed = false;
   });
-  // The Sentinel watchers' failures are theirs: a lost watcher only delays a failover's switch.
-  const pings = [pub, sub, ...(failovers?.watchers ?? [])].map((client) => pingLinks(client, timing, client === pub || client === sub ? onError : () => {}));
+  // A watcher's dead link is logged by its own socket timeout (watchClient), and is no outage of
+  // the bus (a lost watcher only delays a failover's switch): its missed PINGs are not a cause.
+  const pings = [pub, sub, ...(failovers?.watchers ?? [])].map((client) => pingLinks(client, timing, client === pub || client === sub ? onError : () => undefined));
   const isReady = () => pub.status === 'ready' && sub.status === 'ready' && subscribed;
   const reachability = trackReachability({ isReady, clients: [pub, sub], cause: () => cause, checkMs: timing.pingMs, logger });
   let closing: Promise<void> | undefined;
