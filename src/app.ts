@@ -1,6 +1,6 @@
 import { instrument } from '@socket.io/admin-ui';
 import { ADMIN_NAMESPACE, installAdminLogin } from './admin/login.js';
-import { Server } from 'socket.io';
+import { Server, type Socket } from 'socket.io';
 import { AccessPolicy } from './auth/access.js';
 import { createTokenVerifier } from './auth/jwt.js';
 import { createProxies } from './auth/proxy.js';
@@ -14,9 +14,12 @@ import { Journal } from './recovery/journal.js';
 import { Recovery } from './recovery/recovery.js';
 import { createMemorySessionStore } from './recovery/store.js';
 import { createRedisSessionStore } from './recovery/redis-store.js';
+import { encodePortable, portableStateOf } from './recovery/portable.js';
 import { grantedRooms } from './realtime/join.js';
 import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
+import { linkTiming } from './cluster/link.js';
+import { quietWhileDown } from './cluster/reachability.js';
 import { identityOf, Sessions } from './realtime/session.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
@@ -37,7 +40,9 @@ import { statusRoutes } from './status/routes.js';
 import { startAmqpIngest } from './ingest/amqp.js';
 import { startStreamIngest } from './ingest/redis-streams.js';
 import type { Config, TransportKind } from './config/schema.js';
-import { closeConnectionsInBatches, createLifecycle, type Phase } from './lifecycle/lifecycle.js';
+import { createLifecycle, type Phase } from './lifecycle/lifecycle.js';
+import { drainReplica, WEBHOOK_FLUSH_MS } from './lifecycle/drain.js';
+import { guardOutages } from './lifecycle/outage.js';
 import { healthRoutes } from './observability/health.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -47,9 +52,6 @@ import { createPublisher } from './publish/service.js';
 import { registerRealtime } from './realtime/connection.js';
 import { createHttpService } from './transport/http.js';
 import { startTransport, type RunningTransport } from './transport/index.js';
-
-/** Time allowed for Redis clients to quit after the drain. */
-const BUS_CLOSE_TIMEOUT_MS = 2000;
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -64,10 +66,10 @@ export interface HeraldApp {
 }
 
 /** History rooms on the bus's Redis, or in memory on a single node; undefined without HISTORY_ROOMS. */
-function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, metrics: Metrics, journal: Journal | undefined, slow: SlowConsumers): HistoryRooms | undefined {
+function createHistory(config: Config, io: Server, bus: Bus, logger: Logger, redisLog: Logger, metrics: Metrics, journal: Journal | undefined, slow: SlowConsumers): HistoryRooms | undefined {
   if (config.historyRooms.length === 0) return undefined;
   const backend = bus.redis
-    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger })
+    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: config.redisKeyPrefix, sharded: bus.kind === 'sharded', logger: redisLog })
     : createMemoryHistory();
   const policies = new PatternTable(
     config.historyRooms.map((r) => ({
@@ -85,7 +87,7 @@ function createPresence(config: Config, io: Server, bus: Bus, heartbeat: Heartbe
     ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, heartbeat, logger })
     : createMemoryPresence();
   const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
-  bus.redis?.pub.on('ready', () => void rooms.resync());
+  heartbeat?.onRenewed(() => rooms.resync());
   return { backend, rooms };
 }
 
@@ -105,6 +107,7 @@ function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, me
     identityOf,
     grantedOf: (socket) => [...grantedRooms(socket)],
     inUse: (room) => io.of('/').adapter.rooms.has(room),
+    maxRooms: config.maxSubscriptions,
     logger,
     metrics,
   });
@@ -114,7 +117,10 @@ function createRecovery(config: Config, io: Server, bus: Bus, logger: Logger, me
 export function createApp(config: Config, logger: Logger): HeraldApp {
   const lifecycle = createLifecycle();
   const metrics = createMetrics();
-  const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, logger, metrics });
+  const timing = linkTiming(config.redisTimeoutSeconds * 1000);
+  const bus = createBus({ target: redisTargetOf(config), mode: config.redisMode, keyPrefix: config.redisKeyPrefix, timing, replicaId: config.replicaId, logger, metrics });
+  // For the parts that write to Redis: an outage has its one warning (src/cluster/reachability.ts).
+  const redisLog = quietWhileDown(logger, bus.reachability);
   const anyOrigin = config.corsOrigins.includes('*');
   const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   const io = new Server({
@@ -134,6 +140,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
       if (lifecycle.refusingConnections) callback('draining', false);
+      else if (outage?.refusing) callback('redis_unreachable', false);
       // CORS does not cover WebSockets: check the Origin of every handshake that has one.
       else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) callback('origin not allowed', false);
       else if (!connectLimiter.take(clientIp(req, config.trustProxy))) {
@@ -145,7 +152,15 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // The adapter delivers through the transport's fast path once the transport runs (uWS).
   const delivery: { current: LocalDelivery | undefined } = { current: undefined };
   let history: HistoryRooms | undefined;
-  const recovery = createRecovery(config, io, bus, logger, metrics, (room) => history?.policyFor(room) !== undefined);
+  // Sessions that could not be saved, for the drain's summary.
+  let sessionsNotSaved = 0;
+  const recoveryMetrics: Metrics = Object.assign(Object.create(metrics) as Metrics, {
+    sessionRecovery(outcome: Parameters<Metrics['sessionRecovery']>[0]) {
+      if (outcome === 'save_failed') sessionsNotSaved++;
+      metrics.sessionRecovery(outcome);
+    },
+  });
+  const recovery = createRecovery(config, io, bus, redisLog, recoveryMetrics, (room) => history?.policyFor(room) !== undefined);
   const adapterDeps: HeraldAdapterDeps = { delivery, recovery };
   bus.install(io, adapterDeps);
   const connects = new ConnectGuard(metrics, logger, { restoresPerMinute: config.recoveryRestoresPerIp, trustProxy: config.trustProxy });
@@ -163,9 +178,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     instrument(io, { namespaceName: ADMIN_NAMESPACE, auth: false, mode: 'production', readonly: true });
   }
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
-  history = createHistory(config, io, bus, logger, metrics, recovery?.journal, slow);
+  history = createHistory(config, io, bus, logger, redisLog, metrics, recovery?.journal, slow);
   const policy = new AccessPolicy(config.publicRooms);
-  const publisher = createPublisher(io, metrics, history);
+  const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
   const control = createControl({ config, io, bus, history, recovery, metrics, logger });
   const proxies = createProxies(config, metrics, logger);
   const sessions = new Sessions(io, {
@@ -179,13 +194,13 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     metrics,
   });
   if (recovery) io.of('/').use(recovery.check);
-  // One liveness per replica, for presence and the webhooks' room transitions; before both, which beat it on `ready`.
+  // One liveness per replica, for presence and the webhooks' room transitions, which rewrite what they hold when it is renewed.
   const heartbeat =
     bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
-      ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger })
+      ? createHeartbeat({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, replicaId: config.replicaId, ttlSeconds: config.presenceTtlSeconds, logger: redisLog })
       : undefined;
-  const presence = createPresence(config, io, bus, heartbeat, logger);
-  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger });
+  const presence = createPresence(config, io, bus, heartbeat, redisLog);
+  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog });
   let transport: RunningTransport | undefined;
   const live: LiveState = {
     connectionsByTransport() {
@@ -246,28 +261,49 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const ingest: { close(): Promise<void> }[] = [];
   let draining: Promise<void> | undefined;
   let metricsServer: { close(): Promise<void> } | undefined;
+  /** A socket's last packet's offset: portable, so it recovers elsewhere even when its session cannot be saved. */
+  const finalOffset = (socket: Socket): string | undefined =>
+    recovery &&
+    encodePortable(
+      portableStateOf(socket, recovery.journal, {
+        isHistoryRoom: (room) => history?.policyFor(room) !== undefined,
+        granted: grantedRooms(socket),
+        user: identityOf(socket).userId ?? null,
+      }),
+    );
+  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics });
 
-  async function drain(): Promise<void> {
-    lifecycle.advance('draining');
-    const connections = io.of('/').sockets.size;
-    logger.info({ connections, drainSeconds: config.drainSeconds }, 'draining');
-    // Stop taking work first: what this replica does not acknowledge goes to the others.
-    await Promise.all(ingest.map((i) => i.close()));
-    const closed = await closeConnectionsInBatches(io, config.drainSeconds * 1000);
-    slow.close();
-    stats.close();
-    await io.close();
-    await events?.close();
-    transport?.stopListening();
-    await metricsServer?.close();
-    // Sessions of the connections just closed, for their clients to recover on another replica.
-    await recovery?.flush(BUS_CLOSE_TIMEOUT_MS);
-    await presence?.backend.close();
-    await heartbeat?.close();
-    await bus.close(BUS_CLOSE_TIMEOUT_MS);
-    lifecycle.advance('stopped');
-    logger.info({ closed }, 'drained');
-  }
+  const drain = () =>
+    drainReplica({
+      io,
+      lifecycle,
+      drainMs: config.drainSeconds * 1000,
+      redisBudgetMs: timing.timeoutMs + WEBHOOK_FLUSH_MS,
+      redisUp: () => bus.isReady(),
+      finalOffset,
+      stopIntake: async () => {
+        outage?.close();
+        await Promise.all(ingest.map((i) => i.close()));
+      },
+      async closeLocal() {
+        slow.close();
+        stats.close();
+        transport?.stopListening();
+        await metricsServer?.close();
+      },
+      // In this order: closing Socket.IO closes what is left and starts their sessions' saves.
+      redisWork: [
+        { what: 'socket.io', run: () => io.close() },
+        { what: 'webhooks', run: async () => events?.close() },
+        { what: 'sessions', run: async () => recovery?.flush(timing.timeoutMs) },
+        { what: 'presence', run: async () => presence?.backend.close() },
+        { what: 'heartbeat', run: async () => heartbeat?.close() },
+      ],
+      closeBus: (ms) => bus.close(ms),
+      sessionsNotSaved: () => sessionsNotSaved,
+      busPublishFailures: () => metrics.snapshot().busPublishFailures,
+      logger,
+    });
 
   return {
     get phase() {
@@ -283,6 +319,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
           startStreamIngest({
             ...common,
             redisUrl: config.redisUrl,
+            timing,
             streams: config.ingestStreams,
             group: config.ingestGroup,
             consumer: config.replicaId,

@@ -18,6 +18,15 @@ export const ERRORS = {
     status: 503,
     message: 'History is unreachable (Redis is down); nothing was published. Retry, ideally against another replica.',
   },
+  publish_timeout: {
+    status: 503,
+    message:
+      'Redis did not confirm this publish within REDIS_TIMEOUT_SECONDS: it may or may not have been published. Retry with the same Idempotency-Key header; history rooms then publish it once.',
+  },
+  redis_unreachable: {
+    status: 503,
+    message: 'This replica cannot reach Redis; reconnect (socket.io-client does by itself) to be served by another replica.',
+  },
   backend_busy: {
     status: 503,
     message: 'Too many requests are waiting for the backend that decides access (PROXY_MAX_CONCURRENCY); retry shortly.',

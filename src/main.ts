@@ -9,7 +9,11 @@ import type { Config } from './config/schema.js';
 import { configWarnings, hasRedis } from './config/warnings.js';
 import { createLogger } from './observability/logger.js';
 
-/** Extra time past the drain period before a stuck shutdown is cut short with exit code 1. */
+/**
+ * Extra time past the drain period before a stuck shutdown is cut short with exit code 1, plus
+ * twice REDIS_TIMEOUT_SECONDS: the longest an ingest's last publish and the Redis work after the
+ * connections closed may each take (src/lifecycle/drain.ts).
+ */
 const SHUTDOWN_GRACE_MS = 10_000;
 
 let config: Config;
@@ -36,7 +40,7 @@ function shutdown(signal: NodeJS.Signals): void {
   setTimeout(() => {
     logger.error('drain did not finish in time; exiting');
     process.exit(1);
-  }, config.drainSeconds * 1000 + SHUTDOWN_GRACE_MS).unref();
+  }, config.drainSeconds * 1000 + 2 * config.redisTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS).unref();
   app.drain().then(
     () => process.exit(0),
     (err: unknown) => {

@@ -314,7 +314,8 @@ describe('webhooks through a Redis outage', () => {
   before(async () => {
     redis = await startRedis();
     receiver = await startReceiver(SECRET);
-    gw = await startGateway({ env: envFor(receiver, { REDIS_URL: redis.url }) });
+    // Debug: during a known outage the failed writes are logged at that level, after the one warning.
+    gw = await startGateway({ env: envFor(receiver, { REDIS_URL: redis.url, LOG_LEVEL: 'debug' }) });
   });
   after(async () => {
     for (const c of clients) c.close();
@@ -331,6 +332,7 @@ describe('webhooks through a Redis outage', () => {
     await redis.kill();
     // Recorded nowhere: Redis is down.
     assert.deepEqual(await c.subscribe('match:during'), { ok: true, room: 'match:during' });
+    await gw.waitForLog('the outage\'s one warning', (l) => l.level === 40 && l.msg.startsWith('redis unreachable'));
     await gw.waitForLog('the failed write', (l) => l.msg.startsWith('webhook room state write failed'));
     await redis.restart();
     // The restarted Redis lost everything: the replica writes what it holds again, so both rooms

@@ -4,6 +4,8 @@ import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { guardFireAndForget } from './guard.js';
+import type { LinkTiming } from './link.js';
+import type { Reachability } from './reachability.js';
 import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair, type RedisTarget } from './redis.js';
 
 export type BusKind = 'memory' | 'redis' | 'sharded';
@@ -33,6 +35,8 @@ export interface Bus {
   messagesReceived(): number;
   /** False while a configured Redis is unreachable; readiness reports it. */
   isReady(): boolean;
+  /** `isReady` with its changes and one warning per outage (always up for `memory`). */
+  readonly reachability: Reachability;
   /** Releases connections, bounded by `timeoutMs`. Idempotent. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -41,9 +45,14 @@ export interface BusOptions {
   target: RedisTarget | undefined;
   mode: 'classic' | 'sharded';
   keyPrefix: string;
+  /** REDIS_TIMEOUT_SECONDS, as the connections apply it (src/cluster/link.ts). */
+  timing: LinkTiming;
+  replicaId: string;
   logger: Logger;
   metrics: Metrics;
 }
+
+const ALWAYS_UP: Reachability = { up: true, downSince: undefined, onChange: () => {}, close: () => {} };
 
 export function createBus(opts: BusOptions): Bus {
   if (opts.target === undefined) {
@@ -54,15 +63,28 @@ export function createBus(opts: BusOptions): Bus {
       awaitRoom: async () => {},
       messagesReceived: () => 0,
       isReady: () => true,
+      reachability: ALWAYS_UP,
       close: async () => {},
     };
   }
   const { logger, metrics } = opts;
-  const pair = createRedisPair(opts.target, logger);
+  const pair = createRedisPair(opts.target, { timing: opts.timing, replicaId: opts.replicaId, logger, metrics });
   const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
+  /** Broadcasts lost during the current outage: said in one line when Redis is back. */
+  let lostInOutage = 0;
+  pair.reachability.onChange((up) => {
+    if (!up) return;
+    if (lostInOutage > 0) logger.warn({ broadcasts: lostInOutage }, 'broadcasts to rooms without history that could not reach the other replicas during the outage (herald_bus_publish_failures_total)');
+    lostInOutage = 0;
+  });
   const onFailure = (command: string, err: Error) => {
-    if (command === 'publish' || command === 'spublish') metrics.busPublishFailed();
-    if (failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
+    if (command === 'publish' || command === 'spublish') {
+      metrics.busPublishFailed();
+      lostInOutage++;
+    }
+    // During a known outage the failures are counted; the outage had its one warning.
+    if (pair.reachability.up && failureLog.due()) logger.warn({ command, err: err.message }, 'redis command failed; local delivery continues');
+    else logger.debug({ command, err: err.message }, 'redis command failed; local delivery continues');
   };
   let received = 0;
   for (const event of ['messageBuffer', 'pmessageBuffer', 'smessageBuffer']) pair.sub.on(event, () => received++);
@@ -84,6 +106,7 @@ export function createBus(opts: BusOptions): Bus {
     },
     messagesReceived: () => received,
     isReady: () => pair.isReady(),
+    reachability: pair.reachability,
     close: (timeoutMs) => pair.close(timeoutMs),
   };
 }

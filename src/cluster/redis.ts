@@ -1,6 +1,9 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import { throttle, type Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { linkOptions, pingLinks, type LinkTiming } from './link.js';
+import { trackReachability, type Reachability } from './reachability.js';
 import { createSentinelClient, followFailovers, serverOf, type SentinelTarget } from './sentinel.js';
 
 /** Reconnect delay grows with attempts and is capped, so a long outage costs one try every 2 s. */
@@ -8,19 +11,22 @@ const RECONNECT_MAX_DELAY_MS = 2000;
 /** A repeated Redis error is logged at most this often per client. */
 export const ERROR_LOG_INTERVAL_MS = 10_000;
 
-const COMMON: RedisOptions = {
-  retryStrategy: (attempt) => Math.min(attempt * 100, RECONNECT_MAX_DELAY_MS),
-  connectTimeout: 5000,
-};
+/** Every herald client: the reconnect back-off and the link checks (src/cluster/link.ts). */
+export function commonOptions(timing: LinkTiming): RedisOptions {
+  return { retryStrategy: (attempt) => Math.min(attempt * 100, RECONNECT_MAX_DELAY_MS), ...linkOptions(timing) };
+}
 
 /**
  * Publisher: no offline queue, so a publish during an outage fails at once (and is counted)
- * instead of piling up in memory and arriving minutes late.
+ * instead of piling up in memory and arriving minutes late; and a command that was unanswered when
+ * its connection died is not sent again after the reconnect (ioredis's default): its caller was
+ * told it failed (timed out), and a publish that arrives after its failure was reported would be
+ * both counted lost and delivered, or, in a history room, published twice when the caller retries.
  * Subscriber: queue subscriptions until connected and never give up on them; ioredis
  * resubscribes by itself after a reconnect.
  */
-const PUB_OPTIONS: RedisOptions = { ...COMMON, enableOfflineQueue: false, maxRetriesPerRequest: 1 };
-const SUB_OPTIONS: RedisOptions = { ...COMMON, maxRetriesPerRequest: null };
+const pubOptions = (t: LinkTiming): RedisOptions => ({ ...commonOptions(t), enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false });
+const subOptions = (t: LinkTiming): RedisOptions => ({ ...commonOptions(t), maxRetriesPerRequest: null });
 
 /** A standalone Redis or a Redis Cluster: both speak the same commands through ioredis. */
 export type RedisClient = Redis | Cluster;
@@ -39,21 +45,47 @@ export function redisTargetOf(
   return config.redisUrl ? { url: config.redisUrl } : undefined;
 }
 
+export interface WatchOptions {
+  /** Counts connections dropped for not answering in time (`herald_redis_link_drops_total`). */
+  metrics?: Pick<Metrics, 'redisLinkDropped'>;
+  /**
+   * Someone else reports this client's outages once each (the bus: `Reachability`): after its
+   * first `ready`, its errors and reconnects are logged at debug level here, not every 10 s.
+   */
+  outagesReported?: boolean;
+  /** Told of every error, for the outage report's cause. */
+  onError?: (err: Error) => void;
+}
+
 /** Attaches the listeners every herald Redis client needs: errors logged (throttled), never thrown. */
-export function watchClient(client: RedisClient, name: string, logger: Logger): void {
+export function watchClient(client: RedisClient, name: string, logger: Logger, opts: WatchOptions = {}): void {
   const errorLog = throttle(ERROR_LOG_INTERVAL_MS);
   let wasReady = false;
+  let everReady = false;
   client.on('error', (err: Error) => {
-    if (errorLog.due()) logger.warn({ client: name, err: err.message }, 'redis connection error');
+    opts.onError?.(err);
+    if (err.message.startsWith('Socket timeout')) opts.metrics?.redisLinkDropped(name);
+    // Before the first connection a misconfiguration (a wrong password) must show at once.
+    if (opts.outagesReported && everReady) logger.debug({ client: name, err: err.message }, 'redis connection error');
+    else if (errorLog.due()) logger.warn({ client: name, err: err.message }, 'redis connection error');
   });
+  // A cluster reports its node connections' errors (a node's socket timeout among them) apart.
+  if (client instanceof Cluster) {
+    client.on('node error', (err: Error, node: string) => {
+      opts.onError?.(err);
+      if (err.message.startsWith('Socket timeout')) opts.metrics?.redisLinkDropped(name);
+      logger.debug({ client: name, node, err: err.message }, 'redis cluster node error');
+    });
+  }
   client.on('ready', () => {
     wasReady = true;
+    everReady = true;
     errorLog.reset();
     // Which server: behind Sentinel it changes with every failover.
     logger.info({ client: name, server: client instanceof Redis ? serverOf(client) : undefined }, 'redis ready');
   });
   client.on('close', () => {
-    if (wasReady) logger.warn({ client: name }, 'redis connection closed; reconnecting');
+    if (wasReady) logger[opts.outagesReported ? 'info' : 'warn']({ client: name }, 'redis connection closed; reconnecting');
     wasReady = false;
   });
 }
@@ -64,22 +96,38 @@ export interface RedisPair {
   readonly cluster: boolean;
   /** True while both connections are usable. */
   isReady(): boolean;
+  /** Whether Redis is reachable, with one warning per outage (and one line when it is back). */
+  readonly reachability: Reachability;
   /** Quits both clients, forcing a disconnect after `timeoutMs`. Idempotent. */
   close(timeoutMs: number): Promise<void>;
 }
 
-export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair {
+export interface PairOptions {
+  timing: LinkTiming;
+  /** Names the connections in Redis (`CLIENT LIST`): `herald:<replica>:pub` and `:sub`. */
+  replicaId: string;
+  logger: Logger;
+  metrics?: Pick<Metrics, 'redisLinkDropped'>;
+}
+
+export function createRedisPair(target: RedisTarget, opts: PairOptions): RedisPair {
+  const { logger, timing } = opts;
+  const named = (options: RedisOptions, role: string): RedisOptions => ({ ...options, connectionName: `herald:${opts.replicaId}:${role}` });
+  const [pubOpts, subOpts] = [named(pubOptions(timing), 'pub'), named(subOptions(timing), 'sub')];
   const [pub, sub] =
     'url' in target
-      ? [new Redis(target.url, PUB_OPTIONS), new Redis(target.url, SUB_OPTIONS)]
+      ? [new Redis(target.url, pubOpts), new Redis(target.url, subOpts)]
       : 'clusterNodes' in target
-        ? [createCluster(target.clusterNodes, PUB_OPTIONS, false), createCluster(target.clusterNodes, SUB_OPTIONS, true)]
-        : [createSentinelClient(target, PUB_OPTIONS), createSentinelClient(target, SUB_OPTIONS)];
-  watchClient(pub, 'pub', logger);
-  watchClient(sub, 'sub', logger);
+        ? [createCluster(target.clusterNodes, pubOpts, false), createCluster(target.clusterNodes, subOpts, true)]
+        : [createSentinelClient(target, pubOpts), createSentinelClient(target, subOpts)];
+  let cause: string | undefined;
+  const onError = (err: Error) => (cause = err.message);
+  const watch = { metrics: opts.metrics, outagesReported: true, onError };
+  watchClient(pub, 'pub', logger, watch);
+  watchClient(sub, 'sub', logger, watch);
   const failovers =
     'sentinels' in target
-      ? followFailovers(target, [pub as Redis, sub as Redis], COMMON, (client, name) => watchClient(client, name, logger), logger)
+      ? followFailovers(target, [pub as Redis, sub as Redis], named(commonOptions(timing), 'sentinel-watch'), (client, name) => watchClient(client, name, logger, { metrics: opts.metrics }), logger)
       : undefined;
   // ioredis reports `ready` before its automatic resubscribe has been answered. A PING sent after
   // it is answered after the SUBSCRIBEs, so once it returns this replica hears the bus again.
@@ -89,20 +137,28 @@ export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair 
       () => {
         subscribed = sub.status === 'ready';
       },
-      () => {},
+      onError,
     );
   });
   sub.on('close', () => {
     subscribed = false;
   });
+  // A watcher's dead link is logged by its own socket timeout (watchClient), and is no outage of
+  // the bus (a lost watcher only delays a failover's switch): its missed PINGs are not a cause.
+  const pings = [pub, sub, ...(failovers?.watchers ?? [])].map((client) => pingLinks(client, timing, client === pub || client === sub ? onError : () => undefined));
+  const isReady = () => pub.status === 'ready' && sub.status === 'ready' && subscribed;
+  const reachability = trackReachability({ isReady, clients: [pub, sub], cause: () => cause, checkMs: timing.pingMs, logger });
   let closing: Promise<void> | undefined;
   return {
     pub,
     sub,
     cluster: 'clusterNodes' in target,
-    isReady: () => pub.status === 'ready' && sub.status === 'ready' && subscribed,
+    isReady,
+    reachability,
     close(timeoutMs) {
       failovers?.close();
+      for (const p of pings) p.close();
+      reachability.close();
       closing ??= Promise.all([quitBounded(pub, timeoutMs), quitBounded(sub, timeoutMs)]).then(() => undefined);
       return closing;
     },
@@ -112,7 +168,8 @@ export function createRedisPair(target: RedisTarget, logger: Logger): RedisPair 
 /**
  * An ioredis Cluster from seed URLs. Credentials and TLS come from the URLs (`rediss://` for
  * Azure Cache for Redis); `dnsLookup` keeps the host names TLS certificates are issued for;
- * the subscriber uses one connection per shard for SSUBSCRIBE.
+ * the subscriber uses one connection per shard for SSUBSCRIBE. `options` become every node
+ * connection's and every shard subscriber's (timeouts and name included).
  */
 function createCluster(urls: readonly string[], options: RedisOptions, subscriber: boolean): Cluster {
   const first = new URL(urls[0]!);

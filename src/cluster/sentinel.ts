@@ -62,7 +62,7 @@ export function followFailovers(
   options: RedisOptions,
   watch: (client: Redis, name: string) => void,
   logger: Logger,
-): { close(): void } {
+): { readonly watchers: readonly Redis[]; close(): void } {
   const onSwitch = (channel: string, message: string) => {
     const [name, , , ip, port] = message.split(' ');
     if (channel !== SWITCH_MASTER || name !== target.name || ip === undefined || port === undefined) return;
@@ -83,6 +83,7 @@ export function followFailovers(
     return watcher;
   });
   return {
+    watchers,
     close() {
       for (const w of watchers) w.disconnect();
     },

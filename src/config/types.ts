@@ -44,6 +44,10 @@ export interface Config {
   readonly redisSentinelPassword: string | undefined;
   /** Channel prefix shared with the redis-adapter and @socket.io/redis-emitter. @default "socket.io" */
   readonly redisKeyPrefix: string;
+  /** Longest wait on Redis: a connection silent this long is dropped; no command waits longer. @default 5 */
+  readonly redisTimeoutSeconds: number;
+  /** Seconds without Redis after which a replica closes its clients so they move elsewhere; 0 = never. @default 10 */
+  readonly redisOutageCloseSeconds: number;
   /** Bearer keys accepted by the publish and history APIs. Empty: loopback-only publishing. */
   readonly publishKeys: readonly PublishKey[];
   /** Bearer keys accepted by the control API. Empty: loopback callers only, none in production. */

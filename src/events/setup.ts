@@ -11,7 +11,7 @@ import { createRedisTransitions } from './transitions-redis.js';
 import { WebhookSender } from './webhooks.js';
 
 /** On drain, webhooks still queued (the drained connections' `connection.closed`) get this long. */
-const FLUSH_ON_CLOSE_MS = 3000;
+export const WEBHOOK_FLUSH_MS = 3000;
 
 export interface BackendEvents {
   /** Call after the connections are closed, before Redis is. */
@@ -23,7 +23,16 @@ export interface BackendEvents {
  * bus's Redis and the replica heartbeat for cluster-wide transitions (this process's memory on a
  * single node). Undefined without WEBHOOK_URL: nothing is listened to or written.
  */
-export function createBackendEvents(deps: { config: Config; io: Server; bus: Bus; heartbeat: Heartbeat | undefined; metrics: Metrics; logger: Logger }): BackendEvents | undefined {
+export function createBackendEvents(deps: {
+  config: Config;
+  io: Server;
+  bus: Bus;
+  heartbeat: Heartbeat | undefined;
+  metrics: Metrics;
+  logger: Logger;
+  /** For the room state written to Redis (quiet during an outage); `logger` by default. */
+  redisLogger?: Logger;
+}): BackendEvents | undefined {
   const { config, io, bus, heartbeat, logger } = deps;
   if (!config.webhookUrl || !config.webhookSecret) return undefined;
   const sender = new WebhookSender({
@@ -53,14 +62,14 @@ export function createBackendEvents(deps: { config: Config; io: Server; bus: Bus
           sweepMs: (config.presenceTtlSeconds * 1000) / 3,
           held: () => announcer.held(),
           announce,
-          logger,
+          logger: deps.redisLogger ?? logger,
         })
       : createMemoryTransitions(delayMs, announce);
   announcer.start(transitions);
   return {
     async close() {
       await transitions.close();
-      await sender.close(FLUSH_ON_CLOSE_MS);
+      await sender.close(WEBHOOK_FLUSH_MS);
     },
   };
 }

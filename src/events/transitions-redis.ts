@@ -47,7 +47,7 @@ export interface RedisTransitionsOptions {
   delayMs: number;
   /** How often this replica looks for replicas whose heartbeat stopped, and for ends nobody ran. */
   sweepMs: number;
-  /** What this replica holds now: written again whenever Redis turns ready. */
+  /** What this replica holds now: written again whenever the heartbeat is renewed (a connection, a reconnect, found counted as gone). */
   held: () => readonly Subject[];
   announce: Announce;
   logger: Logger;
@@ -69,7 +69,9 @@ export interface RedisTransitionsOptions {
 export function createRedisTransitions(opts: RedisTransitionsOptions): Transitions {
   const { redis, heartbeat, logger, announce } = opts;
   const p = opts.keyPrefix;
-  const self = `${heartbeat.replicaId}/${heartbeat.instance}`;
+  // This replica as a holder: its heartbeat instance, which changes when the heartbeat is renewed
+  // (src/cluster/heartbeat.ts); the old holder is then retired by a sweep like a dead replica's.
+  const self = () => `${heartbeat.replicaId}/${heartbeat.instance}`;
   const registry = `${p}-webhook-holders`;
   const vacating = `${p}-webhook-vacating`;
   const indexOf = (holder: string) => `${p}-webhook-holder:${holder}`;
@@ -113,7 +115,8 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
     if (!connected) return;
     const key = keyOf(subject);
     void inOrder(key, async () => {
-      const [, won] = await Promise.all([redis.sadd(indexOf(self), key), redis.eval(HOLD, 2, ...keysOf(subject), self) as Promise<number>]);
+      const holder = self();
+      const [, won] = await Promise.all([redis.sadd(indexOf(holder), key), redis.eval(HOLD, 2, ...keysOf(subject), holder) as Promise<number>]);
       if (won === 1) announce('start', subject);
     });
   };
@@ -154,8 +157,8 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
     try {
       // A replica whose heartbeat was late (an event loop stalled past PRESENCE_TTL_SECONDS) may
       // have been retired by another one meanwhile: it registers and holds what it holds again.
-      if ((await redis.sadd(registry, self)) === 1) for (const subject of opts.held()) hold(subject);
-      const others = (await redis.smembers(registry)).filter((h) => h !== self);
+      if ((await redis.sadd(registry, self())) === 1) for (const subject of opts.held()) hold(subject);
+      const others = (await redis.smembers(registry)).filter((h) => h !== self());
       const live = await heartbeat.liveInstances(others.map((h) => h.slice(0, h.lastIndexOf('/'))));
       for (const [i, holder] of others.entries()) {
         if (live[i] !== holder.slice(holder.lastIndexOf('/') + 1)) await retire(holder);
@@ -177,24 +180,26 @@ export function createRedisTransitions(opts: RedisTransitionsOptions): Transitio
   };
 
   const resync = async () => {
-    await heartbeat.beat();
-    await redis.sadd(registry, self);
-    const recorded = await redis.smembers(indexOf(self));
+    const holder = self();
+    await redis.sadd(registry, holder);
+    const recorded = await redis.smembers(indexOf(holder));
     // From here on in one go: what is held now is queued before any later local change, which
     // would otherwise be overtaken (a release queued during an await, then the stale hold after it).
     const held = opts.held();
     const wanted = new Set(held.map(keyOf));
-    for (const key of recorded) if (!wanted.has(key)) void releaseAs(self, key);
+    for (const key of recorded) if (!wanted.has(key)) void releaseAs(holder, key);
     for (const subject of held) hold(subject);
   };
-  redis.on('ready', () => void resync().catch(report));
+  // The heartbeat has been written (again) just before: on the first connection, after every
+  // reconnect, and when this replica finds the others had counted it as gone.
+  heartbeat.onRenewed(() => resync().catch(report));
   const sweeper = setInterval(() => void sweep(), opts.sweepMs);
   sweeper.unref();
 
   return {
     hold,
     release(subject) {
-      if (connected) void releaseAs(self, keyOf(subject));
+      if (connected) void releaseAs(self(), keyOf(subject));
     },
     async close() {
       clearInterval(sweeper);

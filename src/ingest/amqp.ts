@@ -55,7 +55,7 @@ export function startAmqpIngest(opts: AmqpIngestOptions): { close(): Promise<voi
       ch.ack(msg);
     } catch (err) {
       const herr = toHeraldError(err);
-      if (herr.code === 'unavailable' || herr.code === 'internal') {
+      if (herr.code === 'unavailable' || herr.code === 'publish_timeout' || herr.code === 'internal') {
         metrics.ingested('amqp', 'retried');
         await delay(REQUEUE_DELAY_MS);
         ch.nack(msg, false, true);

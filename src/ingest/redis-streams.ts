@@ -1,17 +1,23 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { watchClient } from '../cluster/redis.js';
+import type { LinkTiming } from '../cluster/link.js';
+import { commonOptions, watchClient } from '../cluster/redis.js';
 import { toHeraldError } from '../errors.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Publisher } from '../publish/service.js';
 import { parseEntry, type RawEntry } from './entry.js';
 
-/** How long one XREADGROUP waits for new entries before the loop looks around (claims, shutdown). */
+/**
+ * How long one XREADGROUP waits for new entries before the loop looks around (claims, shutdown);
+ * at most half the socket timeout, which would otherwise take a quiet stream for a dead link.
+ */
 const BLOCK_MS = 2000;
 
 export interface StreamIngestOptions {
   redisUrl: string;
+  /** REDIS_TIMEOUT_SECONDS (src/cluster/link.ts); the connection is named `herald:<consumer>:ingest`. */
+  timing: LinkTiming;
   streams: readonly string[];
   group: string;
   /** This replica's consumer name: its REPLICA_ID, so a restart finds its own pending entries. */
@@ -41,8 +47,9 @@ type Entry = [id: string, fields: string[] | null];
 export function startStreamIngest(opts: StreamIngestOptions): { close(): Promise<void> } {
   const { logger, metrics } = opts;
   // Its own connection: XREADGROUP BLOCK holds it. Commands wait out Redis outages.
-  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 100, 2000) });
-  watchClient(redis, 'ingest', logger);
+  const redis = new Redis(opts.redisUrl, { ...commonOptions(opts.timing), maxRetriesPerRequest: null, connectionName: `herald:${opts.consumer}:ingest` });
+  watchClient(redis, 'ingest', logger, { metrics });
+  const blockMs = Math.min(BLOCK_MS, Math.floor(opts.timing.socketTimeoutMs / 2));
   const errorLog = throttle(10_000);
   let closing = false;
   let ownPending = true;
@@ -68,7 +75,7 @@ export function startStreamIngest(opts: StreamIngestOptions): { close(): Promise
         ack.push(id);
       } catch (err) {
         const herr = toHeraldError(err);
-        if (herr.code === 'unavailable' || herr.code === 'internal') {
+        if (herr.code === 'unavailable' || herr.code === 'publish_timeout' || herr.code === 'internal') {
           // Not the entry's fault: leave it pending and retry our own pending entries shortly.
           metrics.ingested('redis-stream', 'retried');
           ownPending = true;
@@ -127,7 +134,7 @@ export function startStreamIngest(opts: StreamIngestOptions): { close(): Promise
         // "0" re-reads this consumer's own pending entries; ">" reads new ones.
         const ids = opts.streams.map(() => (ownPending ? '0' : '>'));
         const reply = (await redis.call(
-          'XREADGROUP', 'GROUP', opts.group, opts.consumer, 'COUNT', opts.batch, ...(ownPending ? [] : ['BLOCK', BLOCK_MS]), 'STREAMS', ...opts.streams, ...ids,
+          'XREADGROUP', 'GROUP', opts.group, opts.consumer, 'COUNT', opts.batch, ...(ownPending ? [] : ['BLOCK', blockMs]), 'STREAMS', ...opts.streams, ...ids,
         )) as [string, Entry[]][] | null;
         const wasOwn = ownPending;
         ownPending = false;

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Server } from 'socket.io';
+import type { Server, Socket } from 'socket.io';
 
 /** starting → ready → draining → stopped; never backwards. */
 export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -36,19 +36,25 @@ const DRAIN_TICK_MS = 100;
  * Closes this replica's client connections in even batches spread over `drainMs`, so they do not
  * all reconnect to the other replicas in the same instant. Closing the transport (rather than
  * sending a Socket.IO disconnect) makes clients see "transport close" and reconnect by themselves,
- * through the load balancer, to a replica that is still ready. Returns how many were closed.
+ * through the load balancer, to a replica that is still ready. `close` does it for one socket
+ * (by default: its transport); `stop` ends the batches early. Returns how many were closed.
  */
-export async function closeConnectionsInBatches(io: Server, drainMs: number): Promise<number> {
+export async function closeConnectionsInBatches(
+  io: Server,
+  drainMs: number,
+  opts: { close?: (socket: Socket) => void; stop?: () => boolean } = {},
+): Promise<number> {
   const sockets = io.of('/').sockets;
   const closing = new Set<string>();
+  const close = opts.close ?? ((socket: Socket) => socket.conn.close());
   const deadline = Date.now() + drainMs;
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && !opts.stop?.()) {
     const pending = [...sockets.values()].filter((s) => !closing.has(s.id));
     if (pending.length === 0) break;
     const ticksLeft = Math.max(1, Math.floor((deadline - Date.now()) / DRAIN_TICK_MS));
     for (const socket of pending.slice(0, Math.ceil(pending.length / ticksLeft))) {
       closing.add(socket.id);
-      socket.conn.close();
+      close(socket);
     }
     await delay(DRAIN_TICK_MS);
   }

@@ -13,6 +13,14 @@ export interface Metrics {
   delivered(recipients: number, latencySeconds: number | undefined): void;
   /** A message could not be handed to Redis; local subscribers still got it. */
   busPublishFailed(): void;
+  /** A Redis connection (`pub`, `sub`, `ingest`, ...) received nothing for REDIS_TIMEOUT_SECONDS and was dropped. */
+  redisLinkDropped(client: string): void;
+  /** A publish answered 503 `publish_timeout`: Redis did not confirm it in time, its outcome is unknown. */
+  publishUnconfirmed(): void;
+  /** A history-room publish whose Idempotency-Key had been published before: answered with the first one's id. */
+  publishDuplicate(): void;
+  /** `clients` were closed because Redis had been unreachable for REDIS_OUTAGE_CLOSE_SECONDS. */
+  outageDisconnected(clients: number): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
@@ -126,6 +134,10 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     registers: [registry],
   });
   const busFailures = new Counter({ name: 'herald_bus_publish_failures_total', help: 'Broadcasts that could not be handed to Redis (local delivery still happened)', registers: [registry] });
+  const linkDrops = new Counter({ name: 'herald_redis_link_drops_total', help: 'Redis connections dropped for not answering within REDIS_TIMEOUT_SECONDS, by client', labelNames: ['client'], registers: [registry] });
+  const unconfirmed = new Counter({ name: 'herald_publish_unconfirmed_total', help: 'Publishes answered 503 publish_timeout: not confirmed by Redis in time, outcome unknown', registers: [registry] });
+  const duplicates = new Counter({ name: 'herald_publish_duplicates_total', help: 'History-room publishes whose Idempotency-Key was published before (answered with the first id, not published again)', registers: [registry] });
+  const outageDisconnects = new Counter({ name: 'herald_redis_outage_disconnects_total', help: 'Clients closed (to reconnect elsewhere) because Redis was unreachable for REDIS_OUTAGE_CLOSE_SECONDS', registers: [registry] });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
@@ -240,6 +252,18 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     busPublishFailed() {
       s.busPublishFailures++;
       busFailures.inc();
+    },
+    redisLinkDropped(client) {
+      linkDrops.inc({ client });
+    },
+    publishUnconfirmed() {
+      unconfirmed.inc();
+    },
+    publishDuplicate() {
+      duplicates.inc();
+    },
+    outageDisconnected(clients) {
+      outageDisconnects.inc(clients);
     },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;

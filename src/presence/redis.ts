@@ -21,13 +21,16 @@ export interface RedisPresenceOptions {
  * (cluster/heartbeat.ts) names its instance: a crashed replica's key expires, and a restarted one
  * overwrites it at once. Dead fields are deleted by whoever reads them.
  *
- * The owner calls `resync` whenever `redis` turns ready (app.ts does), the first time included:
- * writes made before the first connection are skipped, not failed.
+ * The owner calls `resync` whenever the heartbeat is renewed (app.ts does): the first time Redis
+ * is ready (writes made before the first connection are skipped, not failed), after every
+ * reconnect, and when this replica finds it was counted as gone. A renewal changes the instance,
+ * so members written before it, and those whose removal was lost in an outage, stop counting.
  */
 export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend {
   const { redis, logger, heartbeat } = opts;
   const roomKey = (room: string) => `${opts.keyPrefix}-presence:{${room}}`;
-  const self = `${heartbeat.replicaId}/${heartbeat.instance}/`;
+  // The heartbeat's instance changes when it is renewed (src/cluster/heartbeat.ts): read it per write.
+  const self = () => `${heartbeat.replicaId}/${heartbeat.instance}/`;
   const failureLog = throttle(10_000);
   const report = (err: Error) => {
     if (failureLog.due()) logger.warn({ err: err.message }, 'presence write failed; resynced when Redis returns');
@@ -50,10 +53,10 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
 
   return {
     async add(room, member) {
-      await write(() => redis.multi().hset(roomKey(room), self + member.client, member.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec());
+      await write(() => redis.multi().hset(roomKey(room), self() + member.client, member.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec());
     },
     async remove(room, client) {
-      await write(() => redis.hdel(roomKey(room), self + client));
+      await write(() => redis.hdel(roomKey(room), self() + client));
     },
     async get(room) {
       const fields = await redis.hgetall(roomKey(room));
@@ -78,7 +81,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
       const byRoom = new Map<string, Record<string, string>>();
       for (const [room, m] of members) {
         const fields = byRoom.get(room) ?? {};
-        fields[self + m.client] = m.user ?? '';
+        fields[self() + m.client] = m.user ?? '';
         byRoom.set(room, fields);
       }
       await Promise.all(

@@ -1,4 +1,5 @@
 import type { Server } from 'socket.io';
+import { ReplyError } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { assertDepth, containsBinary } from '../limits/json-depth.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -25,6 +26,8 @@ export interface PublishResult {
   readonly ts: number;
   /** Per room, the `meta.id` its subscribers receive (the stream offset in history rooms). */
   readonly ids: Readonly<Record<RoomName, MessageId>>;
+  /** Present when `dedupeKey` had been published before in a history room: its id there is the first publish's. */
+  readonly duplicate?: true;
 }
 
 export interface Publisher {
@@ -45,42 +48,76 @@ export interface Publisher {
 
 export type PublishSource = 'http' | 'client' | 'redis-stream' | 'amqp';
 
-export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined): Publisher {
+export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined, timeoutMs: number): Publisher {
   const nextId = messageIds();
+  const run = async (req: PublishRequest, source: PublishSource, dedupeKey: string | undefined): Promise<PublishResult> => {
+    const id = nextId();
+    const ts = Date.now();
+    // No prototype: rooms may be named `constructor` or `__proto__`, which `{}` already "has".
+    const ids: Record<RoomName, MessageId> = Object.create(null);
+    const appended = req.rooms.flatMap((room) => {
+      const policy = history?.policyFor(room);
+      return policy ? [{ room, policy }] : [];
+    });
+    // History keeps JSON: a Buffer would come back as {type: "Buffer", data: [...]}.
+    if (appended.length > 0 && containsBinary(req.data)) {
+      throw new HeraldError('bad_request', `Binary data cannot be kept in history (${appended.map((a) => a.room).join(', ')}); publish it to a room without history, or encode it (base64).`);
+    }
+    let duplicate = false;
+    const done = await Promise.allSettled(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy, dedupeKey)));
+    const failures = done.flatMap((d) => (d.status === 'rejected' ? [d.reason as Error] : []));
+    if (failures.length > 0) {
+      // One write whose outcome is unknown makes the whole publish's unknown.
+      const unknown = failures.find((err) => !notSent(err));
+      throw unknown ? new HeraldError('publish_timeout', undefined, { cause: unknown }) : new HeraldError('unavailable', undefined, { cause: failures[0] });
+    }
+    for (const d of done) {
+      if (d.status !== 'fulfilled') continue;
+      ids[d.value.entry.room] = d.value.entry.id;
+      duplicate ||= d.value.duplicate;
+    }
+    if (duplicate) metrics.publishDuplicate();
+    const adapter = io.of('/').adapter;
+    for (const room of req.rooms) {
+      if (Object.hasOwn(ids, room)) continue;
+      const meta: MessageMeta = { room, id, ts };
+      // What io.to(room).emit() does, but awaited: the sharded (cluster) adapter publishes
+      // asynchronously, and answering only once the message is in Redis keeps one publisher's
+      // messages in order even when its requests land on different replicas.
+      await adapter.broadcast({ type: SOCKET_IO_EVENT, data: [req.event, req.data, meta], nsp: '/' }, { rooms: new Set([room]), except: new Set() });
+      ids[room] = id;
+    }
+    metrics.published(req.rooms.length, source);
+    return { id, ts, ids, ...(duplicate ? { duplicate: true as const } : {}) };
+  };
   return {
     async publish(req, source, dedupeKey) {
-      const id = nextId();
-      const ts = Date.now();
-      // No prototype: rooms may be named `constructor` or `__proto__`, which `{}` already "has".
-      const ids: Record<RoomName, MessageId> = Object.create(null);
-      const appended = req.rooms.flatMap((room) => {
-        const policy = history?.policyFor(room);
-        return policy ? [{ room, policy }] : [];
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new HeraldError('publish_timeout')), timeoutMs);
       });
-      // History keeps JSON: a Buffer would come back as {type: "Buffer", data: [...]}.
-      if (appended.length > 0 && containsBinary(req.data)) {
-        throw new HeraldError('bad_request', `Binary data cannot be kept in history (${appended.map((a) => a.room).join(', ')}); publish it to a room without history, or encode it (base64).`);
-      }
+      const work = run(req, source, dedupeKey);
+      // Past the deadline its outcome was answered as unknown (publish_timeout, counted below).
+      work.catch(() => undefined);
       try {
-        const done = await Promise.all(appended.map(({ room, policy }) => history!.backend.publish(room, req.event, req.data, policy, dedupeKey)));
-        for (const { entry } of done) ids[entry.room] = entry.id;
+        return await Promise.race([work, deadline]);
       } catch (err) {
-        throw new HeraldError('unavailable', undefined, { cause: err });
+        if (err instanceof HeraldError && err.code === 'publish_timeout') metrics.publishUnconfirmed();
+        throw err;
+      } finally {
+        clearTimeout(timer);
       }
-      const adapter = io.of('/').adapter;
-      for (const room of req.rooms) {
-        if (Object.hasOwn(ids, room)) continue;
-        const meta: MessageMeta = { room, id, ts };
-        // What io.to(room).emit() does, but awaited: the sharded (cluster) adapter publishes
-        // asynchronously, and answering only once the message is in Redis keeps one publisher's
-        // messages in order even when its requests land on different replicas.
-        await adapter.broadcast({ type: SOCKET_IO_EVENT, data: [req.event, req.data, meta], nsp: '/' }, { rooms: new Set([room]), except: new Set() });
-        ids[room] = id;
-      }
-      metrics.published(req.rooms.length, source);
-      return { id, ts, ids };
     },
   };
+}
+
+/**
+ * A write that never left this replica (no connection to send it on, the client closed) or that
+ * Redis refused with an error reply: it was not published. Anything else (a timeout, a connection
+ * lost while the command waited for its answer) may have been.
+ */
+function notSent(err: Error): boolean {
+  return err instanceof ReplyError || /isn't writeable|isn't ready|Connection is closed/.test(err.message);
 }
 
 const ALLOWED_FIELDS = new Set(['room', 'rooms', 'event', 'data']);

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
+import { baseOf, decodePortable } from './portable.js';
 import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
 
 /** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
@@ -28,6 +29,8 @@ export interface RecoveryPlan {
   granted: RoomName[];
   /** Per history room, the last id the client has; null: cannot be told (joined at the current position). */
   history: Record<RoomName, MessageId | null>;
+  /** From a portable offset (portable.ts): any user's, rooms left out when `incomplete`. */
+  portable?: { incomplete: boolean };
 }
 
 /** A restore found its session, which stays where it is until the user is checked (`Recovery.check`). */
@@ -50,6 +53,8 @@ export interface RecoveryDeps {
   grantedOf(socket: Socket): RoomName[];
   /** Whether this replica has members in `room` (its shared deliveries are kept while it does). */
   inUse(room: RoomName): boolean;
+  /** Most rooms a portable offset may name (MAX_SUBSCRIPTIONS). */
+  maxRooms: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -149,6 +154,12 @@ export class Recovery implements AdapterRecovery {
       stored = await this.deps.store.peek(pid);
     }
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
+      // Closed by a replica that could not save it (portable.ts): a fresh id, its rooms as `since`.
+      const portable = decodePortable(offset, this.deps.maxRooms);
+      if (portable) {
+        const plan: RecoveryPlan = { user: null, rooms: [...portable.rooms], granted: [], history: { ...portable.history }, portable: { incomplete: portable.partial } };
+        return { sid: randomBytes(15).toString('base64url'), pid, rooms: [], data: { [PLAN]: plan }, missedPackets: [] } as unknown as Session;
+      }
       this.deps.metrics.sessionRecovery('not_found');
       return null as unknown as Session;
     }
@@ -165,7 +176,17 @@ export class Recovery implements AdapterRecovery {
     const data = socket.data as Record<symbol, unknown>;
     const pending = data[PENDING] as Pending | undefined;
     delete data[PENDING];
-    if (!socket.recovered || !pending) return next();
+    if (!socket.recovered) return next();
+    if (!pending) {
+      // A portable offset grants what `subscribe {room, since}` would, to whoever holds the token.
+      const plan = data[PLAN] as RecoveryPlan | undefined;
+      if (plan?.portable) {
+        const whole = isWhole(plan);
+        if (!whole) renew(socket, false);
+        this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
+      }
+      return next();
+    }
     if (pending.user !== (this.deps.identityOf(socket).userId ?? null)) {
       this.deps.metrics.sessionRecovery('refused');
       return next(Object.assign(new Error('This session belongs to another user.'), { data: { code: 'forbidden', message: 'This session belongs to another user; connect without it.' } }));
@@ -191,13 +212,13 @@ export class Recovery implements AdapterRecovery {
     }
     const plan = await this.plan(stored, pending.offset);
     (socket.data as Record<symbol, unknown>)[PLAN] = plan;
-    const whole = plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
+    const whole = isWhole(plan);
     if (!whole) renew(socket, false);
     this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
   }
 
   private async plan(stored: StoredSession, offset: string): Promise<RecoveryPlan> {
-    const parsed = parseOffset(offset);
+    const parsed = parseOffset(baseOf(offset));
     // An offset from another process: the client had nothing from the one that saved the session.
     const seq = parsed && parsed.epoch === stored.epoch ? parsed.seq : 0;
     const history: Record<RoomName, MessageId | null> = {};
@@ -231,6 +252,11 @@ export class Recovery implements AdapterRecovery {
   async flush(timeoutMs: number): Promise<void> {
     await this.settle(() => true, timeoutMs);
   }
+}
+
+/** Whether a plan restores everything: history rooms only, each at a known position, none left out. */
+function isWhole(plan: RecoveryPlan): boolean {
+  return !plan.portable?.incomplete && plan.rooms.length === 0 && Object.values(plan.history).every((id) => id !== null);
 }
 
 /**

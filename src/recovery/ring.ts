@@ -45,6 +45,12 @@ export class Ring {
   storedSeq = 0;
   /** When the session store last wrote it, ms since the epoch. */
   storedAt = 0;
+  /**
+   * [seq, ms, sub] of the newest entry let go because the session store has it. What is read
+   * from memory alone (a portable offset, made while the store cannot be reached) cannot be told
+   * below it, and is this entry between it and the oldest kept.
+   */
+  stored: [number, number, number] | undefined;
   /** When the last entry was added, ms since the epoch. */
   touched = Date.now();
   /** Its place in the journal's eviction heap; -1 while empty. */
@@ -78,14 +84,15 @@ export class Ring {
     this.size++;
   }
 
-  /** Drops the oldest entry; `floor`: it becomes the floor (it is stored nowhere else). */
+  /**
+   * Drops the oldest entry; `floor`: it becomes the floor (it is stored nowhere else). Without,
+   * the session store has it: it becomes `stored`, below which only the store can answer.
+   */
   shift(floor: boolean): void {
-    if (floor) {
-      const k = this.at(0);
-      this.floorSeq = this.buf[k]!;
-      this.floorMs = this.buf[k + 1]!;
-      this.floorSub = this.buf[k + 2]!;
-    }
+    const k = this.at(0);
+    const dropped: [number, number, number] = [this.buf[k]!, this.buf[k + 1]!, this.buf[k + 2]!];
+    if (floor) [this.floorSeq, this.floorMs, this.floorSub] = dropped;
+    else this.stored = dropped;
     this.head = (this.head + 1) % this.slots;
     this.size--;
     if (this.size === 0) {
@@ -131,11 +138,12 @@ export function answerShared(found: { seq: number; id: MessageId | undefined } |
   return null;
 }
 
-/** `answerShared` over a ring in memory. */
+/** `answerShared` over a ring in memory (entries let go to the session store count as dropped). */
 export function lastShared(ring: Ring, after: number, upTo: number): MessageId | null | undefined {
   const i = ring.lastAtOrBefore(upTo);
   const found = i >= 0 ? { seq: ring.seqAt(i), id: ring.idAt(i) } : undefined;
-  const floor = ring.floorSeq > 0 ? { seq: ring.floorSeq, id: idOf(ring.floorMs, ring.floorSub) } : undefined;
+  const [seq, ms, sub] = ring.stored && ring.stored[0] > ring.floorSeq ? ring.stored : [ring.floorSeq, ring.floorMs, ring.floorSub];
+  const floor = seq > 0 ? { seq, id: idOf(ms, sub) } : undefined;
   return answerShared(found, floor, after, upTo);
 }
 

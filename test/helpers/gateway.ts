@@ -32,6 +32,10 @@ export interface GatewayOptions {
   env?: Record<string, string>;
   /** Extra node flags, e.g. `--require` of a fixture. */
   nodeArgs?: string[];
+  /** A command that runs node (e.g. `unshare -n ...` for another network namespace), given node and its arguments last. */
+  launcher?: string[];
+  /** The address the test reaches it at. @default 127.0.0.1 */
+  reachAt?: string;
 }
 
 let counter = 0;
@@ -39,7 +43,7 @@ let counter = 0;
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const replicaId = `gw-${process.pid}-${++counter}`;
   const child = owned(
-    spawn(process.execPath, [...(opts.nodeArgs ?? []), MAIN], {
+    spawn(opts.launcher?.[0] ?? process.execPath, [...(opts.launcher ? [...opts.launcher.slice(1), process.execPath] : []), ...(opts.nodeArgs ?? []), MAIN], {
       env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replicaId, DRAIN_SECONDS: '1', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -72,7 +76,7 @@ export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> 
   const listening = await waitForLog('listening', (l) => l.msg === 'listening');
   const port = listening.port as number;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${opts.reachAt ?? '127.0.0.1'}:${port}`,
     port,
     replicaId,
     logs,

@@ -5,6 +5,7 @@ import type { TransportKind } from '../types.js';
 import { integer, list, oneOf, parsePublishKey, setting } from '../parse.js';
 import { parseClusterNodes, parseSocketioPath, SOCKETIO_PATH } from '../addresses.js';
 import { SENTINEL_SETTINGS } from './sentinel.js';
+import { REDIS_LINK_SETTINGS } from './redis-link.js';
 
 /** Server, Redis connection, publish API, shutdown, logging, identity of the replica. */
 export const CORE_SETTINGS = [
@@ -106,6 +107,7 @@ export const CORE_SETTINGS = [
     },
   }),
   ...SENTINEL_SETTINGS,
+  ...REDIS_LINK_SETTINGS,
   setting({
     env: 'REDIS_KEY_PREFIX',
     key: 'redisKeyPrefix',
@@ -168,7 +170,7 @@ export const CORE_SETTINGS = [
   setting({
     env: 'DRAIN_SECONDS',
     key: 'drainSeconds',
-    doc: 'On SIGTERM/SIGINT, connected clients are disconnected in batches spread over this many seconds, then the process exits 0.',
+    doc: 'On SIGTERM/SIGINT, connected clients are disconnected in batches spread over this many seconds, each with `herald:disconnect` `{code: "draining"}` and a recovery offset that works on any replica; then what is left to write to Redis (sessions, presence, room state) gets `REDIS_TIMEOUT_SECONDS` + 3 s, and the process exits 0. It exits 1 only if shutdown takes longer than this + 2 × `REDIS_TIMEOUT_SECONDS` + 10 s.',
     defaultText: '10',
     parse: integer(0, 3600, 10),
   }),

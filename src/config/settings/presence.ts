@@ -21,7 +21,7 @@ export const PRESENCE_SETTINGS = [
   setting({
     env: 'PRESENCE_TTL_SECONDS',
     key: 'presenceTtlSeconds',
-    doc: 'A replica refreshes its presence heartbeat every third of this; when it stops (crash), its members drop out of presence within this many seconds, and another replica releases its rooms for the webhooks (`room.vacated`, `presence.left` a `WEBHOOK_VACATE_DELAY_SECONDS` later).',
+    doc: 'A replica refreshes its presence heartbeat every third of this; when it stops (a crash, or a partition from Redis), its members drop out of presence within this many seconds, and another replica releases its rooms for the webhooks (`room.vacated`, `presence.left` a `WEBHOOK_VACATE_DELAY_SECONDS` later). A replica that comes back from a partition writes its members and rooms again within one heartbeat.',
     defaultText: '30',
     parse: integer(3, 3600, 30),
   }),
