@@ -289,7 +289,7 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     for (const d of data) assert.equal((await publish(gw.url, { room, event: 'm', data: d }, KEY)).status, 200);
   };
 
-  it('a client whose position the journal still holds gets what it missed; one whose position was dropped gets its room back with recovered: false', async () => {
+  it('a client whose position the journal still holds gets what it missed; one whose position was dropped gets recovered: false and subscribes again', async () => {
     const watcher = await client(gw.url);
     assert.equal((await subscribe(watcher.socket, 'h:f')).ok, true);
     const near = await client(gw.url);
@@ -307,6 +307,8 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     await waitFor('near gets what it missed', () => near.got.length === 17);
     assert.deepEqual(near.got.slice(15).map((g) => g.data), ['y', 'z']);
     assert.deepEqual(await reconnect(far.socket), { recovered: false });
+    // Not put back in a room at a position it cannot tell: it subscribes again, as README's client does.
+    assert.equal((await subscribe(far.socket, 'h:f')).ok, true);
     await send('h:f', ['after']);
     await waitFor('far is back in the room', () => far.got.some((g) => g.data === 'after'));
     assert.deepEqual(far.got.map((g) => g.data), ['a', 'b', 'c', 'after'], 'nothing replayed from a position it cannot tell');

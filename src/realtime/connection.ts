@@ -165,16 +165,20 @@ function assertBelowLimit(socket: Socket, room: RoomName, identity: Identity, de
  * A socket restored by connection recovery (src/recovery/recovery.ts): its rooms back, those its
  * claims still allow and those the backend granted it; in each history room, what it missed
  * after the last message its client had, in order, then live. A history room that no longer
- * holds that message gets `herald:reset` (as after a bus gap), and is joined at its current position.
+ * holds that message gets `herald:reset` (as after a bus gap), and is joined at its current
+ * position; one where that message cannot be told is not restored.
  */
 async function resume(socket: Socket, plan: RecoveryPlan, deps: RealtimeDeps): Promise<void> {
   const identity = identityOf(socket);
   const granted = grantedRooms(socket);
   for (const room of plan.granted) granted.add(room);
   const allowed = (room: RoomName) => granted.has(room) || deps.policy.canSubscribe(identity, room);
-  const rooms: [RoomName, MessageId | null | undefined][] = [
+  // A history room whose position cannot be told is left out: joined at its current position,
+  // live messages would reach the socket ahead of the older ones a `subscribe {since}` replays.
+  // The restore says `recovered: false`, and the client subscribes to it again.
+  const rooms: [RoomName, MessageId | undefined][] = [
     ...plan.rooms.map((room): [RoomName, undefined] => [room, undefined]),
-    ...Object.entries(plan.history),
+    ...Object.entries(plan.history).flatMap(([room, since]): [RoomName, MessageId][] => (since === null ? [] : [[room, since]])),
   ];
   await Promise.all(
     rooms

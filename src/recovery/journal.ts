@@ -55,7 +55,7 @@ export interface Track {
  *
  * Memory is bounded by `JournalLimits`, whatever the messages' size (an entry is 24 bytes). What
  * is dropped leaves a floor behind, so an offset older than what is kept gives "cannot be told"
- * (the room comes back with `recovered: false`), never a wrong position.
+ * (`recovered: false`, the room not restored), never a wrong position.
  */
 export class Journal {
   readonly epoch = randomBytes(6).toString('base64url');

@@ -27,7 +27,7 @@ export interface RecoveryPlan {
   /** Rooms without history, rejoined as they are (their messages in between are lost). */
   rooms: RoomName[];
   granted: RoomName[];
-  /** Per history room, the last id the client has; null: cannot be told (joined at the current position). */
+  /** Per history room, the last id the client has; null: cannot be told (not restored: the client subscribes again). */
   history: Record<RoomName, MessageId | null>;
   /** From a portable offset (portable.ts): any user's, rooms left out when `incomplete`. */
   portable?: { incomplete: boolean };
@@ -73,7 +73,7 @@ export interface RecoveryDeps {
  * the backend granted it. In each history room it gets what it missed, in order and once, through
  * `HistoryRooms.join` with `since`. It reports `recovered: true` only when nothing can have been
  * lost: a session in a room without history (other than its own rooms), or a history room whose
- * position cannot be told, gets its rooms back but a fresh session id (`recovered: false`).
+ * position cannot be told (that room is not restored), gets a fresh session id (`recovered: false`).
  */
 export class Recovery implements AdapterRecovery {
   /** Saves under way, which a drain and control commands wait for. */

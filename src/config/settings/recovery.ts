@@ -5,7 +5,7 @@ export const RECOVERY_SETTINGS = [
   setting({
     env: 'RECOVERY_JOURNAL_ROOM_ENTRIES',
     key: 'recoveryJournalRoomEntries',
-    doc: 'Recovery journal: live history-room deliveries a replica remembers per room (24 bytes each, whatever the message size), to tell a returning client which message it had. Past it the oldest go first; a client whose offset is older gets that room back with `recovered: false`, never a wrong position.',
+    doc: 'Recovery journal: live history-room deliveries a replica remembers per room (24 bytes each, whatever the message size), to tell a returning client which message it had. Past it the oldest go first; a client whose offset is older gets `recovered: false` and that room is not restored (it subscribes again), never a wrong position.',
     defaultText: '20000',
     parse: integer(10, 1_000_000, 20_000),
   }),
@@ -19,7 +19,7 @@ export const RECOVERY_SETTINGS = [
   setting({
     env: 'RECOVERY_SOCKET_SENDS',
     key: 'recoverySocketSends',
-    doc: 'Recovery journal: history messages sent to one connection alone (its catch-ups after `since`, `last` or a recovery) remembered across its rooms, and kept in its saved session. Past it the oldest go first; a client that dropped in the middle of a longer catch-up gets that room back with `recovered: false`.',
+    doc: 'Recovery journal: history messages sent to one connection alone (its catch-ups after `since`, `last` or a recovery) remembered across its rooms, and kept in its saved session. Past it the oldest go first; a client that dropped in the middle of a longer catch-up gets `recovered: false` and that room is not restored (it subscribes again).',
     defaultText: '256',
     parse: integer(8, 65_536, 256),
   }),
