@@ -10,27 +10,28 @@ import { needs, toolPath } from './helpers/tools.js';
 import { onceWithin } from './helpers/wait.js';
 
 const README = new URL('../README.md', import.meta.url);
+const CONTROL_API = new URL('../docs/reference/control-api.md', import.meta.url);
 const SECRET = 'readme-test-jwt-secret-0123456789-abc';
 const run = promisify(execFile);
 
-/** The lines of README's `sh` block that contains `needle`. */
-function readmeBlock(needle: string): string[] {
-  const blocks = [...readFileSync(README, 'utf8').matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  const block = blocks.find((b) => b.includes(needle));
-  assert.ok(block, `README has a sh block with ${needle}`);
-  return block.split('\n');
+/** The lines of `page`'s `lang` block that contains `needle`. */
+function block(page: URL, needle: string, lang = 'sh'): string[] {
+  const blocks = [...readFileSync(page, 'utf8').matchAll(new RegExp('```' + lang + '\\n([\\s\\S]*?)```', 'g'))].map((m) => m[1]!);
+  const found = blocks.find((b) => b.includes(needle));
+  assert.ok(found, `${page.pathname} has a ${lang} block with ${needle}`);
+  return found.split('\n');
 }
 
 /**
- * README's control API block, run line by line with sh and curl against a gateway (its
+ * docs/reference/control-api.md's block, run line by line with sh and curl against a gateway (its
  * `localhost:3000` pointed at the gateway), as a reader would paste it. Its revoke lines must
  * revoke something: with fixed timestamps they went stale and answered 200 for nothing.
  */
-describe('README: the control API example, run as written', { skip: needs('curl') }, () => {
+describe('docs/reference/control-api.md: the example, run as written', { skip: needs('curl') }, () => {
   for (const transport of ['uws', 'node'] as const) {
     it(`answers every command and its revocations refuse the tokens they name (${transport})`, async () => {
       toolPath('curl');
-      const lines = readmeBlock('/v1/revoke');
+      const lines = block(CONTROL_API, '/v1/revoke');
       const controlKey = /Authorization: Bearer (\S+)'/.exec(lines.join('\n'))?.[1];
       const jti = /"jti":"([^"]+)"/.exec(lines.join('\n'))?.[1];
       assert.ok(controlKey && jti, 'the block names a control key and a jti');
