@@ -9,7 +9,7 @@ import { onceWithin, waitFor } from './helpers/wait.js';
 
 const USER = 'admin';
 const PASSWORD = 'right-password-0123';
-/** Cost 10, as README's hashing command: ~100 ms of CPU per comparison. */
+/** Cost 10, as the hashing command of docs/reference/operations.md (Admin UI): ~100 ms of CPU per comparison. */
 const HASH = bcrypt.hashSync(PASSWORD, 10);
 const guess = (password: string, username = USER) => `40/admin,${JSON.stringify({ username, password })}`;
 

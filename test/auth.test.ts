@@ -186,7 +186,7 @@ describe('connection auth and per-room authorization (HS256, two replicas)', () 
       .emitWithAck('refresh', { token: await hs256({ sub: 'grace', rooms: ['chat:*'], exp: freshExp }) })) as any;
     assert.equal(ack.ok, true);
     assert.deepEqual(ack.removed, ['orders:1']);
-    // Units: `exp` in seconds like the claim, `expiresAt` the same moment in milliseconds (README, Times and units).
+    // Units: `exp` in seconds like the claim, `expiresAt` the same moment in milliseconds (docs/reference/security.md, Times and units).
     assert.deepEqual([ack.exp, ack.expiresAt], [freshExp, freshExp * 1000]);
     const other = (await renewed.socket.timeout(5000).emitWithAck('refresh', { token: await hs256({ sub: 'mallory' }) })) as any;
     assert.deepEqual([other.ok, other.error.code], [false, 'forbidden'], 'refresh cannot switch users');

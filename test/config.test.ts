@@ -129,9 +129,9 @@ describe('configuration', () => {
     assert.match(bad.stderr, /JWKS_URL must be an https:\/\/ or file: URL/);
   });
 
-  it('is documented in README by the generated table', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    assert.ok(readme.includes(renderConfigTable()), 'README.md is out of date: run `npm run docs:config` and paste the table');
+  it('is documented in docs/reference/configuration.md by the generated table', () => {
+    const page = readFileSync(new URL('../docs/reference/configuration.md', import.meta.url), 'utf8');
+    assert.ok(page.includes(renderConfigTable()), 'docs/reference/configuration.md is out of date: run `npm run -s docs:config` and paste the table');
   });
 });
 

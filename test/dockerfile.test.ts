@@ -128,14 +128,14 @@ describe('Dockerfile', () => {
     const run = (args: string[], extra: Record<string, string> = {}) =>
       spawnSync('herald', args, { cwd: imageDir, env: { ...env, ...extra }, encoding: 'utf8' });
     assert.equal(run(['--version']).stdout, `${pkg.version}\n`);
-    // NODE_ENV=production from the image demands keys: what `docker run -e ...` must pass (README, Docker).
+    // NODE_ENV=production from the image demands keys: what `docker run -e ...` must pass (docs/reference/deploy.md, Docker).
     const bare = run(['check', '--json']);
     assert.equal(bare.status, 1);
     const report = JSON.parse(bare.stdout) as { errors: { setting: string }[] };
     assert.deepEqual(report.errors.map((e) => e.setting).sort(), ['JWT_SECRET', 'PUBLISH_KEYS']);
     const keys = { PUBLISH_KEYS: run(['keygen']).stdout.trim(), JWT_SECRET: run(['keygen']).stdout.trim() };
     assert.equal(run(['check'], keys).status, 0);
-    // README's `docker run … herald token`: the token key alone is enough for a token.
+    // docs/reference/deploy.md's `docker run … herald token`: the token key alone is enough for a token.
     assert.match(run(['token', '--sub', 'alice'], { JWT_SECRET: keys.JWT_SECRET }).stdout, /^ey[\w-]+\.[\w-]+\.[\w-]+\n$/);
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
+import { drop, reconnect, recoveringClient } from './helpers/recovery.js';
 import { runGatewayToExit, startBackend, type Gateway } from './helpers/gateway.js';
 import type { RedisProcess } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
@@ -149,6 +150,34 @@ for (const backend of ['memory', 'redis'] as const) {
       const few = await client();
       assert.equal(((await few.subscribe({ room: 'live:two', last: 100 })) as Ack).ok, true);
       assert.deepEqual(of(few, 'live:two').map((r) => r.data), ['a', 'b']);
+    });
+
+    it('zero-code recovery in a last=1 room gives back what was missed, not the newest message again', async () => {
+      const room = 'scores:recovered';
+      const score = async (n: number) => {
+        const res = await publish(publisherGw.url, { room, event: 'm', data: n }, KEY);
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+      };
+      await score(0);
+      const { socket, got } = await recoveringClient(clientGw.url);
+      try {
+        assert.equal(((await socket.emitWithAck('subscribe', room)) as Ack).ok, true);
+        await score(1);
+        await waitFor('the current score, then the next', () => got.length === 2);
+        await drop(socket);
+        await score(2);
+        await score(3);
+        assert.deepEqual(await reconnect(socket), { recovered: true });
+        await score(4);
+        await waitFor('live after the recovery', () => got.some((g) => g.data === 4));
+        assert.deepEqual(
+          got.map((g) => g.data),
+          [0, 1, 2, 3, 4],
+          'the missed scores once, in order: the room option does not send the newest again',
+        );
+      } finally {
+        socket.close();
+      }
     });
 
     it('refuses last on a room without history, and malformed last values, with clear codes', async () => {

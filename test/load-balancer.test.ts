@@ -10,7 +10,7 @@ import { needs } from './helpers/tools.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
-/** Documented in README: a client of a crashed replica is back through the balancer within this. */
+/** Documented in docs/guides/load-balancer.md: a client of a crashed replica is back through the balancer within this. */
 const RECONNECT_BOUND_MS = 10_000;
 
 /**

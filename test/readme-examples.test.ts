@@ -1,36 +1,30 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
+import type { Socket } from 'socket.io-client';
 import { connectClient } from './helpers/clients.js';
 import { mint } from './helpers/cli.js';
 import { startGateway } from './helpers/gateway.js';
+import { capturedConsole, codeBlock, docPage, runSnippet, snippetIo } from './helpers/snippets.js';
 import { needs, toolPath } from './helpers/tools.js';
-import { onceWithin } from './helpers/wait.js';
+import { onceWithin, waitFor } from './helpers/wait.js';
 
-const README = new URL('../README.md', import.meta.url);
+const README = docPage('README.md');
+const CONTROL_API = docPage('docs/reference/control-api.md');
 const SECRET = 'readme-test-jwt-secret-0123456789-abc';
 const run = promisify(execFile);
 
-/** The lines of README's `sh` block that contains `needle`. */
-function readmeBlock(needle: string): string[] {
-  const blocks = [...readFileSync(README, 'utf8').matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1]!);
-  const block = blocks.find((b) => b.includes(needle));
-  assert.ok(block, `README has a sh block with ${needle}`);
-  return block.split('\n');
-}
-
 /**
- * README's control API block, run line by line with sh and curl against a gateway (its
+ * docs/reference/control-api.md's block, run line by line with sh and curl against a gateway (its
  * `localhost:3000` pointed at the gateway), as a reader would paste it. Its revoke lines must
  * revoke something: with fixed timestamps they went stale and answered 200 for nothing.
  */
-describe('README: the control API example, run as written', { skip: needs('curl') }, () => {
+describe('docs/reference/control-api.md: the example, run as written', { skip: needs('curl') }, () => {
   for (const transport of ['uws', 'node'] as const) {
     it(`answers every command and its revocations refuse the tokens they name (${transport})`, async () => {
       toolPath('curl');
-      const lines = readmeBlock('/v1/revoke');
+      const lines = codeBlock(CONTROL_API, '/v1/revoke', 'sh').split('\n');
       const controlKey = /Authorization: Bearer (\S+)'/.exec(lines.join('\n'))?.[1];
       const jti = /"jti":"([^"]+)"/.exec(lines.join('\n'))?.[1];
       assert.ok(controlKey && jti, 'the block names a control key and a jti');
@@ -71,6 +65,38 @@ describe('README: the control API example, run as written', { skip: needs('curl'
           assert.equal(refused, 'token_revoked', `${who}'s token`);
         }
       } finally {
+        await gw.stop();
+      }
+    });
+  }
+});
+
+/**
+ * README's first client and first publish, as a newcomer runs them: the client block (the same
+ * text as step 2 of the getting-started guide) against a gateway, and the curl block with sh.
+ */
+describe('README: the first client and publish, run as written', { skip: needs('curl') }, () => {
+  for (const transport of ['uws', 'node'] as const) {
+    it(`subscribes, and the curl publish reaches it with its meta (${transport})`, async () => {
+      toolPath('curl');
+      const client = codeBlock(README, "// { ok: true, room: 'scores:match-42' }", 'js');
+      assert.equal(client, codeBlock(docPage('docs/guides/getting-started.md'), "// { ok: true, room: 'scores:match-42' }", 'js'), 'the guide shows the same client');
+      const curl = codeBlock(README, '"data":{"home":2,"away":1}', 'sh');
+      const gw = await startGateway({ env: { TRANSPORT: transport } });
+      const sockets: Socket[] = [];
+      try {
+        const out = capturedConsole();
+        runSnippet(client, { io: snippetIo(gw.url, sockets), console: out.console });
+        await waitFor('the subscribe ack', () => out.lines.length === 1);
+        assert.deepEqual(out.lines[0], [{ ok: true, room: 'scores:match-42' }]);
+
+        const { stdout } = await run('sh', ['-c', curl.replaceAll('localhost:3000', `127.0.0.1:${gw.port}`)], { env: { PATH: process.env.PATH } });
+        const answer = JSON.parse(stdout) as { id: string; ts: number; ids: Record<string, string> };
+        assert.deepEqual(answer.ids, { 'scores:match-42': answer.id });
+        await waitFor('the score', () => out.lines.length === 2);
+        assert.deepEqual(out.lines[1], [{ home: 2, away: 1 }, { room: 'scores:match-42', id: answer.id, ts: answer.ts }]);
+      } finally {
+        for (const s of sockets) s.close();
         await gw.stop();
       }
     });

@@ -24,10 +24,10 @@ const SESSIONS = [
 ] as const;
 
 /**
- * README's explicit `since` client, with connection recovery on (the default): on every connect,
- * recovered or not, it subscribes to each history room with the last `meta.id` it received. So
- * herald restores its rooms and replays what it missed, and then the client asks for the same
- * again. The two together must still deliver every message once and in order, whatever mix of
+ * The client contract's explicit `since` client, with connection recovery on (the default): on
+ * every connect, recovered or not, it subscribes to each history room with the last `meta.id` it
+ * received. So herald restores its rooms and replays what it missed, and then the client asks for
+ * the same again. The two together must still deliver every message once and in order, whatever mix of
  * rooms the session has, across connection resets (to either of two replicas) and a drain.
  */
 for (const transport of ['uws', 'node'] as const) {

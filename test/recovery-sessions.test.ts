@@ -307,7 +307,7 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     await waitFor('near gets what it missed', () => near.got.length === 17);
     assert.deepEqual(near.got.slice(15).map((g) => g.data), ['y', 'z']);
     assert.deepEqual(await reconnect(far.socket), { recovered: false });
-    // Not put back in a room at a position it cannot tell: it subscribes again, as README's client does.
+    // Not put back in a room at a position it cannot tell: it subscribes again, as the documented clients do.
     assert.equal((await subscribe(far.socket, 'h:f')).ok, true);
     await send('h:f', ['after']);
     await waitFor('far is back in the room', () => far.got.some((g) => g.data === 'after'));

@@ -139,7 +139,7 @@ async function subscriber(url: string, i: number): Promise<Subscriber> {
       } else if (first) {
         subscribeAll(false).then(resolve, reject);
       } else if (!socket.recovered) {
-        // README's zero-code snippet: a session that was not recovered subscribes again and reloads.
+        // The client contract's zero-code snippet: a session that was not recovered subscribes again and reloads.
         for (const room of rooms) s.gaps.push({ room, at: Date.now(), what: 'reconnect not recovered' });
         void subscribeAll(false).catch(() => {});
       }

@@ -12,7 +12,7 @@ import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { needs, toolPath } from './helpers/tools.js';
 
 const KEY = 'test-publish-key-0123456789';
-/** The picture README shows is refreshed only when asked (HERALD_UPDATE_DOCS=1): a test run leaves the tree clean. */
+/** The picture docs/reference/operations.md shows is refreshed only when asked (HERALD_UPDATE_DOCS=1): a test run leaves the tree clean. */
 const SCREENSHOT = process.env.HERALD_UPDATE_DOCS === '1' ? fileURLToPath(new URL('../docs/status-page.png', import.meta.url)) : join(tmpdir(), `herald-status-page-${process.pid}.png`);
 
 /** What a new user opens first: the status page, through the balancer, in a real browser. */

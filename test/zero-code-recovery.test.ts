@@ -101,7 +101,7 @@ interface PlainClient {
   subscribed: Promise<void>;
 }
 
-/** What an application writes with herald's README: `io(url)`, one subscribe per room at the first connect, handlers. */
+/** What an application writes with herald's client contract: `io(url)`, one subscribe per room at the first connect, handlers. */
 function plainClient(url: string): Promise<PlainClient> {
   const socket = connect(url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 300 });
   const cl: PlainClient = { socket, got: { [ROOMS[0]]: [], [ROOMS[1]]: [] }, connects: 0, recovered: [], replicas: [], subscribed: Promise.resolve() };

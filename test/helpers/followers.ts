@@ -2,7 +2,7 @@ import { io as connect, type Socket } from 'socket.io-client';
 import { onceWithin } from './wait.js';
 
 /**
- * A client that follows rooms through reconnects, as applications write them with herald's README:
+ * A client that follows rooms through reconnects, as applications write them with herald's client contract:
  * - `zero-code`: subscribes once, at its first connect, and relies on connection state recovery;
  *   on a reconnect that was not recovered it subscribes again (and would reload its state);
  * - `since`: on every connect, subscribes to each room with `since` = the last `meta.id` it

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 
 /**
- * README's receiver check, as a backend would write it: the HMAC of "<t>.<raw body>" under the
+ * The receiver check of docs/reference/backend-events.md, as a backend would write it: the HMAC of "<t>.<raw body>" under the
  * secret, compared in constant time, and `t` no older than five minutes.
  */
 export function verified(secret: string, header: string | undefined, raw: string): boolean {

@@ -4,9 +4,9 @@ import type { MessageMeta } from '../../src/protocol/events.js';
 
 /**
  * How a client keeps its place in a room's stream:
- * - `builtin`: README's zero-code client. It subscribes once, at its first connect, and relies on
+ * - `builtin`: The client contract's zero-code client. It subscribes once, at its first connect, and relies on
  *   Socket.IO's connection state recovery from then on.
- * - `explicit`: README's `since` client. On every connect, recovered or not, it subscribes to each
+ * - `explicit`: The client contract's `since` client. On every connect, recovered or not, it subscribes to each
  *   history room with `since` = the last `meta.id` it received there (or its last ack's `offset`),
  *   and to each other room by name.
  */
