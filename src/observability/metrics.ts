@@ -13,6 +13,15 @@ export interface Metrics {
   delivered(recipients: number, latencySeconds: number | undefined): void;
   /** A message could not be handed to Redis; local subscribers still got it. */
   busPublishFailed(): void;
+  /**
+   * A handshake refused before it became a connection: `capacity` (MAX_CONNECTIONS, 503), or by
+   * `allowRequest` (403): `draining`, `origin`, `rate_limited`.
+   */
+  connectionRefused(reason: 'capacity' | 'draining' | 'origin' | 'rate_limited'): void;
+  /** The descriptor backstop closed the listen socket (false) or listens again (true). */
+  acceptingChanged(accepting: boolean): void;
+  /** The MAX_CONNECTIONS in force (`herald_connections_max`); undefined: no cap. */
+  setMaxConnections(max: number | undefined): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** Messages not sent to slow consumers. */
@@ -72,6 +81,8 @@ export interface MetricsSnapshot {
   delivered: number;
   busPublishFailures: number;
   authFailures: Record<string, number>;
+  /** Handshakes refused before they became connections, by reason (`connectionRefused`). */
+  connectionsRefused: Record<string, number>;
   slowConsumerDrops: number;
   slowConsumerDisconnects: number;
   ingest: Record<string, number>;
@@ -106,6 +117,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     delivered: 0,
     busPublishFailures: 0,
     authFailures: {},
+    connectionsRefused: {},
     slowConsumerDrops: 0,
     slowConsumerDisconnects: 0,
     ingest: {},
@@ -124,6 +136,11 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   });
   const busFailures = new Counter({ name: 'herald_bus_publish_failures_total', help: 'Broadcasts that could not be handed to Redis (local delivery still happened)', registers: [registry] });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
+  const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; draining, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
+  const acceptPauses = new Counter({ name: 'herald_accept_pauses_total', help: 'Times the listen socket was closed because file descriptors were nearly gone (uWS)', registers: [registry] });
+  const accepting = new Gauge({ name: 'herald_accepting', help: '1 while the listen socket accepts connections, 0 while the descriptor backstop holds it closed', registers: [registry] });
+  accepting.set(1);
+  const maxConnections = new Gauge({ name: 'herald_connections_max', help: 'MAX_CONNECTIONS in force (absent: no cap)', registers: [registry] });
   const slowDrops = new Counter({ name: 'herald_slow_consumer_drops_total', help: 'Messages not sent to clients over the outbound buffer bound', registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Clients disconnected for staying over the outbound buffer bound', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
@@ -233,6 +250,18 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       s.busPublishFailures++;
       busFailures.inc();
     },
+    connectionRefused(reason) {
+      s.connectionsRefused[reason] = (s.connectionsRefused[reason] ?? 0) + 1;
+      refusals.inc({ reason });
+    },
+    acceptingChanged(on) {
+      accepting.set(on ? 1 : 0);
+      if (!on) acceptPauses.inc();
+    },
+    setMaxConnections(max) {
+      if (max === undefined) maxConnections.reset();
+      else maxConnections.set(max);
+    },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
       authFailures.inc({ code });
@@ -281,7 +310,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       ingested.inc({ source, outcome });
       if (lagSeconds !== undefined) ingestLag.observe({ source }, Math.max(0, lagSeconds));
     },
-    snapshot: () => ({ ...s, authFailures: { ...s.authFailures }, ingest: { ...s.ingest } }),
+    snapshot: () => ({ ...s, authFailures: { ...s.authFailures }, connectionsRefused: { ...s.connectionsRefused }, ingest: { ...s.ingest } }),
     takeLatencyWindow() {
       const w = window;
       window = [];
