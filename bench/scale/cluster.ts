@@ -20,10 +20,19 @@ export interface Proc {
   signal(sig: NodeJS.Signals): void;
 }
 
+const running = new Set<ChildProcess>();
+// Whatever is still running when the scenario's process exits (an error, a signal turned into
+// process.exit by run.ts, the test runner's force exit) goes with it.
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** Starts `cmd` and waits (bounded) for a stdout line matching `ready`. */
 async function start(name: string, cmd: string, args: string[], env: Record<string, string>, ready: RegExp, log?: (line: string) => void): Promise<Proc> {
   const child: ChildProcess = spawn(cmd, args, { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
+  running.add(child);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  void exited.then(() => running.delete(child));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start in 30 s`)), 30_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -68,6 +77,8 @@ export interface ReplicaSettings {
   publishKey: string;
   /** More herald settings (e.g. per-IP limits). */
   env: Record<string, string>;
+  /** Extra node flags before herald's own (e.g. `--cpu-prof`; written when the replica exits normally). */
+  nodeArgs?: string[];
 }
 
 let replicaCounter = 0;
@@ -91,7 +102,7 @@ export async function startReplica(s: ReplicaSettings): Promise<Replica> {
     LOG_LEVEL: 'info',
     ...s.env,
   };
-  const proc = await start(id, process.execPath, HERALD_ARGS, env, /"msg":"listening"/, (line) => {
+  const proc = await start(id, process.execPath, [...(s.nodeArgs ?? []), ...HERALD_ARGS], env, /"msg":"listening"/, (line) => {
     if (/"level":(4|5|6)0/.test(line) && problems.length < 50) problems.push(line);
   });
   return { ...proc, url: `http://127.0.0.1:${port}`, id, problems };

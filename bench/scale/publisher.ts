@@ -1,7 +1,7 @@
 /**
  * The live-score publisher of the scale scenario: one broadcast a second to the all-scores room,
  * updates spread over the match rooms, a trickle to user rooms, each `{s: seq, t: publish call
- * time}` through `POST /v1/publish`, pipelined (loadtest/harness/http-pipeline.ts). Counts what
+ * time}` through `POST /v1/publish` (loadtest/harness/http-pipeline.ts, one request at a time per connection). Counts what
  * was accepted, which the clients' missing counts are measured against.
  */
 import { setTimeout as delay } from 'node:timers/promises';

@@ -19,6 +19,9 @@ const connections = num('SCALE_CONNECTIONS', 100_000);
 const started = Date.now();
 const stormSeconds = num('SCALE_STORM_S', 60);
 
+// Interrupted: exit, so cluster.ts kills the replicas and Redis it started.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
+
 // The whole run is bounded: a stuck phase fails it rather than hanging.
 const bound = setTimeout(() => {
   console.error('# bench:scale: over 20 minutes; giving up');
