@@ -3,10 +3,11 @@ import { cpus, release, totalmem } from 'node:os';
 import type { Paper } from './paper.js';
 import { paperMarkdown } from './paper.js';
 import type { PubSubCapacity } from './redis-capacity.js';
-import type { ScaleResult, Storm } from './scenario.js';
+import type { CpuSplit, ScaleResult, Storm } from './scenario.js';
 
 const fmt = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 const pct = (share: number) => `${fmt(share * 100, 1)} %`;
+const cores = (c: CpuSplit) => `replicas ${fmt(c.replicas, 2)}, Redis ${fmt(c.redis, 2)}, clients ${fmt(c.clients, 2)}; machine ${fmt(c.machine, 2)} of ${cpus().length} (others included)`;
 const counts = (c: Record<string, number>) => (Object.keys(c).length === 0 ? 'none' : Object.entries(c).map(([k, v]) => `${fmt(v)} × ${k}`).join(', '));
 
 export function machine(): string {
@@ -28,7 +29,7 @@ function stormColumn(s: Storm | undefined): string[] {
     fmt(s.redispatched),
     `p50 ${fmt(s.healthy.p50)} ms, p99 ${fmt(s.healthy.p99)} ms (${fmt(s.healthy.samples)} deliveries)`,
     `${pct(s.redis.cpuShare)} of a core, ${fmt(s.redis.commandsPerSecond)} commands/s over ${fmt(s.redis.seconds, 1)} s`,
-    pct(s.replicasCpuShare),
+    cores(s.cores),
     fmt(s.resets),
   ];
 }
@@ -51,7 +52,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     'attempts redispatched by the balancer',
     "healthy fans' latency during the storm",
     'Redis during the storm',
-    "surviving replicas' CPU (sum of shares)",
+    'cores used (surviving replicas, Redis, clients)',
     '`herald:reset` received',
   ];
   const lines = [
@@ -76,6 +77,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     `| CPU per delivery | ${fmt(b.cpuUsPerDelivery, 2)} µs (replicas and Redis); replicas alone ${fmt(b.replicasCpuUsPerDelivery, 2)} µs |`,
     `| Redis CPU per publish | ${fmt(b.redisCpuUsPerPublish)} µs |`,
     `| worst event-loop lag of a replica | ${fmt(b.eventLoopLagMaxMs)} ms |`,
+    `| cores used | ${cores(b.cores)} |`,
     '',
     '| Storm, while the broadcast runs | kill -9 | SIGTERM (drain) |',
     '| --- | --- | --- |',

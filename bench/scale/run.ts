@@ -4,7 +4,8 @@
  * Prints the tables and writes bench/scale-results.json and bench/scale-results.md.
  *
  * Sizes from the environment, for smaller runs: SCALE_CONNECTIONS (100000), SCALE_REPLICAS (7),
- * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25).
+ * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25),
+ * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,7 +39,7 @@ const result = await runScale({
   broadcastSeconds: num('SCALE_BROADCAST_S', 60),
   stormSeconds,
   stormAtSeconds: Math.min(10, Math.floor(stormSeconds / 4)),
-  storms: ['kill', 'drain'],
+  storms: (process.env.SCALE_STORMS ?? 'kill,drain').split(',') as ('kill' | 'drain')[],
   rates: { broadcast: 1, match: num('SCALE_MATCH_RATE', 200), user: num('SCALE_USER_RATE', 20) },
   env: {},
   localAddresses: 64,

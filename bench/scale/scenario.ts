@@ -6,7 +6,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
-import { loopbackAddresses } from '../../loadtest/harness/workers.js';
+import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
 import { cpuSeconds, eventLoopLagMax, readiness, redisCommands, rssBytes, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
 
@@ -51,7 +51,8 @@ export interface Storm {
   droppedComplete: number;
   healthy: { p50: number; p99: number; max: number; samples: number };
   redis: { cpuShare: number; commandsPerSecond: number; seconds: number };
-  replicasCpuShare: number;
+  /** Cores used from the signal until everyone was back: surviving replicas, Redis, clients, the whole machine. */
+  cores: CpuSplit;
 }
 
 export interface ScaleResult {
@@ -72,6 +73,8 @@ export interface ScaleResult {
     redisCpuUsPerPublish: number;
     publishes: number;
     eventLoopLagMaxMs: number;
+    /** Cores used over the broadcast window. */
+    cores: CpuSplit;
   };
   storms: Storm[];
   totals: { missingAll: number; missingMatch: number; duplicates: number; publishFailures: Record<string, number>; userReceived: number; userExpected: number };
@@ -92,6 +95,24 @@ const quantile = (xs: number[], q: number) => {
 
 /** CPU seconds of a set of processes, to difference over a window. */
 const cpuOf = (pids: number[]) => sum(pids.map(cpuSeconds));
+
+/** Where the machine's CPU went over a window, in cores: replicas, Redis, the client processes (and this coordinator), and everything (others included). */
+export interface CpuSplit {
+  replicas: number;
+  redis: number;
+  clients: number;
+  machine: number;
+}
+
+/** Reads CPU seconds now; `split(a, b)` gives the cores used between two readings. */
+function cpuReading(replicas: number[], redis: number, clients: number[]): { at: number } & CpuSplit {
+  const cores = Array.from({ length: 64 }, (_, i) => cpuBusySeconds(i)).filter((x): x is number => x !== undefined);
+  return { at: Date.now(), replicas: cpuOf(replicas), redis: cpuSeconds(redis), clients: cpuOf([...clients, process.pid]), machine: sum(cores) };
+}
+function split(a: { at: number } & CpuSplit, b: { at: number } & CpuSplit): CpuSplit {
+  const wall = Math.max(0.001, (b.at - a.at) / 1000);
+  return { replicas: (b.replicas - a.replicas) / wall, redis: (b.redis - a.redis) / wall, clients: (b.clients - a.clients) / wall, machine: (b.machine - a.machine) / wall };
+}
 
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const redis = await startRedis();
@@ -144,13 +165,14 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     for (const r of replicas) await eventLoopLagMax(r, PUBLISH_KEY);
     let replicaCpu = cpuOf(replicaPids());
     redisMark = cpuSeconds(redis.pid);
+    const broadcastRead = cpuReading(replicaPids(), redis.pid, pool.pids);
     at = Date.now();
     const publishesBefore = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user));
     const broadcastSeqFrom = publisher.sentAt.size;
     await publisher.run(o.broadcastSeconds, o.rates);
     await delay(3000);
     const broadcastWall = (Date.now() - at) / 1000;
-    const broadcastCpu = { replicas: cpuOf(replicaPids()) - replicaCpu, redis: cpuSeconds(redis.pid) - redisMark };
+    const broadcastCpu = { replicas: cpuOf(replicaPids()) - replicaCpu, redis: cpuSeconds(redis.pid) - redisMark, cores: split(broadcastRead, cpuReading(replicaPids(), redis.pid, pool.pids)) };
     const publishes = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user)) - publishesBefore;
     const lags = await Promise.all(replicas.map((r) => eventLoopLagMax(r, PUBLISH_KEY)));
     const broadcastSeqs = [...publisher.sentAt.keys()].slice(broadcastSeqFrom);
@@ -168,7 +190,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await delay(o.stormAtSeconds * 1000);
       const victimConnections = (await readiness(victim))?.connections ?? 0;
       await pool.phase(`${kind}-storm`);
-      const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), replicasCpu: cpuOf(replicaPids().filter((p) => p !== victim.pid)) };
+      const survivors = () => replicaPids().filter((p) => p !== victim.pid);
+      const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
       victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
       o.log(`# ${kind}: ${victim.id} (${victim.url}) with ${victimConnections} connections`);
       const checked = delay(HEALTH_CHECK_MS).then(() => pool!.urls(replicas.filter((r) => r !== victim).map((r) => r.url)));
@@ -180,7 +203,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         if (Date.now() - mark.at > 5000) o.log(`# ${kind}: ${status.live} / ${o.connections} live ${JSON.stringify(status.states)}`);
       }
       const back = status.live === o.connections && status.droppedInPhase >= victimConnections;
-      const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), replicasCpu: cpuOf(replicaPids().filter((p) => p !== victim.pid)) };
+      const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
       const wall = (end.at - mark.at) / 1000;
       o.log(`# ${kind}: ${status.droppedInPhase} dropped, ${back ? `all back ${((status.lastBackAt - mark.at) / 1000).toFixed(1)} s after the signal` : `NOT all back: ${status.live} / ${o.connections} live`}`);
       await checked;
@@ -194,7 +217,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         droppedFans: status.droppedInPhase,
         allBackSeconds: back ? (status.lastBackAt - mark.at) / 1000 : undefined,
         redis: { cpuShare: (end.redisCpu - mark.redisCpu) / wall, commandsPerSecond: (end.commands - mark.commands) / wall, seconds: wall },
-        replicasCpuShare: (end.replicasCpu - mark.replicasCpu) / wall,
+        cores: split(mark.read, end.read),
       });
       // The orchestrator replaces the replica; the balancer learns the new address.
       await victim.exited;
@@ -226,7 +249,7 @@ interface Raw {
   idle: ScaleResult['idle'];
   baselineRss: number;
   replicasRss: number;
-  broadcast: { wall: number; cpu: { replicas: number; redis: number }; publishes: number; seqs: number[]; lags: (number | undefined)[]; sentAt: Map<number, number> };
+  broadcast: { wall: number; cpu: { replicas: number; redis: number; cores: CpuSplit }; publishes: number; seqs: number[]; lags: (number | undefined)[]; sentAt: Map<number, number> };
   storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[];
   publishFailures: Record<string, number>;
   problems: string[];
@@ -274,6 +297,7 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
       redisCpuUsPerPublish: (r.broadcast.cpu.redis / Math.max(1, r.broadcast.publishes)) * 1e6,
       publishes: r.broadcast.publishes,
       eventLoopLagMaxMs: Math.max(0, ...r.broadcast.lags.filter((l): l is number => l !== undefined)) * 1000,
+      cores: r.broadcast.cpu.cores,
     },
     storms: r.storms.map((s) => {
       const storm = phase(`${s.kind}-storm`);
