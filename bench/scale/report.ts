@@ -39,6 +39,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
   const b = r.broadcast;
   const kill = r.storms.find((s) => s.kind === 'kill');
   const drain = r.storms.find((s) => s.kind === 'drain');
+  const storm = o.stormRates ?? o.rates;
   const k = stormColumn(kill);
   const d = stormColumn(drain);
   const labels = [
@@ -79,7 +80,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     `| worst event-loop lag of a replica | ${fmt(b.eventLoopLagMaxMs)} ms |`,
     `| cores used | ${cores(b.cores)} |`,
     '',
-    '| Storm, while the broadcast runs | kill -9 | SIGTERM (drain) |',
+    `| Storm, while publishing goes on (${storm.broadcast} broadcasts/s, ${fmt(storm.match)} match updates/s) | kill -9 | SIGTERM (drain) |`,
     '| --- | --- | --- |',
     ...labels.map((l, i) => `| ${l} | ${k[i]} | ${d[i]} |`),
     '',

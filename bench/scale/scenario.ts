@@ -22,6 +22,8 @@ export interface ScaleOptions {
   stormAtSeconds: number;
   storms: ('kill' | 'drain')[];
   rates: Rates;
+  /** Publishing while the storms run (default: `rates`). */
+  stormRates?: Rates;
   /** Extra herald settings for every replica. */
   env: Record<string, string>;
   /** Source addresses 127.0.0.1..n for the clients. */
@@ -95,6 +97,21 @@ const quantile = (xs: number[], q: number) => {
 
 /** CPU seconds of a set of processes, to difference over a window. */
 const cpuOf = (pids: number[]) => sum(pids.map(cpuSeconds));
+
+/**
+ * Waits until the fans stop receiving (what was published has all arrived, or what is left is
+ * stuck), bounded: deliveries in the current phase unchanged over a second, at most `maxMs`.
+ */
+async function settle(pool: FanPool, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  let last = -1;
+  for (;;) {
+    const { delivered } = await pool.status();
+    if (delivered === last || Date.now() > deadline) return;
+    last = delivered;
+    await delay(1000);
+  }
+}
 
 /** Where the machine's CPU went over a window, in cores: replicas, Redis, the client processes (and this coordinator), and everything (others included). */
 export interface CpuSplit {
@@ -170,13 +187,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const publishesBefore = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user));
     const broadcastSeqFrom = publisher.sentAt.size;
     await publisher.run(o.broadcastSeconds, o.rates);
-    await delay(3000);
+    await settle(pool, 60_000);
     const broadcastWall = (Date.now() - at) / 1000;
     const broadcastCpu = { replicas: cpuOf(replicaPids()) - replicaCpu, redis: cpuSeconds(redis.pid) - redisMark, cores: split(broadcastRead, cpuReading(replicaPids(), redis.pid, pool.pids)) };
     const publishes = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user)) - publishesBefore;
     const lags = await Promise.all(replicas.map((r) => eventLoopLagMax(r, PUBLISH_KEY)));
     const broadcastSeqs = [...publisher.sentAt.keys()].slice(broadcastSeqFrom);
-    o.log(`# broadcast: ${broadcastSeqs.length} broadcasts and ${publishes} publishes in ${o.broadcastSeconds} s`);
+    {
+      // Said now, so a run whose storms go wrong still shows the steady state.
+      const b = (await pool.report(publisher.accepted)).phases.get('broadcast')!;
+      const last = broadcastSeqs.flatMap((seq) => (b.broadcasts.has(seq) ? [b.broadcasts.get(seq)!.lastAt - publisher!.sentAt.get(seq)!] : []));
+      const c = broadcastCpu.cores;
+      o.log(`# broadcast: ${broadcastSeqs.length} broadcasts and ${publishes} publishes in ${o.broadcastSeconds} s; last delivery p50 ${quantile(last, 0.5)} ms p99 ${quantile(last, 0.99)} ms; each delivery p99 ${b.latency.quantile(0.99)} ms; ${b.delivered} deliveries; cores: replicas ${c.replicas.toFixed(2)} Redis ${c.redis.toFixed(2)} clients ${c.clients.toFixed(2)} machine ${c.machine.toFixed(2)}; lag max ${Math.max(0, ...lags.filter((l): l is number => l !== undefined)).toFixed(2)} s`);
+    }
 
     // Storms.
     const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[] = [];
@@ -186,7 +209,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const victim = replicas[held.indexOf(Math.max(...held))]!;
       publisher.target(replicas.filter((r) => r !== victim).slice(0, 2).map((r) => r.url));
       await pool.phase(`${kind}-before`);
-      const publishing = publisher.run(o.stormSeconds, o.rates);
+      const publishing = publisher.run(o.stormSeconds, o.stormRates ?? o.rates);
       await delay(o.stormAtSeconds * 1000);
       const victimConnections = (await readiness(victim))?.connections ?? 0;
       await pool.phase(`${kind}-storm`);
@@ -209,7 +232,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       await checked;
       await pool.phase(`${kind}-after`);
       await publishing;
-      await delay(3000);
+      await settle(pool, 60_000);
       storms.push({
         kind,
         victim: victim.id,

@@ -35,7 +35,9 @@ export class FanPool {
   private constructor(private readonly procs: ChildProcess[]) {}
 
   static async start(count: number): Promise<FanPool> {
-    const procs = Array.from({ length: count }, () => fork(WORKER, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+    // HARNESS_WORKER_PROFILE=<dir>: each client process writes a V8 CPU profile there when it exits.
+    const profile = process.env.HARNESS_WORKER_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HARNESS_WORKER_PROFILE}`] : [];
+    const procs = Array.from({ length: count }, () => fork(WORKER, [], { execArgv: ['--import', 'tsx', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     const pool = new FanPool(procs);
     await Promise.all(procs.map((p) => FanPool.next(p, 'ready')));
     return pool;
@@ -78,6 +80,7 @@ export class FanPool {
     return {
       fans: all.reduce((a, s) => a + s.fans, 0),
       live: all.reduce((a, s) => a + s.live, 0),
+      delivered: all.reduce((a, s) => a + s.delivered, 0),
       lastBackAt: Math.max(...all.map((s) => s.lastBackAt)),
       lastFirstLiveAt: Math.max(...all.map((s) => s.lastFirstLiveAt)),
       droppedInPhase: all.reduce((a, s) => a + s.droppedInPhase, 0),

@@ -55,6 +55,8 @@ export interface FansStatus {
   states: Record<string, number>;
   /** Fans that dropped in the current phase. */
   droppedInPhase: number;
+  /** Deliveries so far in the current phase (live and replayed). */
+  delivered: number;
   /** Wall-clock ms at which the last fan so far became live for the first time. */
   lastFirstLiveAt: number;
   /** Wall-clock ms of each fan's first time live, counted per second (ms / 1000 → count). */

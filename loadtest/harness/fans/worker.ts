@@ -57,7 +57,7 @@ function status(): FansStatus {
     if (f.state === 'live') live++;
     if (f.droppedIn.at(-1) === world.phase.id) droppedInPhase++;
   }
-  return { cmd: 'status', fans: fans.length, live, lastBackAt, lastFirstLiveAt, droppedInPhase, firstLivePerSecond, states };
+  return { cmd: 'status', fans: fans.length, delivered: world.phase.delivered, live, lastBackAt, lastFirstLiveAt, droppedInPhase, firstLivePerSecond, states };
 }
 
 function phaseReport(p: PhaseStats): PhaseReport {
