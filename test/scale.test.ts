@@ -28,8 +28,9 @@ describe('scale scenario (small)', () => {
       log: () => {},
     });
     assert.equal(r.connect.live, 5000);
-    assert.equal(r.broadcast.broadcasts, 5);
-    assert.equal(r.broadcast.complete, 5, 'every broadcast reached every fan live');
+    const [broadcast] = r.broadcasts;
+    assert.equal(broadcast?.broadcasts, 5);
+    assert.equal(broadcast.complete, 5, 'every broadcast reached every fan live');
     const [kill] = r.storms;
     assert.ok(kill);
     assert.ok(kill.victimConnections > 0 && kill.droppedFans === kill.victimConnections, `dropped ${kill.droppedFans} of ${kill.victimConnections}`);

@@ -144,7 +144,8 @@ export async function redisCommands(redis: RedisServer): Promise<number> {
 /** A replica's `/readyz` body: its connections and refusals. */
 export async function readiness(r: Replica): Promise<{ connections: number; connectionsRefused: Record<string, number> } | undefined> {
   try {
-    const res = await fetch(`${r.url}/readyz`, { signal: AbortSignal.timeout(5000) });
+    // Generous: a replica on a saturated machine answers late, and a storm needs the count.
+    const res = await fetch(`${r.url}/readyz`, { signal: AbortSignal.timeout(30_000) });
     return (await res.json()) as { connections: number; connectionsRefused: Record<string, number> };
   } catch {
     return undefined;
@@ -154,7 +155,7 @@ export async function readiness(r: Replica): Promise<{ connections: number; conn
 /** A replica's worst event-loop lag since the last scrape (prom-client's monitor), seconds. */
 export async function eventLoopLagMax(r: Replica, key: string): Promise<number | undefined> {
   try {
-    const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000) });
     const m = /^herald_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await res.text());
     return m ? Number(m[1]) : undefined;
   } catch {

@@ -45,16 +45,18 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFracti
 
 export function pastOneMachine(r: ScaleResult, redis: PubSubCapacity): Paper {
   const p = PLAN;
+  // The costs of the last broadcast phase: the one at a rate the machine carried, when the first was not.
+  const cost = r.broadcasts.at(-1)!;
   const deliveries = p.fans * p.broadcastPerSecond + p.matches * p.matchUpdatesPerSecond * (p.fans / p.matches) + p.userPerSecond;
   const publishes = p.broadcastPerSecond + p.matches * p.matchUpdatesPerSecond + p.userPerSecond;
   const rows: PaperRow[] = [];
 
   // Replica CPU: deliveries at the measured cost, each replica one event loop (one core) kept under the headroom.
-  const coreSeconds = (deliveries * r.broadcast.replicasCpuUsPerDelivery) / 1e6;
+  const coreSeconds = (deliveries * cost.replicasCpuUsPerDelivery) / 1e6;
   const forCpu = Math.ceil(coreSeconds / p.cpuHeadroom);
   rows.push({
     resource: 'replica CPU (fan-out)',
-    measured: `${fmt(r.broadcast.replicasCpuUsPerDelivery, 1)} µs per delivery (replicas only)`,
+    measured: `${fmt(cost.replicasCpuUsPerDelivery, 1)} µs per delivery (replicas only)`,
     need: `${fmt(deliveries)} deliveries/s = ${fmt(coreSeconds, 1)} cores`,
     capacity: `one core per replica, used to ${p.cpuHeadroom * 100} %`,
     units: forCpu,
@@ -82,7 +84,7 @@ export function pastOneMachine(r: ScaleResult, redis: PubSubCapacity): Paper {
   // Redis: classic pub/sub sends every publish to every replica; with leastconn every replica has fans of every match, so sharded subscriptions save nothing here.
   const replicas = Math.max(forCpu, forFds[0]!);
   const out = publishes * replicas;
-  const herald = r.broadcast.redisCpuUsPerPublish;
+  const herald = cost.redisCpuUsPerPublish;
   const redisCore = (publishes * herald + out * redis.usPerDeliveryOut) / 1e6;
   rows.push({
     resource: 'Redis (pub/sub + history streams)',

@@ -57,27 +57,34 @@ export interface Storm {
   cores: CpuSplit;
 }
 
+export interface Broadcast {
+  name: string;
+  rates: Rates;
+  seconds: number;
+  broadcasts: number;
+  /** Broadcasts every fan received live. */
+  complete: number;
+  lastDeliveryMs: { p50: number; p99: number; max: number };
+  perDeliveryMs: { p50: number; p99: number; max: number };
+  deliveries: number;
+  /** Deliveries over the phase's wall time, its backlog included. */
+  deliveriesPerSecond: number;
+  cpuUsPerDelivery: number;
+  replicasCpuUsPerDelivery: number;
+  redisCpuUsPerPublish: number;
+  publishes: number;
+  eventLoopLagMaxMs: number;
+  /** Cores used over the phase, until the last delivery. */
+  cores: CpuSplit;
+}
+
 export interface ScaleResult {
   options: Omit<ScaleOptions, 'log'>;
   connect: { connections: number; live: number; seconds: number; ratePerSecond: number; peakPerSecond: number; refusals: Record<string, number> };
   memory: { replicasRssBytes: number; baselineRssBytes: number; perConnectionBytes: number; marginalPerConnectionBytes: number };
   idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number };
-  broadcast: {
-    seconds: number;
-    broadcasts: number;
-    complete: number;
-    lastDeliveryMs: { p50: number; p99: number; max: number };
-    perDeliveryMs: { p50: number; p99: number; max: number };
-    deliveries: number;
-    deliveriesPerSecond: number;
-    cpuUsPerDelivery: number;
-    replicasCpuUsPerDelivery: number;
-    redisCpuUsPerPublish: number;
-    publishes: number;
-    eventLoopLagMaxMs: number;
-    /** Cores used over the broadcast window. */
-    cores: CpuSplit;
-  };
+  /** The broadcast phases: at `rates`, then at `stormRates` when those differ. */
+  broadcasts: Broadcast[];
   storms: Storm[];
   totals: { missingAll: number; missingMatch: number; duplicates: number; publishFailures: Record<string, number>; userReceived: number; userExpected: number };
   replicaProblems: string[];
@@ -115,6 +122,8 @@ async function settle(pool: FanPool, maxMs: number): Promise<void> {
 
 /** Where the machine's CPU went over a window, in cores: replicas, Redis, the client processes (and this coordinator), and everything (others included). */
 export interface CpuSplit {
+  /** Seconds of wall time the split was taken over. */
+  wall: number;
   replicas: number;
   redis: number;
   clients: number;
@@ -122,13 +131,13 @@ export interface CpuSplit {
 }
 
 /** Reads CPU seconds now; `split(a, b)` gives the cores used between two readings. */
-function cpuReading(replicas: number[], redis: number, clients: number[]): { at: number } & CpuSplit {
+function cpuReading(replicas: number[], redis: number, clients: number[]): { at: number } & Omit<CpuSplit, 'wall'> {
   const cores = Array.from({ length: 64 }, (_, i) => cpuBusySeconds(i)).filter((x): x is number => x !== undefined);
   return { at: Date.now(), replicas: cpuOf(replicas), redis: cpuSeconds(redis), clients: cpuOf([...clients, process.pid]), machine: sum(cores) };
 }
-function split(a: { at: number } & CpuSplit, b: { at: number } & CpuSplit): CpuSplit {
+function split(a: { at: number } & Omit<CpuSplit, 'wall'>, b: { at: number } & Omit<CpuSplit, 'wall'>): CpuSplit {
   const wall = Math.max(0.001, (b.at - a.at) / 1000);
-  return { replicas: (b.replicas - a.replicas) / wall, redis: (b.redis - a.redis) / wall, clients: (b.clients - a.clients) / wall, machine: (b.machine - a.machine) / wall };
+  return { wall, replicas: (b.replicas - a.replicas) / wall, redis: (b.redis - a.redis) / wall, clients: (b.clients - a.clients) / wall, machine: (b.machine - a.machine) / wall };
 }
 
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
@@ -167,39 +176,45 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // Idle: pings only.
     await pool.phase('idle');
-    const replicaPids = () => replicas.map((r) => r.pid);
-    let marks = replicas.map((r) => cpuSeconds(r.pid));
-    let redisMark = cpuSeconds(redis.pid);
-    let at = Date.now();
+    const marks = replicas.map((r) => cpuSeconds(r.pid));
+    const redisMark = cpuSeconds(redis.pid);
+    const at = Date.now();
     await delay(o.idleSeconds * 1000);
     const idleWall = (Date.now() - at) / 1000;
     const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall };
     const replicasRss = sum(replicas.map((r) => rssBytes(r.pid)));
     o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB`);
 
-    // Broadcast.
-    await pool.phase('broadcast');
-    for (const r of replicas) await eventLoopLagMax(r, PUBLISH_KEY);
-    let replicaCpu = cpuOf(replicaPids());
-    redisMark = cpuSeconds(redis.pid);
-    const broadcastRead = cpuReading(replicaPids(), redis.pid, pool.pids);
-    at = Date.now();
-    const publishesBefore = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user));
-    const broadcastSeqFrom = publisher.sentAt.size;
-    await publisher.run(o.broadcastSeconds, o.rates);
-    await settle(pool, 60_000);
-    const broadcastWall = (Date.now() - at) / 1000;
-    const broadcastCpu = { replicas: cpuOf(replicaPids()) - replicaCpu, redis: cpuSeconds(redis.pid) - redisMark, cores: split(broadcastRead, cpuReading(replicaPids(), redis.pid, pool.pids)) };
-    const publishes = publisher.accepted.all + sum(Object.values(publisher.accepted.match)) + sum(Object.values(publisher.accepted.user)) - publishesBefore;
-    const lags = await Promise.all(replicas.map((r) => eventLoopLagMax(r, PUBLISH_KEY)));
-    const broadcastSeqs = [...publisher.sentAt.keys()].slice(broadcastSeqFrom);
-    {
+    // Broadcasts: at the asked rates, then at the storms' (a rate this machine can carry, if the first is not).
+    const replicaPids = () => replicas.map((r) => r.pid);
+    const broadcast = async (name: string, rates: Rates): Promise<BroadcastRaw> => {
+      await pool!.phase(name);
+      for (const r of replicas) await eventLoopLagMax(r, PUBLISH_KEY);
+      const read = cpuReading(replicaPids(), redis.pid, pool!.pids);
+      const cpu = { replicas: cpuOf(replicaPids()), redis: cpuSeconds(redis.pid) };
+      const count = () => publisher!.accepted.all + sum(Object.values(publisher!.accepted.match)) + sum(Object.values(publisher!.accepted.user));
+      const before = count();
+      const seqFrom = publisher!.sentAt.size;
+      await publisher!.run(o.broadcastSeconds, rates);
+      // A backlog (a rate over what the machine carries) is delivered before the next phase starts.
+      await settle(pool!, 600_000);
+      const raw: BroadcastRaw = {
+        name,
+        rates,
+        cpu: { replicas: cpuOf(replicaPids()) - cpu.replicas, redis: cpuSeconds(redis.pid) - cpu.redis, cores: split(read, cpuReading(replicaPids(), redis.pid, pool!.pids)) },
+        publishes: count() - before,
+        seqs: [...publisher!.sentAt.keys()].slice(seqFrom),
+        lags: await Promise.all(replicas.map((r) => eventLoopLagMax(r, PUBLISH_KEY))),
+      };
       // Said now, so a run whose storms go wrong still shows the steady state.
-      const b = (await pool.report(publisher.accepted)).phases.get('broadcast')!;
-      const last = broadcastSeqs.flatMap((seq) => (b.broadcasts.has(seq) ? [b.broadcasts.get(seq)!.lastAt - publisher!.sentAt.get(seq)!] : []));
-      const c = broadcastCpu.cores;
-      o.log(`# broadcast: ${broadcastSeqs.length} broadcasts and ${publishes} publishes in ${o.broadcastSeconds} s; last delivery p50 ${quantile(last, 0.5)} ms p99 ${quantile(last, 0.99)} ms; each delivery p99 ${b.latency.quantile(0.99)} ms; ${b.delivered} deliveries; cores: replicas ${c.replicas.toFixed(2)} Redis ${c.redis.toFixed(2)} clients ${c.clients.toFixed(2)} machine ${c.machine.toFixed(2)}; lag max ${Math.max(0, ...lags.filter((l): l is number => l !== undefined)).toFixed(2)} s`);
-    }
+      const b = (await pool!.report(publisher!.accepted)).phases.get(name)!;
+      const last = raw.seqs.flatMap((seq) => (b.broadcasts.has(seq) ? [b.broadcasts.get(seq)!.lastAt - publisher!.sentAt.get(seq)!] : []));
+      const c = raw.cpu.cores;
+      o.log(`# ${name}: ${raw.seqs.length} broadcasts and ${raw.publishes} publishes in ${o.broadcastSeconds} s; last delivery p50 ${quantile(last, 0.5)} ms p99 ${quantile(last, 0.99)} ms; each delivery p99 ${b.latency.quantile(0.99)} ms; ${b.delivered} deliveries; cores: replicas ${c.replicas.toFixed(2)} Redis ${c.redis.toFixed(2)} clients ${c.clients.toFixed(2)} machine ${c.machine.toFixed(2)}; lag max ${Math.max(0, ...raw.lags.filter((l): l is number => l !== undefined)).toFixed(2)} s`);
+      return raw;
+    };
+    const broadcasts = [await broadcast('broadcast', o.rates)];
+    if (o.stormRates && o.stormRates.broadcast !== o.rates.broadcast) broadcasts.push(await broadcast('broadcast-storm-rate', o.stormRates));
 
     // Storms.
     const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[] = [];
@@ -212,6 +227,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const publishing = publisher.run(o.stormSeconds, o.stormRates ?? o.rates);
       await delay(o.stormAtSeconds * 1000);
       const victimConnections = (await readiness(victim))?.connections ?? 0;
+      if (victimConnections === 0) {
+        o.log(`# ${kind}: ${victim.id} did not say how many connections it holds; storm skipped`);
+        await publishing;
+        continue;
+      }
       await pool.phase(`${kind}-storm`);
       const survivors = () => replicaPids().filter((p) => p !== victim.pid);
       const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
@@ -252,7 +272,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const problems = replicas.flatMap((r) => r.problems.map((p) => `${r.id}: ${p}`));
     return assemble(o, {
       connectStarted, connectSeconds, connectPhase, report, idle, baselineRss, replicasRss,
-      broadcast: { wall: broadcastWall, cpu: broadcastCpu, publishes, seqs: broadcastSeqs, lags, sentAt: publisher.sentAt },
+      broadcasts, sentAt: publisher.sentAt,
       storms, publishFailures: publisher.failures, problems,
     });
   } finally {
@@ -264,6 +284,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   }
 }
 
+interface BroadcastRaw {
+  name: string;
+  rates: Rates;
+  cpu: { replicas: number; redis: number; cores: CpuSplit };
+  publishes: number;
+  seqs: number[];
+  lags: (number | undefined)[];
+}
+
 interface Raw {
   connectStarted: number;
   connectSeconds: number;
@@ -272,7 +301,8 @@ interface Raw {
   idle: ScaleResult['idle'];
   baselineRss: number;
   replicasRss: number;
-  broadcast: { wall: number; cpu: { replicas: number; redis: number; cores: CpuSplit }; publishes: number; seqs: number[]; lags: (number | undefined)[]; sentAt: Map<number, number> };
+  broadcasts: BroadcastRaw[];
+  sentAt: Map<number, number>;
   storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[];
   publishFailures: Record<string, number>;
   problems: string[];
@@ -283,12 +313,6 @@ const pct = (h: PhaseTotals['latency']) => ({ p50: h.quantile(0.5), p99: h.quant
 function assemble(o: ScaleOptions, r: Raw): ScaleResult {
   const phase = (name: string) => r.report.phases.get(name)!;
   const connect = phase('connect');
-  const b = phase('broadcast');
-  const lastDelivery = r.broadcast.seqs.flatMap((seq) => {
-    const got = b.broadcasts.get(seq);
-    return got ? [got.lastAt - r.broadcast.sentAt.get(seq)!] : [];
-  });
-  const complete = r.broadcast.seqs.filter((seq) => b.broadcasts.get(seq)?.fans === o.connections).length;
   const { log: _, ...options } = o;
   return {
     options,
@@ -307,21 +331,31 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
       marginalPerConnectionBytes: (r.replicasRss - r.baselineRss) / o.connections,
     },
     idle: r.idle,
-    broadcast: {
-      seconds: o.broadcastSeconds,
-      broadcasts: r.broadcast.seqs.length,
-      complete,
-      lastDeliveryMs: { p50: quantile(lastDelivery, 0.5), p99: quantile(lastDelivery, 0.99), max: Math.max(...lastDelivery) },
-      perDeliveryMs: pct(b.latency),
-      deliveries: b.delivered,
-      deliveriesPerSecond: b.delivered / o.broadcastSeconds,
-      cpuUsPerDelivery: ((r.broadcast.cpu.replicas + r.broadcast.cpu.redis) / Math.max(1, b.delivered)) * 1e6,
-      replicasCpuUsPerDelivery: (r.broadcast.cpu.replicas / Math.max(1, b.delivered)) * 1e6,
-      redisCpuUsPerPublish: (r.broadcast.cpu.redis / Math.max(1, r.broadcast.publishes)) * 1e6,
-      publishes: r.broadcast.publishes,
-      eventLoopLagMaxMs: Math.max(0, ...r.broadcast.lags.filter((l): l is number => l !== undefined)) * 1000,
-      cores: r.broadcast.cpu.cores,
-    },
+    broadcasts: r.broadcasts.map((x) => {
+      const b = phase(x.name);
+      const lastDelivery = x.seqs.flatMap((seq) => {
+        const got = b.broadcasts.get(seq);
+        return got ? [got.lastAt - r.sentAt.get(seq)!] : [];
+      });
+      const wall = x.cpu.cores.wall;
+      return {
+        name: x.name,
+        rates: x.rates,
+        seconds: o.broadcastSeconds,
+        broadcasts: x.seqs.length,
+        complete: x.seqs.filter((seq) => b.broadcasts.get(seq)?.fans === o.connections).length,
+        lastDeliveryMs: { p50: quantile(lastDelivery, 0.5), p99: quantile(lastDelivery, 0.99), max: Math.max(...lastDelivery) },
+        perDeliveryMs: pct(b.latency),
+        deliveries: b.delivered,
+        deliveriesPerSecond: b.delivered / wall,
+        cpuUsPerDelivery: ((x.cpu.replicas + x.cpu.redis) / Math.max(1, b.delivered)) * 1e6,
+        replicasCpuUsPerDelivery: (x.cpu.replicas / Math.max(1, b.delivered)) * 1e6,
+        redisCpuUsPerPublish: (x.cpu.redis / Math.max(1, x.publishes)) * 1e6,
+        publishes: x.publishes,
+        eventLoopLagMaxMs: Math.max(0, ...x.lags.filter((l): l is number => l !== undefined)) * 1000,
+        cores: x.cpu.cores,
+      };
+    }),
     storms: r.storms.map((s) => {
       const storm = phase(`${s.kind}-storm`);
       const after = phase(`${s.kind}-after`);
