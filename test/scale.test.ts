@@ -38,6 +38,7 @@ describe('scale scenario (small)', () => {
     assert.equal(kill.droppedComplete, kill.droppedFans, 'every dropped fan holds every history message');
     assert.equal(kill.sinceNotRecovered, 0);
     assert.equal(kill.resets, 0);
+    assert.equal(r.totals.notLiveAtEnd, 0, 'every fan live at the end');
     assert.equal(r.totals.missingAll + r.totals.missingMatch, 0, 'no history message missing');
     assert.equal(r.totals.duplicates, 0);
     assert.deepEqual(r.totals.publishFailures, {});

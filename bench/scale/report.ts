@@ -82,7 +82,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     `| time to establish all | ${fmt(r.connect.seconds, 1)} s (${fmt(r.connect.ratePerSecond)}/s on average, peak ${fmt(r.connect.peakPerSecond)}/s) |`,
     `| failed handshakes while connecting | ${counts(r.connect.refusals)} |`,
     `| replicas' RSS | ${fmt(r.memory.replicasRssBytes / 2 ** 20)} MiB: ${fmt(r.memory.perConnectionBytes)} B per connection (${fmt(r.memory.marginalPerConnectionBytes)} B above their RSS before any connection) |`,
-    `| idle CPU (pings every 25 s) | replicas ${r.idle.replicaCpuShares.map(pct).join(', ')}; Redis ${pct(r.idle.redisCpuShare)} (over ${fmt(r.idle.seconds)} s) |`,
+    `| idle CPU (pings every 25 s) | replicas ${r.idle.replicaCpuShares.map(pct).join(', ')}; Redis ${pct(r.idle.redisCpuShare)}; the client processes ${pct(r.idle.clientsCpuShare)} together (over ${fmt(r.idle.seconds)} s) |`,
     '',
     `| Broadcast to all for ${o.broadcastSeconds} s, with match and user traffic | ${r.broadcasts.map((x) => rateLabel(x.rates)).join(' | ')} |`,
     `| --- | ${r.broadcasts.map(() => '---').join(' | ')} |`,
@@ -92,7 +92,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     '| --- | --- | --- |',
     ...labels.map((l, i) => `| ${l} | ${k[i]} | ${d[i]} |`),
     '',
-    `Over the whole run: ${fmt(r.totals.missingAll + r.totals.missingMatch)} history messages missing (all-scores ${fmt(r.totals.missingAll)}, match ${fmt(r.totals.missingMatch)}), ${fmt(r.totals.duplicates)} duplicates; user rooms (at-most-once) ${fmt(r.totals.userReceived)} of ${fmt(r.totals.userExpected)} received; publishes refused: ${counts(r.totals.publishFailures)}.`,
+    `Over the whole run: ${fmt(r.totals.missingAll + r.totals.missingMatch)} history messages missing (all-scores ${fmt(r.totals.missingAll)}, match ${fmt(r.totals.missingMatch)}; ${fmt(r.totals.missingOnLiveFans)} of them on fans live at the end, the rest on the ${fmt(r.totals.notLiveAtEnd)} still reconnecting), ${fmt(r.totals.duplicates)} duplicates; user rooms (at-most-once) ${fmt(r.totals.userReceived)} of ${fmt(r.totals.userExpected)} received; publishes refused: ${counts(r.totals.publishFailures)}.`,
   ];
   if (r.replicaProblems.length > 0) lines.push('', `Replica warnings: ${r.replicaProblems.length} (first: \`${r.replicaProblems[0]!.slice(0, 200)}\`)`);
   if (redis) {

@@ -82,11 +82,11 @@ export interface ScaleResult {
   options: Omit<ScaleOptions, 'log'>;
   connect: { connections: number; live: number; seconds: number; ratePerSecond: number; peakPerSecond: number; refusals: Record<string, number> };
   memory: { replicasRssBytes: number; baselineRssBytes: number; perConnectionBytes: number; marginalPerConnectionBytes: number };
-  idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number };
+  idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number; clientsCpuShare: number };
   /** The broadcast phases: at `rates`, then at `stormRates` when those differ. */
   broadcasts: Broadcast[];
   storms: Storm[];
-  totals: { missingAll: number; missingMatch: number; duplicates: number; publishFailures: Record<string, number>; userReceived: number; userExpected: number };
+  totals: { missingAll: number; missingMatch: number; notLiveAtEnd: number; missingOnLiveFans: number; duplicates: number; publishFailures: Record<string, number>; userReceived: number; userExpected: number };
   replicaProblems: string[];
 }
 
@@ -178,10 +178,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await pool.phase('idle');
     const marks = replicas.map((r) => cpuSeconds(r.pid));
     const redisMark = cpuSeconds(redis.pid);
+    const clientsMark = cpuOf(pool.pids);
     const at = Date.now();
     await delay(o.idleSeconds * 1000);
     const idleWall = (Date.now() - at) / 1000;
-    const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall };
+    const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall, clientsCpuShare: (cpuOf(pool.pids) - clientsMark) / idleWall };
     const replicasRss = sum(replicas.map((r) => rssBytes(r.pid)));
     o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB`);
 
@@ -375,6 +376,8 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
     totals: {
       missingAll: r.report.missingAll,
       missingMatch: r.report.missingMatch,
+      notLiveAtEnd: r.report.notLive,
+      missingOnLiveFans: r.report.missingOnLive,
       duplicates: r.report.duplicates,
       publishFailures: r.publishFailures,
       userReceived: r.report.userReceived,

@@ -100,7 +100,7 @@ export class FanPool {
   async report(accepted: Extract<FansCommand, { cmd: 'report' }>['accepted']): Promise<PoolReport> {
     const all = await this.all(() => ({ cmd: 'report', accepted }), 'report');
     const phases = new Map<string, PhaseTotals>();
-    const sum = (k: 'fans' | 'missingAll' | 'missingMatch' | 'duplicates' | 'userReceived' | 'userExpected') => all.reduce((a, r) => a + r[k], 0);
+    const sum = (k: 'fans' | 'missingAll' | 'missingMatch' | 'notLive' | 'missingOnLive' | 'duplicates' | 'userReceived' | 'userExpected') => all.reduce((a, r) => a + r[k], 0);
     const droppedFans: Record<string, number> = {};
     const droppedComplete: Record<string, number> = {};
     for (const r of all) {
@@ -117,6 +117,8 @@ export class FanPool {
       fans: sum('fans'),
       missingAll: sum('missingAll'),
       missingMatch: sum('missingMatch'),
+      notLive: sum('notLive'),
+      missingOnLive: sum('missingOnLive'),
       duplicates: sum('duplicates'),
       userReceived: sum('userReceived'),
       userExpected: sum('userExpected'),

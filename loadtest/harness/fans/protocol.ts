@@ -93,6 +93,9 @@ export interface FansReport {
   /** History messages never received (accepted × subscribers − received once), all-scores and match rooms. */
   missingAll: number;
   missingMatch: number;
+  /** Fans not live when the report was taken (still reconnecting), and the history messages missing on the fans that were. */
+  notLive: number;
+  missingOnLive: number;
   duplicates: number;
   /** User-room messages received against those accepted (at-most-once rooms). */
   userReceived: number;

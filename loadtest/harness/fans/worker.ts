@@ -85,6 +85,8 @@ function report(accepted: Extract<FansCommand, { cmd: 'report' }>['accepted']): 
     fans: fans.length,
     missingAll: 0,
     missingMatch: 0,
+    notLive: 0,
+    missingOnLive: 0,
     duplicates: 0,
     userReceived: 0,
     userExpected: 0,
@@ -97,6 +99,8 @@ function report(accepted: Extract<FansCommand, { cmd: 'report' }>['accepted']): 
     const missingMatch = Math.max(0, (accepted.match[matchRoom(f.match)] ?? 0) - f.uniqueMatch);
     r.missingAll += missingAll;
     r.missingMatch += missingMatch;
+    if (f.state === 'live') r.missingOnLive += missingAll + missingMatch;
+    else r.notLive++;
     r.duplicates += f.duplicates;
     r.userReceived += f.userReceived;
     r.userExpected += accepted.user[`user:${userId(f.n)}`] ?? 0;
