@@ -6,7 +6,8 @@
  * Sizes from the environment, for smaller runs: SCALE_CONNECTIONS (100000), SCALE_REPLICAS (7),
  * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25),
  * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain),
- * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s).
+ * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s),
+ * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,7 +48,7 @@ const result = await runScale({
   // saturated machine never ends. So the broadcast is measured again, and the storms run, with a
   // broadcast every 10 s and a quarter of the match traffic.
   stormRates: { broadcast: num('SCALE_STORM_BROADCAST', 0.1), match: num('SCALE_STORM_MATCH_RATE', 50), user: num('SCALE_USER_RATE', 20) },
-  env: {},
+  env: process.env.SCALE_DRAIN_SECONDS ? { DRAIN_SECONDS: process.env.SCALE_DRAIN_SECONDS } : {},
   localAddresses: 64,
   connectTimeoutSeconds: 300,
   backTimeoutSeconds: 120,
