@@ -52,6 +52,7 @@ import { createPublisher } from './publish/service.js';
 import { registerRealtime } from './realtime/connection.js';
 import { createHttpService } from './transport/http.js';
 import { startTransport, type RunningTransport } from './transport/index.js';
+import { createAdmission } from './transport/admission.js';
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -139,11 +140,18 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     ...(config.connectionRecoverySeconds > 0 ? { connectionStateRecovery: { maxDisconnectionDuration: config.connectionRecoverySeconds * 1000, skipMiddlewares: false } } : {}),
     allowRequest: (req, callback) => {
       const origin = req.headers.origin;
-      if (lifecycle.refusingConnections) callback('draining', false);
-      else if (outage?.refusing) callback('redis_unreachable', false);
-      // CORS does not cover WebSockets: check the Origin of every handshake that has one.
-      else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) callback('origin not allowed', false);
-      else if (!connectLimiter.take(clientIp(req, config.trustProxy))) {
+      if (lifecycle.refusingConnections) {
+        metrics.connectionRefused('draining');
+        callback('draining', false);
+      } else if (outage?.refusing) {
+        metrics.connectionRefused('redis_unreachable');
+        callback('redis_unreachable', false);
+      } else if (origin !== undefined && !anyOrigin && !config.corsOrigins.includes(origin)) {
+        // CORS does not cover WebSockets: check the Origin of every handshake that has one.
+        metrics.connectionRefused('origin');
+        callback('origin not allowed', false);
+      } else if (!connectLimiter.take(clientIp(req, config.trustProxy))) {
+        metrics.connectionRefused('rate_limited');
         metrics.authFailed('rate_limited');
         callback('rate_limited', false);
       } else callback(null, true);
@@ -310,7 +318,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, delivery, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression }, logger);
+      transport = await startTransport(config.transport, { host: config.host, port: config.port, io, http, delivery, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression, admission: createAdmission(config.maxConnections, metrics, logger) }, logger);
       adapterDeps.observe = deliveryObserver(metrics);
       if (config.metricsPort !== undefined) metricsServer = await startMetricsServer(metrics, config.host, config.metricsPort);
       const common = { publisher, maxBytes: config.publishMaxBytes, metrics, logger };

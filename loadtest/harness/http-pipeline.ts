@@ -24,7 +24,7 @@ class Connection {
   private readonly queue: Pending[] = [];
   private buf: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly host: string, private readonly port: number) {}
+  constructor(private readonly host: string, private readonly port: number, private readonly settled: () => void = () => {}) {}
 
   get inFlight(): number {
     return this.queue.length;
@@ -32,11 +32,11 @@ class Connection {
 
   request(head: string, body: Buffer): Promise<HttpAnswer> {
     const socket = this.socket ?? this.open();
-    return new Promise((resolve, reject) => {
+    return new Promise<HttpAnswer>((resolve, reject) => {
       this.queue.push({ resolve, reject });
       socket.write(head);
       socket.write(body);
-    });
+    }).finally(this.settled);
   }
 
   close(): void {
@@ -113,25 +113,36 @@ function dechunk(buf: Buffer, at: number): { body: string; end: number } | undef
   }
 }
 
-/** Connections to one server; each request goes to the connection with the fewest in flight. */
+/**
+ * Connections to one server; each request goes to the connection with the fewest in flight.
+ *
+ * With `pipeline: false` a connection carries one request at a time and the others wait here.
+ * uWS (herald's default transport) closes a connection that sends a request while the answer to
+ * the previous one is still pending in an asynchronous handler (a publish to a history room
+ * waits for Redis): it supports pipelining only of requests answered synchronously.
+ */
 export class HttpPipeline {
   private readonly conns: Connection[];
   private readonly host: string;
+  private readonly waiting: (() => void)[] = [];
 
-  constructor(base: string, connections = 8) {
+  constructor(base: string, connections = 8, private readonly opts: { pipeline?: boolean } = {}) {
     const u = new URL(base);
     if (u.protocol !== 'http:') throw new Error(`HttpPipeline: only http:// is supported, not ${u.protocol}`);
     this.host = u.host;
-    this.conns = Array.from({ length: connections }, () => new Connection(u.hostname, Number(u.port || 80)));
+    this.conns = Array.from({ length: connections }, () => new Connection(u.hostname, Number(u.port || 80), () => this.waiting.shift()?.()));
   }
 
-  post(path: string, json: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  async post(path: string, json: string, headers: Record<string, string> = {}): Promise<HttpAnswer> {
     const body = Buffer.from(json);
     const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
     const head = `POST ${path} HTTP/1.1\r\nHost: ${this.host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n${extra}\r\n`;
-    let best = this.conns[0]!;
-    for (const c of this.conns) if (c.inFlight < best.inFlight) best = c;
-    return best.request(head, body);
+    for (;;) {
+      let best = this.conns[0]!;
+      for (const c of this.conns) if (c.inFlight < best.inFlight) best = c;
+      if (this.opts.pipeline !== false || best.inFlight === 0) return best.request(head, body);
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
   }
 
   close(): void {

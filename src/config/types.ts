@@ -106,6 +106,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   /** Rooms one connection may be subscribed to at once. @default 100 */
   readonly maxSubscriptions: number;
+  /** Most Engine.IO connections per replica; 0: the soft descriptor limit less a reserve. @default 0 */
+  readonly maxConnections: number;
   /** Events a client may send per second (sustained). @default 20 */
   readonly clientRate: number;
   /** Events a client may send in a burst. @default 60 */

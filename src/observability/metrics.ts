@@ -21,6 +21,15 @@ export interface Metrics {
   publishDuplicate(): void;
   /** `clients` were closed because Redis had been unreachable for REDIS_OUTAGE_CLOSE_SECONDS. */
   outageDisconnected(clients: number): void;
+  /**
+   * A handshake refused before it became a connection: `capacity` (MAX_CONNECTIONS, 503), or by
+   * `allowRequest` (403): `draining`, `redis_unreachable`, `origin`, `rate_limited`.
+   */
+  connectionRefused(reason: 'capacity' | 'draining' | 'redis_unreachable' | 'origin' | 'rate_limited'): void;
+  /** The descriptor backstop closed the listen socket (false) or listens again (true). */
+  acceptingChanged(accepting: boolean): void;
+  /** The MAX_CONNECTIONS in force (`herald_connections_max`); undefined: no cap. */
+  setMaxConnections(max: number | undefined): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
@@ -85,6 +94,8 @@ export interface MetricsSnapshot {
   delivered: number;
   busPublishFailures: number;
   authFailures: Record<string, number>;
+  /** Handshakes refused before they became connections, by reason (`connectionRefused`). */
+  connectionsRefused: Record<string, number>;
   slowConsumerDisconnects: number;
   ingest: Record<string, number>;
 }
@@ -118,6 +129,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     delivered: 0,
     busPublishFailures: 0,
     authFailures: {},
+    connectionsRefused: {},
     slowConsumerDisconnects: 0,
     ingest: {},
   };
@@ -140,6 +152,11 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const outageDisconnects = new Counter({ name: 'herald_redis_outage_disconnects_total', help: 'Clients closed (to reconnect elsewhere) because Redis was unreachable for REDIS_OUTAGE_CLOSE_SECONDS', registers: [registry] });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
+  const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; draining, redis_unreachable, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
+  const acceptPauses = new Counter({ name: 'herald_accept_pauses_total', help: 'Times the listen socket was closed because file descriptors were nearly gone (uWS)', registers: [registry] });
+  const accepting = new Gauge({ name: 'herald_accepting', help: '1 while the listen socket accepts connections, 0 while the descriptor backstop holds it closed', registers: [registry] });
+  accepting.set(1);
+  const maxConnections = new Gauge({ name: 'herald_connections_max', help: 'MAX_CONNECTIONS in force (absent: no cap)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
@@ -265,6 +282,18 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     outageDisconnected(clients) {
       outageDisconnects.inc(clients);
     },
+    connectionRefused(reason) {
+      s.connectionsRefused[reason] = (s.connectionsRefused[reason] ?? 0) + 1;
+      refusals.inc({ reason });
+    },
+    acceptingChanged(on) {
+      accepting.set(on ? 1 : 0);
+      if (!on) acceptPauses.inc();
+    },
+    setMaxConnections(max) {
+      if (max === undefined) maxConnections.reset();
+      else maxConnections.set(max);
+    },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
       authFailures.inc({ code });
@@ -312,7 +341,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       ingested.inc({ source, outcome });
       if (lagSeconds !== undefined) ingestLag.observe({ source }, Math.max(0, lagSeconds));
     },
-    snapshot: () => ({ ...s, authFailures: { ...s.authFailures }, ingest: { ...s.ingest } }),
+    snapshot: () => ({ ...s, authFailures: { ...s.authFailures }, connectionsRefused: { ...s.connectionsRefused }, ingest: { ...s.ingest } }),
     takeLatencyWindow() {
       const w = window;
       window = [];

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
+import { installAdmission } from './admission.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 
@@ -19,6 +20,9 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
   // Attached after our listener: Engine.IO takes /socket.io/ requests and hands the rest to it.
   opts.io.attach(server, opts.compression ? { perMessageDeflate: PER_MESSAGE_DEFLATE } : {});
   answerRefusedUpgrades(opts.io);
+  // No descriptor backstop here: libuv meets EMFILE by accepting and closing with a reserved descriptor, without spinning.
+  const admission = opts.admission;
+  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused() });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

@@ -15,6 +15,22 @@ export interface TransportOptions {
   readonly delivery: { current: LocalDelivery | undefined };
   /** Negotiate permessage-deflate with WebSocket clients that offer it (`WS_COMPRESSION`). @default false */
   readonly compression?: boolean;
+  /** MAX_CONNECTIONS and, on uWS, the descriptor backstop (admission.ts, accept-guard.ts). Unset: neither. */
+  readonly admission?: TransportAdmission;
+}
+
+/** How a transport admits connections, and whom it tells when it refuses or stops accepting. */
+export interface TransportAdmission {
+  /** Most Engine.IO connections (MAX_CONNECTIONS); undefined: no cap. */
+  readonly maxConnections: number | undefined;
+  /** The soft descriptor limit (RLIMIT_NOFILE); undefined: no backstop. */
+  readonly descriptorLimit: number | undefined;
+  /** A handshake was refused with 503 `over_capacity`. */
+  refused(): void;
+  /** The listen socket was closed with `open` descriptors in use, or opened again, or could not be. */
+  acceptPaused(open: number): void;
+  acceptResumed(open: number): void;
+  acceptResumeFailed(open: number): void;
 }
 
 /**

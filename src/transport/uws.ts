@@ -1,8 +1,11 @@
-import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import type { TemplatedApp } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
+import { AcceptGuard } from './accept-guard.js';
+import { installAdmission } from './admission.js';
 import { attachEngine, sayConnectionClose, uwsClosesAfter } from './uws-attach.js';
+import { listenUws } from './uws-listen.js';
 import { UwsDelivery } from './uws-delivery.js';
 
 /** The native uWebSockets.js module, as loaded by `loadUws`. */
@@ -36,6 +39,8 @@ function compressionOptions(uws: UwsModule): object {
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
   attachEngine(opts.io, app, opts.compression ? compressionOptions(uws) : {});
+  const admission = opts.admission;
+  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused() });
   opts.delivery.current = new UwsDelivery(app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
@@ -110,21 +115,18 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
     });
   });
 
-  return new Promise((resolve, reject) => {
-    app.listen(opts.host, opts.port, (token: us_listen_socket | false) => {
-      if (!token) {
-        reject(new Error(`uWebSockets.js could not listen on ${opts.host}:${opts.port}`));
-        return;
-      }
-      let listening = true;
-      resolve({
-        kind: 'uws',
-        port: uws.us_socket_local_port(token),
-        stopListening() {
-          if (listening) uws.us_listen_socket_close(token);
-          listening = false;
-        },
-      });
-    });
+  const listener = listenUws(uws, app, opts.host, opts.port);
+  const limit = admission?.descriptorLimit;
+  const guard = admission && limit !== undefined
+    ? new AcceptGuard(limit, listener, { paused: (n) => admission.acceptPaused(n), resumed: (n) => admission.acceptResumed(n), resumeFailed: (n) => admission.acceptResumeFailed(n) })
+    : undefined;
+  guard?.start();
+  return Promise.resolve({
+    kind: 'uws',
+    port: listener.port,
+    stopListening() {
+      guard?.stop();
+      listener.close();
+    },
   });
 }

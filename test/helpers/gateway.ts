@@ -36,14 +36,18 @@ export interface GatewayOptions {
   launcher?: string[];
   /** The address the test reaches it at. @default 127.0.0.1 */
   reachAt?: string;
+  /** Run under this descriptor limit, soft and hard (`prlimit --nofile`; the process keeps its pid). */
+  nofile?: number;
 }
 
 let counter = 0;
 
 export async function startGateway(opts: GatewayOptions = {}): Promise<Gateway> {
   const replicaId = `gw-${process.pid}-${++counter}`;
+  const node = [...(opts.launcher ?? []), process.execPath, ...(opts.nodeArgs ?? []), MAIN];
+  const [command, ...args] = opts.nofile === undefined ? node : ['prlimit', `--nofile=${opts.nofile}:${opts.nofile}`, ...node];
   const child = owned(
-    spawn(opts.launcher?.[0] ?? process.execPath, [...(opts.launcher ? [...opts.launcher.slice(1), process.execPath] : []), ...(opts.nodeArgs ?? []), MAIN], {
+    spawn(command!, args, {
       env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', REPLICA_ID: replicaId, DRAIN_SECONDS: '1', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),

@@ -34,6 +34,13 @@ export const LIMITS_SETTINGS = [
     parse: integer(1024, 16 * 1024 * 1024, 64 * 1024),
   }),
   setting({
+    env: 'MAX_CONNECTIONS',
+    key: 'maxConnections',
+    doc: 'Most client connections (Engine.IO sessions: WebSocket or long-polling) one replica holds. Past it new handshakes get HTTP 503 `over_capacity` with `Retry-After: 1` and the connection is closed, so a balancer or the client tries another replica; `herald_connections_refused_total{reason="capacity"}` counts them. Unset or 0: the soft descriptor limit (`ulimit -n`, read from /proc/self/limits) less 5 % of it (at least 64, at most 1,024 descriptors) kept for Redis, HTTP and the process\'s own files; no cap where that limit cannot be read. A value the descriptor limit cannot hold is lowered to that default, with a warning.',
+    defaultText: '(descriptor limit − reserve)',
+    parse: integer(0, 10_000_000, 0),
+  }),
+  setting({
     env: 'CONNECT_RATE_PER_IP',
     key: 'connectRatePerIp',
     doc: 'New Socket.IO connections per second from one client IP, sustained; over it the handshake is refused (`rate_limited`).',

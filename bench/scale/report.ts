@@ -1,0 +1,114 @@
+/** The scale scenario's tables, as Markdown (what `npm run bench:scale` prints and writes). */
+import { cpus, release, totalmem } from 'node:os';
+import type { Paper } from './paper.js';
+import { paperMarkdown } from './paper.js';
+import type { PubSubCapacity } from './redis-capacity.js';
+import type { CpuSplit, ScaleResult, Storm } from './scenario.js';
+
+const fmt = (n: number | undefined, digits = 0) => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
+const pct = (share: number) => `${fmt(share * 100, 1)} %`;
+const cores = (c: CpuSplit) => `replicas ${fmt(c.replicas, 2)}, Redis ${fmt(c.redis, 2)}, clients ${fmt(c.clients, 2)}; machine ${fmt(c.machine, 2)} of ${cpus().length} (others included)`;
+const counts = (c: Record<string, number>) => (Object.keys(c).length === 0 ? 'none' : Object.entries(c).map(([k, v]) => `${fmt(v)} × ${k}`).join(', '));
+
+export function machine(): string {
+  const c = cpus();
+  return `${c.length} × ${c[0]?.model.trim() ?? 'unknown CPU'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB RAM, Linux ${release()}, Node ${process.version}`;
+}
+
+function stormColumn(s: Storm | undefined): string[] {
+  if (!s) return Array<string>(12).fill('not run');
+  const reconnected = s.sessionsRecovered + s.sinceRecovered / 2 + s.sinceNotRecovered / 2;
+  return [
+    `${s.victim}, ${fmt(s.victimConnections)} connections`,
+    fmt(s.droppedFans),
+    s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`,
+    `${fmt(s.droppedComplete)} of ${fmt(s.droppedFans)}`,
+    `${fmt(s.sessionsRecovered)} (${pct(s.sessionsRecovered / Math.max(1, reconnected))} of reconnected fans)`,
+    `${fmt(s.sinceRecovered)} recovered, ${fmt(s.sinceNotRecovered)} not`,
+    counts(s.refusals),
+    fmt(s.redispatched),
+    `p50 ${fmt(s.healthy.p50)} ms, p99 ${fmt(s.healthy.p99)} ms (${fmt(s.healthy.samples)} deliveries)`,
+    `${pct(s.redis.cpuShare)} of a core, ${fmt(s.redis.commandsPerSecond)} commands/s over ${fmt(s.redis.seconds, 1)} s`,
+    cores(s.cores),
+    fmt(s.resets),
+  ];
+}
+
+const rateLabel = (x: { broadcast: number; match: number }) => `a broadcast every ${fmt(1 / x.broadcast)} s, ${fmt(x.match)} match updates/s`;
+
+function broadcastRows(r: ScaleResult): string[] {
+  const row = (label: string, cell: (b: ScaleResult['broadcasts'][number]) => string) => `| ${label} | ${r.broadcasts.map(cell).join(' | ')} |`;
+  return [
+    row('broadcasts', (b) => `${fmt(b.broadcasts)}; ${fmt(b.complete)} reached all ${fmt(r.options.connections)} fans live`),
+    row('publish call → last delivery', (b) => `p50 ${fmt(b.lastDeliveryMs.p50)} ms, p99 ${fmt(b.lastDeliveryMs.p99)} ms, max ${fmt(b.lastDeliveryMs.max)} ms`),
+    row('publish call → each delivery', (b) => `p50 ${fmt(b.perDeliveryMs.p50)} ms, p99 ${fmt(b.perDeliveryMs.p99)} ms${b.perDeliveryMs.max >= 60_000 ? ' (60 s and over share the last bucket)' : `, max ${fmt(b.perDeliveryMs.max)} ms`}`),
+    row('deliveries', (b) => `${fmt(b.deliveries)} from ${fmt(b.publishes)} publishes; ${fmt(b.deliveriesPerSecond)}/s over ${fmt(b.cores.wall)} s until the last one`),
+    row('CPU per delivery', (b) => `${fmt(b.cpuUsPerDelivery, 2)} µs (replicas and Redis); replicas alone ${fmt(b.replicasCpuUsPerDelivery, 2)} µs`),
+    row('Redis CPU per publish', (b) => `${fmt(b.redisCpuUsPerPublish)} µs`),
+    row('worst event-loop lag of a replica', (b) => `${fmt(b.eventLoopLagMaxMs)} ms`),
+    row('cores used', (b) => cores(b.cores)),
+  ];
+}
+
+export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined, paper: Paper | undefined, command: string, seconds: number): string {
+  const o = r.options;
+  const kill = r.storms.find((s) => s.kind === 'kill');
+  const drain = r.storms.find((s) => s.kind === 'drain');
+  const storm = o.stormRates ?? o.rates;
+  const k = stormColumn(kill);
+  const d = stormColumn(drain);
+  const labels = [
+    'replica signalled, connections it held',
+    'fans dropped',
+    'all back and subscribed',
+    'dropped fans holding every history message',
+    'sessions recovered whole (`recovered: true`)',
+    '`since` subscribes',
+    'failed handshakes (by kind)',
+    'attempts redispatched by the balancer',
+    "healthy fans' latency during the storm",
+    'Redis during the storm',
+    'cores used (surviving replicas, Redis, clients)',
+    '`herald:reset` received',
+  ];
+  const lines = [
+    `## ${fmt(o.connections)} fans on one machine (\`${command}\`, ${fmt(seconds)} s)`,
+    '',
+    `Machine: ${machine()}, shared by every process below. ${o.replicas} herald replicas (uWS, Redis classic pub/sub, each under a ${'`ulimit -n`'} of its own) + one redis-server, ${o.clientProcesses} client processes (loadtest/harness/fans), all on loopback; client source addresses spread over 127.0.0.1–${o.localAddresses}. Each fan is a live-score page: the all-scores room and one of ${fmt(o.matches)} match rooms (both history rooms), and its user room (JWT \`sub\`); it sends \`X-Forwarded-For\` with an address of its own, as a balancer does, and the replicas count per-IP limits on it (\`TRUST_PROXY=1\`, default \`CONNECT_RATE_PER_IP\`/\`CONNECT_BURST_PER_IP\`). The harness balances like the shipped HAProxy: leastconn, a replica out of rotation ${2} s after it is killed or starts draining, refused TCP connections redispatched. Publishing: ${o.rates.broadcast} broadcast/s to all, ${fmt(o.rates.match)} match updates/s (round robin), ${fmt(o.rates.user)} user notifications/s.`,
+    '',
+    '| Connect and idle | |',
+    '| --- | --- |',
+    `| connections | ${fmt(r.connect.live)} of ${fmt(r.connect.connections)} subscribed |`,
+    `| time to establish all | ${fmt(r.connect.seconds, 1)} s (${fmt(r.connect.ratePerSecond)}/s on average, peak ${fmt(r.connect.peakPerSecond)}/s) |`,
+    `| failed handshakes while connecting | ${counts(r.connect.refusals)} |`,
+    `| replicas' RSS | ${fmt(r.memory.replicasRssBytes / 2 ** 20)} MiB: ${fmt(r.memory.perConnectionBytes)} B per connection (${fmt(r.memory.marginalPerConnectionBytes)} B above their RSS before any connection) |`,
+    `| idle CPU (pings every 25 s) | replicas ${r.idle.replicaCpuShares.map(pct).join(', ')}; Redis ${pct(r.idle.redisCpuShare)}; the client processes ${pct(r.idle.clientsCpuShare)} together (over ${fmt(r.idle.seconds)} s) |`,
+    '',
+    `| Broadcast to all for ${o.broadcastSeconds} s, with match and user traffic | ${r.broadcasts.map((x) => rateLabel(x.rates)).join(' | ')} |`,
+    `| --- | ${r.broadcasts.map(() => '---').join(' | ')} |`,
+    ...broadcastRows(r),
+    '',
+    `| Storm, while publishing goes on (${storm.broadcast} broadcasts/s, ${fmt(storm.match)} match updates/s) | kill -9 | SIGTERM (drain) |`,
+    '| --- | --- | --- |',
+    ...labels.map((l, i) => `| ${l} | ${k[i]} | ${d[i]} |`),
+    '',
+    `Over the whole run: ${fmt(r.totals.missingAll + r.totals.missingMatch)} history messages missing (all-scores ${fmt(r.totals.missingAll)}, match ${fmt(r.totals.missingMatch)}; ${fmt(r.totals.missingOnLiveFans)} of them on fans live at the end, the rest on the ${fmt(r.totals.notLiveAtEnd)} still reconnecting), ${fmt(r.totals.duplicates)} duplicates; user rooms (at-most-once) ${fmt(r.totals.userReceived)} of ${fmt(r.totals.userExpected)} received; publishes refused: ${counts(r.totals.publishFailures)}.`,
+  ];
+  if (r.replicaProblems.length > 0) lines.push('', `Replica warnings: ${r.replicaProblems.length} (first: \`${r.replicaProblems[0]!.slice(0, 200)}\`)`);
+  if (redis) {
+    lines.push(
+      '',
+      `### One Redis core's pub/sub capacity here`,
+      '',
+      `Raw clients pipelining PUBLISH (${redis.payloadBytes}-byte messages) to one channel with k subscribers, Redis ${'`redis-server`'} alone on its core as far as the machine allows; "per core" divides by Redis's measured CPU share.`,
+      '',
+      '| subscribers | in (PUBLISH/s) | out (deliveries/s) | Redis CPU | in per core-second | out per core-second |',
+      '| --- | --- | --- | --- | --- | --- |',
+      ...redis.runs.map((x) => `| ${x.subscribers} | ${fmt(x.inPerSecond)} | ${fmt(x.outPerSecond)} | ${pct(x.redisCpuShare)} | ${fmt(x.inPerSecond / x.redisCpuShare)} | ${fmt(x.outPerSecond / x.redisCpuShare)} |`),
+      '',
+      `Fit: ${fmt(redis.usPerMessageIn, 3)} µs of Redis CPU per message in, ${fmt(redis.usPerDeliveryOut, 3)} µs per delivery out.`,
+    );
+  }
+  if (paper) lines.push('', paperMarkdown(paper, r));
+  return lines.join('\n');
+}

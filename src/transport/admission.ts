@@ -1,0 +1,120 @@
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Server } from 'socket.io';
+import { HeraldError } from '../errors.js';
+import { effectiveMaxConnections, softDescriptorLimit } from '../limits/descriptors.js';
+import { throttle, type Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { errorReply, renderReply, statusLine } from './http.js';
+import type { TransportAdmission } from './types.js';
+
+/** What the gate needs besides the Socket.IO server. */
+export interface AdmissionOptions {
+  /** Most Engine.IO connections this replica holds (MAX_CONNECTIONS); undefined: no cap. */
+  readonly maxConnections: number | undefined;
+  /** Sent as `x-herald-replica` on the refusal. */
+  readonly replicaId: string;
+  /** Called once per refused handshake (the metric). */
+  onRefused(): void;
+}
+
+/** Seconds a refused client is told to wait (`Retry-After`); socket.io-client's own backoff starts at 1 s too. */
+const RETRY_AFTER_SECONDS = '1';
+
+/**
+ * Refuses new Engine.IO connections once this replica holds `maxConnections`: WebSocket upgrades
+ * and long-polling handshakes (requests without `sid`), on both transports, are answered
+ * 503 `over_capacity` with `Connection: close` and the connection is closed, so its descriptor is
+ * free again at once. A balancer takes the 503 as "try another server" (HAProxy `retry-on 503`,
+ * or its health checks), and socket.io-client retries with its backoff. Requests of existing
+ * sessions (polling with `sid`, the upgrade of a polling session) always pass: their descriptors
+ * are counted already.
+ *
+ * An Engine.IO middleware, so it runs before `allowRequest` (whose refusals are Engine.IO's 403)
+ * and costs one comparison per handshake. Engine.IO runs middlewares for every request of its
+ * path, with a `ServerResponse` for polling on the node transport, a response without a body for
+ * node upgrades (the socket is written directly), and its wrapper of uWS's response on uWS.
+ */
+export function installAdmission(io: Server, opts: AdmissionOptions): void {
+  const max = opts.maxConnections;
+  if (max === undefined) return;
+  const { body, headers } = renderReply(errorReply(new HeraldError('over_capacity')), opts.replicaId);
+  const allHeaders: [string, string][] = [...headers, ['retry-after', RETRY_AFTER_SECONDS], ['connection', 'close']];
+  io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, res: unknown, next: (err?: Error) => void) => {
+    if (req._query?.sid !== undefined || io.engine.clientsCount < max) return next();
+    opts.onRefused();
+    refuse(req, res, body, allHeaders);
+  });
+}
+
+/** Writes the 503 on whichever response Engine.IO handed the middleware, and closes the connection. */
+function refuse(req: IncomingMessage, res: unknown, body: string, headers: [string, string][]): void {
+  const status = statusLine(503);
+  const uws = uwsResponse(res);
+  if (uws) {
+    uws.cork(() => {
+      uws.writeStatus(status);
+      // `connection: close` is uWS's to write when it closes (end's second argument).
+      for (const [k, v] of headers) if (k !== 'connection') uws.writeHeader(k, v);
+      uws.end(body, true);
+    });
+    return;
+  }
+  if (res instanceof ServerResponse) {
+    res.writeHead(503, Object.fromEntries([...headers, ['content-length', String(Buffer.byteLength(body))]]));
+    res.end(body);
+    return;
+  }
+  // A node WebSocket upgrade: the socket is still plain HTTP; the answer goes on it as bytes.
+  const socket: Duplex = req.socket;
+  const head = headers.map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  socket.end(`HTTP/1.1 ${status}\r\n${head}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, () => socket.destroy());
+}
+
+/** The parts of a uWS HttpResponse the refusal uses. */
+interface UwsResponse {
+  cork(fn: () => void): void;
+  writeStatus(status: string): unknown;
+  writeHeader(key: string, value: string): unknown;
+  end(body: string, closeConnection: boolean): unknown;
+}
+
+/**
+ * uWS's own response behind Engine.IO's wrapper (`ResponseWrapper.res`, engine.io 6.x), whose
+ * `end` cannot close the connection: herald closes it, so a refused client's descriptor does not
+ * wait for uWS's idle timeout. test/capacity.test.ts checks that refused connections are closed.
+ */
+function uwsResponse(res: unknown): UwsResponse | undefined {
+  const raw = (res as { res?: Partial<UwsResponse> & { getRemoteAddressAsText?: unknown } } | undefined)?.res;
+  return raw && typeof raw.getRemoteAddressAsText === 'function' ? (raw as UwsResponse) : undefined;
+}
+
+
+/**
+ * MAX_CONNECTIONS as this process can hold it, and the events of admission wired to metrics and
+ * logs. Reads the descriptor limit once, at start.
+ */
+export function createAdmission(configured: number, metrics: Metrics, logger: Logger): TransportAdmission {
+  const limit = softDescriptorLimit();
+  const { max, lowered } = effectiveMaxConnections(configured, limit);
+  if (lowered) logger.warn({ configured, maxConnections: max, descriptorLimit: limit }, 'MAX_CONNECTIONS is more than the descriptor limit can hold; lowered');
+  logger.info({ maxConnections: max ?? null, descriptorLimit: limit ?? null }, max === undefined ? 'descriptor limit unknown: no connection cap' : 'connection cap');
+  metrics.setMaxConnections(max);
+  const failed = throttle(10_000);
+  return {
+    maxConnections: max,
+    descriptorLimit: limit,
+    refused: () => metrics.connectionRefused('capacity'),
+    acceptPaused(open) {
+      metrics.acceptingChanged(false);
+      logger.warn({ openDescriptors: open, descriptorLimit: limit }, 'file descriptors nearly gone: stopped accepting connections');
+    },
+    acceptResumed(open) {
+      metrics.acceptingChanged(true);
+      logger.info({ openDescriptors: open, descriptorLimit: limit }, 'accepting connections again');
+    },
+    acceptResumeFailed(open) {
+      if (failed.due()) logger.error({ openDescriptors: open }, 'could not listen again on the port; retrying');
+    },
+  };
+}
