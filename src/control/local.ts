@@ -5,7 +5,7 @@ import type { Bus } from '../cluster/bus.js';
 import { HeraldError } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
-import type { HistoryRooms } from '../realtime/history-rooms.js';
+import type { HistoryRooms } from '../history/rooms.js';
 import { grantedRooms, joinRoom } from '../realtime/join.js';
 import { identityOf } from '../realtime/session.js';
 import type { Command, ConnectionInfo, Report, Target } from './commands.js';

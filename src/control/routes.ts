@@ -5,7 +5,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { HttpRequest, Route } from '../transport/http.js';
 import type { ClusterCommands, Outcome } from './cluster.js';
 import { parseDisconnect, parseMembership, parseRevoke, validateUser, type Command } from './commands.js';
-import type { ControlAuthorizer, ControlScope } from './keys.js';
+import type { ControlAuthorizer, ControlScope } from '../auth/control-keys.js';
 
 export interface ControlRouteDeps {
   commands: ClusterCommands;

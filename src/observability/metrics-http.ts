@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { PublishAuthorizer } from '../publish/keys.js';
+import type { PublishAuthorizer } from '../auth/publish-keys.js';
 import type { Route } from '../transport/http.js';
 import type { Metrics } from './metrics.js';
 

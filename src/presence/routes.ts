@@ -1,5 +1,5 @@
-import { authorizedRoom, type PublishAuthorizer } from '../publish/keys.js';
-import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from '../realtime/presence-rooms.js';
+import { authorizedRoom, type PublishAuthorizer } from '../auth/publish-keys.js';
+import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './rooms.js';
 import { HeraldError } from '../errors.js';
 import type { Route } from '../transport/http.js';
 

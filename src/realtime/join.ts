@@ -2,7 +2,7 @@ import type { Socket } from 'socket.io';
 import type { Bus } from '../cluster/bus.js';
 import type { MessageId } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
-import type { HistoryRooms, JoinResult, RoomBudget } from './history-rooms.js';
+import type { HistoryRooms, JoinResult, RoomBudget } from '../history/rooms.js';
 
 /**
  * A subscribe after its checks (the claim check, the cap), as clients, the control API and

@@ -4,7 +4,7 @@ import type { Socket } from 'socket.io';
 import type { Adapter, BroadcastOptions, Session } from 'socket.io-adapter';
 import type { AdapterRecovery, Packet } from '../cluster/adapter.js';
 import { userRoom, type Identity } from '../auth/identity.js';
-import { isStreamId } from '../history/ids.js';
+import { isStreamId } from '../protocol/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';

@@ -1,4 +1,4 @@
-import type { StatsReporter } from '../observability/stats.js';
+import type { StatsReporter } from './stats.js';
 import type { Route } from '../transport/http.js';
 import { statusPageHtml } from './page.js';
 

@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
+import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RESET_EVENT, type MessageId, type Reset } from '../protocol/events.js';

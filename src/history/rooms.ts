@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
-import { compareIds, isStreamId } from '../history/ids.js';
-import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
+import { compareIds, isStreamId } from '../protocol/ids.js';
+import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
@@ -9,7 +9,7 @@ import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
 import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
-import { GapRefill } from './history-refill.js';
+import { GapRefill } from './refill.js';
 
 export type { Pace, RoomBudget } from './catchup.js';
 
@@ -44,7 +44,7 @@ const REPLAY_PAGE = 1000;
  *
  * Live delivery survives the bus: per local room herald remembers the last entry it delivered,
  * and when the backend reports a gap it refills each room from there (`GapRefill`,
- * src/realtime/history-refill.ts), or tells the members to reload (`herald:reset`).
+ * src/history/refill.ts), or tells the members to reload (`herald:reset`).
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
