@@ -20,7 +20,8 @@ import { createBus, type Bus } from './cluster/bus.js';
 import { redisTargetOf } from './cluster/redis.js';
 import { linkTiming } from './cluster/link.js';
 import { quietWhileDown } from './cluster/reachability.js';
-import { identityOf, Sessions } from './realtime/session.js';
+import { Sessions } from './realtime/session.js';
+import { identityOf } from './auth/identity.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { createMemoryHistory } from './history/memory.js';
 import { createRedisHistory } from './history/redis.js';
@@ -249,7 +250,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
       ...control.routes,
-      ...(config.metricsPort === undefined ? metricsRoutes(metrics, publishAuth) : []),
+      ...(config.metricsPort === undefined ? metricsRoutes(metrics, (req) => void publishAuth.check(req.headers, req.remoteAddress)) : []),
       ...(config.statusPage ? statusRoutes(stats, config.socketioPath) : []),
     ],
     maxBodyBytes: config.publishMaxBytes,

@@ -7,7 +7,7 @@ import { DISCONNECT_EVENT } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { HistoryRooms } from '../history/rooms.js';
 import { grantedRooms, joinRoom } from '../realtime/join.js';
-import { identityOf } from '../realtime/session.js';
+import { identityOf } from '../auth/identity.js';
 import type { Command, ConnectionInfo, Report, Target } from './commands.js';
 
 export interface LocalDeps {

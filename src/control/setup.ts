@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { HistoryRooms } from '../history/rooms.js';
-import type { Route } from '../transport/http.js';
+import type { Route } from '../http/route.js';
 import { ClusterCommands } from './cluster.js';
 import { createControlAuthorizer } from '../auth/control-keys.js';
 import { applyLocally } from './local.js';

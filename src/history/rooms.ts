@@ -1,10 +1,10 @@
 import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../protocol/ids.js';
-import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from './types.js';
+import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { MessageId } from '../protocol/events.js';
+import { LAST_MAX, type MessageId } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';

@@ -1,6 +1,6 @@
 import type { Bus } from '../cluster/bus.js';
 import type { Lifecycle } from './lifecycle.js';
-import type { Route } from '../transport/http.js';
+import type { Route } from '../http/route.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /**

@@ -1,16 +1,18 @@
 import { createServer } from 'node:http';
-import type { PublishAuthorizer } from '../auth/publish-keys.js';
-import type { Route } from '../transport/http.js';
+import type { HttpRequest, Route } from '../http/route.js';
 import type { Metrics } from './metrics.js';
 
-/** `GET /metrics` on the main port, behind the publish keys (or loopback without keys), as Prometheus text. */
-export function metricsRoutes(metrics: Metrics, auth: PublishAuthorizer): Route[] {
+/**
+ * `GET /metrics` on the main port as Prometheus text, behind `allow`, which throws for a caller
+ * who may not read it (app.ts passes the publish keys' check: a key, or loopback without keys).
+ */
+export function metricsRoutes(metrics: Metrics, allow: (req: HttpRequest) => void): Route[] {
   return [
     {
       method: 'GET',
       path: '/metrics',
       async handle(req) {
-        auth.check(req.headers, req.remoteAddress);
+        allow(req);
         return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
       },
     },

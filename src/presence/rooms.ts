@@ -4,7 +4,7 @@ import { HeraldError } from '../errors.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Member, PresenceBackend } from './types.js';
-import { identityOf } from '../realtime/session.js';
+import { identityOf } from '../auth/identity.js';
 
 export const PRESENCE_PAGE_DEFAULT = 100;
 export const PRESENCE_PAGE_MAX = 1000;

@@ -1,5 +1,5 @@
 import { HeraldError } from '../errors.js';
-import type { Route } from '../transport/http.js';
+import type { Route } from '../http/route.js';
 import type { PublishAuthorizer } from '../auth/publish-keys.js';
 import { parsePublishRequest, type Publisher } from './service.js';
 

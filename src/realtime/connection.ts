@@ -2,13 +2,12 @@ import type { Server, Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { HELLO_EVENT, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
+import { HELLO_EVENT, LAST_MAX, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
 import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import type { AccessPolicy } from '../auth/access.js';
-import type { Identity } from '../auth/identity.js';
+import { identityOf, type Identity } from '../auth/identity.js';
 import type { SubscribeProxy } from '../auth/proxy.js';
 import type { Bus } from '../cluster/bus.js';
-import { LAST_MAX } from '../history/types.js';
 import { takePlan, type RecoveryPlan } from '../recovery/recovery.js';
 import type { Journal } from '../recovery/journal.js';
 import { grantedRooms, joinRoom } from './join.js';
@@ -18,7 +17,7 @@ import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from '../presence/rooms.js'
 import { answer } from './ack.js';
 import { guardEvents, type ClientLimits, type EventHandler } from './limits.js';
 import { releaseHandshake } from './handshake.js';
-import { identityOf, type LeaveRoom, type Sessions } from './session.js';
+import type { LeaveRoom, Sessions } from './session.js';
 import type { SlowConsumers } from './slow-consumers.js';
 
 export interface RealtimeDeps {

@@ -1,5 +1,5 @@
 import type { Server, Socket } from 'socket.io';
-import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
+import { ANONYMOUS, identityFromClaims, identityOf, setIdentity, userRoom, type Identity } from '../auth/identity.js';
 import type { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { ConnectProxy } from '../auth/proxy.js';
@@ -30,11 +30,6 @@ export interface SessionDeps {
   connectProxy?: ConnectProxy;
 }
 
-/** The identity established at connect (and replaced by `refresh`). */
-export function identityOf(socket: Socket): Identity {
-  return (socket.data as { identity?: Identity }).identity ?? ANONYMOUS;
-}
-
 /**
  * Connection authentication and token lifetime:
  * - handshake `auth: {token}` is verified; refusals reach the client as `connect_error` with
@@ -57,7 +52,7 @@ export class Sessions {
     deps.connects.use(io.of('/'), (socket, next) => {
       authenticate(socket, deps).then(
         (identity) => {
-          (socket.data as { identity: Identity }).identity = identity;
+          setIdentity(socket, identity);
           next();
         },
         (err: unknown) => {
@@ -145,7 +140,7 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   const claims = await deps.verifier.verify(token);
   const next = identityFromClaims(claims);
   if (next.userId !== current.userId) throw new HeraldError('forbidden', 'A refreshed token must be for the same user ("sub").');
-  (socket.data as { identity: Identity }).identity = next;
+  setIdentity(socket, next);
   const removed: string[] = [];
   for (const room of socket.rooms) {
     // Rooms the backend granted (the subscribe proxy, POST /v1/subscribe) stay: it decided for this user, and it is the same user.
