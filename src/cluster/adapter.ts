@@ -26,10 +26,11 @@ export interface AdapterRecovery {
 }
 
 export interface HeraldAdapterDeps {
-  delivery: { current: LocalDelivery | undefined };
-  recovery: AdapterRecovery | undefined;
-  /** Told of every local delivery before it goes out (metrics, slow consumers); set once running. */
-  observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
+  /** The transport's fast path (src/transport/index.ts); undefined: Socket.IO's own delivery. */
+  readonly delivery: LocalDelivery | undefined;
+  readonly recovery: AdapterRecovery | undefined;
+  /** Told of every local delivery before it goes out (the delivery metrics). */
+  readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
 }
 
 export interface Packet {
@@ -86,13 +87,13 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
     deliver(packet: Packet, opts: BroadcastOptions): void {
       deps.observe?.(this, packet, opts);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
-      if (deps.delivery.current?.broadcast(this, stamped, opts)) return;
+      if (deps.delivery?.broadcast(this, stamped, opts)) return;
       Adapter.prototype.broadcast.call(this, stamped as any, opts);
     }
 
     override addAll(id: string, rooms: Set<string>): void {
       const isNew = !this.sids.has(id);
-      const delivery = deps.delivery.current;
+      const delivery = deps.delivery;
       delivery?.beforeMembershipChange();
       if (isNew) delivery?.joining(this, id);
       super.addAll(id, rooms);
@@ -100,7 +101,7 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
     }
 
     override del(id: string, room: string): void {
-      deps.delivery.current?.beforeMembershipChange();
+      deps.delivery?.beforeMembershipChange();
       super.del(id, room);
     }
 

@@ -6,7 +6,8 @@ import { HeraldError } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { HistoryRooms } from '../history/rooms.js';
-import { grantedRooms, joinRoom } from '../realtime/join.js';
+import { joinRoom } from '../realtime/join.js';
+import { grantedRooms } from '../auth/access.js';
 import { identityOf } from '../auth/identity.js';
 import type { Command, ConnectionInfo, Report, Target } from './commands.js';
 

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 
 /**
  * What herald counts, named as domain verbs so transports and services never touch a metrics
@@ -86,29 +86,18 @@ export interface MetricsSnapshot {
   busPublishFailures: number;
   authFailures: Record<string, number>;
   slowConsumerDisconnects: number;
+  /** Sessions of dropped connections that could not be saved (`herald_session_recovery_total{outcome="save_failed"}`). */
+  sessionsNotSaved: number;
   ingest: Record<string, number>;
-}
-
-/** State read at scrape time rather than counted on the hot path. */
-export interface LiveState {
-  connectionsByTransport(): Record<string, number>;
-  rooms(): number;
-  subscriptions(): number;
-  redisUp(): number | undefined;
-  phase(): string;
-  maxOutboundBytes(): number;
-  /** Messages this replica received from Redis; undefined without Redis. */
-  redisMessagesReceived(): number | undefined;
 }
 
 /** Fan-out latency buckets, seconds: from a millisecond to seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 /** Backend round trips (webhooks, proxies), seconds. */
 const BACKEND_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-const PHASES = ['starting', 'ready', 'draining', 'stopped'];
 const LATENCY_WINDOW = 10_000;
 
-export function createMetrics(): Metrics & { bindLiveState(state: LiveState): void } {
+export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
   const s: MetricsSnapshot = {
@@ -119,9 +108,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     busPublishFailures: 0,
     authFailures: {},
     slowConsumerDisconnects: 0,
+    sessionsNotSaved: 0,
     ingest: {},
   };
-  let live: LiveState | undefined;
   let window: number[] = [];
   let seenInWindow = 0;
   const connectionsTotal = new Counter({ name: 'herald_connections_total', help: 'Connections accepted, by transport', labelNames: ['transport'], registers: [registry] });
@@ -166,63 +155,8 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers: [registry],
   });
-  new Gauge({
-    name: 'herald_connections',
-    help: 'Open connections, by transport',
-    labelNames: ['transport'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [t, n] of Object.entries(live?.connectionsByTransport() ?? {})) this.set({ transport: t }, n);
-    },
-  });
-  new Gauge({ name: 'herald_rooms', help: 'Rooms with at least one local member', registers: [registry], collect() { this.set(live?.rooms() ?? 0); } });
-  new Gauge({ name: 'herald_subscriptions', help: 'Local room memberships (socket-id rooms excluded)', registers: [registry], collect() { this.set(live?.subscriptions() ?? 0); } });
-  new Gauge({
-    name: 'herald_redis_up',
-    help: '1 when the configured Redis is usable, 0 when not (absent without Redis)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      const up = live?.redisUp();
-      if (up !== undefined) this.set(up);
-    },
-  });
-  new Gauge({
-    name: 'herald_lifecycle_phase',
-    help: '1 for the current phase (starting, ready, draining, stopped)',
-    labelNames: ['phase'],
-    registers: [registry],
-    collect() {
-      for (const p of PHASES) this.set({ phase: p }, live?.phase() === p ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'herald_redis_messages_received_total',
-    help: 'Pub/sub messages this replica received from Redis (classic: every broadcast; sharded: only its rooms)',
-    registers: [registry],
-    collect() {
-      const n = live?.redisMessagesReceived();
-      if (n !== undefined) {
-        this.reset();
-        this.inc(n);
-      }
-    },
-  });
-  new Gauge({
-    name: 'herald_outbound_buffer_max_bytes',
-    help: 'Largest outbound buffer of any local connection at the last check',
-    registers: [registry],
-    collect() {
-      this.set(live?.maxOutboundBytes() ?? 0);
-    },
-  });
-
   return {
     registry,
-    bindLiveState(state) {
-      live = state;
-    },
     connectionOpened(transport) {
       s.connections++;
       s.connectionsTotal++;
@@ -293,6 +227,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       revocationCheckFailures.inc();
     },
     sessionRecovery(outcome) {
+      if (outcome === 'save_failed') s.sessionsNotSaved++;
       recoveries.inc({ outcome });
     },
     webhookAttempt(type, outcome, latencySeconds) {

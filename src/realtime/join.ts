@@ -24,11 +24,3 @@ export async function joinRoom(
   if (isNew) await deps.bus.awaitRoom(room);
   return { history: false };
 }
-
-const GRANTED = Symbol.for('herald.granted');
-
-/** Rooms the backend subscribed `socket` to (`POST /v1/subscribe`), which it keeps whatever its claims say. */
-export function grantedRooms(socket: Socket): Set<RoomName> {
-  const data = socket.data as Record<symbol, Set<RoomName> | undefined>;
-  return (data[GRANTED] ??= new Set());
-}

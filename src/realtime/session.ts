@@ -1,12 +1,11 @@
 import type { Server, Socket } from 'socket.io';
 import { ANONYMOUS, identityFromClaims, identityOf, setIdentity, userRoom, type Identity } from '../auth/identity.js';
-import type { AccessPolicy } from '../auth/access.js';
+import { grantedRooms, type AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
-import { grantedRooms } from './join.js';
 import type { ConnectGuard } from './connect-guard.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';

@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
-import { baseOf, decodePortable } from './portable.js';
+import { baseOf, decodePortable, encodePortable, portableStateOf } from './portable.js';
 import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
 
 /** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
@@ -88,6 +88,16 @@ export class Recovery implements AdapterRecovery {
 
   get journal(): Journal {
     return this.deps.journal;
+  }
+
+  /**
+   * The offset of `socket`'s last packet, portable (src/recovery/portable.ts): its client recovers
+   * from it on any replica even when its session cannot be saved (a drain, a Redis outage).
+   */
+  finalOffset(socket: Socket): string {
+    const { deps } = this;
+    const granted = new Set(deps.grantedOf(socket));
+    return encodePortable(portableStateOf(socket, deps.journal, { isHistoryRoom: (room) => deps.isHistoryRoom(room), granted, user: deps.identityOf(socket).userId ?? null }));
   }
 
   stamp(adapter: Adapter, packet: Packet, opts: BroadcastOptions): Packet {

@@ -1,5 +1,6 @@
 import type { RedisClient } from '../cluster/redis.js';
-import type { LiveState, Metrics } from '../observability/metrics.js';
+import type { LiveState } from '../observability/live.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** How often each replica computes and shares its numbers. */
 export const STATS_INTERVAL_MS = 2000;
