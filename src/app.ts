@@ -89,7 +89,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // What the replica serves over HTTP and reports.
   const live = liveStateOf({ io, bus, lifecycle, slow });
   registerLiveGauges(metrics.registry, live);
-  const stats = new StatsReporter({ replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix });
+  const stats = new StatsReporter({ replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix, logger: redisLog });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
   const http = createHttpService({
     routes: [

@@ -3,7 +3,7 @@
  * the gateway from process.env, handles its signals or exits it (src/cli.ts does the same for the
  * short-lived commands).
  */
-import { createApp } from './app.js';
+import { createApp, type HeraldApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { configWarnings, hasRedis } from './config/warnings.js';
@@ -29,7 +29,13 @@ const logger = createLogger(config.logLevel, config.replicaId);
 for (const { message, ...fields } of configWarnings(config, process.env)) logger.warn(fields, message);
 const redis = hasRedis(config);
 
-const app = createApp(config, logger);
+let app: HeraldApp;
+try {
+  app = createApp(config, logger);
+} catch (err) {
+  logger.fatal({ err }, 'could not start');
+  process.exit(1);
+}
 
 function shutdown(signal: NodeJS.Signals): void {
   if (app.phase === 'draining' || app.phase === 'stopped') {

@@ -59,10 +59,14 @@ export function trackReachability(opts: ReachabilityOptions): Reachability {
   const timer = setInterval(check, opts.checkMs);
   timer.unref();
   return {
+    // Looked at when read as well: `isReady` turns true without an event (the resubscribe's PING
+    // answered), and a reader right after must not see an outage that is over.
     get up() {
+      check();
       return up;
     },
     get downSince() {
+      check();
       return downSince;
     },
     onChange(listener) {

@@ -1,4 +1,5 @@
 import type { Server, Socket } from 'socket.io';
+import { ROOM_CHANNEL_FAILED } from '../cluster/bus.js';
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../protocol/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
@@ -52,6 +53,7 @@ export class HistoryRooms {
   private readonly last = new Map<RoomName, MessageId>();
   private readonly gaps: GapRefill;
   private readonly unreachableLog = throttle(10_000);
+  private readonly watchLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
@@ -125,8 +127,16 @@ export class HistoryRooms {
     const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
-    // Live entries must be arriving before history is read, or one published in between is lost.
-    await this.backend.watch(room).catch(() => {});
+    // Live entries must be arriving before history is read, or one published in between is lost;
+    // a replica that cannot hear the room at all must not answer that the socket is subscribed.
+    try {
+      await this.backend.watch(room);
+    } catch (err) {
+      this.metrics.roomSubscribeFailed('history');
+      if (this.watchLog.due()) this.logger.warn({ room, err: (err as Error).message }, 'could not subscribe to a history room\'s channel; subscribe refused (unavailable)');
+      if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
+      throw new HeraldError('unavailable', ROOM_CHANNEL_FAILED, { cause: err });
+    }
     const stillWanted = () => socket.connected && socket.rooms.has(room) && this.catchups.get(room)?.get(socket.id) === catchup;
 
     let mark: MessageId | undefined;

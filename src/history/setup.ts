@@ -45,7 +45,7 @@ export function createHistory(deps: {
   const { io, bus, policies } = deps;
   if (policies.size === 0) return undefined;
   const backend = bus.redis
-    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: deps.keyPrefix, sharded: bus.kind === 'sharded', logger: deps.redisLogger })
+    ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: deps.keyPrefix, sharded: bus.kind === 'sharded', logger: deps.redisLogger, metrics: deps.metrics })
     : createMemoryHistory();
   return new HistoryRooms(io, backend, policies, deps.logger, deps.metrics, deps.journal, deps.pace);
 }

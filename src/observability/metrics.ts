@@ -21,6 +21,17 @@ export interface Metrics {
   publishDuplicate(): void;
   /** `clients` were closed because Redis had been unreachable for REDIS_OUTAGE_CLOSE_SECONDS. */
   outageDisconnected(clients: number): void;
+  /**
+   * A subscribe could not make this replica hear its room: the SSUBSCRIBE of its shard channel
+   * (sharded mode) failed, for a history room (`history`) or another room (`room`). The subscribe
+   * was refused with `unavailable`.
+   */
+  roomSubscribeFailed(kind: 'history' | 'room'): void;
+  /**
+   * Something herald had stored in Redis could not be read back (`stored_data_invalid`): a recovery
+   * `session` (its client starts afresh), a `history_entry` (skipped), a replica's `stats`.
+   */
+  storedDataInvalid(what: 'session' | 'history_entry' | 'stats'): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
@@ -56,10 +67,11 @@ export interface Metrics {
    * Connection state recovery: a dropped connection's session `saved` (or `save_failed`), an
    * older one `evicted` (over RECOVERY_SESSIONS_PER_USER); a returning one `recovered` whole,
    * `partial` (rooms back, `recovered: false`), `not_found` (expired, unknown, already used or
-   * dropped by a control command), `refused` (another user's session) or `rate_limited` (not
+   * dropped by a control command), `lookup_failed` (the store could not be read, or the session
+   * not parsed: a fresh session), `refused` (another user's session) or `rate_limited` (not
    * looked up: over RECOVERY_RESTORES_PER_IP, or a second restore on one connection).
    */
-  sessionRecovery(outcome: 'saved' | 'save_failed' | 'evicted' | 'recovered' | 'partial' | 'not_found' | 'refused' | 'rate_limited'): void;
+  sessionRecovery(outcome: 'saved' | 'save_failed' | 'evicted' | 'recovered' | 'partial' | 'not_found' | 'lookup_failed' | 'refused' | 'rate_limited'): void;
   /**
    * One webhook delivery attempt of `type` ended: `sent` (2xx), or `failed` (another status, a
    * timeout, no connection), after `latencySeconds`; `retried` when a failed one is scheduled again.
@@ -127,6 +139,18 @@ export function createMetrics(): Metrics {
   const unconfirmed = new Counter({ name: 'herald_publish_unconfirmed_total', help: 'Publishes answered 503 publish_timeout: not confirmed by Redis in time, outcome unknown', registers: [registry] });
   const duplicates = new Counter({ name: 'herald_publish_duplicates_total', help: 'History-room publishes whose Idempotency-Key was published before (answered with the first id, not published again)', registers: [registry] });
   const outageDisconnects = new Counter({ name: 'herald_redis_outage_disconnects_total', help: 'Clients closed (to reconnect elsewhere) because Redis was unreachable for REDIS_OUTAGE_CLOSE_SECONDS', registers: [registry] });
+  const roomSubscribeFailures = new Counter({
+    name: 'herald_room_subscribe_failures_total',
+    help: 'Subscribes refused (unavailable) because this replica could not subscribe to the room\'s shard channel, by kind (history, room)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const storedInvalid = new Counter({
+    name: 'herald_stored_data_invalid_total',
+    help: 'Data read back from Redis that could not be parsed (stored_data_invalid), by what (session, history_entry, stats)',
+    labelNames: ['what'],
+    registers: [registry],
+  });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
@@ -141,7 +165,7 @@ export function createMetrics(): Metrics {
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
-  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved, save_failed or evicted, and returning connections recovered, partial, not_found, refused or rate_limited', labelNames: ['outcome'], registers: [registry] });
+  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved, save_failed or evicted, and returning connections recovered, partial, not_found, lookup_failed, refused or rate_limited', labelNames: ['outcome'], registers: [registry] });
   const webhookAttempts = new Counter({ name: 'herald_webhooks_total', help: 'Webhook delivery attempts, by type and outcome (sent: 2xx; failed; retried: scheduled again)', labelNames: ['type', 'outcome'], registers: [registry] });
   const webhookDrops = new Counter({ name: 'herald_webhooks_dropped_total', help: 'Webhooks given up, by type and reason (queue_full, expired, shutdown)', labelNames: ['type', 'reason'], registers: [registry] });
   const webhookLatency = new Histogram({ name: 'herald_webhook_latency_seconds', help: 'Webhook request to answer (or timeout)', buckets: BACKEND_BUCKETS, registers: [registry] });
@@ -198,6 +222,12 @@ export function createMetrics(): Metrics {
     },
     outageDisconnected(clients) {
       outageDisconnects.inc(clients);
+    },
+    roomSubscribeFailed(kind) {
+      roomSubscribeFailures.inc({ kind });
+    },
+    storedDataInvalid(what) {
+      storedInvalid.inc({ what });
     },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
