@@ -38,8 +38,12 @@ import { createTransport } from './transport/index.js';
 
 export interface HeraldApp {
   readonly phase: Phase;
-  /** Binds the port and starts serving. Resolves with the port and the transport in use. */
-  start(): Promise<{ port: number; transport: TransportKind }>;
+  /**
+   * Binds the port and starts serving. Resolves with the port, the transport in use, and Redis:
+   * `none` (not configured), `up`, or `connecting` (not usable yet: once it is, `redis ready` is
+   * logged; if it fails, `redis unreachable at start` with the setting and the reason).
+   */
+  start(): Promise<{ port: number; transport: TransportKind; redis: 'none' | 'up' | 'connecting' }>;
   /**
    * Graceful stop: readiness turns 503 and new connections are refused at once, connected clients
    * are closed in batches over `drainSeconds`, then Socket.IO, the port and Redis are closed.
@@ -154,7 +158,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       if (config.metricsPort !== undefined) await metricsServer?.listen(config.host, config.metricsPort);
       ingest.start();
       lifecycle.advance('ready');
-      return { port, transport: kind };
+      return { port, transport: kind, redis: bus.kind === 'memory' ? 'none' : bus.isReady() ? 'up' : 'connecting' };
     },
     drain,
   };
