@@ -10,6 +10,7 @@ import type { Config, TransportKind } from './config/schema.js';
 import { createControl } from './control/setup.js';
 import { createBackendEvents } from './events/setup.js';
 import { historyRoutes } from './history/routes.js';
+import { refusingForeignHistory } from './history/foreign.js';
 import { createHistory, historyPolicies } from './history/setup.js';
 import { createIngest } from './ingest/setup.js';
 import { drainReplica, WEBHOOK_FLUSH_MS } from './lifecycle/drain.js';
@@ -72,7 +73,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const io = createSocketServer(config, { lifecycle, refusingForOutage: refusingAfterOutage(bus.reachability, config.redisOutageCloseSeconds * 1000), metrics });
   const historyRooms = historyPolicies(config);
   const recovery = createRecovery(config, { io, bus, isHistoryRoom: (room) => historyRooms.match(room) !== undefined, logger: redisLog, metrics });
-  bus.install(io, { delivery: transport.delivery, recovery, observe: deliveryObserver(metrics) });
+  const admitRemote = historyRooms.size > 0 ? refusingForeignHistory(historyRooms, metrics, logger) : undefined;
+  bus.install(io, { delivery: transport.delivery, recovery, observe: deliveryObserver(metrics), admitRemote });
 
   // Rooms: history, publishing into them, the control API, presence, webhooks; then the clients.
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);

@@ -31,6 +31,13 @@ export interface HeraldAdapterDeps {
   readonly recovery: AdapterRecovery | undefined;
   /** Told of every local delivery before it goes out (the delivery metrics). */
   readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
+  /**
+   * What this replica delivers of a broadcast that came from Redis (`sender`: the publishing
+   * adapter's uid, `emitter` for @socket.io/redis-emitter): the options to deliver with, rooms
+   * left out, or undefined for nothing. Herald's own broadcasts pass as they are; it stops what a
+   * sender outside herald puts into history rooms (src/history/foreign.ts).
+   */
+  readonly admitRemote?: (packet: Packet, opts: BroadcastOptions, sender: string) => BroadcastOptions | undefined;
 }
 
 export interface Packet {
@@ -81,6 +88,12 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
     private isLocalSocket(opts: BroadcastOptions): boolean {
       if (opts.rooms.size !== 1 || (opts.except?.size ?? 0) > 0) return false;
       return this.sids.has(opts.rooms.values().next().value as string);
+    }
+
+    /** A broadcast from Redis: another replica's, or a sender's outside herald (`HeraldAdapterDeps.admitRemote`). */
+    deliverRemote(packet: Packet, opts: BroadcastOptions, sender: string): void {
+      const admitted = deps.admitRemote ? deps.admitRemote(packet, opts, sender) : opts;
+      if (admitted) this.deliver(packet, admitted);
     }
 
     /** This replica's share of a broadcast. */
@@ -163,7 +176,7 @@ export function redisAdapter(pub: unknown, sub: unknown, opts: { key: string }, 
       if (uid === this.uid || !packet) return;
       packet.nsp ??= '/';
       if (packet.nsp !== this.nsp.name) return;
-      this.deliver(packet, { rooms: new Set(raw.rooms), except: new Set(raw.except), flags: raw.flags ?? {} });
+      this.deliverRemote(packet, { rooms: new Set(raw.rooms), except: new Set(raw.except), flags: raw.flags ?? {} }, uid);
     }
   }
   return constructible((nsp) => new HeraldRedisAdapter(nsp, pub, sub, opts));
@@ -186,7 +199,7 @@ export function shardedAdapter(pub: unknown, sub: unknown, opts: { channelPrefix
         return;
       }
       const o = message.data.opts as { rooms: string[]; except: string[]; flags?: object };
-      this.deliver(message.data.packet as Packet, { rooms: new Set(o.rooms), except: new Set(o.except), flags: o.flags ?? {} });
+      this.deliverRemote(message.data.packet as Packet, { rooms: new Set(o.rooms), except: new Set(o.except), flags: o.flags ?? {} }, String(message.uid));
     }
 
     /** Socket.IO's own offsets (the streams adapter's) are not used: herald's come from `deliver`. */

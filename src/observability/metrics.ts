@@ -32,6 +32,11 @@ export interface Metrics {
    * `session` (its client starts afresh), a `history_entry` (skipped), a replica's `stats`.
    */
   storedDataInvalid(what: 'session' | 'history_entry' | 'stats'): void;
+  /**
+   * A broadcast from outside herald (`@socket.io/redis-emitter`) named `rooms` history rooms: it
+   * was not delivered there, since it bypassed their history (src/history/foreign.ts).
+   */
+  historyBroadcastRefused(rooms: number): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
@@ -151,6 +156,11 @@ export function createMetrics(): Metrics {
     labelNames: ['what'],
     registers: [registry],
   });
+  const historyRefused = new Counter({
+    name: 'herald_history_broadcasts_refused_total',
+    help: 'Broadcasts into history rooms from outside herald (@socket.io/redis-emitter) not delivered there, per room: they bypass history',
+    registers: [registry],
+  });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
@@ -228,6 +238,9 @@ export function createMetrics(): Metrics {
     },
     storedDataInvalid(what) {
       storedInvalid.inc({ what });
+    },
+    historyBroadcastRefused(rooms) {
+      historyRefused.inc(rooms);
     },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
