@@ -1,29 +1,10 @@
-import type { RedisTarget } from './redis.js';
-
-/** The setting a Redis target comes from, and where it points (no credentials), for the log. */
+/** The setting a Redis target comes from, and where it points (no credentials), for the log (`nameOf`, src/cluster/redis.ts). */
 export interface TargetName {
   readonly setting: 'REDIS_URL' | 'REDIS_CLUSTER_NODES' | 'REDIS_SENTINELS';
   /** `host:port`, comma-separated for several. */
   readonly server: string;
   /** `rediss://`: a TLS connection is expected. */
   readonly tls: boolean;
-}
-
-export function nameOf(target: RedisTarget): TargetName {
-  if ('url' in target) return { setting: 'REDIS_URL', server: hostPort(target.url), tls: target.url.startsWith('rediss:') };
-  if ('clusterNodes' in target) {
-    return { setting: 'REDIS_CLUSTER_NODES', server: target.clusterNodes.map(hostPort).join(','), tls: target.clusterNodes.some((u) => u.startsWith('rediss:')) };
-  }
-  return { setting: 'REDIS_SENTINELS', server: target.sentinels.map((s) => `${s.host}:${s.port}`).join(','), tls: false };
-}
-
-function hostPort(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.hostname}:${u.port || '6379'}`;
-  } catch {
-    return '(not a URL)';
-  }
 }
 
 /** Why a connection to Redis failed, as an operator would fix it. */

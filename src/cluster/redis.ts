@@ -3,7 +3,7 @@ import type { Config } from '../config/schema.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { linkOptions, pingLinks, type LinkTiming } from './link.js';
-import { nameOf, reasonOf } from './diagnose.js';
+import { reasonOf, type TargetName } from './diagnose.js';
 import { trackReachability, type Reachability } from './reachability.js';
 import { createSentinelClient, followFailovers, serverOf, type SentinelTarget } from './sentinel.js';
 
@@ -44,6 +44,25 @@ export function redisTargetOf(
     return { sentinels: config.redisSentinels, name: config.redisSentinelName, password: config.redisPassword, sentinelPassword: config.redisSentinelPassword };
   }
   return config.redisUrl ? { url: config.redisUrl } : undefined;
+}
+
+/** The setting `target` comes from and the servers it names, for the warnings of its outages. */
+export function nameOf(target: RedisTarget): TargetName {
+  if ('url' in target) return { setting: 'REDIS_URL', server: hostPort(target.url), tls: target.url.startsWith('rediss:') };
+  if ('clusterNodes' in target) {
+    return { setting: 'REDIS_CLUSTER_NODES', server: target.clusterNodes.map(hostPort).join(','), tls: target.clusterNodes.some((u) => u.startsWith('rediss:')) };
+  }
+  return { setting: 'REDIS_SENTINELS', server: target.sentinels.map((s) => `${s.host}:${s.port}`).join(','), tls: false };
+}
+
+function hostPort(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '6379'}`;
+  } catch {
+    // The configuration checked it; said as it is rather than thrown from a warning.
+    return '(not a URL)';
+  }
 }
 
 export interface WatchOptions {
