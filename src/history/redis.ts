@@ -101,9 +101,13 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   if (sharded) {
     sub.on('smessage', onMessage);
   } else {
+    // A SUBSCRIBE that timed out while Redis was unreachable is still sent once it connects.
     subscribed = sub.subscribe(channel).then(
       () => undefined,
-      (err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'),
+      (err: Error) => {
+        metrics.roomSubscribeFailed('history');
+        logger.warn({ err: err.message }, 'history subscribe failed; ioredis sends it again on connect');
+      },
     );
     sub.on('message', onMessage);
   }
