@@ -9,6 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { lineChart } from '../loadtest/harness/chart.js';
+import { analysis } from './analysis.js';
 import * as scenarios from '../loadtest/harness/scenarios.js';
 import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loadtest/harness/workers.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
@@ -157,231 +158,6 @@ async function shardedComparison(workers: Workers) {
   return rows;
 }
 
-/** What the client measurements, the soketi runs and the per-message probes showed (issue 21). */
-const HARNESS_FINDINGS = `## The client, soketi, and where herald's per-message cost goes (2026-12-01)
-
-Measured on this machine on 2026-12-01 while other sessions ran their test suites on it (both
-cores; \`uptime\` load averages of 4–12 during the run above), so every figure here carries that noise.
-
-**What one client core takes.** \`node --import tsx bench/client-capacity.ts\` connects the two
-worker processes (CPU 1, 1,000 connections) to bench/blaster.cjs (CPU 0), which writes prebuilt
-event frames as fast as each socket drains and so costs little per frame: the client core is the
-limit. The client now reads into one 64 KiB buffer shared by the process (\`net\` \`onread\`);
-before, each read was a fresh Buffer and a \`data\` event. Alternating the two clients, two runs
-each: with 64 KiB writes 0.116 and 0.172 µs of client CPU per frame (8.5M and 5.5M frames/s) against
-0.232 and 0.226 µs before (4.3M and 3.8M frames/s); with \`BLAST_WRITE_BYTES=2048\`, 0.158 and 0.151 µs
-against 0.265 and 0.167 µs. So 1.1–2.0× as many frames per client CPU-second. The same A/B through
-a real server (\`RATES=1000,2000,3000,4000,5300 STEP_SECONDS=4 node --import tsx bench/probe.ts ceiling\`)
-showed no difference (client 0.90–1.00 CPU-s/s with both at every rate, the same deliveries): in the
-benchmark a read carries a frame or a few, and the client's cost is the read and the event-loop turn
-per socket, not the parsing. At herald's 400 msg/s step above, 183k deliveries/s took 87 % of the
-client core (about 4.7 µs per delivery); at raw uWS's 6,400 msg/s step, 2.95M took 97 % (0.33 µs),
-because uWS's batches then carry many frames per read. A V8 profile of the two workers at 1,000 msg/s to raw uWS
-(\`HARNESS_WORKER_PROFILE=<dir> RATES=1000 STEP_SECONDS=8 node --import tsx bench/probe.ts ceiling\`)
-had their main threads 74–75 % idle (start-up included), then Node's \`onStreamRead\` 4.4–4.8 %,
-\`Buffer.compare\` 4.2–4.9 % (the per-frame check for herald's own events), the frame parser
-2–3 %; that check is now a byte loop, after which the same probe showed 79 % idle and no compare.
-Hence the ⚑ marks from a few hundred
-messages/s up: the counted ceilings above are lower bounds where a stack kept up with a
-client-bound step, and only a second client machine (or more client cores) would lift them.
-
-**Soketi.** Its publisher sends one signed request per connection (soketi answers a pipelined
-second request by closing the connection; the issue that filed this had found the same). The
-harness checks the signature code against Pusher's documented example (test/harness-clients.test.ts).
-In this run soketi kept up with 100 msg/s to 2 × 500 subscribers and at 200 msg/s let the publisher
-reach 117 (2 replicas + Redis) and 56 (1 process) with every message delivered: its HTTP API answers
-late while its event loop sends, and the client core was not the limit there (40–48 %). An earlier probe
-the same day (\`RATES=100,200,400,800 STEP_SECONDS=3 node --import tsx bench/probe.ts soketi-1 soketi\`)
-saw the server core at 0.64–0.94 CPU-s/s in those steps, with the rest of the core taken by other
-sessions' processes. Its CPU-per-message step (5,000 msg/s asked) was client-bound: opening a TCP
-connection per publish costs the client core more than a pipelined request.
-
-**Where herald's time goes per message (2 replicas + Redis).** \`FANOUT=4 RATES=2000,5000 node --import tsx bench/profile.ts\`
-(a V8 CPU profile of one replica, 5,000 msg/s to 2 rooms × 4): the core split 0.46 / 0.41 / 0.13
-CPU-s/s between the profiled replica, the other one and Redis (about 200 µs of the core per
-message); the profiled replica's wall-clock samples were 36.7 % idle and 31.2 % in \`writeBuffer\`, the
-synchronous socket write of each PUBLISH to Redis, during which a replica on the shared core is
-descheduled for the Redis server and the other replica it just woke. Nothing else reached 2 %: uWS
-dispatch 1.9 %, HTTP routing 1.5 + 1.4 %, the publish service 1.1 %, Socket.IO's encoder 0.9 %,
-notepack 0.8 + 0.5 %, prom-client's histogram 0.7 %. One replica without Redis at the same load
-(\`SINGLE=1 FANOUT=4 RATES=2000,5000 node --import tsx bench/profile.ts\`) used 0.41 CPU-s/s (82 µs per
-message) with 77.1 % of its samples idle and no function above 1.7 %. Counted with \`perf stat\` over
-5 s of \`FANOUT=4 RATES=5000 STEP_SECONDS=12 node --import tsx bench/probe.ts herald-uws\` (25,000
-messages; \`perf stat -e context-switches,syscalls:sys_enter_write,… -p <pid>\` per server process):
-each replica 16,793 \`write\` calls (0.67 per message: one per PUBLISH it sends), 10,134 \`sendto\`,
-5,227 \`recvfrom\` and 9,399 context switches; Redis 46,245 \`write\` (1.85 per message: its
-replies and the message to each of the two subscribed replicas, the publishing one included, with
-a few coalesced when one read brought several PUBLISHes),
-15,800 \`read\` and 15,148 context switches. Per message the Redis hop is about 3.5 system calls
-and 1.4 context switches on the one core, where one replica alone makes none of them; that, not
-herald's JavaScript, is the cost to cut. Two ways the numbers point to, not tried in this round (it
-did not touch src/): not having each replica's own PUBLISH come back to it (one of the three
-sends Redis makes per message, and a wake-up and a decode in the publisher for a message it
-discards), and one
-PUBLISH write per event-loop turn instead of one per message (tried before on the publishing
-side, below, where it cut Redis's writes but raised the replicas' \`sendto\` calls; it was not kept).
-
-`;
-
-/** What the probes and profiles showed; kept with the numbers it explains. */
-const PROFILE_FINDINGS = `## What limits each stack here (probes and profiles)
-
-Measured on this machine on 2026-11-21 with \`node --import tsx bench/probe.ts <stacks>\` (the
-saturation load with the CPU each core's processes used per step) and \`bench/profile.ts\` (a V8
-CPU profile of one replica under that load).
-
-**The harness was the bottleneck before.** The first version of this benchmark published with
-\`fetch\` from the coordinating process, which was not pinned, and received with the \`ws\`
-package. With the receiving side replaced first, profiles of the client processes showed their
-main threads about 68 % idle while the \`fetch\` publisher fell behind the asked rate (1,000/s
-asked, 450–700/s reached), and such a step counted as "delivered 100 %" because the criterion only
-looked at deliveries. That run reported
-366k deliveries/s for herald and 790k for raw uWS. The harness now publishes over pipelined
-HTTP/1.1 connections (loadtest/harness/http-pipeline.ts), receives with a frame parser on raw
-sockets (loadtest/harness/wsclient.ts), pins the coordinator to the client CPU, and counts a
-publisher held back by slow answers as saturation.
-
-**Past the knee, every uWS stack falls into a slow regime.** A saturated step typically delivers
-200k–600k/s with the server core at 97–100 %, far below the step before it; a profile taken in
-that state (before the broadcast change below) showed 83 % of the replica's time inside uWS
-\`app.publish\`. uWebSockets.js writes a
-message to a socket that already holds user-space backpressure by first trying a system call to
-flush that buffer (\`AsyncSocket::write\`), so once sockets fall behind, the batching that makes
-uWS fast (many messages per \`sendto\`) is lost and each delivery costs a system call. The state
-can start from one transient stall below the knee: in one probe run raw uWS collapsed at 2,400
-messages/s and then sustained 2,800, 3,100 and 3,700 (1.28M, 1.42M, 1.70M deliveries/s). Hence
-the sweep goes on past a single saturated step, and the table above shows every step.
-
-**Where herald's time went, and what was changed.** A profile of one replica without Redis at
-4,000 messages/s (\`SINGLE=1 RATES=2000,3000,4000 node --import tsx bench/profile.ts\`) showed
-the largest JavaScript cost in Socket.IO's uWS fast path: after publishing to the room's uWS topic
-it walks every member of the room to find those on HTTP long-polling (\`apply\`,
-in-memory-adapter.js:250), 14.7 % of the replica's wall-clock samples with 66.3 % idle. herald now
-installs its own version of that broadcast (src/transport/uws-broadcast.ts) that walks an index of
-the sockets not on WebSocket instead; the same profile then showed 83.6 % idle and 2.7 % in the
-broadcast. Per-request loopback checks (a \`BlockList\` lookup, 1 %) are now cached, and message
-ids are a third as long as the UUIDs they replace. Below the knee all stacks batch alike (at 1,500
-messages/s, 725k deliveries/s: 4.0 deliveries per \`sendto\` for raw uWS, 5.7 for one herald
-replica, 5.2 for two, counted with \`perf stat -e syscalls:sys_enter_sendto\`).
-
-**Two replicas and Redis on one core: too many small sends, now batched.** Before the change
-below, at 2,000 messages/s two replicas with Redis saturated (1,202 of 2,000 messages/s reached,
-597k deliveries/s, server core 98 %) where one replica with Redis kept up (988k/s). Counted over
-10 s with \`perf stat -e syscalls:sys_enter_sendto\`: 2.9 deliveries per \`sendto\` for the two
-replicas, 10.6 for one replica with Redis and 12.6 for raw uWS at the same rate. uWS sends each
-subscriber everything one event-loop turn published in one system call; with two replicas and Redis
-taking turns on one core, a replica's turns were short and carried a message or two each. Holding
-the messages arriving from Redis for 1–2 ms, so that the receiving replica publishes them in one
-turn, did not help (three variants saturated from 1,000–2,200 messages/s). Holding the publishes
-to uWS did: herald now batches them (src/transport/uws-batch.ts, \`BROADCAST_BATCH_MS\`, default
-1 ms). A publish goes out at once unless another went out less than 1 ms before; then it waits
-until 1 ms after that one, with every publish made meanwhile. The batch is flushed before every
-join, leave, upgrade to WebSocket and direct write to a connection, so each connection gets the
-same messages in the same order (test/uws-batch.test.ts). At 2,000 messages/s two replicas then
-kept up (988k/s) at 9.8 deliveries per \`sendto\`. In sweeps with
-\`RATES=100,1000,2200,3100,3700,4400,5300,6400 STEP_SECONDS=4 node --import tsx bench/probe.ts herald-uws\`
-two replicas kept up to 4,400 messages/s (1.95M deliveries/s; 3,700 fell just short, 3,228 of
-3,700 reached) with 1 ms, to 2,200 with 2 ms, and saturated from 2,200 (614k/s) with
-\`BROADCAST_BATCH_MS=0\`. An idle replica adds no delay; at 100 msg/s
-(\`LATENCY=1 REPEAT=2 RATES=100 node --import tsx bench/probe.ts herald-uws\`) p99 was 65 and 53 ms
-with batching and 108 and 64 ms without, on a day when raw uWS measured 72 and 42 ms and one
-replica 45 and 25 ms: within this machine's spread.
-
-Tried and not kept: batching the publishing replica's writes to Redis (the socket corked until the
-loop's check phase). At 2,500 messages/s it cut Redis's writes from 31k to 3.4k and its context
-switches from 10.3k to 1.2k in 10 s, but the replicas' \`sendto\` calls rose from 660k to 1.15M for
-the same deliveries, and in three alternating sweeps the 4,400 messages/s step delivered 1.84M,
-1.99M and 1.71M/s with it against 1.59M, 1.61M and 1.81M/s without: inside the spread. ioredis
-auto-pipelining, which batches the same way, did no better.
-
-What still separates two replicas from the single process: a profile of one replica at 3,500
-messages/s (\`RATES=2000,3500 node --import tsx bench/profile.ts\`, 1.74M deliveries/s) had the
-core split 0.49 / 0.45 CPU-s/s between the replicas and 0.05 for Redis, and the profiled replica's
-wall-clock samples 54 % idle (its turn went to the others), 20.5 % in socket writes to Redis (a
-writer descheduled inside the call) and 8.3 % handing batches to uWS. Every message is parsed,
-encoded and published twice (once per replica), travels through Redis, and comes back to the replica
-that sent it, which decodes and discards it (the classic adapter subscribes to every room's
-channel); the single-process ceiling pays none of this. On a machine where each replica has its
-own cores these costs would not add up on one.
-
-**What holds two replicas back is per-message cost, not batching or the publisher.** Probes on
-a later day (2026-11-21, second session): with 256 publish requests in flight instead of 64
-(\`IN_FLIGHT=256\`), two replicas still levelled off at 1.58–1.66M deliveries/s with every
-message delivered and the publisher let through only 3,300–3,500 messages/s, so the window is not
-what stops them; with \`BROADCAST_BATCH_MS\` 1, 3 and 8 they reached 1.52M, 1.40M and 1.46M, each
-with about 3,000 messages/s let through, so above ~2,000 messages/s a replica's turns are already
-longer than the window and the window no longer decides the batch. \`perf record -g\` of the
-three server processes at 2,500 messages/s (6 s) put 46 % of the core's samples under
-\`sendto\` (the loopback receive for the client included), 27 % in Node, V8 and JIT code, 8 % in
-uWS and 6 % in Redis. The per-message part was then measured on its own, with 4 subscribers per
-room (\`FANOUT=4 RATES=2000,5000,8000 STEP_SECONDS=6 node --import tsx bench/probe.ts herald-uws herald-uws-1 ceiling\`):
-server CPU per message 403 / 188 / 123 µs for two replicas with Redis, 173 / 82 / 60 µs for one
-replica, 64 / 40 / 34 µs for raw uWS. Every message is handled by each replica and by Redis, and
-each of them is woken for it; on one core that adds up, and the section above turns it into the
-ratio it allows. Corking the Redis publisher's socket until the check phase, tried again with this
-more precise measure, changed nothing (123 and 125 µs per message at 8,000/s without, 125 and 124
-with).
-
-**The publisher's window moves the knees.** The publisher keeps a bounded number of requests in
-flight and catches up after a delay, so a server that answers late receives the missed messages in
-one burst. With 256 in flight (this benchmark's first setting) raw uWS and herald both tipped into
-the slow regime between 1,500 and 4,400 messages/s; with 64 (the setting now) raw uWS kept up to the
-highest rate probed, 5,300 messages/s (2.43M deliveries/s, p99 34 ms) while two herald replicas
-saturated at 2,600 (1.0M at 2,200); with 32, two herald replicas reached 1.19M at 2,600 and were
-then held by the window itself (1.29M at 3,100 asked, 2,587 reached, p99 33 ms, no collapse). Before
-batching, none of the settings brought two replicas and Redis on one core near 80 % of the single
-process.
-
-**Memory per idle connection.** Measured on fresh processes: before this round herald held 10–13 KB
-of RSS per idle connection (11.0 KB for one replica at 10k). The first version of this benchmark
-measured after the load runs, inside heap those runs had already grown, and reported 4.3–4.7 KB
-(and, for one stack, a negative number). \`node --import tsx bench/memory.ts [stacks]\` now
-splits the figure by V8 heap space and can write heap snapshots (\`SNAPSHOT=<dir>\`). What it
-showed, and what was changed, one replica at 10k connections each time:
-- herald's own per-connection objects (eight event listeners and their closures, a socket middleware,
-  the expiry timer's closures) were about 1.1 KB. It now keeps one event guard (a closure and a
-  token bucket) that calls handlers shared by all connections, one shared \`disconnecting\`
-  listener, and a timer only for tokens that expire.
-- Socket.IO keeps each connection's upgrade request (with uWS, its request and response wrappers)
-  and the whole handshake, every header and the \`auth\` payload with the token, for the
-  connection's life; herald drops them once connected (src/realtime/handshake.ts). With a
-  browser's headers and a real token this saves more than the harness's minimal handshake shows.
-  Together: 11.1 → 9.2 KB.
-- Socket.IO subscribes every WebSocket to a uWS topic named after its own id: one native topic per
-  connection (about 600 B) for a room only that socket is in. herald unsubscribes it and delivers
-  to id rooms directly (src/transport/uws-broadcast.ts).
-- V8 doubled the replica's young generation (2 × 8 MB → 2 × 16 MB) while the connections opened,
-  16 MB per replica, 1.7 KB per connection at 10k (3.4 KB for two replicas sharing 10k). Replicas
-  now run with \`--max-semi-space-size=8\` (\`npm start\`, the Dockerfile's CMD): 9.0 → 7.9 KB for
-  one replica, 11.0 → 8.4 KB for two. In \`bench/probe.ts herald-uws-1\` with
-  \`RATES=100,1000,2000\`, run twice each way, the server core used 0.36/0.41 CPU-s per second at
-  100 msg/s with the flag and 0.47/0.48 without, and deliveries were the same at every rate; p99
-  at 100 msg/s was 22/26 ms with it and 16/14 ms without, within this setup's spread but noted.
-
-What remains (a heap snapshot of one replica after these changes, 5.9 KB of JavaScript heap per
-connection) is Socket.IO's and Engine.IO's per-socket state: their event listener tables and bound
-functions on the transport, three \`Map\`s and three arrays allocated per socket, the ping timer,
-the parser; plus about 1.5 KB of uWS's own per-socket memory, which raw uWS (1.6 KB per connection)
-carries as well. The 10k figure includes the adapter's room maps growing; at 19,500 connections one
-replica held 7.2 KB each.
-
-Run to run, with this harness (before 2026-12-01, when client-bound steps were still counted):
-raw uWS reached 3.70M, 3.68M, 3.64M, 2.44M, 2.24M, 3.06M and 2.85M deliveries/s in seven full runs, one herald replica 1.95M (before the broadcast
-change), 3.06M, 3.47M, 2.99M, 2.00M, 2.50M and 2.91M, and two herald replicas with Redis 1.19M,
-1.42M, 1.09M and 1.09M before batching, 1.28M, 1.39M and 1.63M with it (57 %, 46 % and 57 % of
-raw uWS in the same run, 30–45 % before): a knee moves by one or two steps, as it depends on when
-a stall first tips the stack into the slow regime, so ratios between stacks from a single run carry
-that spread. The stock cluster's knee sits between the first two steps of the sweep, so its figure
-moves by half: 98.5k deliveries/s in one run of 2026-11-21, 50k in the next (14.1× and 32.6×). The p99 of two replicas at 100 messages/s to 1,000 subscribers spreads as well: 51 and
-42 ms in two runs of 2026-11-21, 66 ms in the third, and 58, 29 and 34 ms in three probes
-right after it (\`LATENCY=1 REPEAT=3 RATES=10,100 node --import tsx bench/probe.ts herald-uws herald-uws-1-redis\`),
-where one replica with Redis measured 43, 91 and 39 ms. Two replicas on the shared core sit at
-the 50 ms target, on either side of it from run to run. The three runs with
-batching also measured every uWS stack, raw uWS included, seconds behind at 1,000 msg/s to one room
-of 1,000 (p50 2.0–6.7 s), where the run before measured 0.2–0.7 s: 1M deliveries/s to one room is
-at or past every stack's knee here, and that column shows how far.
-`;
-
 const f = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? 'n/a' : n.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits }));
 
 type Result = Run['results'][number];
@@ -445,7 +221,7 @@ function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | 
   return [
     `## Jitter: connections reset every ~${f(r0.dropEveryMs / 1000, 0)} s while a publisher runs (${f(r0.clients)} plain socket.io-client clients, ${f(r0.rate)} msg/s for ${f(r0.seconds)} s)`,
     '',
-    `As AnyCable's published benchmark did it (connections dropped every ~2 s while messages flow; they reported 84.6 % delivered for stock Socket.IO). The clients are stock socket.io-client 4.8 instances on WebSocket that reconnect by themselves (default backoff: 1 s ± 50 %) and join the room on \`connect\` unless \`socket.recovered\` is true: herald's through \`socket.emit('subscribe', { room })\` in a history room (\`HISTORY_ROOMS\`), the stock cluster's server joins the room named in the handshake, with \`connectionStateRecovery\` on (maxDisconnectionDuration 120 s), as a user would try it. A TCP relay in front of the servers (loadtest/harness/jitter.ts) hands new connections to the replicas in turn and resets every connection through it every ${f(r0.dropEveryMs * 0.8)}–${f(r0.dropEveryMs * 1.2)} ms. Delivered: distinct messages each client received over published × clients, counted ${'after'} publishing stops and the clients have reconnected (bounded wait).`,
+    analysis('jitter-intro', { dropFromMs: f(r0.dropEveryMs * 0.8), dropToMs: f(r0.dropEveryMs * 1.2) }),
     '',
     ...table(rows),
     '',
@@ -498,7 +274,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
       return `| ${r.stack} | ${sat}${satAny}${noneKept(r)} | ${at(10)} | ${at(100)} | ${at(1000)} | ${correctness} | ${f(r.idle.bytesPerConnection)} B | ${f(r.cpuMsPer1000Deliveries, 2)} | ${perMessage} |`;
     }),
     '',
-    `Latency is end to end: from the publisher's HTTP call to arrival at the client, 1,000 subscribers in one room (so 100 msg/s is 100,000 deliveries/s). Saturation: 2 rooms × 500 subscribers, publish rates from 100/s up, about 20 % apart past 1,000/s; a step is saturated when less than 90 % of what was published was delivered, or the publisher (64 requests in flight) got less than 90 % of the rate it asked for because the server answered slowly. The sweep stops after two saturated steps in a row; "deliveries/s at saturation" is the most at a step the stack kept up with and whose client core was not above ${f(CLIENT_BOUND * 100)} %. ⚑ marks a client-bound step: the client processes (2 workers and the publishing coordinator, all on CPU ${CLIENT_CPU}) used more than ${f(CLIENT_BOUND * 100)} % of their core over the step, so the step measures the harness as much as the server and is not counted as the server's ceiling. Missing / duplicates: over the three latency runs, every message checked by sequence number at every subscriber, against the deliveries owed. Soketi speaks the Pusher protocol: its clients are the harness's Pusher client (same raw WebSocket frames, counting and latency sampling) and its publisher signs each request (Pusher HTTP API, HMAC-SHA256) and sends it on a connection of its own, since soketi closes connections that pipeline. CPU per message: all of the stack's processes (Redis included) over the published messages, at a fan-out of 4 where deliveries cost little beside the HTTP request, the bus and each process's turn.`,
+    analysis('stacks-notes', { clientBound: f(CLIENT_BOUND * 100), clientCpu: String(CLIENT_CPU) }),
     '',
     '## Against the targets',
     '',
@@ -514,13 +290,29 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     '',
     '## Why two replicas on one core stay below 80 % of raw uWS',
     '',
-    `Raw uWS spends its whole core on ${f(modelMax)} deliveries/s, ${f(1e6 / modelMax, 3)} µs each (the most it delivered at a step it kept up with${ceiling.saturation.steps.some((x) => x.client?.clientBound) ? ', a client-bound one: the client core was the limit, so the cost per delivery is an upper bound' : ''}). At 80 % of that, deliveries alone take 80 % of the core, which leaves ${f(budgetUs)} µs for everything else a ${SATURATION_FANOUT}-wide message costs beyond what it costs raw uWS. Measured beyond raw uWS\'s ${f(ceiling.perMessage.cpuUsPerMessage)} µs per message (last column above): one replica ${f(extraUs(heraldOne))} µs, one replica with Redis ${f(extraUs(heraldOneRedis))} µs, two replicas with Redis ${f(extraUs(heraldUws))} µs. With deliveries at raw uWS\'s cost, those leave room for ${predicted(heraldOne)}, ${predicted(heraldOneRedis)} and ${predicted(heraldUws)} of raw uWS; the sweep measured ${modelRatio(heraldOne)}, ${modelRatio(heraldOneRedis)} and ${modelRatio(heraldUws)} (client-bound steps included). A cluster handles every message in every replica and in Redis, and each of them wakes for it; here all of that shares the one core that raw uWS has to itself. On a machine where the replicas and Redis have cores of their own, each replica pays its own per-message cost on its own core.`,
+    analysis('why-two-replicas', {
+      modelMax: f(modelMax),
+      usPerDelivery: f(1e6 / modelMax, 3),
+      clientBoundNote: ceiling.saturation.steps.some((x) => x.client?.clientBound) ? ', a client-bound one: the client core was the limit, so the cost per delivery is an upper bound' : '',
+      budgetUs: f(budgetUs),
+      fanout: String(SATURATION_FANOUT),
+      ceilingUs: f(ceiling.perMessage.cpuUsPerMessage),
+      extraOne: f(extraUs(heraldOne)),
+      extraOneRedis: f(extraUs(heraldOneRedis)),
+      extraTwo: f(extraUs(heraldUws)),
+      predictedOne: predicted(heraldOne),
+      predictedOneRedis: predicted(heraldOneRedis),
+      predictedTwo: predicted(heraldUws),
+      measuredOne: modelRatio(heraldOne),
+      measuredOneRedis: modelRatio(heraldOneRedis),
+      measuredTwo: modelRatio(heraldUws),
+    }),
     '',
     ...(soketiRatios(results).length
       ? [
           '## herald against soketi',
           '',
-          'Soketi 1.6.1 (Pusher protocol, also on uWebSockets.js, scaling through its Redis adapter) in the same run, on the same core, with the same scenarios. A ratio above 1 is herald\'s figure over soketi\'s; whether that is better depends on the figure (said in each row).',
+          analysis('soketi-intro'),
           '',
           '| figure | herald | soketi | herald / soketi |',
           '| --- | --- | --- | --- |',
@@ -530,7 +322,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
       : []),
     '## Saturation steps',
     '',
-    `Each step: publish rate asked → deliveries/s (p99 ms), the client core's share used by the client processes and the core's busy share whoever used it (other sessions' tests ran on this machine); ✗ marks a saturated step, with the publish rate the server let the publisher reach; ⚑ a client-bound step (client processes above ${f(CLIENT_BOUND * 100)} % of their core).`,
+    analysis('saturation-intro', { clientBound: f(CLIENT_BOUND * 100) }),
     '',
     '| stack | steps |',
     '| --- | --- |',
@@ -542,7 +334,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     '',
     '## Classic against sharded adapter (300 rooms, 1,000 messages/s spread over them)',
     '',
-    'Redis-to-gateway messages per replica per published message: the classic adapter delivers every broadcast to every replica; the sharded one only to replicas with a member in the room. Clients land on random replicas, as behind a load balancer.',
+    analysis('sharded-intro'),
     '',
     '| members per room | replicas | classic: Redis msgs per replica per publish | sharded | sharded / classic | gateway CPU µs per delivery, classic / sharded |',
     '| --- | --- | --- | --- | --- | --- |',
@@ -554,37 +346,17 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
       }),
     ),
     '',
-    'With one member per room a replica hears 1/N of the rooms; with m members placed at random, 1 − (1 − 1/N)^m of them (3 members, 3 replicas: 0.70).',
-    'Deliveries/s at saturation was not measured for this comparison: with 300 rooms of 1–3 members every publish fans out to 1–3 clients, so the HTTP publisher, not the gateways, saturates first.',
+    analysis('sharded-notes'),
     '',
     ...jitterSection(jitter, jitterHeraldRecovery, jitterSeparate),
     ...compressionSection(compression),
-    RECOVERY_COST,
-    HARNESS_FINDINGS,
-    PROFILE_FINDINGS,
+    // Measured beside the bench, not regenerated by it: what recovery costs, and what the probes and profiles showed.
+    analysis('recovery-cost'),
+    analysis('harness-findings'),
+    analysis('profile-findings'),
   ];
   return lines.join('\n');
 }
-
-/**
- * What connection recovery (on by default, in every herald row above) costs, from probes run
- * beside this bench on the same machine; not regenerated by it.
- */
-const RECOVERY_COST = [
-  '## What connection recovery costs (CONNECTION_RECOVERY_SECONDS 0 against 120, 2026-12-01)',
-  '',
-  "Every herald row above runs with recovery on (the default, 120 s): every event gets an offset, history-room deliveries are journaled, and a dropped connection's session is written to Redis. Measured with the probes, alternating off and on, two runs each, herald 2 replicas + Redis on uWS, on a quiet machine:",
-  '',
-  '| figure | off | on | command |',
-  '| --- | --- | --- | --- |',
-  '| server CPU µs per message (5,000 msg/s, 2 rooms × 4) | 188 / 194 | 193 / 191 | `CONNECTION_RECOVERY_SECONDS=0` or `120`, `FANOUT=4 RATES=5000 STEP_SECONDS=8 node --import tsx bench/probe.ts herald-uws` |',
-  '| server CPU ms per 1,000 deliveries (100 msg/s × 1,000 subscribers) | 9.56 / 10.82 | 9.50 / 10.46 | the same with `LATENCY=1 RATES=100` |',
-  '| RSS per idle connection (10k, fresh processes) | 8,209 / 8,297 B | 8,099 / 8,233 B | `node --import tsx bench/memory.ts herald-uws` |',
-  '| V8 heap used per idle connection | 6,840 / 7,332 B | 7,560 / 7,851 B | the same |',
-  '',
-  "Both CPU figures and RSS are inside the run-to-run spread; the heap holds about 500 B more per connection with recovery on (each socket's private session id among it), which RSS did not show. The jitter table above is what it buys.",
-  '',
-].join('\n');
 
 /** WS_COMPRESSION off and on (bench/compression.ts); absent from results written before it existed. */
 function compressionSection(rows: CompressionRow[] | undefined): string[] {
@@ -593,7 +365,7 @@ function compressionSection(rows: CompressionRow[] | undefined): string[] {
   return [
     `## Compression on the wire (\`WS_COMPRESSION\`, ${f(r0.subscribers)} subscribers of one room, one replica, ${f(r0.published)} score updates)`,
     '',
-    `A live-score update of about 400 bytes of JSON (a ${r0.frameBytes}-byte Socket.IO frame) to clients offering permessage-deflate, as browsers do, each message inflated on its own (bench/compression.ts). Bytes on the wire: what the clients' sockets read, frame headers included. Server CPU: the replica's, HTTP publishes included. RSS: the replica's growth per connection over the run. The last column shows whether the replica kept up.`,
+    analysis('compression-intro', { frameBytes: String(r0.frameBytes) }),
     '',
     '| transport | compression | negotiated | bytes on the wire per delivery | server CPU µs per delivery | RSS growth per connection | last delivery after the last publish |',
     '| --- | --- | --- | --- | --- | --- | --- |',

@@ -51,6 +51,10 @@ export const ERRORS = {
   over_capacity: { status: 503, message: 'This replica holds as many connections as it may (MAX_CONNECTIONS); connect to another one.' },
   draining: { status: 503, message: 'This replica is shutting down; retry against another one.' },
   internal: { status: 500, message: 'An internal error occurred; it has been logged.' },
+  stored_data_invalid: {
+    status: 500,
+    message: 'Data herald had stored in Redis could not be read back (damaged, or not written by this version of herald); it was skipped.',
+  },
   config_invalid: { status: 500, message: 'The configuration is invalid.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

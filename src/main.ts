@@ -3,11 +3,11 @@
  * the gateway from process.env, handles its signals or exits it (src/cli.ts does the same for the
  * short-lived commands).
  */
-import { createApp } from './app.js';
+import { createApp, type HeraldApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { configWarnings, hasRedis } from './config/warnings.js';
-import { createLogger } from './observability/logger.js';
+import { configWarnings } from './config/warnings.js';
+import { createLogger, routeConsole } from './observability/logger.js';
 
 /**
  * Extra time past the drain period before a stuck shutdown is cut short with exit code 1, plus
@@ -26,10 +26,16 @@ try {
 }
 
 const logger = createLogger(config.logLevel, config.replicaId);
+routeConsole(logger);
 for (const { message, ...fields } of configWarnings(config, process.env)) logger.warn(fields, message);
-const redis = hasRedis(config);
 
-const app = createApp(config, logger);
+let app: HeraldApp;
+try {
+  app = createApp(config, logger);
+} catch (err) {
+  logger.fatal({ err }, 'could not start');
+  process.exit(1);
+}
 
 function shutdown(signal: NodeJS.Signals): void {
   if (app.phase === 'draining' || app.phase === 'stopped') {
@@ -53,7 +59,7 @@ process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
 
 try {
-  const { port, transport } = await app.start();
+  const { port, transport, redis } = await app.start();
   logger.info({ port, transport, redis }, 'listening');
 } catch (err) {
   logger.fatal({ err }, 'could not start');

@@ -2,6 +2,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig, renderConfigTable } from '../src/config/load.js';
 import { runGatewayToExit } from './helpers/gateway.js';
 
@@ -120,7 +124,22 @@ describe('configuration', () => {
       'JWKS_URL must be an https:// or file: URL when NODE_ENV=production, got http://',
     ]);
     assert.equal(loadConfig({ ...production, JWKS_URL: 'https://idp.example.com/.well-known/jwks.json' }).jwksUrl?.protocol, 'https:');
-    assert.equal(loadConfig({ ...production, JWKS_URL: 'file:///etc/herald/jwks.json' }).jwksUrl?.protocol, 'file:');
+    assert.equal(loadConfig({ ...production, JWKS_URL: pathToFileURL(jwksFile('{"keys": []}')).href }).jwksUrl?.protocol, 'file:');
+  });
+
+  it('reads a file: JWKS_URL at start-up and lists what is wrong with it among the other problems', () => {
+    const missing = pathToFileURL(join(tmpdir(), `herald-no-such-jwks-${process.pid}.json`)).href;
+    assert.match(problemsOf({ JWKS_URL: missing })[0]!, /^JWKS_URL names a file that cannot be read \(ENOENT\)/);
+    assert.match(problemsOf({ JWKS_URL: pathToFileURL(jwksFile('{"keys": [')).href })[0]!, /^JWKS_URL names a file that is not JSON/);
+    assert.match(problemsOf({ JWKS_URL: pathToFileURL(jwksFile('{"kty": "RSA"}')).href })[0]!, /^JWKS_URL names a file that is not a JWKS/);
+    assert.equal(problemsOf({ JWKS_URL: pathToFileURL(jwksFile('{"keys": [')).href, PORT: 'x' }).length, 2, 'with the others, at once');
+  });
+
+  it('stops the process on a file: JWKS that is not JSON with the configuration error, not a stack', async () => {
+    const bad = await runGatewayToExit({ JWKS_URL: pathToFileURL(jwksFile('not json')).href });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^herald: invalid configuration:\n  - JWKS_URL names a file that is not JSON/);
+    assert.doesNotMatch(bad.stderr, /SyntaxError|at JSON\.parse/);
   });
 
   it('refuses to start with a JWKS_URL over plain http', async () => {
@@ -284,3 +303,10 @@ describe('configuration: Redis Sentinel', () => {
     assert.match(bad.stderr, /REDIS_SENTINEL_NAME must be set with REDIS_SENTINELS/);
   });
 });
+
+/** A JWKS file with `text` in a fresh temporary folder. */
+function jwksFile(text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'herald-jwks-')), 'jwks.json');
+  writeFileSync(file, text);
+  return file;
+}

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { createMemoryHistory } from '../src/history/memory.js';
 import { createRedisHistory } from '../src/history/redis.js';
+import { createMetrics } from '../src/observability/metrics.js';
 import type { HistoryBackend } from '../src/history/types.js';
 import { connectClient, getJson, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
@@ -258,7 +259,7 @@ describe('dedupe keys in history rooms (what makes re-delivered ingest entries a
         const [pub, sub] = [new Redis(redis.url), new Redis(redis.url)];
         clients.push(pub, sub);
         const keyPrefix = `t${randomBytes(3).toString('hex')}`;
-        backend = createRedisHistory({ pub, sub, keyPrefix, sharded: false, logger: pino({ level: 'silent' }) });
+        backend = createRedisHistory({ pub, sub, keyPrefix, sharded: false, logger: pino({ level: 'silent' }), metrics: createMetrics() });
         await waitFor('the history channel subscribed', async () => ((await pub.pubsub('NUMSUB', `${keyPrefix}-history#`)) as [string, number])[1] === 1);
       } else {
         backend = createMemoryHistory();

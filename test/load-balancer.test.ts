@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { compareIds } from '../src/history/ids.js';
+import { compareIds } from '../src/protocol/ids.js';
 import { connectClient, connectRecovering, publish, type RecoveringClient, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';

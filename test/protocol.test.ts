@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { HeraldError } from '../src/errors.js';
 import { validateEventName } from '../src/protocol/events.js';
 import { roomFromClientArg, validateRoom } from '../src/protocol/rooms.js';
-import { createPublishAuthorizer, isLoopback } from '../src/publish/keys.js';
+import { createPublishAuthorizer, isLoopback } from '../src/auth/publish-keys.js';
 import { messageIds } from '../src/publish/message-id.js';
 import { parsePublishRequest, PUBLISH_MAX_ROOMS } from '../src/publish/service.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { DroppingRelay } from '../loadtest/harness/jitter.js';
-import { compareIds } from '../src/history/ids.js';
+import { compareIds } from '../src/protocol/ids.js';
 import { getJson, publish } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';

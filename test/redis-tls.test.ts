@@ -47,7 +47,8 @@ describe('rediss:// with a password', () => {
     };
     const g = await startGateway({ env });
     gateways.push(g);
-    await g.waitForLog('redis error', (l) => l.msg === 'redis connection error' && /WRONGPASS|NOAUTH|invalid/i.test(String(l.err)));
+    const line = await g.waitForLog('redis error', (l) => l.msg.startsWith('redis unreachable at start') && /WRONGPASS|NOAUTH|invalid/i.test(String(l.cause)));
+    assert.deepEqual([line.setting, line.reason], ['REDIS_URL', 'auth_failed']);
     const ready = await getJson(`${g.url}/readyz`);
     assert.equal(ready.status, 503);
     assert.equal(ready.body.status, 'redis_unavailable');

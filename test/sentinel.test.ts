@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { compareIds } from '../src/history/ids.js';
+import { compareIds } from '../src/protocol/ids.js';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedisSentinel, type RedisSentinelSet } from './helpers/redis-sentinel.js';

@@ -5,7 +5,7 @@ import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
 import type { us_listen_socket } from 'uWebSockets.js';
 import { loadUws } from '../src/transport/index.js';
 import type { PublishBatcher } from '../src/transport/uws-batch.js';
-import { memoryAdapter, type LocalDelivery } from '../src/cluster/adapter.js';
+import { memoryAdapter } from '../src/cluster/adapter.js';
 import { UwsDelivery } from '../src/transport/uws-delivery.js';
 import { onceWithin } from './helpers/wait.js';
 
@@ -36,13 +36,11 @@ describe('room broadcasts batched on uWS', () => {
   before(async () => {
     const loaded = loadUws();
     if (!('uws' in loaded)) throw loaded.error;
-    const delivery: { current: LocalDelivery | undefined } = { current: undefined };
     io = new Server();
-    io.adapter(memoryAdapter({ delivery, recovery: undefined }) as never);
     const app = loaded.uws.App();
     io.attachApp(app);
     const uws = new UwsDelivery(app, { batchMs: WINDOW_MS });
-    delivery.current = uws;
+    io.adapter(memoryAdapter({ delivery: uws, recovery: undefined }) as never);
     batcher = uws.batcher;
     const token = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uWS did not listen')))));
     url = `http://127.0.0.1:${loaded.uws.us_socket_local_port(token)}`;

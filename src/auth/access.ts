@@ -1,3 +1,4 @@
+import type { Socket } from 'socket.io';
 import { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { USER_ROOM_PREFIX, userRoom, type Identity } from './identity.js';
@@ -24,4 +25,12 @@ export class AccessPolicy {
   canPublish(identity: Identity, room: RoomName): boolean {
     return Boolean(identity.publish.match(room));
   }
+}
+
+const GRANTED = Symbol.for('herald.granted');
+
+/** Rooms the backend subscribed `socket` to (`POST /v1/subscribe`), which it keeps whatever its claims say. */
+export function grantedRooms(socket: Socket): Set<RoomName> {
+  const data = socket.data as Record<symbol, Set<RoomName> | undefined>;
+  return (data[GRANTED] ??= new Set());
 }

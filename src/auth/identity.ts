@@ -1,3 +1,4 @@
+import type { Socket } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { isValidPattern, PatternTable } from '../protocol/patterns.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
@@ -31,6 +32,16 @@ export const ANONYMOUS: Identity = Object.freeze({
   issuedAt: undefined,
   tokenId: undefined,
 });
+
+/** The identity established at connect (and replaced by `refresh`), kept in `socket.data`. */
+export function identityOf(socket: Socket): Identity {
+  return (socket.data as { identity?: Identity }).identity ?? ANONYMOUS;
+}
+
+/** Sets `socket`'s identity: at connect, and when `refresh` brings a new token (src/realtime/session.ts). */
+export function setIdentity(socket: Socket, identity: Identity): void {
+  (socket.data as { identity: Identity }).identity = identity;
+}
 
 /** Verified token claims as herald reads them. */
 export interface Claims {

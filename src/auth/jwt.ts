@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { readJwksFile } from '../config/parse.js';
 import type { Config } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
 import type { Claims } from './identity.js';
@@ -45,7 +45,7 @@ export function createTokenVerifier(config: VerifierConfig): TokenVerifier | und
   } else if (config.jwksUrl) {
     key =
       config.jwksUrl.protocol === 'file:'
-        ? createLocalJWKSet(JSON.parse(readFileSync(config.jwksUrl, 'utf8')))
+        ? createLocalJWKSet(localJwks(config.jwksUrl))
         : createRemoteJWKSet(config.jwksUrl, { timeoutDuration: 5000, cooldownDuration: 30_000 });
     algorithms = JWKS_ALGS;
   } else {
@@ -84,4 +84,13 @@ export function createTokenVerifier(config: VerifierConfig): TokenVerifier | und
       }
     },
   };
+}
+
+/** A `file:` JWKS, checked by the configuration already; changed since into something unusable, it is refused the same way. */
+function localJwks(url: URL): JSONWebKeySet {
+  try {
+    return readJwksFile(url);
+  } catch (err) {
+    throw new HeraldError('config_invalid', `JWKS_URL ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -26,10 +26,18 @@ export interface AdapterRecovery {
 }
 
 export interface HeraldAdapterDeps {
-  delivery: { current: LocalDelivery | undefined };
-  recovery: AdapterRecovery | undefined;
-  /** Told of every local delivery before it goes out (metrics, slow consumers); set once running. */
-  observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
+  /** The transport's fast path (src/transport/index.ts); undefined: Socket.IO's own delivery. */
+  readonly delivery: LocalDelivery | undefined;
+  readonly recovery: AdapterRecovery | undefined;
+  /** Told of every local delivery before it goes out (the delivery metrics). */
+  readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
+  /**
+   * What this replica delivers of a broadcast that came from Redis (`sender`: the publishing
+   * adapter's uid, `emitter` for @socket.io/redis-emitter): the options to deliver with, rooms
+   * left out, or undefined for nothing. Herald's own broadcasts pass as they are; it stops what a
+   * sender outside herald puts into history rooms (src/history/foreign.ts).
+   */
+  readonly admitRemote?: (packet: Packet, opts: BroadcastOptions, sender: string) => BroadcastOptions | undefined;
 }
 
 export interface Packet {
@@ -82,17 +90,23 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
       return this.sids.has(opts.rooms.values().next().value as string);
     }
 
+    /** A broadcast from Redis: another replica's, or a sender's outside herald (`HeraldAdapterDeps.admitRemote`). */
+    deliverRemote(packet: Packet, opts: BroadcastOptions, sender: string): void {
+      const admitted = deps.admitRemote ? deps.admitRemote(packet, opts, sender) : opts;
+      if (admitted) this.deliver(packet, admitted);
+    }
+
     /** This replica's share of a broadcast. */
     deliver(packet: Packet, opts: BroadcastOptions): void {
       deps.observe?.(this, packet, opts);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
-      if (deps.delivery.current?.broadcast(this, stamped, opts)) return;
+      if (deps.delivery?.broadcast(this, stamped, opts)) return;
       Adapter.prototype.broadcast.call(this, stamped as any, opts);
     }
 
     override addAll(id: string, rooms: Set<string>): void {
       const isNew = !this.sids.has(id);
-      const delivery = deps.delivery.current;
+      const delivery = deps.delivery;
       delivery?.beforeMembershipChange();
       if (isNew) delivery?.joining(this, id);
       super.addAll(id, rooms);
@@ -100,7 +114,7 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
     }
 
     override del(id: string, room: string): void {
-      deps.delivery.current?.beforeMembershipChange();
+      deps.delivery?.beforeMembershipChange();
       super.del(id, room);
     }
 
@@ -162,7 +176,7 @@ export function redisAdapter(pub: unknown, sub: unknown, opts: { key: string }, 
       if (uid === this.uid || !packet) return;
       packet.nsp ??= '/';
       if (packet.nsp !== this.nsp.name) return;
-      this.deliver(packet, { rooms: new Set(raw.rooms), except: new Set(raw.except), flags: raw.flags ?? {} });
+      this.deliverRemote(packet, { rooms: new Set(raw.rooms), except: new Set(raw.except), flags: raw.flags ?? {} }, uid);
     }
   }
   return constructible((nsp) => new HeraldRedisAdapter(nsp, pub, sub, opts));
@@ -185,7 +199,7 @@ export function shardedAdapter(pub: unknown, sub: unknown, opts: { channelPrefix
         return;
       }
       const o = message.data.opts as { rooms: string[]; except: string[]; flags?: object };
-      this.deliver(message.data.packet as Packet, { rooms: new Set(o.rooms), except: new Set(o.except), flags: o.flags ?? {} });
+      this.deliverRemote(message.data.packet as Packet, { rooms: new Set(o.rooms), except: new Set(o.except), flags: o.flags ?? {} }, String(message.uid));
     }
 
     /** Socket.IO's own offsets (the streams adapter's) are not used: herald's come from `deliver`. */

@@ -1,4 +1,5 @@
 import type { Server } from 'socket.io';
+import { HeraldError } from '../errors.js';
 import { memoryAdapter, redisAdapter, shardedAdapter, type HeraldAdapterDeps } from './adapter.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -9,6 +10,9 @@ import type { Reachability } from './reachability.js';
 import { createRedisPair, ERROR_LOG_INTERVAL_MS, type RedisPair, type RedisTarget } from './redis.js';
 
 export type BusKind = 'memory' | 'redis' | 'sharded';
+
+/** The `unavailable` message of a subscribe this replica could not make hear its room (sharded mode). */
+export const ROOM_CHANNEL_FAILED = "This replica could not subscribe to the room's channel in Redis; retry the subscribe.";
 
 /**
  * How replicas share rooms and broadcasts. The bus never sees clients: it only installs a
@@ -28,7 +32,8 @@ export interface Bus {
   install(io: Server, deps: HeraldAdapterDeps): void;
   /**
    * Resolves once this replica hears `room`'s broadcasts from Redis (sharded: its shard channel is
-   * subscribed). Call after a join, before telling the client it is subscribed.
+   * subscribed). Call after a join, before telling the client it is subscribed. Rejects with
+   * `unavailable` (counted in `herald_room_subscribe_failures_total`) when the subscribe failed.
    */
   awaitRoom(room: RoomName): Promise<void>;
   /** Redis messages this replica received (every channel), for the per-replica traffic metric. */
@@ -70,6 +75,7 @@ export function createBus(opts: BusOptions): Bus {
   const { logger, metrics } = opts;
   const pair = createRedisPair(opts.target, { timing: opts.timing, replicaId: opts.replicaId, logger, metrics });
   const failureLog = throttle(ERROR_LOG_INTERVAL_MS);
+  const subscribeLog = throttle(ERROR_LOG_INTERVAL_MS);
   /** Broadcasts lost during the current outage: said in one line when Redis is back. */
   let lostInOutage = 0;
   pair.reachability.onChange((up) => {
@@ -102,7 +108,13 @@ export function createBus(opts: BusOptions): Bus {
       if (!sharded || isConnectionRoom(room)) return;
       // The adapter subscribed this room's channel on its creation without waiting; the same
       // SSUBSCRIBE again travels the same shard connection, so its answer follows the first one.
-      await pair.sub.ssubscribe(`${opts.keyPrefix}#/#${room}#`).catch(() => {});
+      try {
+        await pair.sub.ssubscribe(`${opts.keyPrefix}#/#${room}#`);
+      } catch (err) {
+        metrics.roomSubscribeFailed('room');
+        if (subscribeLog.due()) logger.warn({ room, err: (err as Error).message }, 'could not subscribe to a room\'s shard channel; subscribe refused (unavailable)');
+        throw new HeraldError('unavailable', ROOM_CHANNEL_FAILED, { cause: err });
+      }
     },
     messagesReceived: () => received,
     isReady: () => pair.isReady(),

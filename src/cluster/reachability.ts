@@ -1,10 +1,14 @@
 import type { Logger } from '../observability/logger.js';
+import { diagnose, type TargetName } from './diagnose.js';
 
 /**
  * Whether this replica can use Redis, as readiness, `herald_redis_up` and the outage guard
  * (src/lifecycle/outage.ts) see it. One warning per outage, with its cause (the last error a
  * connection reported: a socket timeout for a silent partition, ECONNREFUSED for a Redis that is
- * down), and one line when Redis is back.
+ * down), the setting that names that Redis and the `reason` (src/cluster/diagnose.ts), and one
+ * line when Redis is back. Never up since the start, the warning comes as soon as the first
+ * attempt failed: a misconfiguration (a closed port, a server that is not Redis, a wrong
+ * password, TLS on one side only) shows at once, not as a readiness probe that stays 503.
  */
 export interface Reachability {
   readonly up: boolean;
@@ -19,7 +23,10 @@ export interface ReachabilityOptions {
   isReady(): boolean;
   /** Clients whose status events can change `isReady`. */
   clients: readonly { on(event: string, listener: () => void): unknown }[];
-  cause(): string | undefined;
+  /** The last error a connection reported. */
+  cause(): Error | undefined;
+  /** The setting and server of this Redis, named in the warnings. */
+  target: TargetName;
   /** `isReady` can also change without an event (a PING answered): looked at this often. */
   checkMs: number;
   logger: Logger;
@@ -32,13 +39,22 @@ export function trackReachability(opts: ReachabilityOptions): Reachability {
   let downSince: number | undefined = Date.now();
   let warned = false;
   const listeners: ((up: boolean) => void)[] = [];
+  const { setting, server } = opts.target;
+  /** The fields of a warning: where, why (`reason`, with a hint), and the error itself (`cause`). */
+  const describe = () => {
+    const err = opts.cause();
+    if (!err) return { fields: { setting, server, cause: 'connection closed' }, hint: 'connection closed' };
+    const { reason, hint } = diagnose(err, opts.target);
+    return { fields: { setting, server, reason, cause: err.message }, hint };
+  };
   const check = () => {
     const now = opts.isReady();
     if (now === up) {
       // Never up since the start: warned once the first connection attempt has failed.
       if (!now && !everUp && !warned && opts.cause() !== undefined) {
         warned = true;
-        logger.warn({ cause: opts.cause() }, 'redis unreachable at start; this replica is not ready (/readyz 503) until it connects');
+        const { fields, hint } = describe();
+        logger.warn(fields, `redis unreachable at start: ${setting} ${server}: ${hint}; this replica is not ready (/readyz 503) until it connects`);
       }
       return;
     }
@@ -51,7 +67,7 @@ export function trackReachability(opts: ReachabilityOptions): Reachability {
     } else {
       downSince = Date.now();
       warned = true;
-      logger.warn({ cause: opts.cause() ?? 'connection closed' }, 'redis unreachable; this replica is not ready (/readyz 503) until it is back');
+      logger.warn(describe().fields, 'redis unreachable; this replica is not ready (/readyz 503) until it is back');
     }
     for (const l of listeners) l(now);
   };
@@ -59,10 +75,14 @@ export function trackReachability(opts: ReachabilityOptions): Reachability {
   const timer = setInterval(check, opts.checkMs);
   timer.unref();
   return {
+    // Looked at when read as well: `isReady` turns true without an event (the resubscribe's PING
+    // answered), and a reader right after must not see an outage that is over.
     get up() {
+      check();
       return up;
     },
     get downSince() {
+      check();
       return downSince;
     },
     onChange(listener) {

@@ -3,6 +3,7 @@ import type { Config } from '../config/schema.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { linkOptions, pingLinks, type LinkTiming } from './link.js';
+import { reasonOf, type TargetName } from './diagnose.js';
 import { trackReachability, type Reachability } from './reachability.js';
 import { createSentinelClient, followFailovers, serverOf, type SentinelTarget } from './sentinel.js';
 
@@ -45,14 +46,35 @@ export function redisTargetOf(
   return config.redisUrl ? { url: config.redisUrl } : undefined;
 }
 
+/** The setting `target` comes from and the servers it names, for the warnings of its outages. */
+export function nameOf(target: RedisTarget): TargetName {
+  if ('url' in target) return { setting: 'REDIS_URL', server: hostPort(target.url), tls: target.url.startsWith('rediss:') };
+  if ('clusterNodes' in target) {
+    return { setting: 'REDIS_CLUSTER_NODES', server: target.clusterNodes.map(hostPort).join(','), tls: target.clusterNodes.some((u) => u.startsWith('rediss:')) };
+  }
+  return { setting: 'REDIS_SENTINELS', server: target.sentinels.map((s) => `${s.host}:${s.port}`).join(','), tls: false };
+}
+
+function hostPort(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '6379'}`;
+  } catch {
+    // The configuration checked it; said as it is rather than thrown from a warning.
+    return '(not a URL)';
+  }
+}
+
 export interface WatchOptions {
   /** Counts connections dropped for not answering in time (`herald_redis_link_drops_total`). */
   metrics?: Pick<Metrics, 'redisLinkDropped'>;
   /**
-   * Someone else reports this client's outages once each (the bus: `Reachability`): after its
-   * first `ready`, its errors and reconnects are logged at debug level here, not every 10 s.
+   * Someone else reports this client's outages once each, the first at start included (the bus:
+   * `Reachability`): its errors and reconnects are logged at debug level here, not every 10 s.
    */
   outagesReported?: boolean;
+  /** The setting this client's Redis comes from, named in its warnings (e.g. `REDIS_URL`). */
+  setting?: string;
   /** Told of every error, for the outage report's cause. */
   onError?: (err: Error) => void;
 }
@@ -61,13 +83,14 @@ export interface WatchOptions {
 export function watchClient(client: RedisClient, name: string, logger: Logger, opts: WatchOptions = {}): void {
   const errorLog = throttle(ERROR_LOG_INTERVAL_MS);
   let wasReady = false;
-  let everReady = false;
   client.on('error', (err: Error) => {
     opts.onError?.(err);
     if (err.message.startsWith('Socket timeout')) opts.metrics?.redisLinkDropped(name);
-    // Before the first connection a misconfiguration (a wrong password) must show at once.
-    if (opts.outagesReported && everReady) logger.debug({ client: name, err: err.message }, 'redis connection error');
-    else if (errorLog.due()) logger.warn({ client: name, err: err.message }, 'redis connection error');
+    // The bus's own connections: their outages, the first one at start included, have one
+    // warning each with the setting and the reason (src/cluster/reachability.ts). Others warn
+    // here (throttled), so a misconfiguration (a wrong password) shows at once.
+    if (opts.outagesReported) logger.debug({ client: name, err: err.message }, 'redis connection error');
+    else if (errorLog.due()) logger.warn({ client: name, setting: opts.setting, reason: reasonOf(err), err: err.message }, 'redis connection error');
   });
   // A cluster reports its node connections' errors (a node's socket timeout among them) apart.
   if (client instanceof Cluster) {
@@ -79,7 +102,6 @@ export function watchClient(client: RedisClient, name: string, logger: Logger, o
   }
   client.on('ready', () => {
     wasReady = true;
-    everReady = true;
     errorLog.reset();
     // Which server: behind Sentinel it changes with every failover.
     logger.info({ client: name, server: client instanceof Redis ? serverOf(client) : undefined }, 'redis ready');
@@ -120,14 +142,18 @@ export function createRedisPair(target: RedisTarget, opts: PairOptions): RedisPa
       : 'clusterNodes' in target
         ? [createCluster(target.clusterNodes, pubOpts, false), createCluster(target.clusterNodes, subOpts, true)]
         : [createSentinelClient(target, pubOpts), createSentinelClient(target, subOpts)];
-  let cause: string | undefined;
-  const onError = (err: Error) => (cause = err.message);
+  // The outage's cause, for its warning: the last error that says why (ECONNREFUSED from a
+  // cluster node rather than the cluster's "Failed to refresh slots cache" that follows it).
+  let cause: Error | undefined;
+  const onError = (err: Error) => {
+    if (cause === undefined || reasonOf(err) !== 'other' || reasonOf(cause) === 'other') cause = err;
+  };
   const watch = { metrics: opts.metrics, outagesReported: true, onError };
   watchClient(pub, 'pub', logger, watch);
   watchClient(sub, 'sub', logger, watch);
   const failovers =
     'sentinels' in target
-      ? followFailovers(target, [pub as Redis, sub as Redis], named(commonOptions(timing), 'sentinel-watch'), (client, name) => watchClient(client, name, logger, { metrics: opts.metrics }), logger)
+      ? followFailovers(target, [pub as Redis, sub as Redis], named(commonOptions(timing), 'sentinel-watch'), (client, name) => watchClient(client, name, logger, { metrics: opts.metrics, setting: 'REDIS_SENTINELS' }), logger)
       : undefined;
   // ioredis reports `ready` before its automatic resubscribe has been answered. A PING sent after
   // it is answered after the SUBSCRIBEs, so once it returns this replica hears the bus again.
@@ -147,7 +173,7 @@ export function createRedisPair(target: RedisTarget, opts: PairOptions): RedisPa
   // the bus (a lost watcher only delays a failover's switch): its missed PINGs are not a cause.
   const pings = [pub, sub, ...(failovers?.watchers ?? [])].map((client) => pingLinks(client, timing, client === pub || client === sub ? onError : () => undefined));
   const isReady = () => pub.status === 'ready' && sub.status === 'ready' && subscribed;
-  const reachability = trackReachability({ isReady, clients: [pub, sub], cause: () => cause, checkMs: timing.pingMs, logger });
+  const reachability = trackReachability({ isReady, clients: [pub, sub], cause: () => cause, target: nameOf(target), checkMs: timing.pingMs, logger });
   let closing: Promise<void> | undefined;
   return {
     pub,

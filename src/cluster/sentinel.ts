@@ -77,8 +77,10 @@ export function followFailovers(
   const watchers = target.sentinels.map(({ host, port }) => {
     const watcher = new Redis({ ...options, host, port, password: target.sentinelPassword, maxRetriesPerRequest: null });
     watch(watcher, `sentinel ${host}:${port}`);
-    // ioredis subscribes again after each reconnect.
-    watcher.subscribe(SWITCH_MASTER).catch(() => {});
+    // ioredis subscribes again after each reconnect, and sends one that timed out while the
+    // Sentinel was unreachable once it connects; meanwhile this Sentinel's announcements are missed
+    // (the others' still arrive, and a client that reconnects asks the Sentinels anyway).
+    watcher.subscribe(SWITCH_MASTER).catch((err: Error) => logger.warn({ sentinel: `${host}:${port}`, err: err.message }, 'could not subscribe to +switch-master on a Sentinel; ioredis sends it again on connect'));
     watcher.on('message', onSwitch);
     return watcher;
   });

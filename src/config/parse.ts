@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { isValidPattern } from '../protocol/patterns.js';
 import type { Config, Env, PublishKey, Setting } from './types.js';
 
@@ -51,6 +52,32 @@ export function readPem(path: string): string {
   } catch {
     throw new Error(`is neither a PEM key nor a readable file path ("${path}")`);
   }
+}
+
+/**
+ * The key set of a `file:` JWKS_URL, read and checked once at start-up (a missing file, or one
+ * that is not a JWKS, is a configuration error, listed with the others); throws an Error whose
+ * message completes "JWKS_URL ...".
+ */
+export function readJwksFile(url: URL): JSONWebKeySet {
+  let text: string;
+  try {
+    text = readFileSync(url, 'utf8');
+  } catch (err) {
+    throw new Error(`names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}): ${url.href}`);
+  }
+  let jwks: unknown;
+  try {
+    jwks = JSON.parse(text);
+  } catch {
+    throw new Error(`names a file that is not JSON: ${url.href}`);
+  }
+  try {
+    createLocalJWKSet(jwks as JSONWebKeySet);
+  } catch (err) {
+    throw new Error(`names a file that is not a JWKS ({"keys": [...]}: ${(err as Error).message}): ${url.href}`);
+  }
+  return jwks as JSONWebKeySet;
 }
 
 export function parsePublishKey(entry: string): PublishKey {

@@ -5,9 +5,10 @@ import type { Bus } from '../cluster/bus.js';
 import { HeraldError } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
-import type { HistoryRooms } from '../realtime/history-rooms.js';
-import { grantedRooms, joinRoom } from '../realtime/join.js';
-import { identityOf } from '../realtime/session.js';
+import type { HistoryRooms } from '../history/rooms.js';
+import { joinRoom } from '../realtime/join.js';
+import { grantedRooms } from '../auth/access.js';
+import { identityOf } from '../auth/identity.js';
 import type { Command, ConnectionInfo, Report, Target } from './commands.js';
 
 export interface LocalDeps {

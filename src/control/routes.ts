@@ -2,10 +2,10 @@ import { HeraldError } from '../errors.js';
 import type { Revocations } from '../auth/revocations.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { HttpRequest, Route } from '../transport/http.js';
+import type { HttpRequest, Route } from '../http/route.js';
 import type { ClusterCommands, Outcome } from './cluster.js';
 import { parseDisconnect, parseMembership, parseRevoke, validateUser, type Command } from './commands.js';
-import type { ControlAuthorizer, ControlScope } from './keys.js';
+import type { ControlAuthorizer, ControlScope } from '../auth/control-keys.js';
 
 export interface ControlRouteDeps {
   commands: ClusterCommands;

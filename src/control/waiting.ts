@@ -1,5 +1,5 @@
 import { userRoom } from '../auth/identity.js';
-import type { HistoryRooms } from '../realtime/history-rooms.js';
+import type { HistoryRooms } from '../history/rooms.js';
 import type { Logger } from '../observability/logger.js';
 import type { MessageId } from '../protocol/events.js';
 import type { Recovery } from '../recovery/recovery.js';

@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'socket.io';
 import type { PatternTable } from '../protocol/patterns.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
-import { identityOf } from '../realtime/session.js';
+import { identityOf } from '../auth/identity.js';
 import type { Subject, Transitions } from './transitions.js';
 import type { WebhookType } from '../protocol/webhooks.js';
 

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { WebhookEvent, WebhookType } from '../protocol/webhooks.js';
-import { readCapped } from './backend-answer.js';
-import { SIGNATURE_HEADER, signatureOf } from './signature.js';
+import { readCapped } from '../protocol/backend-answer.js';
+import { SIGNATURE_HEADER, signatureOf } from '../protocol/signature.js';
 
 /** A receiver has this long to answer one attempt; later counts as a failure and is retried. */
 export const DELIVERY_TIMEOUT_MS = 5000;
@@ -32,7 +32,7 @@ interface Job {
 }
 
 /**
- * Delivers webhooks at least once: `POST` of the event as JSON, signed (signature.ts). A non-2xx
+ * Delivers webhooks at least once: `POST` of the event as JSON, signed (src/protocol/signature.ts). A non-2xx
  * answer, a timeout or a refused connection is retried with exponential backoff (1 s, 2 s, 4 s, …,
  * at most a minute, with jitter) and the same `id` until `retryMs` after the first attempt.
  *

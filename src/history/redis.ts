@@ -1,7 +1,9 @@
 import { Cluster } from 'ioredis';
 import type { RedisClient } from '../cluster/redis.js';
+import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { HistoryBackend, HistoryEntry } from './types.js';
 
 /**
@@ -54,22 +56,40 @@ export interface RedisHistoryOptions {
    */
   sharded: boolean;
   logger: Logger;
+  metrics: Pick<Metrics, 'storedDataInvalid' | 'roomSubscribeFailed'>;
 }
 
 export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
-  const { pub, sub, logger, sharded } = opts;
+  const { pub, sub, logger, sharded, metrics } = opts;
   const channel = `${opts.keyPrefix}-history#`;
   const roomChannel = (room: string) => (sharded ? `${opts.keyPrefix}-history#{${room}}` : channel);
   // Braces make every key of one room hash to one Redis Cluster slot.
   const key = (room: string) => `${opts.keyPrefix}-history:{${room}}`;
   let handler: (entry: HistoryEntry) => void = () => {};
-  const badMessageLog = throttle(10_000);
+  const badEntryLog = throttle(10_000);
+  /** An entry that cannot be read is skipped, counted and logged: it is not herald's, or it is damaged. */
+  const unreadable = (err: HeraldError, where: { channel: string } | { room: string; id: string }) => {
+    metrics.storedDataInvalid('history_entry');
+    if (badEntryLog.due()) logger.warn({ ...where, code: err.code, err: err.message }, 'skipped a history entry that cannot be read');
+  };
+  const entriesOf = (room: string, rows: [string, string[]][]) =>
+    rows.flatMap(([id, fields]) => {
+      try {
+        return entryOf(id, fields);
+      } catch (err) {
+        unreadable(err as HeraldError, { room, id });
+        return [];
+      }
+    });
 
   const onMessage = (ch: string, message: string) => {
     if (sharded ? !ch.startsWith(channel) : ch !== channel) return;
-    const entry = decode(message);
-    if (entry) handler(entry);
-    else if (badMessageLog.due()) logger.warn({ channel: ch }, 'ignored a malformed history message');
+    try {
+      handler(decode(message));
+    } catch (err) {
+      if (!(err instanceof HeraldError)) throw err;
+      unreadable(err, { channel: ch });
+    }
   };
   /** Sharded: rooms whose channel this replica subscribes to, with the SSUBSCRIBE in flight or done. */
   const watched = new Map<string, Promise<void>>();
@@ -81,9 +101,13 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   if (sharded) {
     sub.on('smessage', onMessage);
   } else {
+    // A SUBSCRIBE that timed out while Redis was unreachable is still sent once it connects.
     subscribed = sub.subscribe(channel).then(
       () => undefined,
-      (err: Error) => logger.warn({ err: err.message }, 'history subscribe failed; ioredis retries'),
+      (err: Error) => {
+        metrics.roomSubscribeFailed('history');
+        logger.warn({ err: err.message }, 'history subscribe failed; ioredis sends it again on connect');
+      },
     );
     sub.on('message', onMessage);
   }
@@ -104,17 +128,20 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   sub.on(backEvent, () => {
     const done = resume;
     if (!done) return;
-    const again = (sharded ? Promise.all([...watched.keys()].map((room) => sub.ssubscribe(roomChannel(room)))) : sub.subscribe(channel)).then(() => undefined);
-    if (!sharded) subscribed = again.catch(() => {});
-    again.then(
+    const again = (sharded ? Promise.all([...watched.keys()].map((room) => sub.ssubscribe(roomChannel(room)))) : sub.subscribe(channel)).then(
       () => {
         if (resume !== done) return;
         resume = undefined;
         logger.info({ rooms: sharded ? watched.size : undefined }, 'history subscriber back after a gap; refilling local rooms');
         done();
       },
-      (err: Error) => logger.warn({ err: err.message }, 'history resubscribe failed; ioredis retries'),
+      (err: Error) => {
+        // The gap stays open (no refill, live entries held) until a reconnect resubscribes.
+        metrics.roomSubscribeFailed('history');
+        logger.warn({ err: err.message }, 'history resubscribe failed after a gap; retried at the next reconnect');
+      },
     );
+    if (!sharded) subscribed = again;
   });
 
   return {
@@ -138,17 +165,17 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
           return rows as [string, string[]][];
         });
         if (!found || !rows || found.length === 0) return { entries: [], recovered: false };
-        return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)), recovered: true };
+        return { entries: entriesOf(room, rows), recovered: true };
       }
       // One more than asked: the first row may be the position marker, which is not an entry.
       const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit + 1);
-      return { entries: rows.flatMap(([id, fields]) => entryOf(id, fields)).slice(0, limit), recovered: true };
+      return { entries: entriesOf(room, rows).slice(0, limit), recovered: true };
     },
     async latest(room, count) {
       if (count < 1) return [];
       // The position marker, if among them, is the stream's oldest row: then every entry is too.
       const rows = await pub.xrevrange(key(room), '+', '-', 'COUNT', count);
-      return rows.reverse().flatMap(([id, fields]) => entryOf(id, fields));
+      return entriesOf(room, rows.reverse());
     },
     async position(room, policy, create = true) {
       const found = (await pub.eval(POSITION_SCRIPT, 1, key(room), policy.size, policy.ttlSeconds, create ? '1' : '0')) as [string, number] | null;
@@ -174,7 +201,9 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
     },
     unwatch(room) {
       if (!sharded || !watched.delete(room)) return;
-      sub.sunsubscribe(roomChannel(room)).catch(() => {});
+      // Nothing can be lost: a channel left subscribed only brings entries with no member here to
+      // deliver them to (the next `watch` of the room subscribes it again regardless).
+      sub.sunsubscribe(roomChannel(room)).catch((err: Error) => logger.debug({ room, err: err.message }, 'history room unsubscribe failed'));
     },
     onGap(h) {
       gapHandler = h;
@@ -183,24 +212,32 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   };
 }
 
-function decode(message: string): HistoryEntry | undefined {
+/** A published entry, `<id> <json>`; throws `stored_data_invalid` for anything else. */
+function decode(message: string): HistoryEntry {
   const space = message.indexOf(' ');
+  if (space <= 0) throw new HeraldError('stored_data_invalid', 'A history message has no id.');
   // A slice is a view that keeps the whole message alive for as long as the id is kept (the
   // recovery journal, the last id per room): the id gets bytes of its own.
-  const id = space > 0 ? Buffer.from(message.slice(0, space), 'latin1').toString('latin1') : '';
-  return space > 0 ? entryOf(id, ['m', message.slice(space + 1)])[0] : undefined;
+  const id = Buffer.from(message.slice(0, space), 'latin1').toString('latin1');
+  return entryOf(id, ['m', message.slice(space + 1)])[0]!;
 }
 
-/** Parses a stored or published entry; markers and anything malformed yield nothing. */
+/**
+ * Parses a stored or published entry: none for a room's position marker (no `m` field); throws
+ * `stored_data_invalid` for a field that is not herald's JSON.
+ */
 function entryOf(id: string, fields: string[]): HistoryEntry[] {
   const at = fields.indexOf('m');
   const json = at === -1 ? undefined : fields[at + 1];
   if (json === undefined) return [];
+  let w: Partial<Wire> | null;
   try {
-    const w = JSON.parse(json) as Wire;
-    if (typeof w.room !== 'string' || typeof w.event !== 'string' || typeof w.ts !== 'number') return [];
-    return [{ id, room: w.room, event: w.event, data: w.data, ts: w.ts }];
-  } catch {
-    return [];
+    w = JSON.parse(json) as Partial<Wire> | null;
+  } catch (err) {
+    throw new HeraldError('stored_data_invalid', `History entry ${id} is not JSON.`, { cause: err });
   }
+  if (typeof w?.room !== 'string' || typeof w.event !== 'string' || typeof w.ts !== 'number') {
+    throw new HeraldError('stored_data_invalid', `History entry ${id} lacks room, event or ts.`);
+  }
+  return [{ id, room: w.room, event: w.event, data: w.data, ts: w.ts }];
 }

@@ -1,8 +1,8 @@
 import { HeraldError } from '../errors.js';
-import { authorizedRoom, type PublishAuthorizer } from '../publish/keys.js';
-import type { HistoryRooms } from '../realtime/history-rooms.js';
-import type { Route } from '../transport/http.js';
-import { isStreamId } from './ids.js';
+import { authorizedRoom, type PublishAuthorizer } from '../auth/publish-keys.js';
+import type { HistoryRooms } from './rooms.js';
+import type { Route } from '../http/route.js';
+import { isStreamId } from '../protocol/ids.js';
 
 export const HISTORY_PAGE_DEFAULT = 100;
 export const HISTORY_PAGE_MAX = 1000;

@@ -12,12 +12,6 @@ export interface HistoryEntry {
   readonly ts: number;
 }
 
-/**
- * Most entries a subscribe may ask for with `last`, and most a room's `last=` option may give: a
- * tail is read in one request and sent before the subscribe is answered.
- */
-export const LAST_MAX = 100;
-
 /** How much of a room's history is kept. */
 export interface HistoryPolicy {
   /** Entries kept (approximately). */
@@ -64,7 +58,7 @@ export interface HistoryBackend {
   /** Up to `limit` entries after `since` (exclusive); without `since`, the oldest kept. */
   read(room: RoomName, since: MessageId | undefined, limit: number): Promise<HistoryPage>;
   /**
-   * The room's newest `count` entries (at most `LAST_MAX`), oldest first; fewer when it keeps
+   * The room's newest `count` entries (at most `LAST_MAX`, src/protocol/events.ts), oldest first; fewer when it keeps
    * fewer, none for a room without entries. One read: an entry published meanwhile is either in
    * it or newer than all of it.
    */

@@ -48,7 +48,7 @@ export function startStreamIngest(opts: StreamIngestOptions): { close(): Promise
   const { logger, metrics } = opts;
   // Its own connection: XREADGROUP BLOCK holds it. Commands wait out Redis outages.
   const redis = new Redis(opts.redisUrl, { ...commonOptions(opts.timing), maxRetriesPerRequest: null, connectionName: `herald:${opts.consumer}:ingest` });
-  watchClient(redis, 'ingest', logger, { metrics });
+  watchClient(redis, 'ingest', logger, { metrics, setting: 'REDIS_URL' });
   const blockMs = Math.min(BLOCK_MS, Math.floor(opts.timing.socketTimeoutMs / 2));
   const errorLog = throttle(10_000);
   let closing = false;

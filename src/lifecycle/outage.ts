@@ -10,9 +10,16 @@ import { closeConnectionsInBatches, type Lifecycle } from './lifecycle.js';
 export const OUTAGE_CLOSE_SPREAD_MS = 2000;
 
 export interface OutageGuard {
-  /** True from the moment this replica gave up on its clients until Redis is back: handshakes are refused. */
-  readonly refusing: boolean;
   close(): void;
+}
+
+/**
+ * True once Redis has been unreachable for `closeAfterMs` (REDIS_OUTAGE_CLOSE_SECONDS; 0: never),
+ * until it is back: the moment `guardOutages` gives up on this replica's clients, from which new
+ * handshakes are refused (`redis_unreachable`) so that they land on a replica that can serve them.
+ */
+export function refusingAfterOutage(reachability: Pick<Reachability, 'up' | 'downSince'>, closeAfterMs: number): () => boolean {
+  return () => closeAfterMs > 0 && !reachability.up && Date.now() - (reachability.downSince ?? Date.now()) >= closeAfterMs;
 }
 
 export interface OutageGuardDeps {
@@ -31,21 +38,20 @@ export interface OutageGuardDeps {
  * A replica alive but cut off from Redis serves rooms that miss every other replica's messages,
  * and cannot save its clients' sessions. Readiness already sends new clients elsewhere; once the
  * outage has lasted `closeAfterMs`, this closes the clients it has, each with `herald:disconnect`
- * `{code: "redis_unreachable"}` and an offset any replica can resume from, and refuses new
- * handshakes (`redis_unreachable`) until Redis is back, so that they land on a replica that can
- * serve them. A full Redis outage looks the same from here: then every replica does it, and
- * clients retry (with socket.io-client's back-off) until Redis returns.
+ * `{code: "redis_unreachable"}` and an offset any replica can resume from; new handshakes are
+ * refused meanwhile (`refusingAfterOutage`). A full Redis outage looks the same from here: then
+ * every replica does it, and clients retry (with socket.io-client's back-off) until Redis returns.
  */
 export function guardOutages(deps: OutageGuardDeps): OutageGuard {
   const { reachability, logger } = deps;
-  let refusing = false;
+  let gaveUp = false;
   let timer: NodeJS.Timeout | undefined;
   const body = { code: 'redis_unreachable' as const, message: ERRORS.redis_unreachable.message };
 
   const giveUp = async () => {
     timer = undefined;
     if (reachability.up || deps.lifecycle.phase !== 'ready') return;
-    refusing = true;
+    gaveUp = true;
     const clients = deps.io.of('/').sockets.size;
     logger.warn(
       { clients, downSeconds: Math.round((Date.now() - (reachability.downSince ?? Date.now())) / 1000) },
@@ -67,14 +73,11 @@ export function guardOutages(deps: OutageGuardDeps): OutageGuard {
     if (!up) return arm();
     clearTimeout(timer);
     timer = undefined;
-    if (refusing) logger.info('redis is back: accepting clients again');
-    refusing = false;
+    if (gaveUp) logger.info('redis is back: accepting clients again');
+    gaveUp = false;
   });
   arm();
   return {
-    get refusing() {
-      return refusing;
-    },
     close() {
       clearTimeout(timer);
     },

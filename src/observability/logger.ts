@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import { pino, type Logger } from 'pino';
 import type { LogLevel } from '../config/schema.js';
 
@@ -25,4 +26,20 @@ export function throttle(intervalMs: number): { due(): boolean; reset(): void } 
       last = -Infinity;
     },
   };
+}
+
+/**
+ * Sends what dependencies print with `console` through `logger`, one JSON line each with
+ * `source: "console"`, instead of plain text beside the JSON log. ioredis does: `console.warn`
+ * when a password is sent to a Redis that needs none, when it skips its ready check (an ACL
+ * without INFO), or `console.error` for an error event nobody listens to. For the gateway
+ * process only (src/main.ts); the herald command's own output is not a log.
+ */
+export function routeConsole(logger: Logger): void {
+  const to = (level: 'debug' | 'info' | 'warn' | 'error') => (...args: unknown[]) => logger[level]({ source: 'console' }, format(...args));
+  console.debug = to('debug');
+  console.log = to('info');
+  console.info = to('info');
+  console.warn = to('warn');
+  console.error = to('error');
 }

@@ -1,16 +1,19 @@
 import { createServer } from 'node:http';
-import type { PublishAuthorizer } from '../publish/keys.js';
-import type { Route } from '../transport/http.js';
+import type { HttpRequest, Route } from '../http/route.js';
+import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
-/** `GET /metrics` on the main port, behind the publish keys (or loopback without keys), as Prometheus text. */
-export function metricsRoutes(metrics: Metrics, auth: PublishAuthorizer): Route[] {
+/**
+ * `GET /metrics` on the main port as Prometheus text, behind `allow`, which throws for a caller
+ * who may not read it (app.ts passes the publish keys' check: a key, or loopback without keys).
+ */
+export function metricsRoutes(metrics: Metrics, allow: (req: HttpRequest) => void): Route[] {
   return [
     {
       method: 'GET',
       path: '/metrics',
       async handle(req) {
-        auth.check(req.headers, req.remoteAddress);
+        allow(req);
         return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
       },
     },
@@ -18,7 +21,13 @@ export function metricsRoutes(metrics: Metrics, auth: PublishAuthorizer): Route[
 }
 
 /** `/metrics` alone on its own port (METRICS_PORT), without auth: for a scraper on a private network. */
-export function startMetricsServer(metrics: Metrics, host: string, port: number): Promise<{ close(): Promise<void> }> {
+export interface MetricsServer {
+  listen(host: string, port: number): Promise<void>;
+  /** Stops serving; nothing to do before `listen`. */
+  close(): Promise<void>;
+}
+
+export function createMetricsServer(metrics: Metrics, logger: Logger): MetricsServer {
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();
@@ -26,13 +35,21 @@ export function startMetricsServer(metrics: Metrics, host: string, port: number)
     }
     metrics.registry.metrics().then(
       (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
-      () => res.writeHead(500).end(),
+      (err: unknown) => {
+        logger.error({ err }, 'metrics could not be collected');
+        res.writeHead(500).end();
+      },
     );
   });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () =>
-      resolve({ close: () => new Promise<void>((r) => server.close(() => r())) }),
-    );
-  });
+  return {
+    listen: (host, port) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      }),
+    close: () => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())),
+  };
 }

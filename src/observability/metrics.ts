@@ -30,6 +30,22 @@ export interface Metrics {
   acceptingChanged(accepting: boolean): void;
   /** The MAX_CONNECTIONS in force (`herald_connections_max`); undefined: no cap. */
   setMaxConnections(max: number | undefined): void;
+  /**
+   * A subscribe could not make this replica hear its room: the SSUBSCRIBE of its shard channel
+   * (sharded mode) failed, for a history room (`history`) or another room (`room`). The subscribe
+   * was refused with `unavailable`.
+   */
+  roomSubscribeFailed(kind: 'history' | 'room'): void;
+  /**
+   * Something herald had stored in Redis could not be read back (`stored_data_invalid`): a recovery
+   * `session` (its client starts afresh), a `history_entry` (skipped), a replica's `stats`.
+   */
+  storedDataInvalid(what: 'session' | 'history_entry' | 'stats'): void;
+  /**
+   * A broadcast from outside herald (`@socket.io/redis-emitter`) named `rooms` history rooms: it
+   * was not delivered there, since it bypassed their history (src/history/foreign.ts).
+   */
+  historyBroadcastRefused(rooms: number): void;
   /** A connection was refused authentication, by error code. */
   authFailed(code: string): void;
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
@@ -65,10 +81,11 @@ export interface Metrics {
    * Connection state recovery: a dropped connection's session `saved` (or `save_failed`), an
    * older one `evicted` (over RECOVERY_SESSIONS_PER_USER); a returning one `recovered` whole,
    * `partial` (rooms back, `recovered: false`), `not_found` (expired, unknown, already used or
-   * dropped by a control command), `refused` (another user's session) or `rate_limited` (not
+   * dropped by a control command), `lookup_failed` (the store could not be read, or the session
+   * not parsed: a fresh session), `refused` (another user's session) or `rate_limited` (not
    * looked up: over RECOVERY_RESTORES_PER_IP, or a second restore on one connection).
    */
-  sessionRecovery(outcome: 'saved' | 'save_failed' | 'evicted' | 'recovered' | 'partial' | 'not_found' | 'refused' | 'rate_limited'): void;
+  sessionRecovery(outcome: 'saved' | 'save_failed' | 'evicted' | 'recovered' | 'partial' | 'not_found' | 'lookup_failed' | 'refused' | 'rate_limited'): void;
   /**
    * One webhook delivery attempt of `type` ended: `sent` (2xx), or `failed` (another status, a
    * timeout, no connection), after `latencySeconds`; `retried` when a failed one is scheduled again.
@@ -97,29 +114,18 @@ export interface MetricsSnapshot {
   /** Handshakes refused before they became connections, by reason (`connectionRefused`). */
   connectionsRefused: Record<string, number>;
   slowConsumerDisconnects: number;
+  /** Sessions of dropped connections that could not be saved (`herald_session_recovery_total{outcome="save_failed"}`). */
+  sessionsNotSaved: number;
   ingest: Record<string, number>;
-}
-
-/** State read at scrape time rather than counted on the hot path. */
-export interface LiveState {
-  connectionsByTransport(): Record<string, number>;
-  rooms(): number;
-  subscriptions(): number;
-  redisUp(): number | undefined;
-  phase(): string;
-  maxOutboundBytes(): number;
-  /** Messages this replica received from Redis; undefined without Redis. */
-  redisMessagesReceived(): number | undefined;
 }
 
 /** Fan-out latency buckets, seconds: from a millisecond to seconds. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 /** Backend round trips (webhooks, proxies), seconds. */
 const BACKEND_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-const PHASES = ['starting', 'ready', 'draining', 'stopped'];
 const LATENCY_WINDOW = 10_000;
 
-export function createMetrics(): Metrics & { bindLiveState(state: LiveState): void } {
+export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'herald_' });
   const s: MetricsSnapshot = {
@@ -131,9 +137,9 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     authFailures: {},
     connectionsRefused: {},
     slowConsumerDisconnects: 0,
+    sessionsNotSaved: 0,
     ingest: {},
   };
-  let live: LiveState | undefined;
   let window: number[] = [];
   let seenInWindow = 0;
   const connectionsTotal = new Counter({ name: 'herald_connections_total', help: 'Connections accepted, by transport', labelNames: ['transport'], registers: [registry] });
@@ -150,6 +156,23 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const unconfirmed = new Counter({ name: 'herald_publish_unconfirmed_total', help: 'Publishes answered 503 publish_timeout: not confirmed by Redis in time, outcome unknown', registers: [registry] });
   const duplicates = new Counter({ name: 'herald_publish_duplicates_total', help: 'History-room publishes whose Idempotency-Key was published before (answered with the first id, not published again)', registers: [registry] });
   const outageDisconnects = new Counter({ name: 'herald_redis_outage_disconnects_total', help: 'Clients closed (to reconnect elsewhere) because Redis was unreachable for REDIS_OUTAGE_CLOSE_SECONDS', registers: [registry] });
+  const roomSubscribeFailures = new Counter({
+    name: 'herald_room_subscribe_failures_total',
+    help: 'Subscribes refused (unavailable) because this replica could not subscribe to the room\'s shard channel, by kind (history, room)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const storedInvalid = new Counter({
+    name: 'herald_stored_data_invalid_total',
+    help: 'Data read back from Redis that could not be parsed (stored_data_invalid), by what (session, history_entry, stats)',
+    labelNames: ['what'],
+    registers: [registry],
+  });
+  const historyRefused = new Counter({
+    name: 'herald_history_broadcasts_refused_total',
+    help: 'Broadcasts into history rooms from outside herald (@socket.io/redis-emitter) not delivered there, per room: they bypass history',
+    registers: [registry],
+  });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; draining, redis_unreachable, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
@@ -169,7 +192,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
   const controlCommands = new Counter({ name: 'herald_control_commands_total', help: 'Control API commands this replica answered, by command and outcome (complete, partial, failed)', labelNames: ['command', 'outcome'], registers: [registry] });
   const controlApplied = new Counter({ name: 'herald_control_connections_total', help: 'Local connections a control command acted on, by command', labelNames: ['command'], registers: [registry] });
   const revocationCheckFailures = new Counter({ name: 'herald_revocation_check_failures_total', help: 'Token revocation checks that could not reach Redis (the token was judged on what this replica knows)', registers: [registry] });
-  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved, save_failed or evicted, and returning connections recovered, partial, not_found, refused or rate_limited', labelNames: ['outcome'], registers: [registry] });
+  const recoveries = new Counter({ name: 'herald_session_recovery_total', help: 'Connection state recovery: sessions saved, save_failed or evicted, and returning connections recovered, partial, not_found, lookup_failed, refused or rate_limited', labelNames: ['outcome'], registers: [registry] });
   const webhookAttempts = new Counter({ name: 'herald_webhooks_total', help: 'Webhook delivery attempts, by type and outcome (sent: 2xx; failed; retried: scheduled again)', labelNames: ['type', 'outcome'], registers: [registry] });
   const webhookDrops = new Counter({ name: 'herald_webhooks_dropped_total', help: 'Webhooks given up, by type and reason (queue_full, expired, shutdown)', labelNames: ['type', 'reason'], registers: [registry] });
   const webhookLatency = new Histogram({ name: 'herald_webhook_latency_seconds', help: 'Webhook request to answer (or timeout)', buckets: BACKEND_BUCKETS, registers: [registry] });
@@ -183,63 +206,8 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers: [registry],
   });
-  new Gauge({
-    name: 'herald_connections',
-    help: 'Open connections, by transport',
-    labelNames: ['transport'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [t, n] of Object.entries(live?.connectionsByTransport() ?? {})) this.set({ transport: t }, n);
-    },
-  });
-  new Gauge({ name: 'herald_rooms', help: 'Rooms with at least one local member', registers: [registry], collect() { this.set(live?.rooms() ?? 0); } });
-  new Gauge({ name: 'herald_subscriptions', help: 'Local room memberships (socket-id rooms excluded)', registers: [registry], collect() { this.set(live?.subscriptions() ?? 0); } });
-  new Gauge({
-    name: 'herald_redis_up',
-    help: '1 when the configured Redis is usable, 0 when not (absent without Redis)',
-    registers: [registry],
-    collect() {
-      this.reset();
-      const up = live?.redisUp();
-      if (up !== undefined) this.set(up);
-    },
-  });
-  new Gauge({
-    name: 'herald_lifecycle_phase',
-    help: '1 for the current phase (starting, ready, draining, stopped)',
-    labelNames: ['phase'],
-    registers: [registry],
-    collect() {
-      for (const p of PHASES) this.set({ phase: p }, live?.phase() === p ? 1 : 0);
-    },
-  });
-  new Counter({
-    name: 'herald_redis_messages_received_total',
-    help: 'Pub/sub messages this replica received from Redis (classic: every broadcast; sharded: only its rooms)',
-    registers: [registry],
-    collect() {
-      const n = live?.redisMessagesReceived();
-      if (n !== undefined) {
-        this.reset();
-        this.inc(n);
-      }
-    },
-  });
-  new Gauge({
-    name: 'herald_outbound_buffer_max_bytes',
-    help: 'Largest outbound buffer of any local connection at the last check',
-    registers: [registry],
-    collect() {
-      this.set(live?.maxOutboundBytes() ?? 0);
-    },
-  });
-
   return {
     registry,
-    bindLiveState(state) {
-      live = state;
-    },
     connectionOpened(transport) {
       s.connections++;
       s.connectionsTotal++;
@@ -294,6 +262,15 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       if (max === undefined) maxConnections.reset();
       else maxConnections.set(max);
     },
+    roomSubscribeFailed(kind) {
+      roomSubscribeFailures.inc({ kind });
+    },
+    storedDataInvalid(what) {
+      storedInvalid.inc({ what });
+    },
+    historyBroadcastRefused(rooms) {
+      historyRefused.inc(rooms);
+    },
     authFailed(code) {
       s.authFailures[code] = (s.authFailures[code] ?? 0) + 1;
       authFailures.inc({ code });
@@ -322,6 +299,7 @@ export function createMetrics(): Metrics & { bindLiveState(state: LiveState): vo
       revocationCheckFailures.inc();
     },
     sessionRecovery(outcome) {
+      if (outcome === 'save_failed') s.sessionsNotSaved++;
       recoveries.inc({ outcome });
     },
     webhookAttempt(type, outcome, latencySeconds) {

@@ -1,7 +1,7 @@
-import { authorizedRoom, type PublishAuthorizer } from '../publish/keys.js';
-import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from '../realtime/presence-rooms.js';
+import { authorizedRoom, type PublishAuthorizer } from '../auth/publish-keys.js';
+import { PRESENCE_PAGE_DEFAULT, type PresenceRooms } from './rooms.js';
 import { HeraldError } from '../errors.js';
-import type { Route } from '../transport/http.js';
+import type { Route } from '../http/route.js';
 
 /** `GET /v1/rooms/:room/presence?cursor=<user>&limit=<n>` for backends (publish keys). */
 export function presenceRoutes(presence: PresenceRooms | undefined, auth: PublishAuthorizer): Route[] {

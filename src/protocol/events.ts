@@ -22,6 +22,12 @@ export type SubscribeAck =
   | { ok: true; room: RoomName; recovered?: boolean; offset?: MessageId }
   | { ok: false; error: ErrorBody };
 
+/**
+ * Most entries a subscribe may ask for with `last`, and most a history room's `last=` option may
+ * give: a tail is read in one request and sent before the subscribe is answered.
+ */
+export const LAST_MAX = 100;
+
 /** Prefix of herald's own server-to-client events; publishers may not use it. */
 export const SYSTEM_EVENT_PREFIX = 'herald:';
 

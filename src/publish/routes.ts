@@ -1,6 +1,6 @@
 import { HeraldError } from '../errors.js';
-import type { Route } from '../transport/http.js';
-import type { PublishAuthorizer } from './keys.js';
+import type { Route } from '../http/route.js';
+import type { PublishAuthorizer } from '../auth/publish-keys.js';
 import { parsePublishRequest, type Publisher } from './service.js';
 
 /** The header a publisher sets to retry without duplicates; sent to the history backend as a dedupe key. */

@@ -3,7 +3,7 @@ import { ReplyError } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { assertDepth, containsBinary } from '../limits/json-depth.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { HistoryRooms } from '../realtime/history-rooms.js';
+import type { HistoryRooms } from '../history/rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
 import { messageIds } from './message-id.js';

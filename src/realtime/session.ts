@@ -1,12 +1,11 @@
 import type { Server, Socket } from 'socket.io';
-import { ANONYMOUS, identityFromClaims, userRoom, type Identity } from '../auth/identity.js';
-import type { AccessPolicy } from '../auth/access.js';
+import { ANONYMOUS, identityFromClaims, identityOf, setIdentity, userRoom, type Identity } from '../auth/identity.js';
+import { grantedRooms, type AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT, TOKEN_EXPIRING_EVENT } from '../protocol/events.js';
 import { answer } from './ack.js';
-import { grantedRooms } from './join.js';
 import type { ConnectGuard } from './connect-guard.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -28,11 +27,6 @@ export interface SessionDeps {
   connects: ConnectGuard;
   /** CONNECT_PROXY_URL: decides the handshakes that carry no token. */
   connectProxy?: ConnectProxy;
-}
-
-/** The identity established at connect (and replaced by `refresh`). */
-export function identityOf(socket: Socket): Identity {
-  return (socket.data as { identity?: Identity }).identity ?? ANONYMOUS;
 }
 
 /**
@@ -57,7 +51,7 @@ export class Sessions {
     deps.connects.use(io.of('/'), (socket, next) => {
       authenticate(socket, deps).then(
         (identity) => {
-          (socket.data as { identity: Identity }).identity = identity;
+          setIdentity(socket, identity);
           next();
         },
         (err: unknown) => {
@@ -145,7 +139,7 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   const claims = await deps.verifier.verify(token);
   const next = identityFromClaims(claims);
   if (next.userId !== current.userId) throw new HeraldError('forbidden', 'A refreshed token must be for the same user ("sub").');
-  (socket.data as { identity: Identity }).identity = next;
+  setIdentity(socket, next);
   const removed: string[] = [];
   for (const room of socket.rooms) {
     // Rooms the backend granted (the subscribe proxy, POST /v1/subscribe) stay: it decided for this user, and it is the same user.

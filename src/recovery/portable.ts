@@ -1,6 +1,6 @@
 import type { Socket } from 'socket.io';
 import { userRoom } from '../auth/identity.js';
-import { isStreamId } from '../history/ids.js';
+import { isStreamId } from '../protocol/ids.js';
 import { DISCONNECT_EVENT, type MessageId } from '../protocol/events.js';
 import { isConnectionRoom, validateRoom, type RoomName } from '../protocol/rooms.js';
 import type { ErrorBody } from '../errors.js';

@@ -4,14 +4,15 @@ import type { Socket } from 'socket.io';
 import type { Adapter, BroadcastOptions, Session } from 'socket.io-adapter';
 import type { AdapterRecovery, Packet } from '../cluster/adapter.js';
 import { userRoom, type Identity } from '../auth/identity.js';
-import { isStreamId } from '../history/ids.js';
+import { HeraldError } from '../errors.js';
+import { isStreamId } from '../protocol/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
 import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
-import { baseOf, decodePortable } from './portable.js';
+import { baseOf, decodePortable, encodePortable, portableStateOf } from './portable.js';
 import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
 
 /** Pauses before looking for a session again that was not there yet (at most 350 ms in all). */
@@ -90,6 +91,16 @@ export class Recovery implements AdapterRecovery {
     return this.deps.journal;
   }
 
+  /**
+   * The offset of `socket`'s last packet, portable (src/recovery/portable.ts): its client recovers
+   * from it on any replica even when its session cannot be saved (a drain, a Redis outage).
+   */
+  finalOffset(socket: Socket): string {
+    const { deps } = this;
+    const granted = new Set(deps.grantedOf(socket));
+    return encodePortable(portableStateOf(socket, deps.journal, { isHistoryRoom: (room) => deps.isHistoryRoom(room), granted, user: deps.identityOf(socket).userId ?? null }));
+  }
+
   stamp(adapter: Adapter, packet: Packet, opts: BroadcastOptions): Packet {
     if ((packet.type !== EVENT && packet.type !== BINARY_EVENT) || packet.id !== undefined || opts.flags?.volatile || !packet.data) return packet;
     const { seq, offset } = this.deps.journal.next();
@@ -145,13 +156,21 @@ export class Recovery implements AdapterRecovery {
   /** Finds the session of `pid` and reads it; it is taken only once its user is checked (`check`). */
   async restore(adapter: Adapter, pid: string, offset: string): Promise<Session> {
     if (adapter.nsp.name !== '/') return null as unknown as Session;
-    let stored = await this.deps.store.peek(pid);
-    // A client that reconnects the moment its connection dropped can ask before the replica it
-    // left has written the session: look again a little later before giving up on it.
-    for (const wait of RETAKE_MS) {
-      if (stored) break;
-      await delay(wait);
+    let stored: StoredSession | undefined;
+    let failed = false;
+    try {
       stored = await this.deps.store.peek(pid);
+      // A client that reconnects the moment its connection dropped can ask before the replica it
+      // left has written the session: look again a little later before giving up on it.
+      for (const wait of RETAKE_MS) {
+        if (stored) break;
+        await delay(wait);
+        stored = await this.deps.store.peek(pid);
+      }
+    } catch (err) {
+      // Socket.IO would drop this error without a word (its debug log): the client starts afresh.
+      this.lookupFailed(err);
+      failed = true;
     }
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
       // Closed by a replica that could not save it (portable.ts): a fresh id, its rooms as `since`.
@@ -160,7 +179,7 @@ export class Recovery implements AdapterRecovery {
         const plan: RecoveryPlan = { user: null, rooms: [...portable.rooms], granted: [], history: { ...portable.history }, portable: { incomplete: portable.partial } };
         return { sid: randomBytes(15).toString('base64url'), pid, rooms: [], data: { [PLAN]: plan }, missedPackets: [] } as unknown as Session;
       }
-      this.deps.metrics.sessionRecovery('not_found');
+      if (!failed) this.deps.metrics.sessionRecovery('not_found');
       return null as unknown as Session;
     }
     const pending: Pending = { pid, offset, user: stored.user };
@@ -193,14 +212,23 @@ export class Recovery implements AdapterRecovery {
     }
     this.accept(socket, pending).then(
       () => next(),
-      (err: Error) => {
-        if (this.failureLog.due()) this.deps.logger.warn({ err: err.message }, 'could not take a session back for recovery; its client starts afresh');
-        this.deps.metrics.sessionRecovery('not_found');
+      (err: unknown) => {
+        this.lookupFailed(err);
         renew(socket, true);
         next();
       },
     );
   };
+
+  /** The session store could not be read (Redis) or gave a session that cannot be parsed: counted, logged, a fresh session. */
+  private lookupFailed(err: unknown): void {
+    const unreadable = err instanceof HeraldError && err.code === 'stored_data_invalid';
+    if (unreadable) this.deps.metrics.storedDataInvalid('session');
+    this.deps.metrics.sessionRecovery('lookup_failed');
+    if (this.failureLog.due()) {
+      this.deps.logger.warn({ code: unreadable ? err.code : undefined, err: (err as Error).message }, 'could not read a session back for recovery; its client starts afresh');
+    }
+  }
 
   private async accept(socket: Socket, pending: Pending): Promise<void> {
     const stored = await this.deps.store.take(pending.pid);

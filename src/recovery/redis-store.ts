@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { RedisClient } from '../cluster/redis.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { answerShared, type Ring } from './ring.js';
-import { parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore } from './store.js';
+import { parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
 import type { Journal } from './journal.js';
 
 /**
@@ -102,6 +102,7 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
     };
     const next = (writing.get(room) ?? Promise.resolve()).then(run, run);
     writing.set(room, next);
+    // `next` itself goes to the caller, who handles its failure; this copy only clears the entry.
     void next.finally(() => {
       if (writing.get(room) === next) writing.delete(room);
     }).catch(() => {});
@@ -154,7 +155,7 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
         hashes.map(async (h) => {
           for (let attempt = 0; attempt < AMEND_ATTEMPTS; attempt++) {
             const raw = await redis.get(sessionKeyOf(h));
-            const session = raw === null ? undefined : parseStored(raw);
+            const session = raw === null ? undefined : readable(raw);
             const next = session && amend(session);
             if (raw === null || next === undefined) return;
             const sha = createHash('sha1').update(raw).digest('hex');
@@ -168,4 +169,17 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       );
     },
   };
+}
+
+/**
+ * A session a control command can change, or none. One that cannot be parsed is left as it is:
+ * nothing is lost, since it cannot be restored either (`take` refuses it, counted where the
+ * restore is: `herald_stored_data_invalid_total{what="session"}`).
+ */
+function readable(raw: string): StoredSession | undefined {
+  try {
+    return parseStored(raw);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { HeraldError } from '../errors.js';
 import type { MessageId } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { idParts, lastShared } from './ring.js';
@@ -76,17 +77,21 @@ export function waitingKey(key: WaitingKey): string {
   return 'user' in key ? `u:${key.user}` : 'client' in key ? `c:${key.client}` : `j:${key.jti}`;
 }
 
-/** A stored session from its JSON; undefined for anything else. Sessions of the previous format are converted. */
-export function parseStored(raw: string): StoredSession | undefined {
+/**
+ * A stored session from its JSON; sessions of the previous format are converted. Anything else
+ * throws `stored_data_invalid`: its client cannot be restored from it, and gets a fresh session.
+ */
+export function parseStored(raw: string): StoredSession {
   let s: (Omit<StoredSession, 'v'> & { v: number }) | undefined;
   try {
     s = JSON.parse(raw) as typeof s;
-  } catch {
-    return undefined;
+  } catch (err) {
+    throw new HeraldError('stored_data_invalid', 'A stored recovery session is not JSON.', { cause: err });
   }
-  if (!s || typeof s !== 'object' || typeof s.sid !== 'string' || typeof s.history !== 'object') return undefined;
+  if (!s || typeof s !== 'object' || typeof s.sid !== 'string' || typeof s.history !== 'object' || s.history === null || (s.v !== 1 && s.v !== 2)) {
+    throw new HeraldError('stored_data_invalid', 'A stored recovery session is not one herald wrote (format 1 or 2).');
+  }
   if (s.v === 2) return s as StoredSession;
-  if (s.v !== 1) return undefined;
   // Version 1 kept sends as [seq, id] pairs.
   for (const t of Object.values(s.history)) {
     const pairs = t.sends as unknown as [number, MessageId][];

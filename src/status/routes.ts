@@ -1,5 +1,5 @@
-import type { StatsReporter } from '../observability/stats.js';
-import type { Route } from '../transport/http.js';
+import type { StatsReporter } from './stats.js';
+import type { Route } from '../http/route.js';
 import { statusPageHtml } from './page.js';
 
 /**

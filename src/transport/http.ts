@@ -1,38 +1,16 @@
 import { STATUS_CODES } from 'node:http';
 import { HeraldError, toHeraldError } from '../errors.js';
+import type { HttpReply, HttpRequest, Route } from '../http/route.js';
 import type { Logger } from '../observability/logger.js';
 
-/** A fully read HTTP request, the same on both transports. Header names are lower-case. */
-export interface HttpRequest {
-  readonly method: string;
-  readonly path: string;
-  readonly query: URLSearchParams;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly remoteAddress: string;
-  readonly body: Buffer;
-  /** Values of the route's `:name` segments, URL-decoded. */
-  readonly params: Readonly<Record<string, string>>;
-}
-
-/** A reply: JSON unless `contentType` is given, in which case `body` is sent as the string it is. */
-export interface HttpReply {
-  readonly status: number;
-  readonly body: unknown;
-  readonly contentType?: string;
-}
+// The transports (node.ts, uws.ts) take the request and reply shapes from here, with the helpers.
+export type { HttpReply, HttpRequest, Route };
 
 /** The bytes and headers of a reply, the same on both transports. */
 export function renderReply(reply: HttpReply, replicaId: string): { body: string; headers: [string, string][] } {
   const headers = replyHeaders(replicaId);
   if (reply.contentType) headers[0] = ['content-type', reply.contentType];
   return { body: reply.contentType ? String(reply.body) : JSON.stringify(reply.body), headers };
-}
-
-export interface Route {
-  readonly method: 'GET' | 'POST';
-  /** Exact path; a segment `:name` matches any one segment and is passed in `params`. */
-  readonly path: string;
-  handle(req: HttpRequest): HttpReply | Promise<HttpReply>;
 }
 
 /** What a transport needs to serve herald's HTTP routes. */

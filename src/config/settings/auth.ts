@@ -1,6 +1,6 @@
 import { createPublicKey } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import { hasAuth, integer, JWT_SECRET_MIN_LENGTH, list, readPem, setting } from '../parse.js';
+import { hasAuth, integer, JWT_SECRET_MIN_LENGTH, list, readJwksFile, readPem, setting } from '../parse.js';
 import { isValidPattern } from '../../protocol/patterns.js';
 
 /** Connection tokens, public rooms, anonymous clients, browser origins. */
@@ -53,6 +53,7 @@ export const AUTH_SETTINGS = [
         throw new Error('must be an http(s):// or file: URL');
       }
       if (!['https:', 'http:', 'file:'].includes(url.protocol)) throw new Error('must be an http(s):// or file: URL');
+      if (url.protocol === 'file:') readJwksFile(url);
       if (url.protocol === 'http:') {
         // Keys fetched in the clear can be swapped in transit: whoever does that signs any token.
         if (env.NODE_ENV === 'production') throw new Error('must be an https:// or file: URL when NODE_ENV=production, got http://');

@@ -1,4 +1,4 @@
-import { LAST_MAX } from '../../history/types.js';
+import { LAST_MAX } from '../../protocol/events.js';
 import { isValidPattern } from '../../protocol/patterns.js';
 import { integer, list, setting } from '../parse.js';
 import type { HistoryRule } from '../types.js';

@@ -3,8 +3,8 @@ import type { PresenceRule } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
-import type { Member, PresenceBackend } from '../presence/types.js';
-import { identityOf } from './session.js';
+import type { Member, PresenceBackend } from './types.js';
+import { identityOf } from '../auth/identity.js';
 
 export const PRESENCE_PAGE_DEFAULT = 100;
 export const PRESENCE_PAGE_MAX = 1000;

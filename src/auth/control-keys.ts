@@ -3,7 +3,7 @@ import type { PublishKey } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
 import { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
-import { isLoopback } from '../publish/keys.js';
+import { isLoopback } from './publish-keys.js';
 
 /** What a control caller may do. */
 export interface ControlScope {

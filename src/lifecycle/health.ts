@@ -1,7 +1,7 @@
 import type { Bus } from '../cluster/bus.js';
-import type { Lifecycle } from '../lifecycle/lifecycle.js';
-import type { Route } from '../transport/http.js';
-import type { Metrics } from './metrics.js';
+import type { Lifecycle } from './lifecycle.js';
+import type { Route } from '../http/route.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /**
  * `/healthz`: the process is alive (200 until it exits).

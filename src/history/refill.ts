@@ -1,6 +1,6 @@
 import type { Server } from 'socket.io';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { HistoryBackend, HistoryEntry, HistoryPolicy } from '../history/types.js';
+import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RESET_EVENT, type MessageId, type Reset } from '../protocol/events.js';
@@ -150,6 +150,8 @@ export class GapRefill {
   /** Tells `room`'s members their stream has a gap herald cannot fill, with the position to continue from. */
   private async reset(room: RoomName, code: Reset['code']): Promise<void> {
     const policy = this.host.policyFor(room);
+    // Without a position the members are told to reload with no offset (their next subscribe
+    // starts at the room's position then): the reset below says so, nothing is hidden.
     const offset = code === 'history_lost' && policy ? (await this.host.backend.position(room, policy).catch(() => undefined))?.id : undefined;
     // Entries up to the new position are part of what the members reload.
     if (offset !== undefined) this.host.reloadFrom(room, offset);

@@ -1,15 +1,16 @@
 import type { Server, Socket } from 'socket.io';
+import { ROOM_CHANNEL_FAILED } from '../cluster/bus.js';
 import { HeraldError } from '../errors.js';
-import { compareIds, isStreamId } from '../history/ids.js';
-import { LAST_MAX, type HistoryBackend, type HistoryEntry, type HistoryPolicy } from '../history/types.js';
+import { compareIds, isStreamId } from '../protocol/ids.js';
+import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { MessageId } from '../protocol/events.js';
+import { LAST_MAX, type MessageId } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
 import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
 import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
-import { GapRefill } from './history-refill.js';
+import { GapRefill } from './refill.js';
 
 export type { Pace, RoomBudget } from './catchup.js';
 
@@ -44,7 +45,7 @@ const REPLAY_PAGE = 1000;
  *
  * Live delivery survives the bus: per local room herald remembers the last entry it delivered,
  * and when the backend reports a gap it refills each room from there (`GapRefill`,
- * src/realtime/history-refill.ts), or tells the members to reload (`herald:reset`).
+ * src/history/refill.ts), or tells the members to reload (`herald:reset`).
  */
 export class HistoryRooms {
   private readonly catchups = new Map<RoomName, Map<string, Catchup>>();
@@ -52,6 +53,7 @@ export class HistoryRooms {
   private readonly last = new Map<RoomName, MessageId>();
   private readonly gaps: GapRefill;
   private readonly unreachableLog = throttle(10_000);
+  private readonly watchLog = throttle(10_000);
 
   constructor(
     private readonly io: Server,
@@ -125,8 +127,16 @@ export class HistoryRooms {
     const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);
-    // Live entries must be arriving before history is read, or one published in between is lost.
-    await this.backend.watch(room).catch(() => {});
+    // Live entries must be arriving before history is read, or one published in between is lost;
+    // a replica that cannot hear the room at all must not answer that the socket is subscribed.
+    try {
+      await this.backend.watch(room);
+    } catch (err) {
+      this.metrics.roomSubscribeFailed('history');
+      if (this.watchLog.due()) this.logger.warn({ room, err: (err as Error).message }, 'could not subscribe to a history room\'s channel; subscribe refused (unavailable)');
+      if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
+      throw new HeraldError('unavailable', ROOM_CHANNEL_FAILED, { cause: err });
+    }
     const stillWanted = () => socket.connected && socket.rooms.has(room) && this.catchups.get(room)?.get(socket.id) === catchup;
 
     let mark: MessageId | undefined;

@@ -1,4 +1,4 @@
-import type { MessageId } from '../protocol/events.js';
+import type { MessageId } from './events.js';
 
 const ID = /^(\d{1,15})-(\d{1,15})$/;
 

@@ -1,5 +1,8 @@
 import type { RedisClient } from '../cluster/redis.js';
-import type { LiveState, Metrics } from './metrics.js';
+import { HeraldError } from '../errors.js';
+import { throttle, type Logger } from '../observability/logger.js';
+import type { LiveState } from '../observability/live.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** How often each replica computes and shares its numbers. */
 export const STATS_INTERVAL_MS = 2000;
@@ -27,11 +30,20 @@ export interface ReplicaStats {
  */
 export class StatsReporter {
   private last: ReplicaStats;
+  private readonly failureLog = throttle(10_000);
   private prev: { at: number; delivered: number; published: number };
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly opts: { replicaId: string; metrics: Metrics; live: LiveState; redis: RedisClient | undefined; keyPrefix: string },
+    private readonly opts: {
+      replicaId: string;
+      metrics: Metrics;
+      live: LiveState;
+      redis: RedisClient | undefined;
+      keyPrefix: string;
+      /** For the shared hash's failures (quiet during an outage: src/cluster/reachability.ts). */
+      logger: Logger;
+    },
   ) {
     const snap = opts.metrics.snapshot();
     this.prev = { at: Date.now(), delivered: snap.delivered, published: snap.published };
@@ -46,16 +58,13 @@ export class StatsReporter {
 
   /** Every replica with fresh numbers (this one at least), sorted by id. */
   async cluster(): Promise<ReplicaStats[]> {
-    const others = this.opts.redis ? await this.opts.redis.hgetall(this.key()).catch(() => ({})) : {};
+    // Without Redis the page shows this replica alone, as on a single node.
+    const others = this.opts.redis ? await this.opts.redis.hgetall(this.key()).catch((err: Error) => this.failed<Record<string, string>>('read', err, {})) : {};
     const now = Date.now();
     const all = new Map<string, ReplicaStats>();
-    for (const json of Object.values(others as Record<string, string>)) {
-      try {
-        const s = JSON.parse(json) as ReplicaStats;
-        if (now - s.at < STALE_MS) all.set(s.replica, s);
-      } catch {
-        // Not ours or damaged: ignore.
-      }
+    for (const [replica, json] of Object.entries(others)) {
+      const s = this.parse(replica, json);
+      if (s && now - s.at < STALE_MS) all.set(s.replica, s);
     }
     all.set(this.last.replica, this.last);
     return [...all.values()].sort((a, b) => a.replica.localeCompare(b.replica));
@@ -63,7 +72,7 @@ export class StatsReporter {
 
   close(): void {
     clearInterval(this.timer);
-    void this.opts.redis?.hdel(this.key(), this.opts.replicaId).catch(() => {});
+    void this.opts.redis?.hdel(this.key(), this.opts.replicaId).catch((err: Error) => this.failed('remove', err, 0));
   }
 
   private key(): string {
@@ -73,7 +82,27 @@ export class StatsReporter {
   private tick(): void {
     this.last = this.compute();
     const { redis } = this.opts;
-    if (redis) void redis.hset(this.key(), this.opts.replicaId, JSON.stringify(this.last)).catch(() => {});
+    if (redis) void redis.hset(this.key(), this.opts.replicaId, JSON.stringify(this.last)).catch((err: Error) => this.failed('write', err, 0));
+  }
+
+  /** The other replicas' view misses this replica's numbers, or theirs, until the next tick: logged, nothing else. */
+  private failed<T>(what: 'read' | 'write' | 'remove', err: Error, fallback: T): T {
+    if (this.failureLog.due()) this.opts.logger.warn({ what, err: err.message }, 'status page stats: the shared hash in Redis failed');
+    return fallback;
+  }
+
+  /** Another replica's numbers; a field that is not (counted: `stored_data_invalid`) is left out. */
+  private parse(replica: string, json: string): ReplicaStats | undefined {
+    try {
+      const s = JSON.parse(json) as Partial<ReplicaStats> | null;
+      if (typeof s?.replica === 'string' && typeof s.at === 'number') return s as ReplicaStats;
+    } catch {
+      // Reported below, as for a value of the wrong shape.
+    }
+    const err = new HeraldError('stored_data_invalid', `The stats of replica "${replica}" are not herald's JSON.`);
+    this.opts.metrics.storedDataInvalid('stats');
+    if (this.failureLog.due()) this.opts.logger.warn({ replica, code: err.code, err: err.message }, 'status page stats: skipped a replica whose numbers cannot be read');
+    return undefined;
   }
 
   private compute(): ReplicaStats {

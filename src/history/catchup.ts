@@ -1,10 +1,10 @@
 import type { Socket } from 'socket.io';
-import type { HistoryEntry } from '../history/types.js';
+import type { HistoryEntry } from './types.js';
 import type { MessageId, MessageMeta } from '../protocol/events.js';
 import type { RoomName } from '../protocol/rooms.js';
 
 // The parts of a history catch-up (a `since`, `last` or recovery replay to one socket) that
-// `HistoryRooms` (src/realtime/history-rooms.ts) puts together.
+// `HistoryRooms` (src/history/rooms.ts) puts together.
 
 /**
  * A client's allowance of new history rooms: streams herald creates in Redis for rooms that have

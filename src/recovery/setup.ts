@@ -1,0 +1,42 @@
+import type { Server } from 'socket.io';
+import { grantedRooms } from '../auth/access.js';
+import { identityOf } from '../auth/identity.js';
+import type { Bus } from '../cluster/bus.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { RoomName } from '../protocol/rooms.js';
+import { Journal } from './journal.js';
+import { Recovery } from './recovery.js';
+import { createRedisSessionStore } from './redis-store.js';
+import { createMemorySessionStore } from './store.js';
+
+/**
+ * Connection state recovery (CONNECTION_RECOVERY_SECONDS), its sessions where the bus keeps its
+ * state (Redis, or this process's memory); undefined when off. Herald's adapter runs it: build it
+ * before the adapter is installed.
+ */
+export function createRecovery(
+  config: Config,
+  deps: { io: Server; bus: Bus; isHistoryRoom(room: RoomName): boolean; logger: Logger; metrics: Metrics },
+): Recovery | undefined {
+  if (config.connectionRecoverySeconds === 0) return undefined;
+  const { io, bus } = deps;
+  const journal = new Journal({ roomEntries: config.recoveryJournalRoomEntries, entries: config.recoveryJournalEntries, socketSends: config.recoverySocketSends });
+  const perUser = config.recoverySessionsPerUser;
+  const store = bus.redis
+    ? createRedisSessionStore(bus.redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries)
+    : createMemorySessionStore(journal, perUser);
+  return new Recovery({
+    store,
+    journal,
+    windowMs: config.connectionRecoverySeconds * 1000,
+    isHistoryRoom: deps.isHistoryRoom,
+    identityOf,
+    grantedOf: (socket) => [...grantedRooms(socket)],
+    inUse: (room) => io.of('/').adapter.rooms.has(room),
+    maxRooms: config.maxSubscriptions,
+    logger: deps.logger,
+    metrics: deps.metrics,
+  });
+}
