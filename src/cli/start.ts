@@ -6,14 +6,14 @@ export const start: Command = {
   summary: 'run the gateway (as npm start), configured by environment variables',
   help: `Usage: herald start
 
-Runs the gateway, configured by environment variables (README's Configuration lists them; herald
-check finds mistakes in them). Logs JSON lines on stdout, with a warning for every variable that
+Runs the gateway, configured by environment variables (docs/reference/configuration.md lists them;
+herald check finds mistakes in them). Logs JSON lines on stdout, with a warning for every variable that
 looks like a misspelled setting (PUBLISH_KEY for PUBLISH_KEYS). Exits 1 at once, listing every
 problem, when the configuration is invalid. SIGTERM or SIGINT drains it over DRAIN_SECONDS, then it
 exits 0.
 
 npm start and the container image also give node --max-semi-space-size=8 (a smaller young
-generation, see Deploy in README); for the same here: NODE_OPTIONS=--max-semi-space-size=8 herald start
+generation, see docs/reference/deploy.md); for the same here: NODE_OPTIONS=--max-semi-space-size=8 herald start
 `,
   async run(args, io) {
     let options;

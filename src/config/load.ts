@@ -49,7 +49,7 @@ export function loadSettings<K extends keyof Config>(env: Readonly<Record<string
   return Object.freeze(values as Pick<Config, K>);
 }
 
-/** The Markdown table of README's configuration section, generated so it cannot drift. */
+/** The Markdown table of docs/reference/configuration.md, generated so it cannot drift. */
 export function renderConfigTable(): string {
   const rows = SETTINGS.map((s) => `| \`${s.env}\` | ${s.defaultText} | ${s.doc} |`);
   return ['| Variable | Default | Meaning |', '| --- | --- | --- |', ...rows].join('\n');

@@ -10,7 +10,7 @@ import { EVENTS_SETTINGS } from './settings/events.js';
 
 export * from './types.js';
 
-/** Every setting, in the order README's table lists them. */
+/** Every setting, in the order docs/reference/configuration.md's table lists them. */
 export const SETTINGS = [
   ...CORE_SETTINGS,
   ...HISTORY_SETTINGS,

@@ -217,7 +217,7 @@ export interface HistoryRule {
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /**
- * One environment variable: its documentation, the default shown in README, and a parser that
+ * One environment variable: its documentation, the default shown in the docs, and a parser that
  * returns the value or throws a message saying what is allowed.
  */
 export interface Setting<K extends keyof Config> {

@@ -6,7 +6,7 @@ export const SIGNATURE_HEADER = 'herald-signature';
 /**
  * `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, as Stripe signs its webhooks:
  * the timestamp is inside the MAC, so a receiver that refuses old `t` also refuses replays.
- * README shows the receiver's side in a few lines of Node.
+ * docs/reference/backend-events.md shows the receiver's side in a few lines of Node.
  */
 export function signatureOf(secret: string, body: string, nowSeconds = Math.floor(Date.now() / 1000)): string {
   return `t=${nowSeconds},v1=${hmac(secret, nowSeconds, body)}`;

@@ -1,4 +1,4 @@
-/** Every webhook type, in the order README lists them; `WEBHOOK_EVENTS` picks among these. */
+/** Every webhook type, in the order docs/reference/backend-events.md lists them; `WEBHOOK_EVENTS` picks among these. */
 export const WEBHOOK_TYPES = ['connection.opened', 'connection.closed', 'room.occupied', 'room.vacated', 'presence.joined', 'presence.left'] as const;
 export type WebhookType = (typeof WEBHOOK_TYPES)[number];
 

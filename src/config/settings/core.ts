@@ -111,7 +111,7 @@ export const CORE_SETTINGS = [
   setting({
     env: 'REDIS_KEY_PREFIX',
     key: 'redisKeyPrefix',
-    doc: 'Pub/sub channel prefix of the Redis adapter; a backend using `@socket.io/redis-emitter` must pass the same `key`.',
+    doc: 'Pub/sub channel prefix of the Redis adapter; a backend using `@socket.io/redis-emitter` (rooms without history only) must pass the same `key`.',
     defaultText: 'socket.io',
     parse: (raw) => {
       if (raw === undefined || raw === '') return 'socket.io';
