@@ -8,23 +8,64 @@
  * its array buffers (where the journal's typed arrays live) after a full GC, before and after. With members, one client subscribed to every room receives
  * every message before the heap is read. Prints a markdown table.
  *
- * N=…, M=… and SIZES=small,60k change the run; CASES=on,off picks recovery settings.
+ * N=…, M=… and SIZES=small,60k change the run; CASES=on,off picks recovery settings. `npm run bench`
+ * runs it with the defaults as one of its steps; alone, `--record` also stores the rows in
+ * bench/results.json (shown by `node --import tsx bench/run.ts --report` as a separate run).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { io as connect } from 'socket.io-client';
 import { startRedis } from '../test/helpers/redis.js';
+import { srcCommit } from './jitter.js';
+import { ROOT } from './stacks.js';
 
 const MAIN = process.env.HERALD_MAIN ?? fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const PROBE = fileURLToPath(new URL('../test/fixtures/heap-probe.cjs', import.meta.url));
 const KEY = 'journal-memory-bench-key-0123456789';
-const N = Number(process.env.N ?? 5000);
-const M = Number(process.env.M ?? 50);
 const SIZES: Record<string, number> = { small: 100, '60k': 60 * 1024 };
-const sizes = (process.env.SIZES ?? 'small,60k').split(',');
-const recoveryCases = (process.env.CASES ?? 'off,on').split(',');
 const CONCURRENCY = 8;
+
+export interface JournalOptions {
+  /** Publishes per case. @default 5000 */
+  publishes: number;
+  /** History rooms they are spread over. @default 50 */
+  rooms: number;
+  /** Message sizes: `small` (100 B) and `60k`. */
+  sizes: string[];
+  /** Recovery settings: `off` (CONNECTION_RECOVERY_SECONDS=0) and `on` (120). */
+  recovery: string[];
+}
+
+export const JOURNAL_DEFAULTS: JournalOptions = {
+  publishes: Number(process.env.N ?? 5000),
+  rooms: Number(process.env.M ?? 50),
+  sizes: (process.env.SIZES ?? 'small,60k').split(','),
+  recovery: (process.env.CASES ?? 'off,on').split(','),
+};
+
+export interface JournalRow {
+  size: string;
+  messageBytes: number;
+  rooms: number;
+  members: boolean;
+  recovery: string;
+  publishes: number;
+  beforeBytes: number;
+  afterBytes: number;
+  bytesPerPublish: number;
+  seconds: number;
+}
+
+/** A run of this step made on its own (`--record`), kept in bench/results.json. */
+export interface SeparateJournalRun {
+  generatedAt: string;
+  /** The last commit that changed herald's src/ in the tree measured. */
+  commit: string;
+  rows: JournalRow[];
+}
 
 /** Replicas still running: whatever happens to this script, they go with it. */
 const children = new Set<ChildProcess>();
@@ -79,7 +120,7 @@ async function heap(r: Replica): Promise<number> {
   return (line.heapUsed as number) + (line.arrayBuffers as number);
 }
 
-async function run(size: string, members: boolean, recovery: string): Promise<string> {
+async function run(size: string, members: boolean, recovery: string, N: number, M: number): Promise<JournalRow> {
   const redis = await startRedis();
   let replica: Replica | undefined;
   let client: ReturnType<typeof connect> | undefined;
@@ -123,8 +164,7 @@ async function run(size: string, members: boolean, recovery: string): Promise<st
     if (client) await until('every message delivered', () => (received >= N ? true : undefined));
     const seconds = (Date.now() - started) / 1000;
     const after = await heap(replica);
-    const mb = (b: number) => (b / 2 ** 20).toFixed(1);
-    return `| ${size} | ${M} | ${members ? 'yes' : 'no'} | ${recovery} | ${N} | ${mb(before)} | ${mb(after)} | ${(((after - before) / N) | 0).toLocaleString('en')} | ${seconds.toFixed(1)} |`;
+    return { size, messageBytes: SIZES[size]!, rooms: M, members, recovery, publishes: N, beforeBytes: before, afterBytes: after, bytesPerPublish: (after - before) / N, seconds };
   } finally {
     client?.close();
     replica?.child.kill('SIGKILL');
@@ -133,17 +173,45 @@ async function run(size: string, members: boolean, recovery: string): Promise<st
   }
 }
 
-const rows: string[] = [];
-for (const size of sizes) {
-  for (const members of [false, true]) {
-    for (const recovery of recoveryCases) {
-      const row = await run(size, members, recovery);
-      console.error(row);
-      rows.push(row);
+/** Every case of `opts`: message size × rooms with or without a member × recovery off or on. */
+export async function journalMemory(opts: JournalOptions = JOURNAL_DEFAULTS): Promise<JournalRow[]> {
+  const rows: JournalRow[] = [];
+  for (const size of opts.sizes) {
+    if (!(size in SIZES)) throw new Error(`unknown size ${size}: use ${Object.keys(SIZES).join(' or ')}`);
+    for (const members of [false, true]) {
+      for (const recovery of opts.recovery) {
+        const row = await run(size, members, recovery, opts.publishes, opts.rooms);
+        console.error(journalTableRow(row));
+        rows.push(row);
+      }
     }
   }
+  return rows;
 }
-console.log(`Heap + array buffers after GC of one replica (${MAIN.includes('/tmp/') ? MAIN : 'dist/main.js'}), ${N} publishes over ${M} history rooms (size=10), Node ${process.version}\n`);
-console.log('| Message | Rooms | Member in each | Recovery | Publishes | Before (MB) | After (MB) | Bytes kept per publish | Seconds |');
-console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-for (const r of rows) console.log(r);
+
+/** The table's header and its rows, in markdown. */
+export function journalTable(rows: JournalRow[]): string[] {
+  return [
+    '| message | history rooms | a member in each | recovery | publishes | heap before (MB) | heap after (MB) | bytes kept per publish | seconds |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map(journalTableRow),
+  ];
+}
+
+function journalTableRow(r: JournalRow): string {
+  const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+  return `| ${r.size} (${r.messageBytes.toLocaleString('en')} B) | ${r.rooms} | ${r.members ? 'yes' : 'no'} | ${r.recovery} | ${r.publishes.toLocaleString('en')} | ${mb(r.beforeBytes)} | ${mb(r.afterBytes)} | ${Math.round(r.bytesPerPublish).toLocaleString('en')} | ${r.seconds.toFixed(1)} |`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const rows = await journalMemory();
+  console.log(`Heap + array buffers after GC of one replica (${MAIN.includes('/tmp/') ? MAIN : 'dist/main.js'}), history rooms with size=10, Node ${process.version}\n`);
+  for (const line of journalTable(rows)) console.log(line);
+  if (process.argv.includes('--record')) {
+    const file = join(ROOT, 'bench/results.json');
+    const results = JSON.parse(readFileSync(file, 'utf8')) as { journalSeparate?: SeparateJournalRun };
+    results.journalSeparate = { generatedAt: new Date().toISOString(), commit: srcCommit(), rows };
+    writeFileSync(file, JSON.stringify(results, null, 2));
+    console.log('# journal memory: recorded in bench/results.json; `node --import tsx bench/run.ts --report` shows it');
+  }
+}
