@@ -46,7 +46,8 @@ app.post('/v1/publish', (res) => {
     }
   });
 });
-app.listen('127.0.0.1', Number(process.env.PORT), (token) => {
+// 1: LIBUS_LISTEN_EXCLUSIVE_PORT, as herald listens (src/transport/uws-listen.ts): no port shared with another process.
+app.listen('127.0.0.1', Number(process.env.PORT), 1, (token) => {
   if (!token) process.exit(1);
   console.log(`listening ${process.env.PORT}`);
 });

@@ -95,3 +95,25 @@ export class HeraldError extends Error {
 export function toHeraldError(err: unknown): HeraldError {
   return err instanceof HeraldError ? err : new HeraldError('internal', undefined, { cause: err });
 }
+
+/**
+ * The start-up error when a port cannot be listened on, the same on both transports and for
+ * METRICS_PORT (an operator's error, not a client's: no catalogue code): it names the setting
+ * and the address, and says what usually causes it.
+ */
+export class ListenError extends Error {
+  /** `EADDRINUSE` when the port is known to be taken; uWS does not say why, so undefined there. */
+  readonly code: string | undefined;
+
+  constructor(setting: 'PORT' | 'METRICS_PORT', host: string, port: number, cause?: NodeJS.ErrnoException) {
+    const why =
+      cause?.code === 'EADDRINUSE'
+        ? 'another process already listens on it (EADDRINUSE)'
+        : cause?.code
+          ? `${cause.code}: ${cause.message}`
+          : 'another process already listens on it, or HOST is not an address of this machine';
+    super(`could not listen on ${host}:${port} (${setting}=${port}): ${why}; choose a free ${setting} or stop the other process`, { cause });
+    this.name = 'ListenError';
+    this.code = cause?.code;
+  }
+}

@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { ListenError } from '../errors.js';
 import type { HttpRequest, Route } from '../http/route.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -44,9 +45,10 @@ export function createMetricsServer(metrics: Metrics, logger: Logger): MetricsSe
   return {
     listen: (host, port) =>
       new Promise((resolve, reject) => {
-        server.once('error', reject);
+        const failed = (err: NodeJS.ErrnoException) => reject(new ListenError('METRICS_PORT', host, port, err));
+        server.once('error', failed);
         server.listen(port, host, () => {
-          server.off('error', reject);
+          server.off('error', failed);
           resolve();
         });
       }),

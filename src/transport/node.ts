@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Server } from 'socket.io';
-import { HeraldError } from '../errors.js';
+import { HeraldError, ListenError } from '../errors.js';
 import { installAdmission } from './admission.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
@@ -24,9 +24,10 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
   const admission = opts.admission;
   if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused() });
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: NodeJS.ErrnoException) => reject(new ListenError('PORT', opts.host, opts.port, err));
+    server.once('error', failed);
     server.listen(opts.port, opts.host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       const address = server.address();
       resolve({
         kind: 'node',

@@ -12,7 +12,7 @@ export const CORE_SETTINGS = [
   setting({
     env: 'PORT',
     key: 'port',
-    doc: 'TCP port for Socket.IO, the publish API and health checks (0 picks a free port).',
+    doc: 'TCP port for Socket.IO, the publish API and health checks (0 picks a free port). The port is held alone on both transports: a port another process listens on stops start-up with an error naming PORT.',
     defaultText: '3000',
     parse: integer(0, 65535, 3000),
   }),
