@@ -3,7 +3,6 @@
  * the gateway from process.env, handles its signals or exits it (src/cli.ts does the same for the
  * short-lived commands).
  */
-import { setFlagsFromString } from 'node:v8';
 import { createApp, type HeraldApp } from './app.js';
 import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -25,9 +24,6 @@ try {
   process.stderr.write(`herald: ${err.message}\n`);
   process.exit(1);
 }
-
-// A GC heuristic, read by V8 at each full collection: set before the first client, as the command line would.
-if (config.heapCompaction === 'always') setFlagsFromString('--compact-on-every-full-gc');
 
 const logger = createLogger(config.logLevel, config.replicaId);
 routeConsole(logger);

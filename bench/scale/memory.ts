@@ -31,6 +31,8 @@ const variants = (process.env.VARIANTS ?? 'history:;no-history:HISTORY_ROOMS=').
 async function heap(replica: Replica): Promise<Record<string, number>> {
   const text = await (await fetch(`${replica.url}/metrics`, { headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).text();
   const read = (name: string) => Number(new RegExp(`^herald_nodejs_${name} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+  // Major GCs (mark-compact) so far: how many, their total seconds, and how many took over 0.1 s (prom-client's buckets).
+  const gc = (what: string) => Number(new RegExp(`^herald_nodejs_gc_duration_seconds_${what}\\{[^}]*kind="major"[^}]*\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
   const space = (name: string, which: 'used' | 'total') => Number(new RegExp(`^herald_nodejs_heap_space_size_${which}_bytes\\{space="${name}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
   return {
     heap: read('heap_size_used_bytes'),
@@ -40,6 +42,9 @@ async function heap(replica: Replica): Promise<Record<string, number>> {
     oldCommitted: space('old', 'total'),
     largeCommitted: space('large_object', 'total'),
     newCommitted: space('new', 'total'),
+    majorGcs: gc('count'),
+    majorGcSeconds: gc('sum'),
+    majorGcsUnder100ms: Number(/^herald_nodejs_gc_duration_seconds_bucket\{le="0\.1",kind="major"\} (\d+)$/m.exec(text)?.[1] ?? 0),
   };
 }
 
@@ -80,7 +85,7 @@ for (const v of Array.from({ length: Number(process.env.ROUNDS ?? 1) }, () => va
       const after: Record<string, number> = { rss: rssBytes(replica.pid), ...(await heap(replica)) };
       const per = (k: string) => ((after[k]! - before[k]!) / status.live).toFixed(0);
       console.log(
-        `${v.name.padEnd(12)} ${status.live} of ${COUNT} fans, ${String(hold).padStart(3)} s after: RSS ${(before.rss! / 2 ** 20).toFixed(0)} → ${(after.rss! / 2 ** 20).toFixed(0)} MiB, ${per('rss')} B per fan (${(after.rss! / status.live).toFixed(0)} B with the replica's own); V8 heap used ${per('heap')} B, committed ${per('committed')} B; old space used ${per('oldUsed')} B, committed ${per('oldCommitted')} B; large objects ${per('largeCommitted')} B; replica CPU since the first connect ${(cpuSeconds(replica.pid) - cpuBefore).toFixed(2)} s`,
+        `${v.name.padEnd(12)} ${status.live} of ${COUNT} fans, ${String(hold).padStart(3)} s after: RSS ${(before.rss! / 2 ** 20).toFixed(0)} → ${(after.rss! / 2 ** 20).toFixed(0)} MiB, ${per('rss')} B per fan (${(after.rss! / status.live).toFixed(0)} B with the replica's own); V8 heap used ${per('heap')} B, committed ${per('committed')} B; old space used ${per('oldUsed')} B, committed ${per('oldCommitted')} B; large objects ${per('largeCommitted')} B; replica CPU since the first connect ${(cpuSeconds(replica.pid) - cpuBefore).toFixed(2)} s; major GCs ${after.majorGcs! - before.majorGcs!} taking ${((after.majorGcSeconds! - before.majorGcSeconds!) * 1000).toFixed(0)} ms, ${after.majorGcs! - before.majorGcs! - (after.majorGcsUnder100ms! - before.majorGcsUnder100ms!)} of them over 100 ms`,
       );
     }
     if (snapshots) await snapshot(replica);

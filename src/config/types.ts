@@ -131,8 +131,6 @@ export interface Config {
   readonly httpRequestTimeoutSeconds: number;
   /** Outbound bytes a connection may have queued; past it, the connection is closed. @default 1048576 */
   readonly slowClientMaxBytes: number;
-  /** `always`: every full GC compacts the V8 heap (fewer half-empty pages after connect storms); `auto`: V8's heuristics. @default "always" */
-  readonly heapCompaction: 'always' | 'auto';
   /** Serve /metrics on this separate port (no auth); unset: on the main port behind the publish keys. */
   readonly metricsPort: number | undefined;
   /** Serve the status page (`/`) and `/v1/stats`. @default true, false when NODE_ENV=production */

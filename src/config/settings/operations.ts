@@ -1,4 +1,4 @@
-import { integer, oneOf, setting } from '../parse.js';
+import { integer, setting } from '../parse.js';
 
 /** Slow consumers, metrics, status page, admin UI. */
 export const OPERATIONS_SETTINGS = [
@@ -8,13 +8,6 @@ export const OPERATIONS_SETTINGS = [
     doc: 'Outbound bytes one connection may have queued (uWS `maxBackpressure`; Engine.IO + `ws` buffers on the node transport and for long-polling). A connection whose queue passes it is closed at once (reason `slow_consumer` in the log, `herald_slow_consumer_disconnects_total`), never skipped: its client reconnects and recovers what it missed in history rooms.',
     defaultText: '1048576',
     parse: integer(16 * 1024, 1024 * 1024 * 1024, 1024 * 1024),
-  }),
-  setting({
-    env: 'HEAP_COMPACTION',
-    key: 'heapCompaction',
-    doc: '`always`: every full garbage collection also compacts the V8 heap (V8\'s `--compact-on-every-full-gc`, set at start-up). A storm of connects and history-room subscribes leaves the old generation fragmented, pages half empty that V8 keeps until it finds the replica idle, which a replica with thousands of clients rarely is: measured with 5,000 live-score fans (two history rooms each) on one replica, 12.7 KB of RSS per fan 5 s after they connected against 21.2 KB, 10.7 KB against 8.8–18.2 KB 30 s later (`bench/scale/memory.ts`). The cost is copying the live objects in those collections, which are rare in steady fan-out. `auto`: V8\'s own heuristics.',
-    defaultText: 'always',
-    parse: oneOf(['always', 'auto'] as const, 'always'),
   }),
   setting({
     env: 'METRICS_PORT',
