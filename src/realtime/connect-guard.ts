@@ -152,6 +152,8 @@ export class ConnectGuard {
     if (this.watched.has(client)) return;
     this.watched.add(client);
     const parse = client._parseNamespace;
+    // Another Socket.IO than 4.8's: Socket.IO still closes such a connection; it is not counted.
+    if (typeof parse !== 'function') return;
     client._parseNamespace = (packet) => {
       const parsed = parse.call(client, packet);
       if (packet.type === CONNECT && client.nsps.has(parsed.namespace)) this.refused(parsed.namespace, undefined, address);
