@@ -83,6 +83,8 @@ interface Run {
   whole: number;
   /** The publishing and its tail, ms per 1,000 deliveries. */
   publishing: number;
+  /** The connects and subscribes, ms per 1,000 deliveries (the closes are the whole less this and the publishing). */
+  opening: number;
   /** The publishing, by process, ms per 1,000 deliveries. */
   byProcess: Record<string, number>;
   /** Context switches of all the stack's processes per published message, over the publishing. */
@@ -113,10 +115,12 @@ try {
         const counters: Record<string, () => number> = Object.fromEntries(stack.all.map((p, i) => [names[i]!, () => cpuSeconds(p.pid)]));
         counters.switches = () => stack.all.reduce((a, p) => a + switches(p.pid), 0);
         const perf = PERF ? perfCounters(Object.fromEntries(stack.all.map((p, i) => [names[i]!, p.pid]))) : undefined;
-        // Read before the others and after them: the counts span the CPU readings.
+        // fanoutLatency reads its counters before the connects, before the publishing and after
+        // it: perf counts from the second reading to the third, after the CPU readings' start
+        // and stop, so the counts span the publishing.
         if (perf) counters[' perf'] = (() => {
-          let started = false;
-          return () => (started ? perf.stop() : ((started = true), perf.start()));
+          let reads = 0;
+          return () => (++reads === 2 ? perf.start() : reads === 3 ? perf.stop() : 0);
         })();
         const before = stackCpuSeconds(stack);
         const r = await scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: SUBSCRIBERS, rate: RATE, seconds: SECONDS, counters });
@@ -133,6 +137,7 @@ try {
           duplicates: r.duplicates,
           whole: cpuUsEach(whole, r.delivered),
           publishing: cpuUsEach(publishing, r.delivered),
+          opening: cpuUsEach(Object.entries(r.opening).filter(([k]) => k !== 'switches' && k !== ' perf').reduce((a, [, v]) => a + v, 0), r.delivered),
           byProcess: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, cpuUsEach(v, r.delivered)])),
           switchesPerMessage: switched / Math.max(1, r.published),
           perMessage: counted ? Object.fromEntries(Object.entries(counted).map(([k, v]) => [k, { syscalls: v.syscalls / Math.max(1, r.published), switches: v.switches / Math.max(1, r.published) }])) : undefined,
@@ -141,7 +146,7 @@ try {
         runs.push(run);
         const parts = Object.entries(run.byProcess).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ');
         console.log(
-          `round ${round} ${m.name.padEnd(12)} ${r.delivered} of ${r.expected} delivered, missing ${r.missing}, duplicates ${r.duplicates}, p99 ${run.p99} ms; CPU ms per 1,000 deliveries: whole ${run.whole.toFixed(2)}, publishing ${run.publishing.toFixed(2)} (${parts}); ${run.switchesPerMessage.toFixed(1)} context switches per message; load ${loadavg()[0]!.toFixed(2)}`,
+          `round ${round} ${m.name.padEnd(12)} ${r.delivered} of ${r.expected} delivered, missing ${r.missing}, duplicates ${r.duplicates}, p99 ${run.p99} ms; CPU ms per 1,000 deliveries: whole ${run.whole.toFixed(2)}, connects ${run.opening.toFixed(2)}, publishing ${run.publishing.toFixed(2)} (${parts}), closes ${(run.whole - run.opening - run.publishing).toFixed(2)}; ${run.switchesPerMessage.toFixed(1)} context switches per message; load ${loadavg()[0]!.toFixed(2)}`,
         );
         if (run.perMessage) console.log(`  per message: ${Object.entries(run.perMessage).map(([k, v]) => `${k} ${v.syscalls.toFixed(1)} syscalls, ${v.switches.toFixed(2)} switches`).join('; ')}`);
       } finally {

@@ -96,15 +96,18 @@ export async function fanoutLatency(
     subscribers: number;
     rate: number;
     seconds: number;
-    /** Cumulative counters (CPU seconds of some processes, say); `during` has their change over the publishing and its tail only, connects and closes left out. */
+    /** Cumulative counters (CPU seconds of some processes, say): `opening` has their change over the connects and subscribes, `during` over the publishing and its tail, the closes left out of both. */
     counters?: Record<string, () => number>;
   },
 ) {
   const room = `load:fanout-${Date.now()}`;
+  const read = () => Object.entries(o.counters ?? {}).map(([k, r]) => [k, r()] as const);
+  const start = read();
   const open = await openAll(workers, target, o.subscribers, [room], 'seq');
   await workers.reports();
   const mark = workers.mark();
-  const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
+  const before = read();
+  const opening = Object.fromEntries(start.map(([k, v], i) => [k, before[i]![1] - v]));
   const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
   const expected = (pub.accepted[room] ?? 0) * open.connected;
   const m = merge(await settle(workers, expected));
@@ -123,6 +126,7 @@ export async function fanoutLatency(
     ...accounting(m.connections, pub.accepted),
     latencyMs: percentiles(m.samples),
     client,
+    opening,
     during,
   };
 }
