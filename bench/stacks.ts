@@ -93,13 +93,15 @@ export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 
 
 /**
  * For trying settings on the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack
- * starts: `HERALD_NODE_OPTIONS` (V8 flags), and herald's own `BROADCAST_BATCH_MS` and
- * `CONNECTION_RECOVERY_SECONDS` (for the cost of recovery: 0 turns it off).
+ * starts: `HERALD_NODE_OPTIONS` (V8 flags), and herald's own `BROADCAST_BATCH_MS`,
+ * `CONNECTION_RECOVERY_SECONDS` (for the cost of recovery: 0 turns it off) and `HISTORY_ROOMS`
+ * (`load:*`: the bench's rooms keep history, for what a history-room subscriber costs).
  */
 const fromEnvironment = (): Record<string, string> => ({
   ...(process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {}),
   ...(process.env.BROADCAST_BATCH_MS ? { BROADCAST_BATCH_MS: process.env.BROADCAST_BATCH_MS } : {}),
   ...(process.env.CONNECTION_RECOVERY_SECONDS ? { CONNECTION_RECOVERY_SECONDS: process.env.CONNECTION_RECOVERY_SECONDS } : {}),
+  ...(process.env.HISTORY_ROOMS ? { HISTORY_ROOMS: process.env.HISTORY_ROOMS } : {}),
 });
 
 export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {

@@ -65,6 +65,24 @@ for (const transport of ['uws', 'node'] as const) {
       assert.match(metrics, /herald_auth_failures_total\{code="duplicate_connect"\} [1-9]/);
     });
 
+    it('closes a WebSocket that sends a CONNECT again after its session was made, and counts it', async () => {
+      // When a burst's CONNECTs arrive after the first one's session is made (they came in several
+      // reads), Socket.IO closes the connection itself; that close is counted all the same.
+      const metric = async () => {
+        const text = await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } }).then((r) => r.text());
+        return Number(/herald_auth_failures_total\{code="duplicate_connect"\} (\d+)/.exec(text)?.[1] ?? 0);
+      };
+      const counted = await metric();
+      const before = await connections();
+      const raw = await rawSocket(gw.url);
+      raw.send(`40${JSON.stringify({ token: await token('oscar') })}`);
+      assert.ok((await raw.next((f) => f.startsWith('40{')))?.includes('"sid"'), 'the first CONNECT makes a session');
+      raw.send(`40${JSON.stringify({ token: await token('oscar') })}`);
+      assert.ok((await raw.closed) > 0, 'the connection is closed');
+      await waitFor('the session to be gone', async () => (await connections()) === before);
+      assert.equal(await metric(), counted + 1);
+    });
+
     it('closes a long-polling connection whose one POST carries hundreds of CONNECT packets', async () => {
       const before = await connections();
       const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;

@@ -102,7 +102,9 @@ export async function startReplica(s: ReplicaSettings): Promise<Replica> {
     LOG_LEVEL: 'info',
     ...s.env,
   };
-  const proc = await start(id, process.execPath, [...(s.nodeArgs ?? []), ...HERALD_ARGS], env, /"msg":"listening"/, (line) => {
+  // A flag given in nodeArgs replaces npm start's own (e.g. --max-semi-space-size).
+  const given = new Set((s.nodeArgs ?? []).map((a) => a.split('=')[0]));
+  const proc = await start(id, process.execPath, [...(s.nodeArgs ?? []), ...HERALD_ARGS.filter((a) => !given.has(a.split('=')[0]))], env, /"msg":"listening"/, (line) => {
     if (/"level":(4|5|6)0/.test(line) && problems.length < 50) problems.push(line);
   });
   return { ...proc, url: `http://127.0.0.1:${port}`, id, problems };

@@ -89,14 +89,29 @@ function accounting(connections: ConnectionReport[], accepted: Record<string, nu
 }
 
 /** `fanout-latency`: N subscribers in one room, a publisher at a fixed rate; end-to-end latency, missing, duplicates. */
-export async function fanoutLatency(workers: Workers, target: Target, o: { subscribers: number; rate: number; seconds: number }) {
+export async function fanoutLatency(
+  workers: Workers,
+  target: Target,
+  o: {
+    subscribers: number;
+    rate: number;
+    seconds: number;
+    /** Cumulative counters (CPU seconds of some processes, say): `opening` has their change over the connects and subscribes, `during` over the publishing and its tail, the closes left out of both. */
+    counters?: Record<string, () => number>;
+  },
+) {
   const room = `load:fanout-${Date.now()}`;
+  const read = () => Object.entries(o.counters ?? {}).map(([k, r]) => [k, r()] as const);
+  const start = read();
   const open = await openAll(workers, target, o.subscribers, [room], 'seq');
   await workers.reports();
   const mark = workers.mark();
+  const before = read();
+  const opening = Object.fromEntries(start.map(([k, v], i) => [k, before[i]![1] - v]));
   const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
   const expected = (pub.accepted[room] ?? 0) * open.connected;
   const m = merge(await settle(workers, expected));
+  const during = Object.fromEntries(before.map(([k, v]) => [k, o.counters![k]!() - v]));
   const client = clientLoad(mark, workers.mark());
   await workers.all(() => ({ cmd: 'close' }), 'closed');
   return {
@@ -111,6 +126,8 @@ export async function fanoutLatency(workers: Workers, target: Target, o: { subsc
     ...accounting(m.connections, pub.accepted),
     latencyMs: percentiles(m.samples),
     client,
+    opening,
+    during,
   };
 }
 

@@ -5,6 +5,9 @@ import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
+/** Socket.IO's CONNECT packet type (socket.io-parser's PacketType.CONNECT). */
+const CONNECT = 0;
+
 /** A namespace middleware, as `Namespace.use` takes it. */
 export type Middleware = (socket: Socket, next: (err?: Error) => void) => void;
 
@@ -36,9 +39,14 @@ interface NamespaceInternals {
   _createSocket(client: Client, auth: Record<string, unknown>): Promise<Socket>;
   run(socket: Socket, fn: (err?: Error) => void): void;
 }
+/** What of Socket.IO's `Client` (socket.io 4.8 dist/client.js) the guard reads and wraps. */
 interface Client {
   conn: { close(): void; remoteAddress: string };
   request?: { headers?: Record<string, string | string[] | undefined> };
+  /** The connection's sessions, by namespace. */
+  nsps: Map<string, unknown>;
+  /** Called by `ondecoded` for every packet the connection sends, before it acts on it. */
+  _parseNamespace(packet: { type: number }): { namespace: string };
 }
 
 /**
@@ -67,6 +75,8 @@ export class ConnectGuard {
   /** Sockets the guard admitted, with what frees their namespace again. */
   private readonly admitted = new WeakMap<Socket, () => void>();
   private readonly guarded = new WeakSet<Namespace>();
+  /** Connections whose packets are watched for a CONNECT after their session was made. */
+  private readonly watched = new WeakSet<Client>();
   private readonly restores: KeyedLimiter;
   private readonly refusedLog = throttle(10_000);
 
@@ -100,6 +110,7 @@ export class ConnectGuard {
     const run = internals.run.bind(nsp);
     internals._createSocket = async (client, auth) => {
       const address = clientAddress(client.request?.headers?.['x-forwarded-for'], client.conn.remoteAddress, this.opts.trustProxy);
+      this.countReconnects(client, address);
       const release = this.claim(client.conn, nsp.name, address);
       if (!release) return create(client, withoutSession(auth));
       try {
@@ -130,6 +141,34 @@ export class ConnectGuard {
     return allowed;
   }
 
+  /**
+   * A CONNECT for a namespace whose session is already made never reaches the claim: Socket.IO
+   * closes the connection itself ("invalid state" in `Client.ondecoded`), as when the rest of a
+   * burst of CONNECTs arrives after the first one's session was made. It is counted here, where
+   * Socket.IO reads each packet's namespace, before it closes. Installed on the connection's
+   * first CONNECT (synchronously, before any later packet is read), once per connection.
+   */
+  private countReconnects(client: Client, address: string): void {
+    if (this.watched.has(client)) return;
+    this.watched.add(client);
+    const parse = client._parseNamespace;
+    // Another Socket.IO than 4.8's: Socket.IO still closes such a connection; it is not counted.
+    if (typeof parse !== 'function') return;
+    client._parseNamespace = (packet) => {
+      const parsed = parse.call(client, packet);
+      if (packet.type === CONNECT && client.nsps.has(parsed.namespace)) this.refused(parsed.namespace, undefined, address);
+      return parsed;
+    };
+  }
+
+  /** A second CONNECT for one namespace: counted (`duplicate_connect`) and logged, throttled. */
+  private refused(namespace: string, attempts: number | undefined, address: string): void {
+    this.metrics.authFailed('duplicate_connect');
+    if (this.refusedLog.due()) {
+      this.logger.warn({ namespace, attempts, address }, 'closed a connection that sent a second CONNECT for one namespace');
+    }
+  }
+
   /** Claims `namespace` on `conn`; undefined (and the connection closed) if it may not. */
   private claim(conn: Client['conn'], namespace: string, address: string): (() => void) | undefined {
     let claims = this.claims.get(conn);
@@ -137,10 +176,7 @@ export class ConnectGuard {
     const attempts = (claims.attempts.get(namespace) ?? 0) + 1;
     claims.attempts.set(namespace, attempts);
     if (claims.held.has(namespace) || attempts > MAX_CONNECTS_PER_NAMESPACE) {
-      this.metrics.authFailed('duplicate_connect');
-      if (this.refusedLog.due()) {
-        this.logger.warn({ namespace, attempts, address }, 'closed a connection that sent a second CONNECT for one namespace');
-      }
+      this.refused(namespace, attempts, address);
       // Later packets of the same batch are still parsed; a closed connection ignores them.
       conn.close();
       return undefined;
