@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { compareIds } from '../src/protocol/ids.js';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRelay, type Relay } from './helpers/relay.js';
+import { waitFor } from './helpers/wait.js';
+
+const KEY = 'conflation-key-0123456789';
+/** Two conflated score rooms (one with history and `last=1`, one without), one plain room. */
+const SCORES = ['score:match-1', 'score:match-2'];
+const PLAIN = 'news:main';
+const BOUND = 256 * 1024;
+/** Scores large enough to fill the kernel's buffers in a few hundred publishes. */
+const PAD = 's'.repeat(16 * 1024);
+/** Upper bound on score publishes while the slow client does not read. */
+const MAX_PUBLISHES = 3000;
+/** Replaced messages to see before the client reads again. */
+const CONFLATED = 20;
+
+interface Score {
+  room: string;
+  n: number;
+}
+
+/**
+ * A client that stops reading (a relay in front of the replica stops reading what it sends) while
+ * scores are published into two conflated rooms (CONFLATE_ROOMS) and news into a plain room; then
+ * reads again. Its queue passes half of SLOW_CLIENT_MAX_BYTES and stays there: it holds one
+ * score per conflated room (the newest, the older ones replaced and counted), is not closed,
+ * and once it drains it has the newest score of each room, every news message in order, scores
+ * in order, and offsets that only go forward. A client that reads all along gets everything.
+ */
+for (const transport of ['uws', 'node'] as const) {
+  describe(`conflation for a client that stops reading (TRANSPORT=${transport})`, () => {
+    let gw: Gateway;
+    let relay: Relay;
+    let slow: TestClient;
+    let healthy: TestClient;
+
+    before(async () => {
+      gw = await startGateway({
+        env: {
+          TRANSPORT: transport,
+          PUBLISH_KEYS: KEY,
+          HISTORY_ROOMS: 'score:match-1 last=1',
+          CONFLATE_ROOMS: 'score:*',
+          SLOW_CLIENT_MAX_BYTES: String(BOUND),
+        },
+      });
+      relay = await startRelay(gw.port);
+    });
+    after(async () => {
+      slow?.close();
+      healthy?.close();
+      await relay?.close();
+      await gw?.stop();
+    });
+
+    it('holds the newest score per conflated room, writes it on drain, and never closes the client for them', async () => {
+      slow = await connectClient(relay.url);
+      healthy = await connectClient(gw.url);
+      const offsets: string[] = [];
+      slow.socket.onAny((...args: unknown[]) => {
+        const last = args.at(-1);
+        if (args.length === 4 && typeof last === 'string') offsets.push(last);
+      });
+      let disconnected = false;
+      slow.socket.on('disconnect', () => (disconnected = true));
+      for (const c of [slow, healthy]) {
+        for (const room of [...SCORES, PLAIN]) assert.equal((await c.subscribe(room) as { ok: boolean }).ok, true, room);
+      }
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflatedMessages: number; conflationHeld: number; slowConsumerDisconnects: number };
+
+      const published: Score[] = [];
+      let news = 0;
+      const score = async (room: string) => {
+        const n = published.length + 1;
+        const r = await publish(gw.url, { room, event: 'score', data: { n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        published.push({ room, n });
+      };
+      const newsItem = async () => {
+        const r = await publish(gw.url, { room: PLAIN, event: 'news', data: { k: ++news } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+
+      relay.hold();
+      let conflated = 0;
+      for (let i = 0; i < MAX_PUBLISHES && conflated < CONFLATED; i++) {
+        await score(SCORES[i % 2]!);
+        if (i % 10 === 0) await newsItem();
+        if (i % 20 === 19) conflated = (await stats()).conflatedMessages;
+      }
+      assert.ok(conflated >= CONFLATED, `scores were conflated while the client did not read (${conflated} after ${published.length} publishes)`);
+      // Some more of both, then the newest score of each room.
+      for (let i = 0; i < 10; i++) await newsItem();
+      for (const room of SCORES) await score(room);
+      const held = await stats();
+      assert.equal(held.conflationHeld, SCORES.length, 'one held score per conflated room, no more');
+      assert.equal(held.slowConsumerDisconnects, 0, 'not closed for the conflated rooms\' traffic');
+      assert.ok(held.conflatedMessages >= CONFLATED);
+
+      relay.release();
+      const newest = SCORES.map((room) => published.findLast((p) => p.room === room)!.n);
+      const scoresOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'score').map((r) => (r.data as { n: number }).n);
+      await waitFor('the slow client has the newest score of each room and every news message', () =>
+        SCORES.every((room, i) => scoresOf(slow, room).at(-1) === newest[i]) && slow.received.filter((r) => r.event === 'news').length === news,
+      );
+      await waitFor('nothing held once drained', async () => (await stats()).conflationHeld === 0);
+
+      for (const [i, room] of SCORES.entries()) {
+        const got = scoresOf(slow, room);
+        const sent = published.filter((p) => p.room === room).map((p) => p.n);
+        assert.deepEqual(got, [...got].sort((a, b) => a - b), `${room}: in order, no duplicate`);
+        assert.equal(new Set(got).size, got.length, `${room}: no duplicate`);
+        assert.ok(got.length < sent.length, `${room}: ${sent.length - got.length} older scores replaced, not queued`);
+        assert.equal(got.at(-1), newest[i]);
+        assert.deepEqual(scoresOf(healthy, room), sent, `${room}: the reading client got every score`);
+      }
+      // The history room's ids go forward; `since` the last one would resume after the newest.
+      const ids = slow.received.filter((r) => r.meta?.room === SCORES[0]).map((r) => r.meta.id!);
+      assert.ok(ids.every((id, i) => i === 0 || compareIds(ids[i - 1]!, id) < 0), 'history ids go forward');
+      assert.deepEqual(slow.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1), 'every news message, in order');
+      assert.deepEqual(healthy.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1));
+      // A held score went out with an offset of its own: the client's last offset says what it got.
+      const seqs = offsets.map((o) => Number(o.slice(o.indexOf('.') + 1)));
+      assert.ok(seqs.length > 0 && seqs.every((s, i) => i === 0 || seqs[i - 1]! < s), `offsets go forward (${seqs.length} seen)`);
+      assert.equal(disconnected, false, 'the slow client stayed connected');
+      assert.equal(slow.socket.connected, true);
+      assert.equal((await stats()).slowConsumerDisconnects, 0);
+      console.log(`# ${transport}: ${published.length} scores of ${PAD.length} B, ${(await stats()).conflatedMessages} conflated; the slow client got ${SCORES.map((r) => scoresOf(slow, r).length).join(' + ')}`);
+    });
+  });
+}
