@@ -131,5 +131,33 @@ for (const transport of ['uws', 'node'] as const) {
       assert.equal((await stats()).slowConsumerDisconnects, 0);
       console.log(`# ${transport}: ${published.length} scores of ${PAD.length} B, ${(await stats()).conflatedMessages} conflated; the slow client got ${SCORES.map((r) => scoresOf(slow, r).length).join(' + ')}`);
     });
+
+    it('does not claim a held room on connection recovery: the client is told, and takes the newest again', async () => {
+      const room = SCORES[0]!;
+      const client = await connectClient(relay.url, { reconnection: true });
+      assert.equal((await client.subscribe(room) as { ok: boolean }).ok, true);
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflationHeld: number; slowConsumerDisconnects: number };
+      const heldBefore = (await stats()).conflationHeld;
+      let n = 10_000;
+      relay.hold();
+      for (let i = 0; i < MAX_PUBLISHES && (i % 10 !== 9 || (await stats()).conflationHeld === heldBefore); i++) {
+        const r = await publish(gw.url, { room, event: 'score', data: { n: ++n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
+      assert.equal((await stats()).conflationHeld, heldBefore + 1, 'it holds a score');
+      // Its connection drops while it holds one (a network cut), then it reads again.
+      const connects: boolean[] = [];
+      client.socket.on('connect', () => connects.push(client.socket.recovered));
+      assert.ok(relay.resetAll() >= 1);
+      relay.release();
+      await waitFor('the client reconnected', () => connects.length > 0);
+      assert.equal(connects[0], false, 'recovery does not claim the room where a score was held and skipped');
+      await waitFor('what it held is dropped with its connection', async () => (await stats()).conflationHeld === heldBefore);
+      // The score page's contract (docs/guides/live-scores.md): not recovered, take the newest again.
+      assert.equal((await client.subscribe({ room, last: 1 }) as { ok: boolean }).ok, true);
+      await client.waitFor('the newest score', (r) => r.meta?.room === room && (r.data as { n: number }).n === n);
+      assert.equal((await stats()).slowConsumerDisconnects, 0);
+      client.close();
+    });
   });
 }
