@@ -24,7 +24,7 @@ interface Score {
 }
 
 /**
- * A client that stops reading (a relay in front of the replica stops reading what it sends) while
+ * Clients that stop reading, on WebSocket and on long-polling (a relay in front of the replica stops reading what it sends) while
  * scores are published into two conflated rooms (CONFLATE_ROOMS) and news into a plain room; then
  * reads again. Its queue passes half of SLOW_CLIENT_MAX_BYTES and stays there: it holds one
  * score per conflated room (the newest, the older ones replaced and counted), is not closed,
@@ -35,7 +35,7 @@ for (const transport of ['uws', 'node'] as const) {
   describe(`conflation for a client that stops reading (TRANSPORT=${transport})`, () => {
     let gw: Gateway;
     let relay: Relay;
-    let slow: TestClient;
+    const slows: { name: string; client: TestClient; offsets: string[]; disconnected: boolean }[] = [];
     let healthy: TestClient;
 
     before(async () => {
@@ -51,23 +51,24 @@ for (const transport of ['uws', 'node'] as const) {
       relay = await startRelay(gw.port);
     });
     after(async () => {
-      slow?.close();
+      for (const s of slows) s.client.close();
       healthy?.close();
       await relay?.close();
       await gw?.stop();
     });
 
     it('holds the newest score per conflated room, writes it on drain, and never closes the client for them', async () => {
-      slow = await connectClient(relay.url);
+      for (const t of ['websocket', 'polling'] as const) {
+        const s = { name: t, client: await connectClient(relay.url, { transport: t }), offsets: [] as string[], disconnected: false };
+        s.client.socket.onAny((...args: unknown[]) => {
+          const last = args.at(-1);
+          if (args.length === 4 && typeof last === 'string') s.offsets.push(last);
+        });
+        s.client.socket.on('disconnect', () => (s.disconnected = true));
+        slows.push(s);
+      }
       healthy = await connectClient(gw.url);
-      const offsets: string[] = [];
-      slow.socket.onAny((...args: unknown[]) => {
-        const last = args.at(-1);
-        if (args.length === 4 && typeof last === 'string') offsets.push(last);
-      });
-      let disconnected = false;
-      slow.socket.on('disconnect', () => (disconnected = true));
-      for (const c of [slow, healthy]) {
+      for (const c of [...slows.map((s) => s.client), healthy]) {
         for (const room of [...SCORES, PLAIN]) assert.equal((await c.subscribe(room) as { ok: boolean }).ok, true, room);
       }
       const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflatedMessages: number; conflationHeld: number; slowConsumerDisconnects: number };
@@ -86,54 +87,61 @@ for (const transport of ['uws', 'node'] as const) {
       };
 
       relay.hold();
-      let conflated = 0;
-      for (let i = 0; i < MAX_PUBLISHES && conflated < CONFLATED; i++) {
+      // Until every slow connection holds (each fills its kernel's buffers first), and some scores were replaced.
+      let seen = { conflatedMessages: 0, conflationHeld: 0 };
+      const holding = SCORES.length * slows.length;
+      for (let i = 0; i < MAX_PUBLISHES && (seen.conflatedMessages < CONFLATED || seen.conflationHeld < holding); i++) {
         await score(SCORES[i % 2]!);
         if (i % 10 === 0) await newsItem();
-        if (i % 20 === 19) conflated = (await stats()).conflatedMessages;
+        if (i % 20 === 19) seen = await stats();
       }
-      assert.ok(conflated >= CONFLATED, `scores were conflated while the client did not read (${conflated} after ${published.length} publishes)`);
+      assert.ok(seen.conflatedMessages >= CONFLATED, `scores were conflated while the clients did not read (${seen.conflatedMessages} after ${published.length} publishes)`);
       // Some more of both, then the newest score of each room.
       for (let i = 0; i < 10; i++) await newsItem();
       for (const room of SCORES) await score(room);
       const held = await stats();
-      assert.equal(held.conflationHeld, SCORES.length, 'one held score per conflated room, no more');
+      assert.equal(held.conflationHeld, holding, 'one held score per slow connection and conflated room, no more');
       assert.equal(held.slowConsumerDisconnects, 0, 'not closed for the conflated rooms\' traffic');
       assert.ok(held.conflatedMessages >= CONFLATED);
 
       relay.release();
       const newest = SCORES.map((room) => published.findLast((p) => p.room === room)!.n);
       const scoresOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'score').map((r) => (r.data as { n: number }).n);
-      await waitFor('the slow client has the newest score of each room and every news message', () =>
-        SCORES.every((room, i) => scoresOf(slow, room).at(-1) === newest[i]) && slow.received.filter((r) => r.event === 'news').length === news,
+      await waitFor('the slow clients have the newest score of each room and every news message', () =>
+        slows.every(({ client }) => SCORES.every((room, i) => scoresOf(client, room).at(-1) === newest[i]) && client.received.filter((r) => r.event === 'news').length === news),
       );
       await waitFor('nothing held once drained', async () => (await stats()).conflationHeld === 0);
 
-      for (const [i, room] of SCORES.entries()) {
-        const got = scoresOf(slow, room);
-        const sent = published.filter((p) => p.room === room).map((p) => p.n);
-        assert.deepEqual(got, [...got].sort((a, b) => a - b), `${room}: in order, no duplicate`);
-        assert.equal(new Set(got).size, got.length, `${room}: no duplicate`);
-        assert.ok(got.length < sent.length, `${room}: ${sent.length - got.length} older scores replaced, not queued`);
-        assert.equal(got.at(-1), newest[i]);
-        assert.deepEqual(scoresOf(healthy, room), sent, `${room}: the reading client got every score`);
+      for (const { name, client: slow, offsets, disconnected } of slows) {
+        for (const [i, room] of SCORES.entries()) {
+          const got = scoresOf(slow, room);
+          const sent = published.filter((p) => p.room === room).map((p) => p.n);
+          assert.deepEqual(got, [...got].sort((a, b) => a - b), `${name}, ${room}: in order`);
+          assert.equal(new Set(got).size, got.length, `${name}, ${room}: no duplicate`);
+          assert.ok(got.length < sent.length, `${name}, ${room}: ${sent.length - got.length} older scores replaced, not queued`);
+          assert.equal(got.at(-1), newest[i]);
+        }
+        // The history room's ids go forward; `since` the last one would resume after the newest.
+        const ids = slow.received.filter((r) => r.meta?.room === SCORES[0]).map((r) => r.meta.id!);
+        assert.ok(ids.every((id, i) => i === 0 || compareIds(ids[i - 1]!, id) < 0), `${name}: history ids go forward`);
+        assert.deepEqual(slow.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1), `${name}: every news message, in order`);
+        // A held score went out with an offset of its own: the client's last offset says what it got.
+        const seqs = offsets.map((o) => Number(o.slice(o.indexOf('.') + 1)));
+        assert.ok(seqs.length > 0 && seqs.every((s, i) => i === 0 || seqs[i - 1]! < s), `${name}: offsets go forward (${seqs.length} seen)`);
+        assert.equal(disconnected, false, `${name}: the slow client stayed connected`);
+        assert.equal(slow.socket.connected, true);
       }
-      // The history room's ids go forward; `since` the last one would resume after the newest.
-      const ids = slow.received.filter((r) => r.meta?.room === SCORES[0]).map((r) => r.meta.id!);
-      assert.ok(ids.every((id, i) => i === 0 || compareIds(ids[i - 1]!, id) < 0), 'history ids go forward');
-      assert.deepEqual(slow.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1), 'every news message, in order');
+      for (const room of SCORES) assert.deepEqual(scoresOf(healthy, room), published.filter((p) => p.room === room).map((p) => p.n), `${room}: the reading client got every score`);
       assert.deepEqual(healthy.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1));
-      // A held score went out with an offset of its own: the client's last offset says what it got.
-      const seqs = offsets.map((o) => Number(o.slice(o.indexOf('.') + 1)));
-      assert.ok(seqs.length > 0 && seqs.every((s, i) => i === 0 || seqs[i - 1]! < s), `offsets go forward (${seqs.length} seen)`);
-      assert.equal(disconnected, false, 'the slow client stayed connected');
-      assert.equal(slow.socket.connected, true);
       assert.equal((await stats()).slowConsumerDisconnects, 0);
-      console.log(`# ${transport}: ${published.length} scores of ${PAD.length} B, ${(await stats()).conflatedMessages} conflated; the slow client got ${SCORES.map((r) => scoresOf(slow, r).length).join(' + ')}`);
+      console.log(`# ${transport}: ${published.length} scores of ${PAD.length} B, ${(await stats()).conflatedMessages} conflated; ${slows.map(({ name, client }) => `${name} got ${SCORES.map((r) => scoresOf(client, r).length).join(' + ')}`).join(', ')}`);
     });
 
     it('does not claim a held room on connection recovery: the client is told, and takes the newest again', async () => {
       const room = SCORES[0]!;
+      // The first test's slow clients are gone first: this one alone is behind the relay.
+      for (const s of slows) s.client.close();
+      await waitFor('only the reading client left', async () => (await getJson(`${gw.url}/readyz`)).body.connections === 1);
       const client = await connectClient(relay.url, { reconnection: true });
       assert.equal((await client.subscribe(room) as { ok: boolean }).ok, true);
       const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflationHeld: number; slowConsumerDisconnects: number };
