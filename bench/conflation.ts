@@ -53,6 +53,8 @@ export const CONFLATION_DEFAULTS: ConflationOptions = { rooms: 50, rate: 10, sec
 export interface ConflationRow {
   transport: 'uws' | 'node';
   rooms: number;
+  /** Scores a second per room. */
+  rate: number;
   published: number;
   conflated: number;
   maxHeld: number;
@@ -179,6 +181,7 @@ async function measure(transport: 'uws' | 'node', opts: ConflationOptions): Prom
     return {
       transport,
       rooms: opts.rooms,
+      rate: opts.rate,
       published,
       conflated: after.conflatedMessages,
       maxHeld,

@@ -382,7 +382,7 @@ function conflationSection(rows: ConflationRow[] | undefined): string[] {
   const r0 = rows[0]!;
   const ms = (v: number | undefined) => (v === undefined ? 'never' : `${f(v, 0)} ms`);
   return [
-    `## Conflation for a client that stops reading (\`CONFLATE_ROOMS\`, ${f(r0.rooms)} score rooms at 10 updates a second, one replica)`,
+    `## Conflation for a client that stops reading (\`CONFLATE_ROOMS\`, ${f(r0.rooms)} score rooms at ${f(r0.rate)} updates a second, one replica)`,
     '',
     'A client stops reading right after it subscribed, for the run\'s length, then reads again; healthy clients of the same rooms read all along (bench/conflation.ts, docs/guides/live-scores.md).',
     '',
