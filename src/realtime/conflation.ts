@@ -52,7 +52,8 @@ interface Holding {
  * counted, `herald_conflated_messages_total`), never queued, so what a slow connection costs in
  * these rooms is one message reference per room it is in (MAX_SUBSCRIPTIONS bounds them), the
  * message itself shared with every other connection holding it. Their traffic alone can then
- * never close it: it is written only below `fromBytes`, at most a message past it. Other rooms
+ * never close it: it is written only below `fromBytes`, and leaves it there plus what one turn
+ * adds (on uWS, one batch of publishes, BROADCAST_BATCH_MS). Other rooms
  * keep the slow-consumer rule (src/realtime/slow-consumers.ts): written in order, and closed past
  * the bound, never skipped.
  *
@@ -114,13 +115,6 @@ export class Conflation implements AdapterConflation {
   left(adapter: Adapter, id: string, room: string): void {
     const state = this.stateOf(adapter, id);
     if (state) this.drop(state, room);
-  }
-
-  /** Messages held right now, all connections together. */
-  get heldMessages(): number {
-    let n = 0;
-    for (const s of this.holding.values()) n += s.held.size;
-    return n;
   }
 
   private start(adapter: Adapter, socket: Socket): Holding {
