@@ -167,5 +167,36 @@ for (const transport of ['uws', 'node'] as const) {
       assert.equal((await stats()).slowConsumerDisconnects, 0);
       client.close();
     });
+
+    it('a recovered client that subscribes again with since while it holds a score gets that score', async () => {
+      const room = SCORES[0]!;
+      const client = await connectClient(relay.url, { reconnection: true });
+      assert.equal((await client.subscribe(room) as { ok: boolean }).ok, true);
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflationHeld: number };
+      let n = 20_000;
+      const score = async () => {
+        const r = await publish(gw.url, { room, event: 'score', data: { n: ++n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+      await score();
+      await client.waitFor('a first score', (r) => (r.data as { n: number }).n === n);
+      // Dropped and restored whole (connection recovery): herald knows its position from the journal.
+      const connects: boolean[] = [];
+      client.socket.on('connect', () => connects.push(client.socket.recovered));
+      relay.resetAll();
+      await waitFor('the client reconnected', () => connects.length > 0);
+      assert.equal(connects[0], true, 'restored whole');
+      relay.hold();
+      for (let i = 0; i < MAX_PUBLISHES && (i % 10 !== 9 || (await stats()).conflationHeld === 0); i++) await score();
+      assert.equal((await stats()).conflationHeld, 1, 'it holds a score');
+      // The explicit contract's client subscribes again with its last id (its ack comes once it reads again).
+      const since = client.received.filter((r) => r.meta?.room === room).at(-1)!.meta.id;
+      const ack = client.socket.timeout(20_000).emitWithAck('subscribe', { room, since });
+      await waitFor('the held score dropped by the new subscribe', async () => (await stats()).conflationHeld === 0);
+      relay.release();
+      assert.equal((await ack as { ok: boolean }).ok, true);
+      await client.waitFor('the newest score', (r) => r.meta?.room === room && (r.data as { n: number }).n === n);
+      client.close();
+    });
   });
 }
