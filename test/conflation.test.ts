@@ -132,6 +132,9 @@ for (const transport of ['uws', 'node'] as const) {
         assert.equal(disconnected, false, `${name}: the slow client stayed connected`);
         assert.equal(slow.socket.connected, true);
       }
+      // herald_messages_delivered_total counts what was written, held scores when they were: not the replaced ones.
+      const delivered = ((await getJson(`${gw.url}/readyz`)).body as { delivered: number }).delivered;
+      assert.equal(delivered, healthy.received.length + slows.reduce((a, s) => a + s.client.received.length, 0), 'delivered = what the clients received');
       for (const room of SCORES) assert.deepEqual(scoresOf(healthy, room), published.filter((p) => p.room === room).map((p) => p.n), `${room}: the reading client got every score`);
       assert.deepEqual(healthy.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1));
       assert.equal((await stats()).slowConsumerDisconnects, 0);

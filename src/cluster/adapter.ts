@@ -124,11 +124,13 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
 
     /** This replica's share of a broadcast. */
     deliver(packet: Packet, opts: BroadcastOptions): void {
-      deps.observe?.(this, packet, opts);
+      // Held for slow connections (conflation): written later, or never; not counted as delivered now.
       const held = deps.conflation?.hold(this, packet, opts);
+      const local = held ? { ...opts, except: new Set([...(opts.except ?? []), ...held]) } : opts;
+      deps.observe?.(this, packet, local);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
       if (deps.delivery?.broadcast(this, stamped, opts, held)) return;
-      Adapter.prototype.broadcast.call(this, stamped as any, held ? { ...opts, except: new Set([...(opts.except ?? []), ...held]) } : opts);
+      Adapter.prototype.broadcast.call(this, stamped as any, local);
     }
 
     override addAll(id: string, rooms: Set<string>): void {

@@ -190,6 +190,8 @@ export class Conflation implements AdapterConflation {
         volatile: flags?.volatile,
         compress: flags?.compress,
       });
+      // Counted as delivered now, without a fan-out latency: it waited for its connection, not for herald.
+      this.metrics.delivered(1, undefined);
       this.delivery?.resume?.(adapter, socket.id, room);
     }
     this.end(state);
