@@ -94,14 +94,17 @@ export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 
 /**
  * For trying settings on the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack
  * starts: `HERALD_NODE_OPTIONS` (V8 flags), and herald's own `BROADCAST_BATCH_MS`,
- * `CONNECTION_RECOVERY_SECONDS` (for the cost of recovery: 0 turns it off) and `HISTORY_ROOMS`
- * (`load:*`: the bench's rooms keep history, for what a history-room subscriber costs).
+ * `CONNECTION_RECOVERY_SECONDS` (for the cost of recovery: 0 turns it off), `HISTORY_ROOMS`
+ * (`load:*`: the bench's rooms keep history, for what a history-room subscriber costs) and
+ * `CONFLATE_ROOMS` (for the cost of conflation on healthy connections, e.g. `scores:*` with
+ * bench/compression.ts).
  */
 const fromEnvironment = (): Record<string, string> => ({
   ...(process.env.HERALD_NODE_OPTIONS ? { NODE_OPTIONS: process.env.HERALD_NODE_OPTIONS } : {}),
   ...(process.env.BROADCAST_BATCH_MS ? { BROADCAST_BATCH_MS: process.env.BROADCAST_BATCH_MS } : {}),
   ...(process.env.CONNECTION_RECOVERY_SECONDS ? { CONNECTION_RECOVERY_SECONDS: process.env.CONNECTION_RECOVERY_SECONDS } : {}),
   ...(process.env.HISTORY_ROOMS ? { HISTORY_ROOMS: process.env.HISTORY_ROOMS } : {}),
+  ...(process.env.CONFLATE_ROOMS ? { CONFLATE_ROOMS: process.env.CONFLATE_ROOMS } : {}),
 });
 
 export async function heraldStack(name: string, transport: 'uws' | 'node', replicas: number, extra: Record<string, string> = {}): Promise<Stack> {

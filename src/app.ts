@@ -25,6 +25,7 @@ import { presenceRoutes } from './presence/routes.js';
 import { createPresence } from './presence/setup.js';
 import { publishRoutes } from './publish/routes.js';
 import { createPublisher } from './publish/service.js';
+import { createConflation } from './realtime/conflation.js';
 import { ConnectGuard } from './realtime/connect-guard.js';
 import { deliveryObserver } from './realtime/deliveries.js';
 import { createSocketServer } from './realtime/server.js';
@@ -75,7 +76,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const historyRooms = historyPolicies(config);
   const recovery = createRecovery(config, { io, bus, isHistoryRoom: (room) => historyRooms.match(room) !== undefined, logger: redisLog, metrics });
   const admitRemote = historyRooms.size > 0 ? refusingForeignHistory(historyRooms, metrics, logger) : undefined;
-  bus.install(io, { delivery: transport.delivery, recovery, observe: deliveryObserver(metrics), admitRemote });
+  const conflation = createConflation(config, { delivery: transport.delivery, positions: recovery, metrics });
+  bus.install(io, { delivery: transport.delivery, recovery, conflation, observe: deliveryObserver(metrics), admitRemote });
 
   // Rooms: history, publishing into them, the control API, presence, webhooks; then the clients.
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);

@@ -67,6 +67,12 @@ describe('configuration', () => {
     assert.equal(err.code, 'config_invalid');
   });
 
+  it('reads CONFLATE_ROOMS as room patterns and refuses a bad one', () => {
+    assert.deepEqual(loadConfig({}).conflateRooms, []);
+    assert.deepEqual(loadConfig({ CONFLATE_ROOMS: 'score:*, prices:eur-*' }).conflateRooms, ['score:*', 'prices:eur-*']);
+    assert.throws(() => loadConfig({ CONFLATE_ROOMS: 'score:* last=1' }), /CONFLATE_ROOMS has a bad pattern "score:\* last=1"/);
+  });
+
   it('refuses production without publish keys or token verification', () => {
     assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /PUBLISH_KEYS must be set when NODE_ENV=production[\s\S]*JWT_SECRET \(or JWT_PUBLIC_KEY, JWKS_URL or CONNECT_PROXY_URL\) must be set/);
     assert.throws(() => loadConfig({ NODE_ENV: 'production', PUBLISH_KEYS: 'k'.repeat(32) }), /JWT_SECRET/);

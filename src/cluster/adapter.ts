@@ -7,8 +7,18 @@ import { Adapter, MessageType, type BroadcastOptions, type Session } from 'socke
  * src/transport/uws-delivery.ts), Socket.IO's walk over the room's sockets otherwise.
  */
 export interface LocalDelivery {
-  /** Delivers `packet` to this replica's matching sockets; false: not handled, walk them. */
-  broadcast(adapter: Adapter, packet: Packet, opts: BroadcastOptions): boolean;
+  /**
+   * Delivers `packet` to this replica's matching sockets, except those in `held` (conflation:
+   * each is off the room's fan-out already, see `pause`); false: not handled, walk them.
+   */
+  broadcast(adapter: Adapter, packet: Packet, opts: BroadcastOptions, held?: ReadonlySet<string>): boolean;
+  /**
+   * Socket `id` stops receiving `room`'s broadcasts through the transport's own fan-out (uWS: the
+   * room's topic) until `resume`; what was queued for it before goes out first. Idempotent.
+   */
+  pause?(adapter: Adapter, id: string, room: string): void;
+  /** Socket `id`, still in `room`, receives its broadcasts through the fan-out again. */
+  resume?(adapter: Adapter, id: string, room: string): void;
   /** Before a join or a leave changes who receives what (uWS: flush batched publishes). */
   beforeMembershipChange(): void;
   /** Before a socket's first join (its id room), while it has no room yet. */
@@ -25,10 +35,26 @@ export interface AdapterRecovery {
   restore(adapter: Adapter, pid: string, offset: string): Promise<Session>;
 }
 
+/** Conflation (src/realtime/conflation.ts), as the adapter takes part in it. */
+export interface AdapterConflation {
+  /**
+   * Before a local delivery: the sockets that do not take `packet` now (it is held for them, to be
+   * written when they drain, with an offset of its own); undefined: none. `packet` is as it was
+   * broadcast, before its offset.
+   */
+  hold(adapter: Adapter, packet: Packet, opts: BroadcastOptions): ReadonlySet<string> | undefined;
+  /** Socket `id` joins `rooms` again: what it held there is superseded by this subscribe. */
+  joining(adapter: Adapter, id: string, rooms: Set<string>): void;
+  /** Socket `id` left `room`: what it held there is dropped. */
+  left(adapter: Adapter, id: string, room: string): void;
+}
+
 export interface HeraldAdapterDeps {
   /** The transport's fast path (src/transport/index.ts); undefined: Socket.IO's own delivery. */
   readonly delivery: LocalDelivery | undefined;
   readonly recovery: AdapterRecovery | undefined;
+  /** CONFLATE_ROOMS; undefined: none. */
+  readonly conflation?: AdapterConflation;
   /** Told of every local delivery before it goes out (the delivery metrics). */
   readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
   /**
@@ -98,10 +124,13 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
 
     /** This replica's share of a broadcast. */
     deliver(packet: Packet, opts: BroadcastOptions): void {
-      deps.observe?.(this, packet, opts);
+      // Held for slow connections (conflation): written later, or never; not counted as delivered now.
+      const held = deps.conflation?.hold(this, packet, opts);
+      const local = held ? { ...opts, except: new Set([...(opts.except ?? []), ...held]) } : opts;
+      deps.observe?.(this, packet, local);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
-      if (deps.delivery?.broadcast(this, stamped, opts)) return;
-      Adapter.prototype.broadcast.call(this, stamped as any, opts);
+      if (deps.delivery?.broadcast(this, stamped, opts, held)) return;
+      Adapter.prototype.broadcast.call(this, stamped as any, local);
     }
 
     override addAll(id: string, rooms: Set<string>): void {
@@ -109,12 +138,14 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
       const delivery = deps.delivery;
       delivery?.beforeMembershipChange();
       if (isNew) delivery?.joining(this, id);
+      else deps.conflation?.joining(this, id, rooms);
       super.addAll(id, rooms);
       delivery?.joined(this, id, rooms, isNew);
     }
 
     override del(id: string, room: string): void {
       deps.delivery?.beforeMembershipChange();
+      deps.conflation?.left(this, id, room);
       super.del(id, room);
     }
 

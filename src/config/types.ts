@@ -131,6 +131,8 @@ export interface Config {
   readonly httpRequestTimeoutSeconds: number;
   /** Outbound bytes a connection may have queued; past it, the connection is closed. @default 1048576 */
   readonly slowClientMaxBytes: number;
+  /** Room patterns whose messages a slow connection gets conflated: only the newest held until it drains. Empty: none. */
+  readonly conflateRooms: readonly string[];
   /** Serve /metrics on this separate port (no auth); unset: on the main port behind the publish keys. */
   readonly metricsPort: number | undefined;
   /** Serve the status page (`/`) and `/v1/stats`. @default true, false when NODE_ENV=production */

@@ -282,13 +282,15 @@ export class HistoryRooms {
 
   /**
    * The last entry of `room` sent to a socket in it: its own catch-up's (the journal's, which a
-   * recovered socket always has), or once live, the room's.
+   * recovered socket always has), or once live, the room's (unless conflation holds its messages
+   * back: then its own).
    */
   private positionOf(socketId: string, room: RoomName): MessageId | undefined {
     const c = this.catchups.get(room)?.get(socketId);
     const own = this.journal?.lastSent(socketId, room);
     if (c?.phase === 'settling') return c.mark;
-    if (c) return own;
+    // Catching up, or held back by conflation: the room's last delivery did not reach it.
+    if (c || this.journal?.notLive(socketId, room)) return own;
     const live = this.last.get(room);
     return live !== undefined && (own === undefined || compareIds(live, own) > 0) ? live : own;
   }

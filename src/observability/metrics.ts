@@ -51,6 +51,13 @@ export interface Metrics {
   /** A connection was closed for passing the outbound buffer bound (a slow consumer). */
   slowConsumerDisconnected(): void;
   /**
+   * Conflation (CONFLATE_ROOMS, src/realtime/conflation.ts): a message held for a slow connection
+   * was replaced by a newer one of its room (or dropped by a new subscribe there) and never written.
+   */
+  messageConflated(): void;
+  /** Messages held for slow connections changed by `change` (one at most per connection and conflated room). */
+  conflationHeld(change: number): void;
+  /**
    * An ingest entry from `source` was `delivered` (broadcast, then acknowledged), a `duplicate`
    * (already published, acknowledged), `rejected` (bad, acknowledged) or `retried` (left for later);
    * `lagSeconds` from its creation to the broadcast.
@@ -114,6 +121,10 @@ export interface MetricsSnapshot {
   /** Handshakes refused before they became connections, by reason (`connectionRefused`). */
   connectionsRefused: Record<string, number>;
   slowConsumerDisconnects: number;
+  /** Messages held for slow connections in conflated rooms were replaced by newer ones (`herald_conflated_messages_total`). */
+  conflatedMessages: number;
+  /** Messages held right now for slow connections, one at most per connection and conflated room (`herald_conflation_held_messages`). */
+  conflationHeld: number;
   /** Sessions of dropped connections that could not be saved (`herald_session_recovery_total{outcome="save_failed"}`). */
   sessionsNotSaved: number;
   ingest: Record<string, number>;
@@ -137,6 +148,8 @@ export function createMetrics(): Metrics {
     authFailures: {},
     connectionsRefused: {},
     slowConsumerDisconnects: 0,
+    conflatedMessages: 0,
+    conflationHeld: 0,
     sessionsNotSaved: 0,
     ingest: {},
   };
@@ -174,6 +187,8 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
   const authFailures = new Counter({ name: 'herald_auth_failures_total', help: 'Refused connections, by error code', labelNames: ['code'], registers: [registry] });
+  const conflated = new Counter({ name: 'herald_conflated_messages_total', help: 'Messages of conflated rooms (CONFLATE_ROOMS) never written to a slow connection: replaced by a newer one of their room while held', registers: [registry] });
+  const conflationHeld = new Gauge({ name: 'herald_conflation_held_messages', help: 'Messages held for slow connections in conflated rooms, written when they drain (at most one per connection and room)', registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
   const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; draining, redis_unreachable, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
   const acceptPauses = new Counter({ name: 'herald_accept_pauses_total', help: 'Times the listen socket was closed because file descriptors were nearly gone (uWS)', registers: [registry] });
@@ -278,6 +293,14 @@ export function createMetrics(): Metrics {
     slowConsumerDisconnected() {
       s.slowConsumerDisconnects++;
       slowDisconnects.inc();
+    },
+    messageConflated() {
+      s.conflatedMessages++;
+      conflated.inc();
+    },
+    conflationHeld(change) {
+      s.conflationHeld += change;
+      conflationHeld.inc(change);
     },
     historyRefilled(messages) {
       refills.inc();

@@ -148,6 +148,15 @@ export class Journal {
     if (track) track.liveFrom = this.seq;
   }
 
+  /**
+   * Whether `socketId` has a track in `room` that does not take the room's shared deliveries:
+   * catching up, or held back by conflation (src/realtime/conflation.ts).
+   */
+  notLive(socketId: string, room: RoomName): boolean {
+    const t = this.track(socketId, room);
+    return t !== undefined && t.liveFrom === undefined;
+  }
+
   /** What is known of `socketId` in `room`, as a copy for its session. */
   snapshot(socketId: string, room: RoomName): Track | undefined {
     const t = this.track(socketId, room);

@@ -115,6 +115,32 @@ export class Recovery implements AdapterRecovery {
     return { ...packet, data: [...packet.data, offset] };
   }
 
+  /**
+   * Conflation (src/realtime/conflation.ts) holds `room`'s messages for `socketId`: the room's
+   * deliveries no longer count for it, and until one is released to it its position there is not
+   * known (a restore then leaves the room out: `recovered: false`, never a claim that it has
+   * messages it skipped).
+   */
+  holding(socketId: string, room: RoomName): void {
+    if (this.deps.isHistoryRoom(room)) this.deps.journal.begin(socketId, room, undefined);
+  }
+
+  /**
+   * A held message goes to `socketId` alone: a new offset, after everything it was sent meanwhile
+   * (its client keeps the offset of the last packet it got), recorded as its own send; the room's
+   * deliveries count for it again from there.
+   */
+  released(packet: Packet, socketId: string, room: RoomName): Packet {
+    if (!packet.data) return packet;
+    const { seq, offset } = this.deps.journal.next();
+    const meta = packet.data[2] as { room?: unknown; id?: unknown } | undefined;
+    if (meta && typeof meta === 'object' && meta.room === room && isStreamId(meta.id) && this.deps.isHistoryRoom(room)) {
+      this.deps.journal.sent(socketId, room, seq, meta.id);
+      this.deps.journal.live(socketId, room);
+    }
+    return { ...packet, data: [...packet.data, offset] };
+  }
+
   persist(adapter: Adapter, session: Session): void {
     const socket = adapter.nsp.name === '/' ? adapter.nsp.sockets.get(session.sid) : undefined;
     if (!socket) return;

@@ -57,7 +57,9 @@ export function createTransport(wanted: TransportKind, logger: Logger): Transpor
 /** Delivers through `fast.current` once the transport has made it; until then Socket.IO's walk does (over no socket). */
 function forwardingTo(fast: { current: LocalDelivery | undefined }): LocalDelivery {
   return {
-    broadcast: (adapter, packet, opts) => fast.current?.broadcast(adapter, packet, opts) ?? false,
+    broadcast: (adapter, packet, opts, held) => fast.current?.broadcast(adapter, packet, opts, held) ?? false,
+    pause: (adapter, id, room) => fast.current?.pause?.(adapter, id, room),
+    resume: (adapter, id, room) => fast.current?.resume?.(adapter, id, room),
     beforeMembershipChange: () => fast.current?.beforeMembershipChange(),
     joining: (adapter, id) => fast.current?.joining(adapter, id),
     joined: (adapter, id, rooms, isNew) => fast.current?.joined(adapter, id, rooms, isNew),

@@ -23,6 +23,9 @@ type HttpHandler = (res: HttpResponse, req: HttpRequest) => void | Promise<void>
  *   close the socket instead, before it writes anything more: the client has a gap-free prefix and
  *   recovers the rest when it reconnects. Such closes are noted for the slow-consumer count.
  *
+ * - **`drain` is reported** to whoever waits for a WebSocket's queue to go down (`whenUwsDrains`:
+ *   conflation, src/realtime/conflation.ts).
+ *
  * HTTP bodies need no copy: Engine.IO's uWS polling transport copies every chunk of a body in
  * several chunks, and decodes a body in one chunk to a string before its `onData` returns.
  *
@@ -40,9 +43,13 @@ export function attachEngine(io: Server, app: TemplatedApp, engineOptions: objec
     };
   const own = app as unknown as Record<'ws' | 'any' | 'get', unknown>;
   own.ws = function (this: TemplatedApp, pattern: Parameters<TemplatedApp['ws']>[0], behavior: WebSocketBehavior<unknown>) {
-    const { message, close, maxBackpressure } = behavior;
+    const { message, close, maxBackpressure, drain } = behavior;
     return ws.call(this, pattern, {
       ...behavior,
+      drain: (socket) => {
+        drain?.(socket);
+        drained(socket);
+      },
       ...(message ? { message: (socket, data, isBinary) => message(socket, isBinary ? data.slice(0) : data, isBinary) } : {}),
       ...(maxBackpressure ? { closeOnBackpressureLimit: 1 } : {}),
       ...(close && maxBackpressure
@@ -69,6 +76,26 @@ export function attachEngine(io: Server, app: TemplatedApp, engineOptions: objec
     delete own.any;
     delete own.get;
   }
+}
+
+/** Per Engine.IO transport, who waits for its uWS WebSocket to drain (`whenUwsDrains`). */
+const drainWaiters = new WeakMap<object, () => void>();
+
+/**
+ * Calls `then` once, the next time uWS reports that this Engine.IO transport's WebSocket wrote
+ * some of its queue (uWS calls `drain` on every write that took some off, until it is empty;
+ * Engine.IO registers no handler of its own). One waiter per transport: a later call replaces it.
+ */
+export function whenUwsDrains(transport: object, then: () => void): void {
+  drainWaiters.set(transport, then);
+}
+
+function drained(socket: WebSocket<unknown>): void {
+  const transport = (socket.getUserData() as { transport?: object } | undefined)?.transport;
+  const then = transport && drainWaiters.get(transport);
+  if (!then) return;
+  drainWaiters.delete(transport);
+  then();
 }
 
 /** Engine.IO transports whose uWS WebSocket closed with more than `maxBackpressure` queued, and how much. */

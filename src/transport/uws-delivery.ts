@@ -81,7 +81,25 @@ export class UwsDelivery implements LocalDelivery {
     socket.once('disconnect', forget);
   }
 
-  broadcast(adapter: Adapter, packet: Packet, opts: BroadcastOptions): boolean {
+  /** Off the room's topic (conflation, src/realtime/conflation.ts): what was batched goes out first, to the topic's members as they were. */
+  pause(adapter: Adapter, id: string, room: string): void {
+    const ws = webSocketOf(socketOf(adapter, id));
+    const topic = `${adapter.nsp.name}${SEPARATOR}${room}`;
+    // Socket.IO subscribes it again on an upgrade or a join: checked at every held delivery.
+    if (!ws?.isSubscribed(topic)) return;
+    this.batcher.flush();
+    ws.unsubscribe(topic);
+  }
+
+  resume(adapter: Adapter, id: string, room: string): void {
+    const ws = webSocketOf(socketOf(adapter, id));
+    if (!ws || !adapter.rooms.get(room)?.has(id)) return;
+    // Published while it was off the topic: held for it, superseded by what it was just written.
+    this.batcher.flush();
+    ws.subscribe(`${adapter.nsp.name}${SEPARATOR}${room}`);
+  }
+
+  broadcast(adapter: Adapter, packet: Packet, opts: BroadcastOptions, held?: ReadonlySet<string>): boolean {
     if (opts.rooms.size > 1 || (opts.except?.size ?? 0) > 0) return false;
     const flags = opts.flags ?? {};
     const packetOpts = { preEncoded: true, volatile: flags.volatile, compress: flags.compress };
@@ -106,11 +124,23 @@ export class UwsDelivery implements LocalDelivery {
     // on long-polling.
     for (const socket of waiting) {
       if (adapter.nsp.sockets.get(socket.id) !== socket) continue; // not connected (yet) in this namespace
-      if (members && !members.has(socket.id)) continue;
+      if ((members && !members.has(socket.id)) || held?.has(socket.id)) continue;
       writeToEngine(socket, encoded, packetOpts);
     }
     return true;
   }
+}
+
+interface TopicSocket {
+  subscribe(topic: string): boolean;
+  unsubscribe(topic: string): boolean;
+  isSubscribed(topic: string): boolean;
+}
+
+/** Its uWS WebSocket, when it is on one. */
+function webSocketOf(socket: Socket | undefined): TopicSocket | undefined {
+  if (socket?.conn.transport.name !== 'websocket') return undefined;
+  return (socket.conn.transport as unknown as { socket?: TopicSocket }).socket;
 }
 
 function socketOf(adapter: Adapter, id: string): Socket | undefined {

@@ -1,4 +1,5 @@
-import { integer, setting } from '../parse.js';
+import { isValidPattern } from '../../protocol/patterns.js';
+import { integer, list, setting } from '../parse.js';
 
 /** Slow consumers, metrics, status page, admin UI. */
 export const OPERATIONS_SETTINGS = [
@@ -8,6 +9,19 @@ export const OPERATIONS_SETTINGS = [
     doc: 'Outbound bytes one connection may have queued (uWS `maxBackpressure`; Engine.IO + `ws` buffers on the node transport and for long-polling). A connection whose queue passes it is closed at once (reason `slow_consumer` in the log, `herald_slow_consumer_disconnects_total`), never skipped: its client reconnects and recovers what it missed in history rooms.',
     defaultText: '1048576',
     parse: integer(16 * 1024, 1024 * 1024 * 1024, 1024 * 1024),
+  }),
+  setting({
+    env: 'CONFLATE_ROOMS',
+    key: 'conflateRooms',
+    doc: 'Comma-separated room patterns (`*` matches anything) where only the newest message matters (a score, a price), with or without history, e.g. `scores:*, prices:*`. A connection with more than half of `SLOW_CLIENT_MAX_BYTES` queued is not written these rooms\' messages: it is held the newest one of each such room (an older one is replaced, `herald_conflated_messages_total`) and written it when its queue drains below that, instead of being closed for their traffic. Other rooms keep the slow-consumer rule. See docs/guides/live-scores.md.',
+    defaultText: '(unset)',
+    parse: (raw) =>
+      Object.freeze(
+        list(raw).map((pattern) => {
+          if (!isValidPattern(pattern)) throw new Error(`has a bad pattern "${pattern}": use room characters and *`);
+          return pattern;
+        }),
+      ),
   }),
   setting({
     env: 'METRICS_PORT',

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { compareIds } from '../src/protocol/ids.js';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRelay, type Relay } from './helpers/relay.js';
+import { waitFor } from './helpers/wait.js';
+
+const KEY = 'conflation-key-0123456789';
+/** Two conflated score rooms (one with history and `last=1`, one without), one plain room. */
+const SCORES = ['score:match-1', 'score:match-2'];
+const PLAIN = 'news:main';
+const BOUND = 256 * 1024;
+/** Scores large enough to fill the kernel's buffers in a few hundred publishes. */
+const PAD = 's'.repeat(16 * 1024);
+/** Upper bound on score publishes while the slow client does not read. */
+const MAX_PUBLISHES = 3000;
+/** Replaced messages to see before the client reads again. */
+const CONFLATED = 20;
+
+interface Score {
+  room: string;
+  n: number;
+}
+
+/**
+ * Clients that stop reading, on WebSocket and on long-polling (a relay in front of the replica stops reading what it sends) while
+ * scores are published into two conflated rooms (CONFLATE_ROOMS) and news into a plain room; then
+ * reads again. Its queue passes half of SLOW_CLIENT_MAX_BYTES and stays there: it holds one
+ * score per conflated room (the newest, the older ones replaced and counted), is not closed,
+ * and once it drains it has the newest score of each room, every news message in order, scores
+ * in order, and offsets that only go forward. A client that reads all along gets everything.
+ */
+for (const transport of ['uws', 'node'] as const) {
+  describe(`conflation for a client that stops reading (TRANSPORT=${transport})`, () => {
+    let gw: Gateway;
+    let relay: Relay;
+    const slows: { name: string; client: TestClient; offsets: string[]; disconnected: boolean }[] = [];
+    let healthy: TestClient;
+
+    before(async () => {
+      gw = await startGateway({
+        env: {
+          TRANSPORT: transport,
+          PUBLISH_KEYS: KEY,
+          HISTORY_ROOMS: 'score:match-1 last=1',
+          CONFLATE_ROOMS: 'score:*',
+          SLOW_CLIENT_MAX_BYTES: String(BOUND),
+        },
+      });
+      relay = await startRelay(gw.port);
+    });
+    after(async () => {
+      for (const s of slows) s.client.close();
+      healthy?.close();
+      await relay?.close();
+      await gw?.stop();
+    });
+
+    it('holds the newest score per conflated room, writes it on drain, and never closes the client for them', async () => {
+      for (const t of ['websocket', 'polling'] as const) {
+        const s = { name: t, client: await connectClient(relay.url, { transport: t }), offsets: [] as string[], disconnected: false };
+        s.client.socket.onAny((...args: unknown[]) => {
+          const last = args.at(-1);
+          if (args.length === 4 && typeof last === 'string') s.offsets.push(last);
+        });
+        s.client.socket.on('disconnect', () => (s.disconnected = true));
+        slows.push(s);
+      }
+      healthy = await connectClient(gw.url);
+      for (const c of [...slows.map((s) => s.client), healthy]) {
+        for (const room of [...SCORES, PLAIN]) assert.equal((await c.subscribe(room) as { ok: boolean }).ok, true, room);
+      }
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflatedMessages: number; conflationHeld: number; slowConsumerDisconnects: number };
+
+      const published: Score[] = [];
+      let news = 0;
+      let numbered = 0;
+      const score = async (room: string) => {
+        const n = ++numbered;
+        const r = await publish(gw.url, { room, event: 'score', data: { n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        published.push({ room, n });
+      };
+      const newsItem = async () => {
+        const r = await publish(gw.url, { room: PLAIN, event: 'news', data: { k: ++news } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+
+      relay.hold();
+      // Until every slow connection holds (each fills its kernel's buffers first), and some scores were replaced.
+      let seen = { conflatedMessages: 0, conflationHeld: 0 };
+      const holding = SCORES.length * slows.length;
+      for (let i = 0; i < MAX_PUBLISHES && (seen.conflatedMessages < CONFLATED || seen.conflationHeld < holding); i++) {
+        // Both rooms and the news at once: several land in one uWS batch (BROADCAST_BATCH_MS).
+        await Promise.all([score(SCORES[0]!), score(SCORES[1]!), ...(i % 5 === 0 ? [newsItem()] : [])]);
+        if (i % 20 === 19) seen = await stats();
+      }
+      assert.ok(seen.conflatedMessages >= CONFLATED, `scores were conflated while the clients did not read (${seen.conflatedMessages} after ${published.length} publishes)`);
+      // Some more of both, then the newest score of each room.
+      for (let i = 0; i < 10; i++) await newsItem();
+      for (const room of SCORES) await score(room);
+      const held = await stats();
+      assert.equal(held.conflationHeld, holding, 'one held score per slow connection and conflated room, no more');
+      assert.equal(held.slowConsumerDisconnects, 0, 'not closed for the conflated rooms\' traffic');
+      assert.ok(held.conflatedMessages >= CONFLATED);
+
+      relay.release();
+      const newest = SCORES.map((room) => published.findLast((p) => p.room === room)!.n);
+      const scoresOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'score').map((r) => (r.data as { n: number }).n);
+      await waitFor('the slow clients have the newest score of each room and every news message', () =>
+        slows.every(({ client }) => SCORES.every((room, i) => scoresOf(client, room).at(-1) === newest[i]) && client.received.filter((r) => r.event === 'news').length === news),
+      );
+      await waitFor('nothing held once drained', async () => (await stats()).conflationHeld === 0);
+
+      for (const { name, client: slow, offsets, disconnected } of slows) {
+        for (const [i, room] of SCORES.entries()) {
+          const got = scoresOf(slow, room);
+          const sent = published.filter((p) => p.room === room).map((p) => p.n);
+          assert.deepEqual(got, [...got].sort((a, b) => a - b), `${name}, ${room}: in order`);
+          assert.equal(new Set(got).size, got.length, `${name}, ${room}: no duplicate`);
+          assert.ok(got.length < sent.length, `${name}, ${room}: ${sent.length - got.length} older scores replaced, not queued`);
+          assert.equal(got.at(-1), newest[i]);
+        }
+        // The history room's ids go forward; `since` the last one would resume after the newest.
+        const ids = slow.received.filter((r) => r.meta?.room === SCORES[0]).map((r) => r.meta.id!);
+        assert.ok(ids.every((id, i) => i === 0 || compareIds(ids[i - 1]!, id) < 0), `${name}: history ids go forward`);
+        assert.deepEqual(slow.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1), `${name}: every news message, in order`);
+        // A held score went out with an offset of its own: the client's last offset says what it got.
+        const seqs = offsets.map((o) => Number(o.slice(o.indexOf('.') + 1)));
+        assert.ok(seqs.length > 0 && seqs.every((s, i) => i === 0 || seqs[i - 1]! < s), `${name}: offsets go forward (${seqs.length} seen)`);
+        assert.equal(disconnected, false, `${name}: the slow client stayed connected`);
+        assert.equal(slow.socket.connected, true);
+      }
+      // herald_messages_delivered_total counts what was written, held scores when they were: not the replaced ones.
+      const delivered = ((await getJson(`${gw.url}/readyz`)).body as { delivered: number }).delivered;
+      assert.equal(delivered, healthy.received.length + slows.reduce((a, s) => a + s.client.received.length, 0), 'delivered = what the clients received');
+      for (const room of SCORES) assert.deepEqual(scoresOf(healthy, room), published.filter((p) => p.room === room).map((p) => p.n), `${room}: the reading client got every score`);
+      assert.deepEqual(healthy.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k), Array.from({ length: news }, (_, i) => i + 1));
+      assert.equal((await stats()).slowConsumerDisconnects, 0);
+      console.log(`# ${transport}: ${published.length} scores of ${PAD.length} B, ${(await stats()).conflatedMessages} conflated; ${slows.map(({ name, client }) => `${name} got ${SCORES.map((r) => scoresOf(client, r).length).join(' + ')}`).join(', ')}`);
+    });
+
+    it('does not claim a held room on connection recovery: the client is told, and takes the newest again', async () => {
+      const room = SCORES[0]!;
+      // The first test's slow clients are gone first: this one alone is behind the relay.
+      for (const s of slows) s.client.close();
+      await waitFor('only the reading client left', async () => (await getJson(`${gw.url}/readyz`)).body.connections === 1);
+      const client = await connectClient(relay.url, { reconnection: true });
+      assert.equal((await client.subscribe(room) as { ok: boolean }).ok, true);
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflationHeld: number; slowConsumerDisconnects: number };
+      const heldBefore = (await stats()).conflationHeld;
+      let n = 10_000;
+      relay.hold();
+      for (let i = 0; i < MAX_PUBLISHES && (i % 10 !== 9 || (await stats()).conflationHeld === heldBefore); i++) {
+        const r = await publish(gw.url, { room, event: 'score', data: { n: ++n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
+      assert.equal((await stats()).conflationHeld, heldBefore + 1, 'it holds a score');
+      // Its connection drops while it holds one (a network cut), then it reads again.
+      const connects: boolean[] = [];
+      client.socket.on('connect', () => connects.push(client.socket.recovered));
+      assert.ok(relay.resetAll() >= 1);
+      relay.release();
+      await waitFor('the client reconnected', () => connects.length > 0);
+      assert.equal(connects[0], false, 'recovery does not claim the room where a score was held and skipped');
+      await waitFor('what it held is dropped with its connection', async () => (await stats()).conflationHeld === heldBefore);
+      // The score page's contract (docs/guides/live-scores.md): not recovered, take the newest again.
+      assert.equal((await client.subscribe({ room, last: 1 }) as { ok: boolean }).ok, true);
+      await client.waitFor('the newest score', (r) => r.meta?.room === room && (r.data as { n: number }).n === n);
+      assert.equal((await stats()).slowConsumerDisconnects, 0);
+      client.close();
+    });
+
+    it('a recovered client that subscribes again with since while it holds a score gets that score', async () => {
+      const room = SCORES[0]!;
+      const client = await connectClient(relay.url, { reconnection: true });
+      assert.equal((await client.subscribe(room) as { ok: boolean }).ok, true);
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflationHeld: number };
+      let n = 20_000;
+      const score = async () => {
+        const r = await publish(gw.url, { room, event: 'score', data: { n: ++n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+      await score();
+      await client.waitFor('a first score', (r) => (r.data as { n: number }).n === n);
+      // Dropped and restored whole (connection recovery): herald knows its position from the journal.
+      const connects: boolean[] = [];
+      client.socket.on('connect', () => connects.push(client.socket.recovered));
+      relay.resetAll();
+      await waitFor('the client reconnected', () => connects.length > 0);
+      assert.equal(connects[0], true, 'restored whole');
+      relay.hold();
+      for (let i = 0; i < MAX_PUBLISHES && (i % 10 !== 9 || (await stats()).conflationHeld === 0); i++) await score();
+      assert.equal((await stats()).conflationHeld, 1, 'it holds a score');
+      // The explicit contract's client subscribes again with its last id (its ack comes once it reads again).
+      const since = client.received.filter((r) => r.meta?.room === room).at(-1)!.meta.id;
+      const ack = client.socket.timeout(20_000).emitWithAck('subscribe', { room, since });
+      await waitFor('the held score dropped by the new subscribe', async () => (await stats()).conflationHeld === 0);
+      relay.release();
+      assert.equal((await ack as { ok: boolean }).ok, true);
+      await client.waitFor('the newest score', (r) => r.meta?.room === room && (r.data as { n: number }).n === n);
+      client.close();
+    });
+  });
+}
