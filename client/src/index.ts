@@ -111,18 +111,17 @@ export class HeraldClient {
   }
 
   /** Subscribes to `room`; rejects with the server's `{code, message}` when it refuses. */
-  async subscribe(room: string, options: SubscribeOptions = {}): Promise<SubscribeAck> {
+  subscribe(room: string, options: SubscribeOptions = {}): Promise<SubscribeAck> {
     const state: Room = { options, resyncing: true, ...(options.since !== undefined ? { id: options.since } : {}) };
     this.rooms.set(room, state);
-    try {
-      const ack = await this.ask(room, { room, ...options });
-      if (!ack.ok) throw Object.assign(new Error(ack.error?.message ?? 'subscribe refused'), { code: ack.error?.code });
-      this.settled(room, state, ack);
-      return ack;
-    } catch (err) {
-      if (this.rooms.get(room) === state) this.rooms.delete(room);
-      throw err;
-    }
+    return new Promise((resolve, reject) => {
+      this.ask(room, state, { room, ...options }, (err, ack) => {
+        if (err) {
+          if (this.rooms.get(room) === state) this.rooms.delete(room);
+          reject(err);
+        } else resolve(ack!);
+      });
+    });
   }
 
   async unsubscribe(room: string): Promise<void> {
@@ -135,32 +134,39 @@ export class HeraldClient {
     return this.rooms.get(room)?.id;
   }
 
-  private ask(room: string, arg: object): Promise<SubscribeAck> {
-    return this.socket.timeout(this.options.ackTimeoutMs ?? 10_000).emitWithAck('subscribe', arg) as Promise<SubscribeAck>;
+  /**
+   * Sends a subscribe. Its answer is taken in Socket.IO's ack callback, synchronously: a delta
+   * that follows the answer in the same read must find the room settled (a promise would settle
+   * it only after that delta was handled).
+   */
+  private ask(room: string, state: Room, arg: object, done: (err: unknown, ack?: SubscribeAck) => void): void {
+    state.resyncing = true;
+    this.socket.timeout(this.options.ackTimeoutMs ?? 10_000).emit('subscribe', arg, (err: unknown, ack: SubscribeAck) => {
+      const current = this.rooms.get(room) === state;
+      if (err || !ack?.ok) {
+        if (current) state.resyncing = false;
+        done(err ?? Object.assign(new Error(ack?.error?.message ?? 'subscribe refused'), { code: ack?.error?.code }));
+        return;
+      }
+      if (current) this.settled(state, ack);
+      done(undefined, ack);
+    });
   }
 
   /** Subscribes again from the last message held (after a reconnect, a reset, a delta on another base). */
   private resubscribe(room: string): void {
     const state = this.rooms.get(room);
     if (!state) return;
-    state.resyncing = true;
     const { last, ...rest } = state.options;
     const arg = state.id !== undefined ? { room, ...rest, since: state.id } : { room, ...rest, ...(last !== undefined ? { last } : {}) };
-    this.ask(room, arg).then(
-      (ack) => {
-        if (this.rooms.get(room) !== state) return;
-        if (!ack.ok) throw Object.assign(new Error(ack.error?.message ?? 'subscribe refused'), { code: ack.error?.code });
-        if (ack.recovered === false) this.options.onReset?.(room, 'not_recovered');
-        this.settled(room, state, ack);
-      },
-    ).catch((err: unknown) => {
-      if (this.rooms.get(room) === state) state.resyncing = false;
-      this.options.onError?.(room, err);
+    this.ask(room, state, arg, (err, ack) => {
+      if (err) this.options.onError?.(room, err);
+      else if (ack!.recovered === false && this.rooms.get(room) === state) this.options.onReset?.(room, 'not_recovered');
     });
   }
 
   /** A subscribe was answered: everything up to `offset` came before the answer. */
-  private settled(_room: string, state: Room, ack: SubscribeAck): void {
+  private settled(state: Room, ack: SubscribeAck): void {
     state.resyncing = false;
     if (ack.offset !== undefined && (state.id === undefined || compareIds(ack.offset, state.id) > 0)) state.id = ack.offset;
   }

@@ -1,0 +1,200 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { io } from 'socket.io-client';
+import { HeraldClient } from '../client/src/index.js';
+import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
+import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { startRelay, type Relay } from './helpers/relay.js';
+import { onceWithin, waitFor } from './helpers/wait.js';
+
+// Delta rooms (HISTORY_ROOMS ` delta`, src/history/delta.ts) with real replicas, Redis and
+// clients: the client module (client/) and raw socket.io-client sockets that see the wire.
+
+const KEY = 'test-publish-key-0123456789';
+
+/** A live score of about 400 bytes as JSON, two or three fields changing per update. */
+function score(i: number): object {
+  return {
+    match: 'match-42',
+    competition: 'Premier League',
+    home: { team: 'Northfield Rovers', short: 'NFR', goals: Math.floor(i / 7), cards: { yellow: i % 3, red: 0 } },
+    away: { team: 'Southgate Albion', short: 'SGA', goals: Math.floor(i / 11), cards: { yellow: 1, red: 0 } },
+    minute: i,
+    period: i < 45 ? 'first-half' : 'second-half',
+    possession: { home: 50 + (i % 9), away: 50 - (i % 9) },
+    venue: 'Riverside Stadium, North Stand entrance C',
+    referee: 'A. Example',
+    lastEvent: i % 5 === 0 ? `corner ${i}` : `pass ${i}`,
+    updatedBy: 'feed-3',
+  };
+}
+
+interface Recorded {
+  data: unknown;
+  id: string;
+}
+
+/** A HeraldClient that records what its handler receives. */
+function recorder(herald: HeraldClient, event: string): Recorded[] {
+  const got: Recorded[] = [];
+  herald.on(event, (data, meta) => got.push({ data, id: meta.id }));
+  return got;
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
+}
+
+async function metric(gw: Gateway, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+/** Publishes `count` scores into `room` through `gw`, one after the other; resolves with [id, data] pairs. */
+async function publishScores(gw: Gateway, room: string, from: number, count: number, each?: (i: number) => void): Promise<Recorded[]> {
+  const out: Recorded[] = [];
+  for (let i = from; i < from + count; i++) {
+    const data = score(i);
+    const res = await publish(gw.url, { room, event: 'score', data }, KEY);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    out.push({ id: res.body.ids[room] as string, data });
+    each?.(i - from);
+  }
+  return out;
+}
+
+const SETUPS = [
+  { transport: 'uws', mode: 'classic' },
+  { transport: 'node', mode: 'classic' },
+  { transport: 'uws', mode: 'sharded' },
+] as const;
+
+for (const { transport, mode } of SETUPS) {
+  describe(`delta rooms, ${transport} transport, two replicas + Redis (${mode})`, () => {
+    let redis: RedisProcess;
+    const gateways: Gateway[] = [];
+    const closers: (() => void)[] = [];
+
+    before(async () => {
+      redis = await startRedis();
+      const env = { TRANSPORT: transport, REDIS_MODE: mode, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'scores:* size=5000 delta, plain:*' };
+      for (let i = 0; i < 2; i++) gateways.push(await startGateway({ env }));
+      for (const g of gateways) await waitFor(`${g.replicaId} ready`, async () => (await getJson(`${g.url}/readyz`)).status === 200);
+    });
+
+    after(async () => {
+      for (const close of closers) close();
+      await Promise.all(gateways.map((g) => g.stop()));
+      await redis?.stop();
+    });
+
+    it('every subscriber reconstructs exactly the published payloads, in order, under publishes through both replicas', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const room = 'scores:concurrent';
+      const heralds: { herald: HeraldClient; got: Recorded[]; delta: boolean }[] = [];
+      const raws: TestClient[] = [];
+      for (const gw of [a, b]) {
+        for (const delta of [true, true, false]) {
+          const socket = io(gw.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+          closers.push(() => socket.close());
+          const herald = new HeraldClient(socket);
+          const got = recorder(herald, 'score');
+          await herald.subscribe(room, delta ? { delta: 'fossil' } : {});
+          heralds.push({ herald, got, delta });
+        }
+        const raw = await connectClient(gw.url);
+        closers.push(() => raw.close());
+        assert.equal((await raw.subscribe({ room, delta: 'fossil' }) as { ok: boolean }).ok, true);
+        raws.push(raw);
+      }
+      const [fromA, fromB] = await Promise.all([publishScores(a, room, 0, 60), publishScores(b, room, 1000, 60)]);
+      const published = [...fromA, ...fromB].sort((x, y) => compareIds(x.id, y.id));
+
+      for (const [i, h] of heralds.entries()) {
+        await waitFor(`client ${i} has all ${published.length}`, () => h.got.length >= published.length);
+        assert.deepEqual(h.got, published, `client ${i} (delta: ${h.delta})`);
+        assert.equal(h.herald.stats.mismatches, 0);
+        if (h.delta) assert.ok(h.herald.stats.deltas > published.length / 2, `client ${i} applied ${h.herald.stats.deltas} deltas`);
+        else assert.equal(h.herald.stats.deltas, 0);
+      }
+      // On the wire: the first message is whole; each delta names the message before it.
+      for (const raw of raws) {
+        await waitFor('raw client has all', () => raw.received.length >= published.length);
+        assert.equal((raw.received[0]!.meta as { base?: string }).base, undefined);
+        for (let i = 1; i < raw.received.length; i++) {
+          const base = (raw.received[i]!.meta as { base?: string }).base;
+          if (base !== undefined) assert.equal(base, raw.received[i - 1]!.meta.id);
+        }
+        assert.ok(raw.received.some((r) => typeof r.data === 'string'), 'deltas arrived as strings');
+      }
+      for (const g of gateways) {
+        assert.ok((await metric(g, 'herald_delta_messages_total', '{kind="delta"}')) > 0);
+        assert.ok((await metric(g, 'herald_delta_bytes_saved_total')) > 0);
+      }
+    });
+
+    it('a client through a relay that resets its connections ends with every payload once, in order', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const room = 'scores:resets';
+      const relay: Relay = await startRelay(a.port);
+      closers.push(() => void relay.close());
+      const socket = io(relay.url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 20, reconnectionDelayMax: 100 });
+      closers.push(() => socket.close());
+      await onceWithin(socket, 'connect', 'connect through the relay');
+      const errors: unknown[] = [];
+      const trace: string[] = [];
+      socket.onAny((e: string, _d: unknown, m: { id?: string; base?: string } | undefined) => trace.push(`in ${e} ${m?.id} base=${m?.base}`));
+      socket.onAnyOutgoing((e: string, arg: unknown) => trace.push(`out ${e} ${JSON.stringify(arg)}`));
+      socket.on('connect', () => trace.push(`connect recovered=${socket.recovered}`));
+      const herald = new HeraldClient(socket, { onError: (_room, err) => errors.push(err) });
+      const got = recorder(herald, 'score');
+      await herald.subscribe(room, { delta: 'fossil' });
+      const resetsAt = new Set([20, 50, 80]);
+      let resets = 0;
+      const published = await publishScores(b, room, 0, 110, (i) => {
+        if (resetsAt.has(i)) resets += relay.resetAll() > 0 ? 1 : 0;
+      });
+      await waitFor('every payload after the resets', () => got.length >= published.length && got.at(-1)!.id === published.at(-1)!.id).catch((err: Error) => {
+        throw new Error(`${err.message}: ${got.length} of ${published.length}, connected ${socket.connected}, stats ${JSON.stringify(herald.stats)}, errors ${errors.map(String).join('; ')}, at ${herald.position(room)}, last published ${published.at(-1)!.id}\n${trace.join('\n')}\ngot ${got.map((g) => g.id).join(' ')}`);
+      });
+      assert.equal(resets, 3);
+      assert.deepEqual(got, published);
+      assert.ok(herald.stats.deltas > 0);
+      assert.equal(herald.stats.mismatches, 0);
+    });
+
+    it('`last` and `since` start with whole messages, then deltas follow', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const room = 'scores:start';
+      const first = await publishScores(a, room, 0, 5);
+      const tail = await connectClient(b.url);
+      const resume = await connectClient(a.url);
+      closers.push(() => tail.close(), () => resume.close());
+      assert.equal((await tail.subscribe({ room, last: 2, delta: 'fossil' }) as { ok: boolean }).ok, true);
+      assert.equal((await resume.subscribe({ room, since: first[1]!.id, delta: 'fossil' }) as { ok: boolean }).ok, true);
+      const more = await publishScores(b, room, 5, 5);
+      await waitFor('tail has 7', () => tail.received.length >= 7);
+      await waitFor('resume has 8', () => resume.received.length >= 8);
+      const bases = (c: TestClient) => c.received.map((r) => (r.meta as { base?: string }).base);
+      // The catch-up and the first live message are whole; after that, deltas on the message before.
+      assert.deepEqual(tail.received.map((r) => r.meta.id), [...first.slice(3), ...more].map((p) => p.id));
+      assert.deepEqual(bases(tail).slice(0, 3), [undefined, undefined, undefined]);
+      assert.deepEqual(bases(tail).slice(3), more.slice(0, 4).map((p) => p.id));
+      assert.deepEqual(resume.received.map((r) => r.meta.id), [...first.slice(2), ...more].map((p) => p.id));
+      assert.deepEqual(bases(resume).slice(0, 4), [undefined, undefined, undefined, undefined]);
+      assert.deepEqual(bases(resume).slice(4), more.slice(0, 4).map((p) => p.id));
+    });
+
+    it('refuses a delta format it does not know, and deltas in rooms without the option', async () => {
+      const c = await connectClient(gateways[0]!.url);
+      closers.push(() => c.close());
+      assert.deepEqual(((await c.subscribe({ room: 'scores:x', delta: 'vcdiff' })) as { error: { code: string } }).error.code, 'bad_request');
+      assert.deepEqual(((await c.subscribe({ room: 'plain:x', delta: 'fossil' })) as { error: { code: string } }).error.code, 'not_found');
+      assert.deepEqual(((await c.subscribe({ room: 'other:x', delta: 'fossil' })) as { error: { code: string } }).error.code, 'not_found');
+    });
+  });
+}
