@@ -100,8 +100,9 @@ describe('client module in headless Chromium', { skip: needs('chromium') }, () =
     await page.waitForFunction((n) => (window as unknown as { got: unknown[] }).got.length >= n, 30, { timeout: 10_000 });
     // The connection drops (the engine closes); the module reconnects and re-subscribes with since.
     await page.evaluate(() => (window as unknown as { socket: { io: { engine: { close(): void } } } }).socket.io.engine.close());
+    await send(30, 45);
     await page.waitForFunction(() => (window as unknown as { connects: number }).connects === 2, undefined, { timeout: 10_000 });
-    await send(30, 60);
+    await send(45, 60);
     await page.waitForFunction((n) => (window as unknown as { got: unknown[] }).got.length >= n, 60, { timeout: 10_000 });
 
     const got = await page.evaluate(() => (window as unknown as { got: unknown[] }).got);
