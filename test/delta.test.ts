@@ -81,7 +81,7 @@ for (const { transport, mode } of SETUPS) {
 
     before(async () => {
       redis = await startRedis();
-      const env = { TRANSPORT: transport, REDIS_MODE: mode, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'scores:* size=5000 delta, plain:*' };
+      const env = { TRANSPORT: transport, REDIS_MODE: mode, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'scores:* size=5000 delta, plain:*', MAX_SUBSCRIPTIONS: '3' };
       for (let i = 0; i < 2; i++) gateways.push(await startGateway({ env }));
       for (const g of gateways) await waitFor(`${g.replicaId} ready`, async () => (await getJson(`${g.url}/readyz`)).status === 200);
     });
@@ -187,6 +187,27 @@ for (const { transport, mode } of SETUPS) {
       assert.deepEqual(resume.received.map((r) => r.meta.id), [...first.slice(2), ...more].map((p) => p.id));
       assert.deepEqual(bases(resume).slice(0, 4), [undefined, undefined, undefined, undefined]);
       assert.deepEqual(bases(resume).slice(4), more.slice(0, 4).map((p) => p.id));
+    });
+
+    it('holds one previous payload per room with delta subscribers, drops it when they leave, and counts subscriptions, not delivery rooms', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const held = () => metric(a, 'herald_delta_held_payloads');
+      const before = await held();
+      const c = await connectClient(a.url);
+      closers.push(() => c.close());
+      const rooms = ['scores:held-1', 'scores:held-2', 'scores:held-3'];
+      for (const room of rooms) assert.equal(((await c.subscribe({ room, delta: 'fossil' })) as { ok: boolean }).ok, true);
+      for (const room of rooms) await publishScores(b, room, 0, 2);
+      // The second message of each room is a delta: the socket is in each room's delivery room.
+      await waitFor('a delta in each room', () => rooms.every((room) => c.received.some((r) => r.meta.room === room && (r.meta as { base?: string }).base)));
+      assert.equal(await held(), before + 3);
+      // MAX_SUBSCRIPTIONS is 3: a fourth room is refused, and delivery rooms do not count.
+      assert.equal(((await c.subscribe({ room: 'scores:held-4', delta: 'fossil' })) as { error: { code: string } }).error.code, 'too_many_subscriptions');
+      await c.unsubscribe('scores:held-3');
+      await waitFor('the payload of the room left', async () => (await held()) === before + 2);
+      assert.equal(((await c.subscribe({ room: 'scores:held-4', delta: 'fossil' })) as { ok: boolean }).ok, true);
+      c.close();
+      await waitFor('nothing held for the closed client', async () => (await held()) === before);
     });
 
     it('refuses a delta format it does not know, and deltas in rooms without the option', async () => {

@@ -45,6 +45,7 @@ interface Previous {
  */
 export class Deltas {
   private readonly previous = new Map<RoomName, Previous>();
+  private heldBytes = 0;
   /** Per room, sockets that asked for deltas and receive whole messages until the next one. */
   private readonly waiting = new Map<RoomName, Set<string>>();
 
@@ -74,7 +75,7 @@ export class Deltas {
 
   /** `room`'s members are told to reload (`herald:reset`): every delta subscriber's next message is whole. */
   restart(room: RoomName): void {
-    this.previous.delete(room);
+    this.forgetPrevious(room);
     const target = deltaRoomOf(room);
     const members = this.io.of('/').adapter.rooms.get(target);
     if (!members) return;
@@ -88,7 +89,7 @@ export class Deltas {
 
   /** `room` has no local member left. */
   dropRoom(room: RoomName): void {
-    this.previous.delete(room);
+    this.forgetPrevious(room);
     this.waiting.delete(room);
   }
 
@@ -111,7 +112,7 @@ export class Deltas {
     const members = nsp.adapter.rooms.get(target);
     const waiting = this.waiting.get(room);
     if (!members && !waiting) {
-      this.previous.delete(room);
+      this.forgetPrevious(room);
       return;
     }
     const text = utf8.encode(JSON.stringify(entry.data) ?? 'null');
@@ -134,7 +135,9 @@ export class Deltas {
         this.metrics.deltaSent(kind, members.size, 0);
       }
     }
+    this.heldBytes += text.length - (this.previous.get(room)?.text.length ?? 0);
     this.previous.set(room, { id: entry.id, text });
+    this.metrics.deltaHeld(this.previous.size, this.heldBytes);
     if (!waiting) return;
     for (const id of waiting) {
       if (catchingUp(id)) continue;
@@ -143,6 +146,14 @@ export class Deltas {
       if (socket?.rooms.has(room)) void socket.join(target);
     }
     if (waiting.size === 0) this.waiting.delete(room);
+  }
+
+  private forgetPrevious(room: RoomName): void {
+    const prev = this.previous.get(room);
+    if (!prev) return;
+    this.previous.delete(room);
+    this.heldBytes -= prev.text.length;
+    this.metrics.deltaHeld(this.previous.size, this.heldBytes);
   }
 
   private unwait(socketId: string, room: RoomName): void {

@@ -69,6 +69,8 @@ export interface Metrics {
    * nothing delivered here before it to diff against; `larger`: the delta was not smaller).
    */
   deltaSent(kind: 'delta' | 'first' | 'larger', recipients: number, saved: number): void;
+  /** What delta rooms hold on this replica: one previous payload per room with delta subscribers here, and their bytes. */
+  deltaHeld(payloads: number, bytes: number): void;
   /**
    * A client's subscribe needed a new history room (a stream in Redis): `created`, or `refused`
    * because its address had used up HISTORY_NEW_ROOMS_PER_IP.
@@ -195,6 +197,8 @@ export function createMetrics(): Metrics {
     labelNames: ['kind'],
     registers: [registry],
   });
+  const deltaPayloads = new Gauge({ name: 'herald_delta_held_payloads', help: 'Previous payloads delta rooms hold on this replica (one per room with delta subscribers here)', registers: [registry] });
+  const deltaBytes = new Gauge({ name: 'herald_delta_held_bytes', help: 'Bytes of the previous payloads delta rooms hold on this replica (each at most PUBLISH_MAX_BYTES)', registers: [registry] });
   const deltaSaved = new Counter({ name: 'herald_delta_bytes_saved_total', help: 'Bytes of JSON payload not sent thanks to deltas: (whole - delta) per delta subscriber reached', registers: [registry] });
   const roomCreations = new Counter({
     name: 'herald_history_room_creations_total',
@@ -302,6 +306,10 @@ export function createMetrics(): Metrics {
     deltaSent(kind, recipients, saved) {
       deltaMessages.inc({ kind });
       if (saved > 0) deltaSaved.inc(saved * recipients);
+    },
+    deltaHeld(payloads, bytes) {
+      deltaPayloads.set(payloads);
+      deltaBytes.set(bytes);
     },
     historyRoomCreation(outcome) {
       roomCreations.inc({ outcome });
