@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import { HeraldClient } from '../client/src/index.js';
@@ -216,6 +217,79 @@ for (const { transport, mode } of SETUPS) {
       assert.deepEqual(((await c.subscribe({ room: 'scores:x', delta: 'vcdiff' })) as { error: { code: string } }).error.code, 'bad_request');
       assert.deepEqual(((await c.subscribe({ room: 'plain:x', delta: 'fossil' })) as { error: { code: string } }).error.code, 'not_found');
       assert.deepEqual(((await c.subscribe({ room: 'other:x', delta: 'fossil' })) as { error: { code: string } }).error.code, 'not_found');
+    });
+  });
+}
+
+/**
+ * A delta subscriber that stops reading (a relay stops reading what the replica sends) while a
+ * publisher goes on: past SLOW_CLIENT_MAX_BYTES it is closed, never skipped, so it holds a prefix
+ * of the stream; it reconnects, re-subscribes from its last message and starts again whole.
+ */
+for (const transport of ['uws', 'node'] as const) {
+  describe(`a delta subscriber that stops reading (TRANSPORT=${transport})`, () => {
+    let redis: RedisProcess;
+    let gw: Gateway;
+    let relay: Relay;
+    const closers: (() => void)[] = [];
+
+    before(async () => {
+      redis = await startRedis();
+      gw = await startGateway({ env: { TRANSPORT: transport, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'scores:* size=10000 delta', SLOW_CLIENT_MAX_BYTES: String(64 * 1024) } });
+      relay = await startRelay(gw.port);
+      await waitFor('the gateway ready', async () => (await getJson(`${gw.url}/readyz`)).status === 200);
+    });
+    after(async () => {
+      for (const close of closers) close();
+      await relay?.close();
+      await gw?.stop();
+      await redis?.stop();
+    });
+
+    it('is closed past the bound, comes back whole, and has every payload once and in order', async () => {
+      const room = 'scores:slow';
+      const socket = io(relay.url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 20, reconnectionDelayMax: 200 });
+      closers.push(() => socket.close());
+      let connects = 0;
+      socket.on('connect', () => connects++);
+      const slow = new HeraldClient(socket);
+      const slowGot = recorder(slow, 'score');
+      await slow.subscribe(room, { delta: 'fossil' });
+      const fast = new HeraldClient(io(gw.url, { transports: ['websocket'], forceNew: true }));
+      closers.push(() => fast.socket.close());
+      const fastGot = recorder(fast, 'score');
+      await fast.subscribe(room, { delta: 'fossil' });
+
+      // Half of each payload stays, half changes: each delta is about 2 KB, each whole about 4 KB.
+      const fixed = 'f'.repeat(2048);
+      const acked: Recorded[] = [];
+      const publishOne = async () => {
+        const data = { n: acked.length, fixed, changing: randomBytes(1536).toString('base64') };
+        const r = await publish(gw.url, { room, event: 'score', data }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        acked.push({ data, id: r.body.ids[room] as string });
+      };
+      const disconnects = async () => (await getJson(`${gw.url}/readyz`)).body.slowConsumerDisconnects as number;
+      for (let i = 0; i < 10; i++) await publishOne();
+      relay.hold();
+      let held = 0;
+      while (held < 4000 && (held % 25 !== 0 || (await disconnects()) < 1)) {
+        await publishOne();
+        held++;
+      }
+      relay.release();
+      for (let i = 0; i < 20; i++) await publishOne();
+      await waitFor('both have the last payload', () => [slowGot, fastGot].every((got) => got.at(-1)?.id === acked.at(-1)!.id), 20_000).catch((err: Error) =>
+        assert.fail(`${err.message}: slow ${slowGot.length}, fast ${fastGot.length} of ${acked.length}; ${held} held, ${connects} connects`),
+      );
+      assert.ok((await disconnects()) >= 1);
+      assert.ok(connects >= 2, `closed and reconnected (${connects} connects)`);
+      assert.ok(slowGot.length === acked.length && slowGot.every((g, i) => g.id === acked[i]!.id), 'the slow client has every id once, in order');
+      assert.deepEqual(slowGot, acked);
+      assert.deepEqual(fastGot, acked);
+      assert.equal(slow.stats.mismatches, 0);
+      assert.ok(slow.stats.deltas > 0 && fast.stats.deltas > acked.length / 2);
+      console.log(`# ${transport}: ${held} publishes while not reading; ${connects - 1} reconnects; slow client applied ${slow.stats.deltas} deltas`);
     });
   });
 }
