@@ -138,7 +138,7 @@ for (const { transport, mode } of SETUPS) {
       }
     });
 
-    it('a client through a relay that resets its connections ends with every payload once, in order', async () => {
+    it('a client through a relay that resets its connections, and moves it to the other replica, ends with every payload once, in order', async () => {
       const [a, b] = gateways as [Gateway, Gateway];
       const room = 'scores:resets';
       const relay: Relay = await startRelay(a.port);
@@ -154,15 +154,20 @@ for (const { transport, mode } of SETUPS) {
       const herald = new HeraldClient(socket, { onError: (_room, err) => errors.push(err) });
       const got = recorder(herald, 'score');
       await herald.subscribe(room, { delta: 'fossil' });
+      const replicas: string[] = [];
+      socket.on('herald:hello', (h: { replica: string }) => replicas.push(h.replica));
       const resetsAt = new Set([20, 50, 80]);
       let resets = 0;
       const published = await publishScores(b, room, 0, 110, (i) => {
+        // At the second reset the balancer moves on: the client comes back on the other replica.
+        if (i === 50) relay.retarget(b.port);
         if (resetsAt.has(i)) resets += relay.resetAll() > 0 ? 1 : 0;
       });
       await waitFor('every payload after the resets', () => got.length >= published.length && got.at(-1)!.id === published.at(-1)!.id).catch((err: Error) => {
         throw new Error(`${err.message}: ${got.length} of ${published.length}, connected ${socket.connected}, stats ${JSON.stringify(herald.stats)}, errors ${errors.map(String).join('; ')}, at ${herald.position(room)}, last published ${published.at(-1)!.id}\n${trace.join('\n')}\ngot ${got.map((g) => g.id).join(' ')}`);
       });
       assert.equal(resets, 3);
+      assert.deepEqual([replicas[0], replicas.at(-1)], [a.replicaId, b.replicaId], `replicas: ${replicas.join(', ')}`);
       assert.deepEqual(got, published);
       assert.ok(herald.stats.deltas > 0);
       assert.equal(herald.stats.mismatches, 0);
