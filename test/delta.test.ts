@@ -298,3 +298,63 @@ for (const transport of ['uws', 'node'] as const) {
     });
   });
 }
+
+/**
+ * A `herald:reset`: Redis is killed and comes back without its data, so the replica cannot fill
+ * the gap and tells the room's members to reload. A delta subscriber's next message is whole; the
+ * client module tells the app and re-subscribes from the reset's offset.
+ */
+describe('delta rooms across a herald:reset (Redis back without its data)', () => {
+  let redis: RedisProcess;
+  let gw: Gateway;
+  const closers: (() => void)[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    gw = await startGateway({ env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'scores:* delta' } });
+    await waitFor('the gateway ready', async () => (await getJson(`${gw.url}/readyz`)).status === 200);
+  });
+  after(async () => {
+    for (const close of closers) close();
+    await gw?.stop();
+    await redis?.stop();
+  });
+
+  it('sends whole messages after the reset, and the client module reloads and ends with every later payload', async () => {
+    const room = 'scores:reset';
+    const socket = io(gw.url, { transports: ['websocket'], forceNew: true });
+    closers.push(() => socket.close());
+    const resets: string[] = [];
+    const herald = new HeraldClient(socket, { onReset: (r, reason) => resets.push(`${r} ${reason}`) });
+    const got = recorder(herald, 'score');
+    await herald.subscribe(room, { delta: 'fossil' });
+    const raw = await connectClient(gw.url);
+    closers.push(() => raw.close());
+    assert.equal(((await raw.subscribe({ room, delta: 'fossil' })) as { ok: boolean }).ok, true);
+
+    const before = await publishScores(gw, room, 0, 10);
+    await waitFor('the first ten', () => got.length === 10 && raw.received.length === 10);
+    await redis.kill();
+    await redis.restart();
+    // Publishes are refused (503) until the replica has Redis again.
+    const data = score(100);
+    const first: Recorded = await waitFor('a publish accepted again', async () => {
+      const res = await publish(gw.url, { room, event: 'score', data }, KEY);
+      return res.status === 200 ? { data, id: res.body.ids[room] as string } : undefined;
+    });
+    await waitFor('the reset', () => resets.length > 0 && raw.received.some((r) => r.event === 'herald:reset'));
+    const after = await publishScores(gw, room, 101, 10);
+    await waitFor('the last payload', () => got.at(-1)?.id === after.at(-1)!.id);
+
+    const reset = raw.received.find((r) => r.event === 'herald:reset')!.data as { offset: string; code: string };
+    assert.equal(reset.code, 'history_lost');
+    const rawAfter = raw.received.slice(raw.received.findIndex((r) => r.event === 'herald:reset') + 1);
+    assert.equal((rawAfter[0]!.meta as { base?: string }).base, undefined, 'the first message after the reset is whole');
+    assert.ok(rawAfter.slice(2).some((r) => (r.meta as { base?: string }).base !== undefined), 'then deltas again');
+    assert.deepEqual(resets, [`${room} reset`]);
+    assert.deepEqual(got.slice(0, 10), before);
+    const later = [first, ...after].filter((p) => compareIds(p.id, reset.offset) > 0);
+    assert.deepEqual(got.slice(10), later);
+    assert.equal(herald.stats.mismatches, 0);
+  });
+});
