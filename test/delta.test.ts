@@ -99,8 +99,9 @@ for (const { transport, mode } of SETUPS) {
       const heralds: { herald: HeraldClient; got: Recorded[]; delta: boolean }[] = [];
       const raws: TestClient[] = [];
       for (const gw of [a, b]) {
-        for (const delta of [true, true, false]) {
-          const socket = io(gw.url, { transports: ['websocket'], forceNew: true, reconnection: false });
+        // Two delta subscribers over WebSocket, one over long-polling, one for whole messages.
+        for (const [delta, transport] of [[true, 'websocket'], [true, 'websocket'], [true, 'polling'], [false, 'websocket']] as const) {
+          const socket = io(gw.url, { transports: [transport], forceNew: true, reconnection: false });
           closers.push(() => socket.close());
           const herald = new HeraldClient(socket);
           const got = recorder(herald, 'score');
