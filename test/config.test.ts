@@ -105,6 +105,15 @@ describe('configuration', () => {
     assert.deepEqual(scoped.publishKeys, [{ key: 'k'.repeat(20), rooms: ['scores:*', 'news'] }]);
   });
 
+  it('reads the delta option of HISTORY_ROOMS beside the others', () => {
+    const c = loadConfig({ HISTORY_ROOMS: 'scores:* last=1 delta, chat:* size=50' });
+    assert.deepEqual(c.historyRooms, [
+      { pattern: 'scores:*', size: undefined, ttlSeconds: undefined, last: 1, delta: true },
+      { pattern: 'chat:*', size: 50, ttlSeconds: undefined, last: undefined },
+    ]);
+    assert.match(problemsOf({ HISTORY_ROOMS: 'scores:* delta=1' })[0]!, /bad option "delta=1".*or delta/);
+  });
+
   it('makes the process exit non-zero with the problems on stderr', async () => {
     const bad = await runGatewayToExit({ TRANSPORT: 'nginx', PORT: '99999' });
     assert.equal(bad.code, 1);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { io as connect, type Socket } from 'socket.io-client';
+import { HeraldClient } from '../client/src/index.js';
 import { mint } from './helpers/cli.js';
 import { publish } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
@@ -90,6 +91,35 @@ for (const transport of ['uws', 'node'] as const) {
       await waitFor('reconnected, showing the newest score', () => socket.connected && rendered.at(-1)?.home === 3);
       const homes = rendered.map((r) => r.home);
       assert.deepEqual(homes, [...homes].sort((a, b) => a - b), `never an older score after a newer one: ${homes.join(',')}`);
+    });
+
+    it('live scores: the delta page renders every score whole while the wire carries deltas', async () => {
+      const gw = await gateway({ HISTORY_ROOMS: 'scores:* last=1 delta, commentary:* size=500' });
+      const room = 'scores:match-42';
+      const score = (home: number, away = 1) => send(gw, room, 'score', { home, away });
+      await score(0);
+      await score(1);
+      const rendered: unknown[] = [];
+      const socket = socketTo(gw);
+      const wire: { base?: string }[] = [];
+      socket.onAny((event: string, _data: unknown, meta: { base?: string }) => event === 'score' && wire.push(meta));
+      const logged = capturedConsole();
+      runSnippet(codeBlock(LIVE_SCORES, "delta: 'fossil'", 'js'), { socket, HeraldClient, console: logged.console, render: (d: unknown) => rendered.push(d) });
+      await waitFor('the current score', () => rendered.length === 1);
+      await score(2);
+      await waitFor('the update', () => rendered.length === 2);
+      await score(3);
+      await score(3, 2);
+      await waitFor('all four', () => rendered.length === 4);
+      assert.deepEqual(rendered, [{ home: 1, away: 1 }, { home: 2, away: 1 }, { home: 3, away: 1 }, { home: 3, away: 2 }]);
+      // Scores this small go whole: a delta would not be smaller.
+      assert.deepEqual(wire.map((m) => m.base !== undefined), [false, false, false, false], JSON.stringify(wire));
+      // A real score object goes as deltas after the first (a delta from the small one would not be smaller).
+      const big = (minute: number) => ({ home: 3, away: 2, minute, venue: 'Riverside Stadium, North Stand entrance C', referee: 'A. Example', competition: 'Premier League', teams: ['Northfield Rovers', 'Southgate Albion'] });
+      for (let minute = 1; minute <= 3; minute++) await send(gw, room, 'score', big(minute));
+      await waitFor('the big ones', () => rendered.length === 7);
+      assert.deepEqual(rendered.slice(4), [big(1), big(2), big(3)]);
+      assert.deepEqual(wire.slice(4).map((m) => m.base !== undefined), [false, true, true]);
     });
 
     it('live scores: the feed gets the newest 20, then live, then everything it missed, once each', async () => {

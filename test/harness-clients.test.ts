@@ -7,9 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { HttpPipeline } from '../loadtest/harness/http-pipeline.js';
 import { signedPublish } from '../loadtest/harness/pusher.js';
-import { fanoutLatency } from '../loadtest/harness/scenarios.js';
+import { fanoutLatency, SCORE_FIELDS } from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { WsClient } from '../loadtest/harness/wsclient.js';
+import { startGateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
 
 /**
@@ -306,6 +307,28 @@ describe('harness Pusher client and signed publisher (loadtest/harness/pusher.ts
       for (const p of wss.clients) p.terminate();
       wss.close();
       http.close();
+    }
+  });
+});
+
+describe('harness fanout-latency with deltas (DELTA=1, loadtest/harness/worker.ts)', () => {
+  it('applies every delta on its base, misses nothing, and reports fewer bytes per delivery than whole messages', async () => {
+    const key = 'harness-delta-key-0123456789';
+    const gw = await startGateway({ env: { PUBLISH_KEYS: key, HISTORY_ROOMS: 'load:* delta' } });
+    const workers = await Workers.start(1);
+    try {
+      const target = { urls: [gw.url], key };
+      const whole = await fanoutLatency(workers, target, { subscribers: 20, rate: 50, seconds: 1, score: true });
+      const delta = await fanoutLatency(workers, target, { subscribers: 20, rate: 50, seconds: 1, delta: true });
+      for (const r of [whole, delta]) assert.deepEqual([r.published, r.delivered, r.missing, r.duplicates], [50, 1000, 0, 0], JSON.stringify(r));
+      assert.equal(delta.wrongBases, 0);
+      // Each subscriber's first message is whole, and the second (it joins the deltas after it).
+      assert.ok(delta.deltas! >= 20 * 45, `deltas applied: ${delta.deltas}`);
+      assert.ok(delta.bytesPerDelivery < whole.bytesPerDelivery / 2, `${delta.bytesPerDelivery} B per delivery with deltas, ${whole.bytesPerDelivery} B whole`);
+      console.log(`# harness: a ${JSON.stringify({ ...SCORE_FIELDS, seq: 50, sent: Date.now() }).length}-byte score, two fields changing: ${whole.bytesPerDelivery} B per delivery whole, ${delta.bytesPerDelivery} B with deltas`);
+    } finally {
+      await workers.stop();
+      await gw.stop();
     }
   });
 });

@@ -17,6 +17,8 @@ export type WorkerCommand =
       track: 'seq' | 'count';
       sampleEvery: number;
       concurrency: number;
+      /** Subscribe with `delta: "fossil"` and apply the deltas (every event is parsed); a delta on another base is counted in `wrongBases`. */
+      delta?: boolean;
     }
   | { cmd: 'report' }
   | { cmd: 'drop'; every: number; phase: number; concurrency: number }
@@ -42,6 +44,11 @@ export interface WorkerReport {
   delivered: number;
   /** Latency samples (ms) since the last report. */
   samples: number[];
+  /** Bytes of the event frames (their WebSocket payloads) since the last report. */
+  bytes: number;
+  /** Deltas applied, and deltas not on the last message held (never applied), since the last report. */
+  deltas: number;
+  wrongBases: number;
   perConnection: ConnectionReport[];
 }
 

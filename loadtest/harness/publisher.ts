@@ -28,7 +28,7 @@ export async function publishAtRate(
   rooms: string[],
   ratePerSecond: number,
   seconds: number,
-  opts: { inFlight?: number; maxMessages?: number } = {},
+  opts: { inFlight?: number; maxMessages?: number; /** Fields every message carries besides `seq` and `sent` (a score object, for deltas). */ fields?: object } = {},
 ): Promise<{ accepted: Record<string, number>; failed: number; achievedRate: number }> {
   const total = Math.min(Math.round(ratePerSecond * seconds), opts.maxMessages ?? 2_000_000);
   const seqs: Record<string, number> = Object.fromEntries(rooms.map((r) => [r, 0]));
@@ -38,6 +38,7 @@ export async function publishAtRate(
   const app = target.pusher;
   const servers = app ? [] : target.urls.map((u) => new HttpPipeline(u));
   const post = (i: number, room: string, data: { seq: number; sent: number }): Promise<HttpAnswer> => {
+    if (opts.fields) data = { ...opts.fields, ...data };
     if (!app) return servers[i % servers.length]!.post('/v1/publish', JSON.stringify({ room, event: 'load', data }), headers);
     const { path, body } = signedPublish(app, room, 'load', JSON.stringify(data));
     return postOnce(target.urls[i % target.urls.length]!, path, body, { localAddress: PUBLISH_ADDRESSES[i % PUBLISH_ADDRESSES.length] });

@@ -33,7 +33,7 @@ export function percentiles(samples: number[]): Latency {
 const ADDRESSES = loopbackAddresses(16);
 
 /** Splits `total` connections over the workers and opens them. */
-async function openAll(workers: Workers, target: Target, total: number, rooms: string[], track: 'seq' | 'count', sampleEvery = 1) {
+async function openAll(workers: Workers, target: Target, total: number, rooms: string[], track: 'seq' | 'count', sampleEvery = 1, delta = false) {
   const per = Math.ceil(total / workers.size);
   const opened = await workers.all(
     (i) => ({
@@ -46,6 +46,7 @@ async function openAll(workers: Workers, target: Target, total: number, rooms: s
       track,
       sampleEvery,
       concurrency: 100,
+      ...(delta ? { delta } : {}),
       ...(target.pusher ? { pusher: target.pusher } : {}),
     }),
     'opened',
@@ -56,6 +57,9 @@ async function openAll(workers: Workers, target: Target, total: number, rooms: s
 function merge(reports: WorkerReport[]) {
   return {
     delivered: reports.reduce((a, r) => a + r.delivered, 0),
+    bytes: reports.reduce((a, r) => a + (r.bytes ?? 0), 0),
+    deltas: reports.reduce((a, r) => a + (r.deltas ?? 0), 0),
+    wrongBases: reports.reduce((a, r) => a + (r.wrongBases ?? 0), 0),
     samples: reports.flatMap((r) => r.samples),
     connections: reports.flatMap((r) => r.perConnection),
   };
@@ -69,7 +73,17 @@ async function settle(workers: Workers, expected: number, maxMs = 10_000): Promi
   let delivered = 0;
   for (;;) {
     const now = await workers.reports();
-    reports = reports.length === 0 ? now : reports.map((r, i) => ({ ...now[i]!, delivered: r.delivered + now[i]!.delivered, samples: r.samples.concat(now[i]!.samples) }));
+    reports =
+      reports.length === 0
+        ? now
+        : reports.map((r, i) => ({
+            ...now[i]!,
+            delivered: r.delivered + now[i]!.delivered,
+            bytes: r.bytes + now[i]!.bytes,
+            deltas: r.deltas + now[i]!.deltas,
+            wrongBases: r.wrongBases + now[i]!.wrongBases,
+            samples: r.samples.concat(now[i]!.samples),
+          }));
     delivered = reports.reduce((a, r) => a + r.delivered, 0);
     if (delivered >= expected || delivered === last || Date.now() > deadline) return reports;
     last = delivered;
@@ -88,7 +102,26 @@ function accounting(connections: ConnectionReport[], accepted: Record<string, nu
   return { missing, duplicates };
 }
 
-/** `fanout-latency`: N subscribers in one room, a publisher at a fixed rate; end-to-end latency, missing, duplicates. */
+/** A live score (about 400 bytes as JSON with `seq` and `sent`) whose other fields stay: what `delta` runs publish. */
+export const SCORE_FIELDS = Object.freeze({
+  match: 'match-42',
+  competition: 'Premier League',
+  home: { team: 'Northfield Rovers', short: 'NFR', goals: 2, cards: { yellow: 1, red: 0 } },
+  away: { team: 'Southgate Albion', short: 'SGA', goals: 1, cards: { yellow: 2, red: 0 } },
+  period: 'second-half',
+  possession: { home: 54, away: 46 },
+  venue: 'Riverside Stadium, North Stand entrance C',
+  referee: 'A. Example',
+  updatedBy: 'feed-3',
+});
+
+/**
+ * `fanout-latency`: N subscribers in one room, a publisher at a fixed rate; end-to-end latency,
+ * missing, duplicates, and bytes per delivered message. With `delta` (DELTA=1) the subscribers ask
+ * for fossil deltas and apply them, the messages are score objects (`SCORE_FIELDS`, two fields
+ * changing per message), and the room must be a delta room on the server (HISTORY_ROOMS
+ * `load:* delta`); a delta on another base is counted (`wrongBases`) and never applied.
+ */
 export async function fanoutLatency(
   workers: Workers,
   target: Target,
@@ -96,6 +129,9 @@ export async function fanoutLatency(
     subscribers: number;
     rate: number;
     seconds: number;
+    delta?: boolean;
+    /** Publish score objects (`SCORE_FIELDS`); defaults to `delta`. */
+    score?: boolean;
     /** Cumulative counters (CPU seconds of some processes, say): `opening` has their change over the connects and subscribes, `during` over the publishing and its tail, the closes left out of both. */
     counters?: Record<string, () => number>;
   },
@@ -103,12 +139,12 @@ export async function fanoutLatency(
   const room = `load:fanout-${Date.now()}`;
   const read = () => Object.entries(o.counters ?? {}).map(([k, r]) => [k, r()] as const);
   const start = read();
-  const open = await openAll(workers, target, o.subscribers, [room], 'seq');
+  const open = await openAll(workers, target, o.subscribers, [room], 'seq', 1, o.delta === true);
   await workers.reports();
   const mark = workers.mark();
   const before = read();
   const opening = Object.fromEntries(start.map(([k, v], i) => [k, before[i]![1] - v]));
-  const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
+  const pub = await publishAtRate(publishTarget(target), [room], o.rate, o.seconds, (o.score ?? o.delta) ? { fields: SCORE_FIELDS } : {});
   const expected = (pub.accepted[room] ?? 0) * open.connected;
   const m = merge(await settle(workers, expected));
   const during = Object.fromEntries(before.map(([k, v]) => [k, o.counters![k]!() - v]));
@@ -124,6 +160,8 @@ export async function fanoutLatency(
     delivered: m.delivered,
     expected,
     ...accounting(m.connections, pub.accepted),
+    bytesPerDelivery: m.delivered > 0 ? Math.round((m.bytes / m.delivered) * 10) / 10 : NaN,
+    ...(o.delta ? { deltas: m.deltas, wrongBases: m.wrongBases } : {}),
     latencyMs: percentiles(m.samples),
     client,
     opening,

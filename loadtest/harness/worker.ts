@@ -8,6 +8,7 @@ import { connectFrame, eventFrame, parseFrame, PONG, socketUrl } from '../lib/so
 import type { ConnectionReport, WorkerCommand, WorkerReport } from './protocol.js';
 import { EVENT_PREFIX, PUSHER_PONG, pusherSocketUrl, subscribeFrame, SYSTEM_PREFIX } from './pusher.js';
 import { WsClient } from './wsclient.js';
+import { applyDelta } from '../../client/src/fossil.js';
 
 const MAX_SAMPLES = 50_000;
 
@@ -21,11 +22,13 @@ interface Conn extends ConnectionReport {
   /** The last message id received (its `since` when it reconnects) and the last ack offset. */
   lastId: string | undefined;
   offset: string | undefined;
+  /** With deltas: the payload (JSON, UTF-8) of the last message, what the next delta applies to. */
+  text: Uint8Array | undefined;
 }
 
 function newConn(url: string, room: string, localAddress: string): Conn {
   return {
-    ws: undefined, url, room, localAddress, seen: new Uint8Array(16), lastId: undefined, offset: undefined,
+    ws: undefined, url, room, localAddress, seen: new Uint8Array(16), lastId: undefined, offset: undefined, text: undefined,
     received: 0, unique: 0, duplicates: 0, reconnects: 0, recovered: 0, unrecovered: 0,
   };
 }
@@ -40,6 +43,11 @@ let sampled = 0;
 let ackCounter = 0;
 const pendingAcks = new Map<number, (args: unknown[]) => void>();
 let failedConnects = 0;
+let bytes = 0;
+let deltas = 0;
+let wrongBases = 0;
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
 
 function sample(ms: number): void {
   sampled++;
@@ -66,10 +74,36 @@ function hasPrefix(buf: Buffer, start: number, end: number, prefix: Buffer): boo
 /** Handles an event frame, `buf[start, end)`: counting needs no string, only sampling does. */
 function onEvent(c: Conn, buf: Buffer, start: number, end: number): void {
   if (hasPrefix(buf, start, end, SYSTEM_EVENT)) return;
+  bytes += end - start;
+  if (plan!.delta) return onDeltaEvent(c, buf, start, end);
   if (!counted()) return;
   const f = parseFrame(buf.toString('utf8', start, end));
   if (f.type !== 'event') return;
   record(c, f.args[0] as Payload | undefined, (f.args[1] as { id?: string } | undefined)?.id);
+}
+
+/**
+ * An event in a delta subscription: every one is parsed, a delta applied to the last message held
+ * (as the client module does), never to another: one on a base that is not the last id counts in
+ * `wrongBases` and leaves the connection's payload unknown until its next whole message.
+ */
+function onDeltaEvent(c: Conn, buf: Buffer, start: number, end: number): void {
+  const f = parseFrame(buf.toString('utf8', start, end));
+  if (f.type !== 'event') return;
+  const meta = f.args[1] as { id?: string; base?: string } | undefined;
+  let data = f.args[0];
+  if (meta?.base !== undefined) {
+    if (meta.base !== c.lastId || !c.text || typeof data !== 'string') {
+      wrongBases++;
+      c.text = undefined;
+      return;
+    }
+    c.text = applyDelta(c.text, data);
+    data = JSON.parse(fromUtf8.decode(c.text));
+    deltas++;
+  } else c.text = utf8.encode(JSON.stringify(data));
+  if (meta?.id) c.lastId = meta.id;
+  if (counted()) record(c, data as Payload | undefined, meta?.id);
 }
 
 /** A published message's data: its room's sequence number and when it was sent. */
@@ -111,6 +145,7 @@ function record(c: Conn, data: Payload | undefined, id: string | undefined): voi
 function onPusherFrame(c: Conn, ws: WsClient, buf: Buffer, start: number, end: number, done: (ok: boolean) => void): void {
   const at = start + EVENT_PREFIX.length;
   if (hasPrefix(buf, start, end, EVENT_PREFIX) && end - at > SYSTEM_PREFIX.length && !hasPrefix(buf, at, end, SYSTEM_PREFIX)) {
+    bytes += end - start;
     if (!counted()) return;
     const m = JSON.parse(buf.toString('utf8', start, end)) as { data?: string };
     return record(c, typeof m.data === 'string' ? (JSON.parse(m.data) as Payload) : undefined, undefined);
@@ -166,7 +201,8 @@ function open(c: Conn, since?: string): Promise<boolean> {
             }
             done(ack?.ok === true);
           });
-          ws.send(eventFrame('subscribe', [since === undefined ? c.room : { room: c.room, since }], id));
+          const delta = plan!.delta ? { delta: 'fossil' } : {};
+          ws.send(eventFrame('subscribe', [since === undefined && !plan!.delta ? c.room : { room: c.room, ...delta, ...(since !== undefined ? { since } : {}) }], id));
         } else if (f.type === 'ack' && f.id !== undefined) {
           const cb = pendingAcks.get(f.id);
           pendingAcks.delete(f.id);
@@ -195,11 +231,17 @@ function report(): WorkerReport {
     failedConnects,
     delivered: deliveredSinceReport,
     samples,
+    bytes,
+    deltas,
+    wrongBases,
     perConnection: conns.map(({ room, received, unique, duplicates, reconnects, recovered, unrecovered }) => ({ room, received, unique, duplicates, reconnects, recovered, unrecovered })),
   };
   samples = [];
   sampled = 0;
   deliveredSinceReport = 0;
+  bytes = 0;
+  deltas = 0;
+  wrongBases = 0;
   return r;
 }
 

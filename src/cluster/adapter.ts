@@ -1,6 +1,7 @@
 import { RedisAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { Namespace } from 'socket.io';
 import { Adapter, MessageType, type BroadcastOptions, type Session } from 'socket.io-adapter';
+import { isDeltaRoom } from '../protocol/rooms.js';
 
 /**
  * Where a replica's own deliveries go: the uWS transport's fast path when it runs (see
@@ -231,6 +232,11 @@ export function shardedAdapter(pub: unknown, sub: unknown, opts: { channelPrefix
       }
       const o = message.data.opts as { rooms: string[]; except: string[]; flags?: object };
       this.deliverRemote(message.data.packet as Packet, { rooms: new Set(o.rooms), except: new Set(o.except), flags: o.flags ?? {} }, String(message.uid));
+    }
+
+    /** A delta room (src/history/delta.ts) is delivered to locally only: no shard channel of its own. */
+    shouldUseASeparateNamespace(room: string): boolean {
+      return !isDeltaRoom(room) && (ShardedRedisAdapter.prototype as any).shouldUseASeparateNamespace.call(this, room);
     }
 
     /** Socket.IO's own offsets (the streams adapter's) are not used: herald's come from `deliver`. */

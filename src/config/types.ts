@@ -214,6 +214,8 @@ export interface HistoryRule {
   readonly ttlSeconds: number | undefined;
   /** Newest messages a subscribe without `since` or `last` receives first (1-100); undefined: none. */
   readonly last: number | undefined;
+  /** Subscribers may ask for fossil deltas (` delta`); absent: they may not. */
+  readonly delta?: boolean;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;

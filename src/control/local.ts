@@ -4,7 +4,7 @@ import type { MemoryRevocations } from '../auth/revocations.js';
 import type { Bus } from '../cluster/bus.js';
 import { HeraldError } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import type { HistoryRooms } from '../history/rooms.js';
 import { joinRoom } from '../realtime/join.js';
 import { grantedRooms } from '../auth/access.js';
@@ -48,7 +48,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
       const sockets = targeted(deps.io, command.target).filter((s) => command.room !== ownUserRoom(s));
       await Promise.all(
         sockets.map(async (s) => {
-          deps.history?.forget(s.id, command.room);
+          deps.history?.left(s, command.room);
           grantedRooms(s).delete(command.room);
           await s.leave(command.room);
         }),
@@ -75,7 +75,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
         client: s.id,
         replica: deps.replicaId,
         transport: deps.transportOf(s),
-        rooms: [...s.rooms].filter((r) => r !== s.id),
+        rooms: [...s.rooms].filter((r) => r !== s.id && !isDeltaRoom(r)),
         connectedAt: s.handshake.issued,
       }));
       return report(connections.length, connections);

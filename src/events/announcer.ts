@@ -1,6 +1,6 @@
 import type { Server, Socket } from 'socket.io';
 import type { PatternTable } from '../protocol/patterns.js';
-import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
+import { isDeltaRoom, isInternalRoom, type RoomName } from '../protocol/rooms.js';
 import { identityOf } from '../auth/identity.js';
 import type { Subject, Transitions } from './transitions.js';
 import type { WebhookType } from '../protocol/webhooks.js';
@@ -46,8 +46,8 @@ export class Announcer {
       });
     }
     if (types.has('room.occupied') || types.has('room.vacated')) {
-      adapter.on('create-room', (room: RoomName) => !isConnectionRoom(room) && transitions.hold({ room }));
-      adapter.on('delete-room', (room: RoomName) => !isConnectionRoom(room) && transitions.release({ room }));
+      adapter.on('create-room', (room: RoomName) => !isInternalRoom(room) && transitions.hold({ room }));
+      adapter.on('delete-room', (room: RoomName) => !isInternalRoom(room) && transitions.release({ room }));
     }
     if (types.has('presence.joined') || types.has('presence.left')) {
       adapter.on('join-room', (room: RoomName, client: string) => this.presence(room, client, +1));
@@ -59,7 +59,7 @@ export class Announcer {
   held(): Subject[] {
     const held: Subject[] = [];
     if (this.deps.types.has('room.occupied') || this.deps.types.has('room.vacated')) {
-      for (const room of this.deps.io.of('/').adapter.rooms.keys()) if (!isConnectionRoom(room)) held.push({ room });
+      for (const room of this.deps.io.of('/').adapter.rooms.keys()) if (!isInternalRoom(room)) held.push({ room });
     }
     for (const key of this.users.keys()) {
       const [room, user] = key.split(' ');
@@ -77,7 +77,7 @@ export class Announcer {
   }
 
   private presence(room: RoomName, client: string, delta: 1 | -1): void {
-    if (room === client || !this.deps.presenceRooms.match(room)) return;
+    if (room === client || isDeltaRoom(room) || !this.deps.presenceRooms.match(room)) return;
     // The socket is still in the namespace while it leaves its rooms on disconnect.
     const socket = this.deps.io.of('/').sockets.get(client);
     const user = socket && identityOf(socket).userId;

@@ -4,7 +4,7 @@ import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { RESET_EVENT, type MessageId, type Reset } from '../protocol/events.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { isInternalRoom, type RoomName } from '../protocol/rooms.js';
 
 /** Entries fetched per history read while refilling. */
 const REFILL_PAGE = 1000;
@@ -35,6 +35,8 @@ export interface RefillHost {
   lastDelivered(room: RoomName): MessageId | undefined;
   /** Members were told to reload up to `offset`: live delivery continues after it. */
   reloadFrom(room: RoomName, offset: MessageId): void;
+  /** Members are about to be told to reload: whatever they are sent next is whole (no delta). */
+  restart(room: RoomName): void;
   /** Delivers an entry to the room's local members (live, or to catch-ups as they need it). */
   deliver(entry: HistoryEntry): void;
   /** A live entry, as if it had just arrived (held ones, once their room is refilled). */
@@ -85,7 +87,7 @@ export class GapRefill {
 
   /** After a gap: refills every local history room (and any with held entries), a few at a time. */
   private async refillAll(): Promise<void> {
-    const local = [...this.host.io.of('/').adapter.rooms.keys()].filter((room) => this.host.policyFor(room));
+    const local = [...this.host.io.of('/').adapter.rooms.keys()].filter((room) => !isInternalRoom(room) && this.host.policyFor(room));
     const rooms = [...new Set([...local, ...this.refills.keys()])];
     const next = async (): Promise<void> => {
       for (let room = rooms.pop(); room !== undefined; room = rooms.pop()) await this.refill(room);
@@ -155,6 +157,7 @@ export class GapRefill {
     const offset = code === 'history_lost' && policy ? (await this.host.backend.position(room, policy).catch(() => undefined))?.id : undefined;
     // Entries up to the new position are part of what the members reload.
     if (offset !== undefined) this.host.reloadFrom(room, offset);
+    this.host.restart(room);
     this.metrics.historyReset(code);
     if (this.resetLog.due()) this.logger.warn({ room, code, offset }, 'history gap cannot be filled; members told to reload (herald:reset)');
     const body: Reset = { room, code, ...(offset !== undefined ? { offset } : {}) };

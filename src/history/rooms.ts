@@ -7,9 +7,10 @@ import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { LAST_MAX, type MessageId } from '../protocol/events.js';
 import type { PatternTable } from '../protocol/patterns.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
 import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
+import { Deltas } from './delta.js';
 import { GapRefill } from './refill.js';
 
 export type { Pace, RoomBudget } from './catchup.js';
@@ -21,12 +22,16 @@ export interface HistoryRoomPolicy extends HistoryPolicy {
    * `last=` option in HISTORY_ROOMS), at most `LAST_MAX`. @default 0
    */
   readonly last?: number;
+  /** Subscribers may ask for fossil deltas (the room's ` delta` option in HISTORY_ROOMS, src/history/delta.ts). */
+  readonly delta?: boolean;
 }
 
 /** Where a join starts: `since` (a client's, checked here), else the room's newest `last`. */
 export interface JoinStart {
   since?: unknown;
   last?: number;
+  /** Deltas asked for (`delta: "fossil"`): refused with `not_found` unless the room has the ` delta` option. */
+  delta?: boolean;
   /** The subscribing client's allowance of new rooms; none: may create any (the control API, a gap's reset). */
   budget?: RoomBudget;
 }
@@ -52,6 +57,7 @@ export class HistoryRooms {
   /** Per local history room, the id of the last entry delivered here. */
   private readonly last = new Map<RoomName, MessageId>();
   private readonly gaps: GapRefill;
+  private readonly deltas: Deltas;
   private readonly unreachableLog = throttle(10_000);
   private readonly watchLog = throttle(10_000);
 
@@ -65,6 +71,7 @@ export class HistoryRooms {
     private readonly journal?: Journal,
     private readonly pace: Pace = () => undefined,
   ) {
+    this.deltas = new Deltas(io, metrics);
     this.gaps = new GapRefill(
       {
         io,
@@ -72,6 +79,7 @@ export class HistoryRooms {
         policyFor: (room) => this.policyFor(room),
         lastDelivered: (room) => this.last.get(room) ?? this.lowestSettlingMark(room),
         reloadFrom: (room, offset) => this.last.set(room, offset),
+        restart: (room) => this.deltas.restart(room),
         deliver: (entry) => this.deliver(entry),
         accept: (entry) => this.accept(entry),
       },
@@ -82,7 +90,8 @@ export class HistoryRooms {
     backend.onGap((resumed) => this.gaps.lost(resumed));
     const adapter = io.of('/').adapter;
     adapter.on('delete-room', (room: RoomName) => {
-      if (!this.policyFor(room)) return;
+      if (isDeltaRoom(room) || !this.policyFor(room)) return;
+      this.deltas.dropRoom(room);
       backend.unwatch(room);
       this.last.delete(room);
     });
@@ -112,6 +121,7 @@ export class HistoryRooms {
   async join(socket: Socket, room: RoomName, policy: HistoryRoomPolicy, start: JoinStart = {}): Promise<JoinResult> {
     const asked = start.since;
     if (asked !== undefined && !isStreamId(asked)) throw new HeraldError('invalid_since');
+    if (start.delta && !policy.delta) throw new HeraldError('not_found', `Room "${room}" sends no deltas (see the delta option of HISTORY_ROOMS); subscribe without "delta".`);
     let since: MessageId | undefined = asked;
     const tail = since === undefined ? (start.last ?? policy.last ?? 0) : 0;
     const wasIn = socket.rooms.has(room);
@@ -123,6 +133,8 @@ export class HistoryRooms {
     const had = inRoom && restoredRooms(socket)?.has(room) ? this.positionOf(socket.id, room) : undefined;
     if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
     this.forget(socket.id, room);
+    // Whole messages from here on: the catch-up is whole, and deltas resume only after it (`want` below).
+    this.deltas.stop(socket.id, room);
     this.journal?.begin(socket.id, room, undefined);
     const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
@@ -179,6 +191,7 @@ export class HistoryRooms {
       this.forget(socket.id, room);
       this.journal?.live(socket.id, room);
     } else this.roomCatchups(room).set(socket.id, { phase: 'settling', mark });
+    if (start.delta) this.deltas.want(socket.id, room);
     return {
       ...(mark !== undefined ? { offset: mark } : {}),
       ...(since !== undefined ? { recovered: recovered === true } : {}),
@@ -270,7 +283,14 @@ export class HistoryRooms {
   /** `socket` left `room` (an unsubscribe): no catch-up, and nothing of its restore, is kept. */
   left(socket: Socket, room: RoomName): void {
     this.forget(socket.id, room);
+    this.deltas.stop(socket.id, room);
     restoredRooms(socket)?.delete(room);
+  }
+
+  /** `socketId` is disconnecting: nothing of it is kept for `room`. */
+  closing(socketId: string, room: RoomName): void {
+    this.forget(socketId, room);
+    this.deltas.closing(socketId, room);
   }
 
   /** Stops any catch-up of `socketId` in `room` (after unsubscribe or disconnect). */
@@ -319,11 +339,17 @@ export class HistoryRooms {
     const { room } = entry;
     if (this.io.of('/').adapter.rooms.has(room)) this.last.set(room, entry.id);
     const pending = this.catchups.get(room);
-    if (!pending) {
-      this.io.local.to(room).emit(entry.event, entry.data, meta(entry));
-      return;
-    }
-    this.io.local.to(room).except([...pending.keys()]).emit(entry.event, entry.data, meta(entry));
+    const delta = this.policyFor(room)?.delta === true;
+    const deltaRoom = delta ? this.deltas.receiving(room) : undefined;
+    const except = [...(pending?.keys() ?? []), ...(deltaRoom !== undefined ? [deltaRoom] : [])];
+    (except.length === 0 ? this.io.local.to(room) : this.io.local.to(room).except(except)).emit(entry.event, entry.data, meta(entry));
+    if (pending) this.settle(entry, pending);
+    if (delta) this.deltas.deliver(entry, (sid) => this.catchups.get(room)?.has(sid) === true);
+  }
+
+  /** Sends `entry` to the sockets of its room that are catching up, as each needs it. */
+  private settle(entry: HistoryEntry, pending: Map<string, Catchup>): void {
+    const { room } = entry;
     for (const [sid, c] of pending) {
       const socket = this.io.of('/').sockets.get(sid);
       if (!socket?.rooms.has(room)) this.forget(sid, room);

@@ -19,7 +19,7 @@ export function historyPolicies(config: Config): PatternTable<HistoryRoomPolicy>
   return new PatternTable(
     config.historyRooms.map((r) => ({
       pattern: r.pattern,
-      value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds, last: r.last },
+      value: { size: r.size ?? config.historySize, ttlSeconds: r.ttlSeconds ?? config.historyTtlSeconds, last: r.last, ...(r.delta ? { delta: true } : {}) },
     })),
   );
 }

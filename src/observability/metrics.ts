@@ -71,6 +71,14 @@ export interface Metrics {
   /** A history room's gap could not be filled; its members were sent `herald:reset`. */
   historyReset(code: 'history_lost' | 'history_unreachable'): void;
   /**
+   * A delta room's message went to `recipients` delta subscribers of this replica: as a delta
+   * (`kind` delta, `saved` bytes fewer per recipient than the whole message), or whole (`first`:
+   * nothing delivered here before it to diff against; `larger`: the delta was not smaller).
+   */
+  deltaSent(kind: 'delta' | 'first' | 'larger', recipients: number, saved: number): void;
+  /** What delta rooms hold on this replica: one previous payload per room with delta subscribers here, and their bytes. */
+  deltaHeld(payloads: number, bytes: number): void;
+  /**
    * A client's subscribe needed a new history room (a stream in Redis): `created`, or `refused`
    * because its address had used up HISTORY_NEW_ROOMS_PER_IP.
    */
@@ -198,6 +206,15 @@ export function createMetrics(): Metrics {
   const refills = new Counter({ name: 'herald_history_refills_total', help: 'History rooms refilled from their stream after the bus reconnected', registers: [registry] });
   const refilled = new Counter({ name: 'herald_history_refilled_messages_total', help: 'Messages delivered by refills (lost by pub/sub, found in the stream)', registers: [registry] });
   const resets = new Counter({ name: 'herald_history_resets_total', help: 'History rooms whose members were told to reload (herald:reset), by code', labelNames: ['code'], registers: [registry] });
+  const deltaMessages = new Counter({
+    name: 'herald_delta_messages_total',
+    help: 'Messages of delta rooms sent to this replica\'s delta subscribers (one per message, whatever the number of subscribers), by kind: delta, or whole because it was the first here (first) or its delta was not smaller (larger)',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const deltaPayloads = new Gauge({ name: 'herald_delta_held_payloads', help: 'Previous payloads delta rooms hold on this replica (one per room with delta subscribers here)', registers: [registry] });
+  const deltaBytes = new Gauge({ name: 'herald_delta_held_bytes', help: 'Bytes of the previous payloads delta rooms hold on this replica (each at most PUBLISH_MAX_BYTES)', registers: [registry] });
+  const deltaSaved = new Counter({ name: 'herald_delta_bytes_saved_total', help: 'Bytes of JSON payload not sent thanks to deltas: (whole - delta) per delta subscriber reached', registers: [registry] });
   const roomCreations = new Counter({
     name: 'herald_history_room_creations_total',
     help: 'New history rooms (streams) client subscribes needed: created, or refused past HISTORY_NEW_ROOMS_PER_IP',
@@ -308,6 +325,14 @@ export function createMetrics(): Metrics {
     },
     historyReset(code) {
       resets.inc({ code });
+    },
+    deltaSent(kind, recipients, saved) {
+      deltaMessages.inc({ kind });
+      if (saved > 0) deltaSaved.inc(saved * recipients);
+    },
+    deltaHeld(payloads, bytes) {
+      deltaPayloads.set(payloads);
+      deltaBytes.set(bytes);
     },
     historyRoomCreation(outcome) {
       roomCreations.inc({ outcome });

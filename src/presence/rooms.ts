@@ -2,7 +2,7 @@ import type { Server } from 'socket.io';
 import type { PresenceRule } from '../config/schema.js';
 import { HeraldError } from '../errors.js';
 import type { PatternTable } from '../protocol/patterns.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import type { Member, PresenceBackend } from './types.js';
 import { identityOf } from '../auth/identity.js';
 
@@ -58,7 +58,7 @@ export class PresenceRooms {
   resync(): Promise<void> {
     const members: [RoomName, Member][] = [];
     for (const [room, clients] of this.io.of('/').adapter.rooms) {
-      if (!this.has(room)) continue;
+      if (isDeltaRoom(room) || !this.has(room)) continue;
       for (const client of clients) if (client !== room) members.push([room, this.member(client)]);
     }
     return this.backend.resync(members);
@@ -66,7 +66,7 @@ export class PresenceRooms {
 
   private changed(kind: 'join' | 'leave', room: RoomName, client: string): void {
     // Every socket sits in a room named by its own id; that is not a subscription.
-    if (room === client) return;
+    if (room === client || isDeltaRoom(room)) return;
     const rule = this.rules.match(room);
     if (!rule) return;
     const member = this.member(client);

@@ -39,3 +39,24 @@ export function roomFromClientArg(arg: unknown): RoomName {
   }
   throw new HeraldError('invalid_room', 'Send a room name or {room: "<name>"}.');
 }
+
+/**
+ * The delivery room of a delta room's subscribers that receive deltas (src/history/delta.ts): a
+ * Socket.IO room on the replica only, never a subscription. `#` is not a room character, so no
+ * client or publisher can name it; code that walks a socket's rooms as subscriptions skips it.
+ */
+const DELTA_SUFFIX = '#delta';
+
+export function deltaRoomOf(room: RoomName): string {
+  return room + DELTA_SUFFIX;
+}
+
+/** True for `deltaRoomOf`'s rooms. */
+export function isDeltaRoom(name: string): boolean {
+  return name.endsWith(DELTA_SUFFIX);
+}
+
+/** True for the rooms herald puts sockets in that are not subscriptions: connection rooms and delta rooms. */
+export function isInternalRoom(name: string): boolean {
+  return isConnectionRoom(name) || isDeltaRoom(name);
+}

@@ -3,7 +3,7 @@ import { HeraldError } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { HELLO_EVENT, LAST_MAX, RESET_EVENT, type Hello, type MessageId, type Reset } from '../protocol/events.js';
-import { isConnectionRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
+import { isConnectionRoom, isDeltaRoom, roomFromClientArg, type RoomName } from '../protocol/rooms.js';
 import { grantedRooms, type AccessPolicy } from '../auth/access.js';
 import { identityOf, type Identity } from '../auth/identity.js';
 import type { SubscribeProxy } from '../auth/proxy.js';
@@ -102,7 +102,7 @@ export function registerRealtime(io: Server, deps: RealtimeDeps): void {
   ]);
   // One function for every socket: `this` is the socket that is going.
   const disconnecting = function (this: Socket) {
-    for (const room of this.rooms) deps.history?.forget(this.id, room);
+    for (const room of this.rooms) deps.history?.closing(this.id, room);
     deps.slow.closed(this);
     deps.sessions.closed(this);
     deps.metrics.connectionClosed();
@@ -141,13 +141,16 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
     // Granted by the backend: kept on refresh and restored by connection recovery, like POST /v1/subscribe's.
     grantedRooms(socket).add(room);
   }
-  const { since, last } = startOf(arg);
+  const { since, last, delta } = startOf(arg);
   // `since` wins over `last`: with both, this is a recovery that cannot recover (below).
   if (last !== undefined && since === undefined && !deps.history?.policyFor(room)) {
     throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS), so there are no last messages to send; subscribe without "last".`);
   }
+  if (delta && !deps.history?.policyFor(room)) {
+    throw new HeraldError('not_found', `Room "${room}" keeps no history (see HISTORY_ROOMS), so it sends no deltas; subscribe without "delta".`);
+  }
   // `since` is checked by `HistoryRooms.join`.
-  const { history, ...joined } = await joinRoom(socket, room, deps, { since: since as MessageId | undefined, last, budget: deps.newRooms(socket) });
+  const { history, ...joined } = await joinRoom(socket, room, deps, { since: since as MessageId | undefined, last, ...(delta ? { delta } : {}), budget: deps.newRooms(socket) });
   if (history) return { room, ...joined };
   // `since` on a room without history: nothing can be recovered.
   return since === undefined ? { room } : { room, recovered: false };
@@ -156,7 +159,8 @@ async function subscribe(socket: Socket, arg: unknown, deps: RealtimeDeps): Prom
 /** Throws `too_many_subscriptions` unless `socket` may join one more room (or is in `room` already). */
 function assertBelowLimit(socket: Socket, room: RoomName, identity: Identity, deps: RealtimeDeps): void {
   if (socket.rooms.has(room)) return;
-  const own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+  let own = identity.userId === undefined ? 1 : 2; // its id room and its user room
+  for (const r of socket.rooms) if (isDeltaRoom(r)) own++; // delivery rooms of its delta subscriptions
   if (socket.rooms.size - own >= deps.limits.maxSubscriptions) throw new HeraldError('too_many_subscriptions');
 }
 
@@ -200,17 +204,21 @@ async function resume(socket: Socket, plan: RecoveryPlan, deps: RealtimeDeps): P
 }
 
 /**
- * Where a `subscribe {room, since?, last?}` starts: `since`, the last `meta.id` the client saw
+ * Where a `subscribe {room, since?, last?, delta?}` starts: `since`, the last `meta.id` the client saw
  * (checked by `HistoryRooms.join`), or `last`, how many of the room's newest messages it wants
- * first (0 to LAST_MAX; 0 also turns off the room's `last=` option).
+ * first (0 to LAST_MAX; 0 also turns off the room's `last=` option); `delta: "fossil"`: deltas
+ * after its first whole message, in a room with the ` delta` option (src/history/delta.ts).
  */
-function startOf(arg: unknown): { since: unknown; last: number | undefined } {
-  if (typeof arg !== 'object' || arg === null) return { since: undefined, last: undefined };
-  const { since, last } = arg as { since?: unknown; last?: unknown };
+function startOf(arg: unknown): { since: unknown; last: number | undefined; delta: boolean } {
+  if (typeof arg !== 'object' || arg === null) return { since: undefined, last: undefined, delta: false };
+  const { since, last, delta } = arg as { since?: unknown; last?: unknown; delta?: unknown };
+  if (delta !== undefined && delta !== 'fossil') {
+    throw new HeraldError('bad_request', '"delta" must be "fossil" (the only delta format herald sends), or left out for whole messages.');
+  }
   if (last !== undefined && !(typeof last === 'number' && Number.isInteger(last) && last >= 0 && last <= LAST_MAX)) {
     throw new HeraldError('bad_request', `"last" must be a whole number from 0 to ${LAST_MAX}: how many of the room's newest messages to receive before live ones.`);
   }
-  return { since, last };
+  return { since, last, delta: delta === 'fossil' };
 }
 
 function clientRoom(socket: Socket, arg: unknown): RoomName {

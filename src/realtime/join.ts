@@ -16,7 +16,7 @@ export async function joinRoom(
   socket: Socket,
   room: RoomName,
   deps: { history: HistoryRooms | undefined; bus: Bus },
-  start: { since?: MessageId; last?: number; budget?: RoomBudget } = {},
+  start: { since?: MessageId; last?: number; delta?: boolean; budget?: RoomBudget } = {},
 ): Promise<JoinResult & { history: boolean }> {
   const policy = deps.history?.policyFor(room);
   if (policy) return { history: true, ...(await deps.history!.join(socket, room, policy, start)) };

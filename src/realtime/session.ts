@@ -1,6 +1,7 @@
 import type { Server, Socket } from 'socket.io';
 import { ANONYMOUS, identityFromClaims, identityOf, setIdentity, userRoom, type Identity } from '../auth/identity.js';
 import { grantedRooms, type AccessPolicy } from '../auth/access.js';
+import { isDeltaRoom } from '../protocol/rooms.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import type { ConnectProxy } from '../auth/proxy.js';
 import { HeraldError, toHeraldError, type ErrorBody } from '../errors.js';
@@ -141,9 +142,9 @@ async function refresh(socket: Socket, token: unknown, deps: SessionDeps, leave:
   if (next.userId !== current.userId) throw new HeraldError('forbidden', 'A refreshed token must be for the same user ("sub").');
   setIdentity(socket, next);
   const removed: string[] = [];
-  for (const room of socket.rooms) {
+  for (const room of [...socket.rooms]) {
     // Rooms the backend granted (the subscribe proxy, POST /v1/subscribe) stay: it decided for this user, and it is the same user.
-    if (room === socket.id || deps.policy.canSubscribe(next, room) || grantedRooms(socket).has(room)) continue;
+    if (room === socket.id || isDeltaRoom(room) || deps.policy.canSubscribe(next, room) || grantedRooms(socket).has(room)) continue;
     removed.push(room);
     await leave(socket, room);
   }

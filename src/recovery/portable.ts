@@ -2,7 +2,7 @@ import type { Socket } from 'socket.io';
 import { userRoom } from '../auth/identity.js';
 import { isStreamId } from '../protocol/ids.js';
 import { DISCONNECT_EVENT, type MessageId } from '../protocol/events.js';
-import { isConnectionRoom, validateRoom, type RoomName } from '../protocol/rooms.js';
+import { isInternalRoom, validateRoom, type RoomName } from '../protocol/rooms.js';
 import type { ErrorBody } from '../errors.js';
 import { ownPosition, type Journal } from './journal.js';
 import { lastShared } from './ring.js';
@@ -100,7 +100,7 @@ function isRoom(name: string): boolean {
   } catch {
     return false;
   }
-  return !isConnectionRoom(name);
+  return !isInternalRoom(name);
 }
 
 /**
@@ -113,7 +113,7 @@ export function portableStateOf(socket: Socket, journal: Journal, deps: { isHist
   const rooms: RoomName[] = [];
   let partial = false;
   for (const room of socket.rooms) {
-    if (room === socket.id || isConnectionRoom(room) || (deps.user !== null && room === userRoom(deps.user))) continue;
+    if (room === socket.id || isInternalRoom(room) || (deps.user !== null && room === userRoom(deps.user))) continue;
     if (deps.granted.has(room)) partial = true;
     else if (deps.isHistoryRoom(room)) history[room] = positionNow(journal, socket.id, room);
     else rooms.push(room);

@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageId } from '../protocol/events.js';
-import { isConnectionRoom, type RoomName } from '../protocol/rooms.js';
+import { deltaRoomOf, isInternalRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
 import { baseOf, decodePortable, encodePortable, portableStateOf } from './portable.js';
 import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
@@ -108,7 +108,8 @@ export class Recovery implements AdapterRecovery {
     if (meta && typeof meta === 'object' && typeof meta.room === 'string' && isStreamId(meta.id) && opts.rooms.size === 1 && this.deps.isHistoryRoom(meta.room)) {
       const target = opts.rooms.values().next().value as string;
       // A room without members here: nobody received it, no session can need it.
-      if (target === meta.room) {
+      // A delta room's deliveries (src/history/delta.ts) are the room's shared ones too, under their own seq.
+      if (target === meta.room || target === deltaRoomOf(meta.room)) {
         if (adapter.rooms.has(target)) this.deps.journal.shared(meta.room, seq, meta.id);
       } else if (adapter.sids.has(target)) this.deps.journal.sent(target, meta.room, seq, meta.id);
     }
@@ -149,7 +150,7 @@ export class Recovery implements AdapterRecovery {
     const identity = this.deps.identityOf(socket);
     const user = identity.userId ?? null;
     for (const room of session.rooms) {
-      if (room === session.sid || isConnectionRoom(room) || (user !== null && room === userRoom(user))) continue;
+      if (room === session.sid || isInternalRoom(room) || (user !== null && room === userRoom(user))) continue;
       if (this.deps.isHistoryRoom(room)) history[room] = this.deps.journal.snapshot(session.sid, room) ?? { base: undefined, sends: [] };
       else rooms.push(room);
     }

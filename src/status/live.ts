@@ -1,5 +1,6 @@
 import type { Server } from 'socket.io';
 import type { LiveState } from '../observability/live.js';
+import { isDeltaRoom } from '../protocol/rooms.js';
 
 /**
  * What this replica has right now, read when asked (a scrape of `/metrics`, the status page's
@@ -19,10 +20,18 @@ export function liveStateOf(deps: {
       for (const s of main().sockets.values()) counts[s.conn.transport.name] = (counts[s.conn.transport.name] ?? 0) + 1;
       return counts;
     },
-    rooms: () => main().adapter.rooms.size - main().adapter.sids.size,
+    rooms() {
+      // Delivery rooms of delta subscribers (src/history/delta.ts) are not rooms anyone subscribed to.
+      let n = main().adapter.rooms.size - main().adapter.sids.size;
+      for (const room of main().adapter.rooms.keys()) if (isDeltaRoom(room)) n--;
+      return n;
+    },
     subscriptions() {
       let n = 0;
-      for (const rooms of main().adapter.sids.values()) n += rooms.size - 1;
+      for (const rooms of main().adapter.sids.values()) {
+        n += rooms.size - 1;
+        if (rooms.size > 2) for (const room of rooms) if (isDeltaRoom(room)) n--;
+      }
       return n;
     },
     redisUp: () => (bus.kind === 'memory' ? undefined : bus.isReady() ? 1 : 0),

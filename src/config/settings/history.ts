@@ -8,7 +8,7 @@ export const HISTORY_SETTINGS = [
   setting({
     env: 'HISTORY_ROOMS',
     key: 'historyRooms',
-    doc: `Comma-separated room patterns (\`*\` matches anything) whose rooms keep a history for recovery, each optionally followed by its own \` size=<n>\` and \` ttl=<seconds>\`, and by \` last=<n>\` (1 to ${LAST_MAX}): a subscribe to such a room without \`since\` or \`last\` first receives its newest n messages (the current score, for \`last=1\`), e.g. \`scores:* size=200 ttl=120 last=1, chat:*\`.`,
+    doc: `Comma-separated room patterns (\`*\` matches anything) whose rooms keep a history for recovery, each optionally followed by its own \` size=<n>\` and \` ttl=<seconds>\`, and by \` last=<n>\` (1 to ${LAST_MAX}): a subscribe to such a room without \`since\` or \`last\` first receives its newest n messages (the current score, for \`last=1\`), and by \` delta\`: a subscriber that asks for it (\`subscribe {room, delta: "fossil"}\`) receives each message as a fossil delta against the previous one (docs/reference/deltas.md), e.g. \`scores:* size=200 ttl=120 last=1 delta, chat:*\`.`,
     defaultText: '(unset)',
     parse: (raw) => Object.freeze(list(raw).map(parseHistoryRule)),
   }),
@@ -42,7 +42,7 @@ export const HISTORY_SETTINGS = [
   }),
 ] as const;
 
-/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>][ last=<n>]`. */
+/** One `HISTORY_ROOMS` entry: `<pattern>[ size=<n>][ ttl=<seconds>][ last=<n>][ delta]`. */
 export function parseHistoryRule(entry: string): HistoryRule {
   const [pattern, ...options] = entry.split(/\s+/);
   if (!pattern || !isValidPattern(pattern)) {
@@ -51,9 +51,14 @@ export function parseHistoryRule(entry: string): HistoryRule {
   let size: number | undefined;
   let ttlSeconds: number | undefined;
   let last: number | undefined;
+  let delta: boolean | undefined;
   for (const option of options) {
+    if (option === 'delta') {
+      delta = true;
+      continue;
+    }
     const m = /^(size|ttl|last)=(\d+)$/.exec(option);
-    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n>, ttl=<seconds> or last=<n>`);
+    if (!m || Number(m[2]) < 1) throw new Error(`has a bad option "${option}" for ${pattern}: use size=<n>, ttl=<seconds>, last=<n> or delta`);
     const n = Number(m[2]);
     if (m[1] === 'size') size = n;
     else if (m[1] === 'ttl') ttlSeconds = n;
@@ -62,5 +67,5 @@ export function parseHistoryRule(entry: string): HistoryRule {
   }
   // Explicit in one entry, so a contradiction is a typo; against HISTORY_SIZE, the room simply sends what it keeps.
   if (last !== undefined && size !== undefined && last > size) throw new Error(`has last=${last} above size=${size} for ${pattern}: the room keeps only ${size}`);
-  return Object.freeze({ pattern, size, ttlSeconds, last });
+  return Object.freeze({ pattern, size, ttlSeconds, last, ...(delta ? { delta } : {}) });
 }
