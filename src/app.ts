@@ -37,6 +37,8 @@ import { StatsReporter } from './status/stats.js';
 import { createHttpService } from './transport/http.js';
 import { createTransport } from './transport/index.js';
 import { createAdmission } from './transport/admission.js';
+import { KeyedLimiter } from './limits/token-bucket.js';
+import { createSseHub, sseRoutes } from './sse/setup.js';
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -71,11 +73,18 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
 
   // Socket.IO, the transport it will be served on, and herald's adapter between them.
   const transport = createTransport(config.transport, logger);
-  const io = createSocketServer(config, { lifecycle, refusingForOutage: refusingAfterOutage(bus.reachability, config.redisOutageCloseSeconds * 1000), metrics });
+  const refusingForOutage = refusingAfterOutage(bus.reachability, config.redisOutageCloseSeconds * 1000);
+  // One allowance of new connections per client address, for Socket.IO handshakes and event streams.
+  const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
+  const io = createSocketServer(config, { lifecycle, refusingForOutage, metrics, connectLimiter });
+  // Server-Sent Events streams: members of the adapter's rooms, delivered to by it (src/sse/).
+  const sse = createSseHub(config, { io, metrics, logger });
+  // MAX_CONNECTIONS, Socket.IO's and the streams' together.
+  const admission = createAdmission(config.maxConnections, metrics, logger, () => sse.size);
   const historyRooms = historyPolicies(config);
   const recovery = createRecovery(config, { io, bus, isHistoryRoom: (room) => historyRooms.match(room) !== undefined, logger: redisLog, metrics });
   const admitRemote = historyRooms.size > 0 ? refusingForeignHistory(historyRooms, metrics, logger) : undefined;
-  bus.install(io, { delivery: transport.delivery, recovery, observe: deliveryObserver(metrics), admitRemote });
+  bus.install(io, { delivery: transport.delivery, recovery, observe: deliveryObserver(metrics), admitRemote, streams: sse });
 
   // Rooms: history, publishing into them, the control API, presence, webhooks; then the clients.
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
@@ -91,10 +100,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       : undefined;
   const presence = createPresence(config, { io, bus, heartbeat, logger: redisLog });
   const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog });
-  createRealtime(config, { io, bus, connects, guardVerifier: control.guard, recovery, history, presence: presence?.rooms, publisher, slow, logger, metrics });
+  const rules = createRealtime(config, { io, bus, connects, guardVerifier: control.guard, recovery, history, presence: presence?.rooms, publisher, slow, logger, metrics });
 
   // What the replica serves over HTTP and reports.
-  const live = liveStateOf({ io, bus, lifecycle, slow });
+  const live = liveStateOf({ io, bus, lifecycle, slow, streams: sse });
   registerLiveGauges(metrics.registry, live);
   const stats = new StatsReporter({ replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix, logger: redisLog });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
@@ -105,6 +114,17 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
       ...control.routes,
+      ...sseRoutes(config, {
+        hub: sse,
+        rules,
+        history,
+        bus,
+        connects: connectLimiter,
+        refusing: () => (lifecycle.refusingConnections ? 'draining' : refusingForOutage() ? 'redis_unreachable' : undefined),
+        atCapacity: () => admission.maxConnections !== undefined && io.engine.clientsCount + sse.size >= admission.maxConnections,
+        metrics,
+        logger,
+      }),
       ...(config.metricsPort === undefined ? metricsRoutes(metrics, (req) => void publishAuth.check(req.headers, req.remoteAddress)) : []),
       ...(config.statusPage ? statusRoutes(stats, config.socketioPath) : []),
     ],
@@ -129,10 +149,14 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       finalOffset,
       stopIntake: async () => {
         outage?.close();
+        // Event streams end at once with a `retry:`: their EventSource reconnects through the
+        // balancer with Last-Event-ID (one landing here again is sent on after its `retry:`).
+        sse.drain();
         await ingest.close();
       },
       async closeLocal() {
         slow.close();
+        sse.close();
         stats.close();
         transport.stopListening();
         await metricsServer?.close();
@@ -157,7 +181,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      const admission = createAdmission(config.maxConnections, metrics, logger);
       const { port, kind } = await transport.listen({ host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression, admission });
       if (config.metricsPort !== undefined) await metricsServer?.listen(config.host, config.metricsPort);
       ingest.start();

@@ -29,6 +29,11 @@ export interface HeraldAdapterDeps {
   /** The transport's fast path (src/transport/index.ts); undefined: Socket.IO's own delivery. */
   readonly delivery: LocalDelivery | undefined;
   readonly recovery: AdapterRecovery | undefined;
+  /**
+   * This replica's members that are not sockets (Server-Sent Events streams, src/sse/hub.ts):
+   * handed every local delivery, as it is before the recovery offset is added.
+   */
+  readonly streams?: { deliver(packet: Packet, opts: BroadcastOptions): void };
   /** Told of every local delivery before it goes out (the delivery metrics). */
   readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
   /**
@@ -99,6 +104,7 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
     /** This replica's share of a broadcast. */
     deliver(packet: Packet, opts: BroadcastOptions): void {
       deps.observe?.(this, packet, opts);
+      if (this.nsp.name === '/') deps.streams?.deliver(packet, opts);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
       if (deps.delivery?.broadcast(this, stamped, opts)) return;
       Adapter.prototype.broadcast.call(this, stamped as any, opts);
