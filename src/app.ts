@@ -39,6 +39,7 @@ import { createTransport } from './transport/index.js';
 import { createAdmission } from './transport/admission.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { createSseHub, sseRoutes } from './sse/setup.js';
+import { streamCommands } from './sse/control.js';
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -90,7 +91,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
   const history = createHistory({ io, bus, policies: historyRooms, keyPrefix, journal: recovery?.journal, pace: slow.pace, logger, redisLogger: redisLog, metrics });
   const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
-  const control = createControl({ config, io, bus, history, recovery, metrics, logger });
+  const control = createControl({ config, io, bus, history, recovery, metrics, logger, others: streamCommands({ hub: sse, history, bus, metrics, logger, replicaId }) });
   const connects = new ConnectGuard(metrics, logger, { restoresPerMinute: config.recoveryRestoresPerIp, trustProxy: config.trustProxy });
   installAdminUi(config, io, connects, logger);
   // One liveness per replica, for presence and the webhooks' room transitions, which rewrite what they hold when it is renewed.
@@ -98,8 +99,8 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
       ? createHeartbeat({ redis: bus.redis.pub, keyPrefix, replicaId, ttlSeconds: config.presenceTtlSeconds, logger: redisLog })
       : undefined;
-  const presence = createPresence(config, { io, bus, heartbeat, logger: redisLog });
-  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog });
+  const presence = createPresence(config, { io, bus, heartbeat, logger: redisLog, others: sse });
+  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog, others: sse });
   const rules = createRealtime(config, { io, bus, connects, guardVerifier: control.guard, recovery, history, presence: presence?.rooms, publisher, slow, logger, metrics });
 
   // What the replica serves over HTTP and reports.

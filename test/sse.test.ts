@@ -11,10 +11,12 @@ import { freePort } from './helpers/ports.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { openSse, type SseReader } from './helpers/sse.js';
 import { needs } from './helpers/tools.js';
+import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { waitFor } from './helpers/wait.js';
 
 const KEY = 'sse-publish-key-0123456789';
 const SECRET = 'sse-jwt-secret-0123456789-abcdefghijkl';
+const HOOK_SECRET = 'sse-webhook-secret-0123456789';
 const TRANSPORTS = ['uws', 'node'] as const;
 
 const now = () => Math.floor(Date.now() / 1000);
@@ -43,9 +45,20 @@ for (const transport of TRANSPORTS) {
       return res.body as { id: string; ids: Record<string, string> };
     };
 
+    let receiver: Receiver;
+    const post = async (path: string, body: unknown) => {
+      // Without CONTROL_KEYS the control API takes loopback callers without a key (a publish key is refused).
+      const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as any };
+    };
+
     before(async () => {
+      receiver = await startReceiver(HOOK_SECRET);
       gw = await startGateway({
         env: {
+          WEBHOOK_URL: `${receiver.url}/hooks`,
+          WEBHOOK_SECRET: HOOK_SECRET,
+          PRESENCE_ROOMS: 'pres:*',
           TRANSPORT: transport,
           PUBLISH_KEYS: KEY,
           HISTORY_ROOMS: 'h:*',
@@ -60,6 +73,7 @@ for (const transport of TRANSPORTS) {
     after(async () => {
       for (const r of readers) r.close();
       await gw?.stop();
+      await receiver?.close();
     });
 
     it('streams a room: SSE headers, retry, hello, and each message with the meta Socket.IO clients get', async () => {
@@ -166,6 +180,37 @@ for (const transport of TRANSPORTS) {
       await expiring.ended;
       const logs = JSON.stringify(gw.logs);
       assert.ok(!logs.includes(jwt) && !logs.includes(shortLived), 'no token in the logs');
+    });
+
+    it('presence, webhooks (transport "sse") and the control API (subscribe, unsubscribe, list, disconnect) reach streams', async () => {
+      const jwt = await token({ sub: 'carol', rooms: ['priv:*', 'pres:*'] });
+      const r = await open(`room=pres:lobby&room=priv:ctl&token=${jwt}`);
+      await r.waitFor('both subscribed', () => r.events.filter((e) => e.event === 'herald:subscribed' && e.data.data.ok).length === 2);
+      const client = r.events[0]!.data.data.client as string;
+      const presence = await fetch(`${gw.url}/v1/rooms/pres:lobby/presence`, { headers: { authorization: `Bearer ${KEY}` } });
+      assert.deepEqual(((await presence.json()) as { users: string[] }).users, ['carol']);
+      const opened = await waitFor('connection.opened', () => receiver.hits.find((h) => h.body?.type === 'connection.opened' && h.body.data.client === client));
+      assert.deepEqual(opened.body.data, { user: 'carol', client, replica: gw.replicaId, transport: 'sse' });
+
+      assert.equal((await post('/v1/unsubscribe', { user: 'carol', room: 'priv:ctl' })).body.unsubscribed, 1);
+      assert.equal((await post('/v1/subscribe', { client, room: 'pub:added' })).body.subscribed, 1);
+      await pub('priv:ctl', 'gone');
+      await pub('pub:added', 'added');
+      await r.waitFor('the room the backend added', (e) => e.data.data === 'added');
+      assert.ok(!r.events.some((e) => e.data.data === 'gone'), 'nothing of the room the backend took away');
+      const listed = await fetch(`${gw.url}/v1/users/carol`);
+      const { connections } = (await listed.json()) as { connections: { client: string; transport: string; rooms: string[] }[] };
+      assert.deepEqual(connections.map((c) => [c.client, c.transport, c.rooms.sort()]), [[client, 'sse', ['pres:lobby', 'pub:added']]]);
+
+      assert.equal((await post('/v1/disconnect', { user: 'carol' })).body.disconnected, 1);
+      const bye = await r.waitFor('disconnected', (e) => e.event === 'herald:disconnect');
+      assert.equal(bye.data.data.code, 'disconnected');
+      await r.ended;
+      assert.ok(r.lines.includes('retry: 3600000'), 'told not to come back soon');
+      const closed = await waitFor('connection.closed', () => receiver.hits.find((h) => h.body?.type === 'connection.closed' && h.body.data.client === client));
+      assert.equal(closed.body.data.transport, 'sse');
+      await waitFor('presence empty', async () => ((await (await fetch(`${gw.url}/v1/rooms/pres:lobby/presence`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { users: string[] }).users.length === 0);
+      assert.deepEqual(receiver.unsigned, []);
     });
 
     it('counts streams by transport label `sse`', async () => {

@@ -46,7 +46,9 @@ const unreachableLog = throttle(10_000);
 export async function follow(stream: SseStream, room: RoomName, deps: FollowDeps, start: FollowStart): Promise<void> {
   const policy = deps.history?.policyFor(room);
   try {
-    const answer = policy ? await followHistory(stream, room, policy, deps, start) : await followRoom(stream, room, deps, start);
+    // A history room the stream was opened with has its position in the `id:`; one added later
+    // (the control API's subscribe) is followed live, like a room without history.
+    const answer = policy && stream.isHistoryRoom(room) ? await followHistory(stream, room, policy, deps, start) : await followRoom(stream, room, deps, start);
     if (!stream.closed) stream.subscribed(room, { ok: true, room, ...answer });
   } catch (err) {
     if (stream.closed) return;
@@ -59,7 +61,8 @@ async function followRoom(stream: SseStream, room: RoomName, deps: FollowDeps, s
   const adapter = deps.hub.adapterRooms();
   const isNew = !adapter.has(room);
   deps.hub.join(stream, room);
-  if (isNew) await deps.bus.awaitRoom(room);
+  if (deps.history?.policyFor(room)) await watch(room, deps);
+  else if (isNew) await deps.bus.awaitRoom(room);
   // A room without history cannot resume: what it had while the stream was away is gone.
   return start.resuming ? { recovered: false } : {};
 }
@@ -67,12 +70,7 @@ async function followRoom(stream: SseStream, room: RoomName, deps: FollowDeps, s
 async function followHistory(stream: SseStream, room: RoomName, policy: HistoryRoomPolicy, deps: FollowDeps, start: FollowStart): Promise<{ offset?: MessageId; recovered?: boolean }> {
   const history = deps.history!;
   deps.hub.join(stream, room);
-  try {
-    await history.backend.watch(room);
-  } catch (err) {
-    deps.metrics.roomSubscribeFailed('history');
-    throw new HeraldError('unavailable', 'This replica could not subscribe to the room\'s channel; reconnect.', { cause: err });
-  }
+  await watch(room, deps);
   const since = start.since;
   let mark: MessageId | undefined;
   let recovered: boolean | undefined;
@@ -133,4 +131,14 @@ async function position(room: RoomName, policy: HistoryRoomPolicy, history: Hist
   }
   if (at.created) metrics.historyRoomCreation('created');
   return at.id;
+}
+
+/** Makes this replica hear a history room's entries (sharded Redis subscribes per room); refused with `unavailable`. */
+async function watch(room: RoomName, deps: FollowDeps): Promise<void> {
+  try {
+    await deps.history!.backend.watch(room);
+  } catch (err) {
+    deps.metrics.roomSubscribeFailed('history');
+    throw new HeraldError('unavailable', 'This replica could not subscribe to the room\'s channel; reconnect.', { cause: err });
+  }
 }

@@ -10,6 +10,7 @@ import { isStreamId } from '../protocol/ids.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { eventFrame } from './frames.js';
 import type { Delivery, SseStream } from './stream.js';
+import type { OtherMembers } from '../protocol/members.js';
 
 /** Socket.IO's packet type of an event. */
 const EVENT = 2;
@@ -38,8 +39,10 @@ export interface HubOptions {
  * into SSE text once per room, and every stream in the room gets that one string (with its own
  * `id:` line, the positions of its own history rooms).
  */
-export class SseHub {
+export class SseHub implements OtherMembers {
   private readonly streams = new Map<string, SseStream>();
+  private readonly opened: ((c: { client: string; user: string | undefined; transport: string }) => void)[] = [];
+  private readonly closed: ((c: { client: string; user: string | undefined; transport: string; reason: string }) => void)[] = [];
   private readonly byRoom = new Map<RoomName, Set<SseStream>>();
   private readonly perAddress = new Map<string, number>();
   private readonly beat: NodeJS.Timeout;
@@ -78,11 +81,30 @@ export class SseHub {
     this.perAddress.set(stream.address, (this.perAddress.get(stream.address) ?? 0) + 1);
     this.metrics.connectionOpened(transport);
     this.adapter().addAll(stream.id, new Set([stream.id]));
+    const who = { client: stream.id, user: stream.identity.userId, transport };
+    for (const fn of this.opened) fn(who);
+    let reason = 'transport close';
     stream.overflowed(() => {
+      reason = 'slow consumer';
       this.metrics.slowConsumerDisconnected();
       this.logger.debug({ client: stream.id, address: stream.address }, 'closed an event stream whose reader fell behind (SLOW_CLIENT_MAX_BYTES)');
     });
-    stream.onClose(() => this.remove(stream));
+    stream.onClose(() => {
+      this.remove(stream);
+      for (const fn of this.closed) fn({ ...who, reason: stream.endReason ?? reason });
+    });
+  }
+
+  userOf(client: string): string | undefined {
+    return this.streams.get(client)?.identity.userId;
+  }
+
+  onOpened(fn: (c: { client: string; user: string | undefined; transport: string }) => void): void {
+    this.opened.push(fn);
+  }
+
+  onClosed(fn: (c: { client: string; user: string | undefined; transport: string; reason: string }) => void): void {
+    this.closed.push(fn);
   }
 
   /** Adds `stream` to `room` (a member from now on: live deliveries reach it). */
@@ -91,6 +113,7 @@ export class SseHub {
     let members = this.byRoom.get(room);
     if (!members) this.byRoom.set(room, (members = new Set()));
     members.add(stream);
+    stream.joinedRooms.set(room, members);
     this.adapter().addAll(stream.id, new Set([room]));
   }
 
@@ -98,6 +121,7 @@ export class SseHub {
     const members = this.byRoom.get(room);
     members?.delete(stream);
     if (members?.size === 0) this.byRoom.delete(room);
+    stream.joinedRooms.delete(room);
     this.adapter().del(stream.id, room);
   }
 
@@ -171,17 +195,17 @@ export class SseHub {
 
   private remove(stream: SseStream): void {
     if (this.streams.get(stream.id) !== stream) return;
+    // Out of its rooms first, while presence can still tell its user (`userOf`).
+    this.adapter().delAll(stream.id);
     this.streams.delete(stream.id);
     clearTimeout(stream.timer);
     const n = (this.perAddress.get(stream.address) ?? 1) - 1;
     if (n > 0) this.perAddress.set(stream.address, n);
     else this.perAddress.delete(stream.address);
-    for (const room of this.roomsOf(stream)) {
-      const members = this.byRoom.get(room);
-      members?.delete(stream);
-      if (members?.size === 0) this.byRoom.delete(room);
+    for (const [room, members] of stream.joined()) {
+      members.delete(stream);
+      if (members.size === 0) this.byRoom.delete(room);
     }
-    this.adapter().delAll(stream.id);
     this.metrics.connectionClosed();
   }
 

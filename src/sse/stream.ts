@@ -59,6 +59,10 @@ export class SseStream {
   readonly address: string;
   readonly rooms: readonly RoomName[];
   readonly openedAt = Date.now();
+  /** The hub's member sets this stream is in, by room (for its removal). */
+  readonly joinedRooms = new Map<RoomName, Set<SseStream>>();
+  /** Why herald ended it (a `herald:disconnect` code), for `connection.closed`; undefined: the peer left. */
+  endReason: string | undefined;
   /** Set by the hub when a timer (token expiry) belongs to this stream. */
   timer: NodeJS.Timeout | undefined;
   lastWriteAt = Date.now();
@@ -190,6 +194,7 @@ export class SseStream {
    */
   close(body: ErrorBody | undefined, retryMs?: number): void {
     if (this.closed) return;
+    this.endReason = body?.code ?? 'server close';
     let last = '';
     if (retryMs !== undefined) last += retryLine(retryMs);
     if (body) last += eventFrame(DISCONNECT_EVENT, body);
@@ -200,6 +205,10 @@ export class SseStream {
   /** Ends it without a word (a peer that does not read gets nothing more queued). */
   drop(): void {
     this.sink.end();
+  }
+
+  joined(): IterableIterator<[RoomName, Set<SseStream>]> {
+    return this.joinedRooms.entries();
   }
 
   private sendAt(t: Track, d: Delivery): void {
