@@ -42,9 +42,9 @@ export class Announcer {
     if (types.has('connection.opened') || types.has('connection.closed')) {
       const replica = this.deps.replicaId;
       const closed = (socket: Socket, reason: string) =>
-        this.deps.send('connection.closed', { user: identityOf(socket).userId ?? null, client: socket.id, replica, reason, transport: 'socket.io' });
+        this.deps.send('connection.closed', { user: identityOf(socket).userId ?? null, client: socket.id, replica, reason, transport: socket.conn.transport.name });
       io.on('connection', (socket) => {
-        if (types.has('connection.opened')) this.deps.send('connection.opened', { user: identityOf(socket).userId ?? null, client: socket.id, replica, transport: 'socket.io' });
+        if (types.has('connection.opened')) this.deps.send('connection.opened', { user: identityOf(socket).userId ?? null, client: socket.id, replica, transport: socket.conn.transport.name });
         if (types.has('connection.closed')) socket.once('disconnect', (reason: string) => closed(socket, reason));
       });
       const others = this.deps.others;
