@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { EventSource } from 'eventsource';
+import { chromium, type Browser } from 'playwright-core';
 import { SignJWT, type JWTPayload } from 'jose';
 import { compareIds } from '../src/protocol/ids.js';
 import { publish } from './helpers/clients.js';
@@ -10,7 +13,7 @@ import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { freePort } from './helpers/ports.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { openSse, type SseReader } from './helpers/sse.js';
-import { needs } from './helpers/tools.js';
+import { needs, toolPath } from './helpers/tools.js';
 import { startReceiver, type Receiver } from './helpers/receiver.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -296,13 +299,25 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+/** The page the test serves: a real `new EventSource(url)` on another origin, whose handlers only record. */
+function followerPage(streamUrl: string): string {
+  return `<!doctype html><meta charset="utf-8"><title>follower</title><script>
+window.received = {}; window.hellos = []; window.subscribed = 0;
+const feed = new EventSource(${JSON.stringify(streamUrl)});
+feed.addEventListener('herald:hello', (e) => hellos.push(JSON.parse(e.data).data.replica));
+feed.addEventListener('herald:subscribed', () => subscribed++);
+feed.addEventListener('m', (e) => { const { meta } = JSON.parse(e.data); (received[meta.room] ??= []).push(meta.id); });
+</script>`;
+}
+
 /**
  * deploy/compose/haproxy.cfg in front of two replicas (one on uWS, one on the Node transport) and
- * a redis-server. The `eventsource` npm client follows two history rooms through the balancer
- * while a publisher writes into both; its replica is drained, then the one it moved to is killed
- * with -9. Nothing but `new EventSource(url)`: every acknowledged message arrives once, in order.
+ * a redis-server. The `eventsource` npm client in Node and a page in headless Chromium (served by
+ * the test from another origin) follow two history rooms through the balancer while a publisher
+ * writes into both; the npm client's replica is drained, then the one both are on is killed with
+ * -9. Nothing but `new EventSource(url)`: every acknowledged message arrives once, in order.
  */
-describe('EventSource through HAProxy across a drain and a kill -9', { skip: needs('haproxy') }, () => {
+describe('EventSource (npm and Chromium) through HAProxy across a drain and a kill -9', { skip: needs('haproxy', 'chromium') }, () => {
   let redis: RedisProcess;
   let lb: Haproxy;
   const names = ['gw1', 'gw2'] as const;
@@ -310,6 +325,8 @@ describe('EventSource through HAProxy across a drain and a kill -9', { skip: nee
   const ports = {} as Record<Name, number>;
   const gateways = {} as Record<Name, Gateway>;
   let es: EventSource | undefined;
+  let browser: Browser | undefined;
+  let site: Server | undefined;
 
   const launch = async (name: Name) => {
     gateways[name] = await startGateway({
@@ -326,6 +343,8 @@ describe('EventSource through HAProxy across a drain and a kill -9', { skip: nee
   });
   after(async () => {
     es?.close();
+    await browser?.close();
+    site?.close();
     await lb?.stop();
     await Promise.all(names.map((n) => gateways[n]?.stop()));
     await redis?.stop();
@@ -344,6 +363,20 @@ describe('EventSource through HAProxy across a drain and a kill -9', { skip: nee
     let subscribed = 0;
     es.addEventListener('herald:subscribed', () => subscribed++);
     await waitFor('both rooms subscribed', () => subscribed >= 2);
+
+    // The page, from an origin of its own (CORS_ORIGINS is * outside production).
+    const html = followerPage(`${lb.url}/v1/stream?room=${rooms[0]}&room=${rooms[1]}`);
+    site = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(html));
+    await new Promise<void>((resolve) => site!.listen(0, '127.0.0.1', resolve));
+    browser = await chromium.launch({
+      executablePath: toolPath('chromium'),
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${(site.address() as AddressInfo).port}/`);
+    await page.waitForFunction(() => (window as unknown as { subscribed: number }).subscribed >= 2);
+    type PageState = { received: Record<string, string[]>; hellos: string[] };
+    const pageState = () => page.evaluate(() => ({ received: (window as any).received, hellos: (window as any).hellos }) as PageState);
 
     const acked: Record<string, string[]> = { 'sse:h:a': [], 'sse:h:b': [] };
     let stop = false;
@@ -366,29 +399,38 @@ describe('EventSource through HAProxy across a drain and a kill -9', { skip: nee
     gateways[drained].signal('SIGTERM');
     assert.equal(await gateways[drained].exited(), 0);
     await waitFor('the stream to be back on the other replica', () => hellos.length >= 2 && hellos.at(-1) !== drained, 20_000);
+    const survivor = gateways[hellos.at(-1)!].replicaId;
+    await waitFor('the page on the survivor too', async () => (await pageState()).hellos.at(-1) === survivor, 20_000);
     await launch(drained);
     await lb.waitForStatus(drained, 'UP');
     await progress('after the drain');
 
     const killed = hellos.at(-1)!;
     const before = hellos.length;
+    const pageBefore = (await pageState()).hellos.length;
     gateways[killed].signal('SIGKILL');
     await gateways[killed].exited();
     await waitFor('the stream to be back after the kill', () => hellos.length > before, 20_000);
+    await waitFor('the page back after the kill', async () => (await pageState()).hellos.length > pageBefore, 20_000);
     await launch(killed);
     await lb.waitForStatus(killed, 'UP');
     await progress('after the kill');
     stop = true;
     await publisher;
 
+    const check = (who: string, got: string[], room: string) => {
+      for (let i = 1; i < got.length; i++) assert.ok(compareIds(got[i - 1]!, got[i]!) < 0, `${who} ${room}: ${got[i - 1]} then ${got[i]}: in order, once`);
+      const missing = acked[room]!.filter((id) => !got.includes(id));
+      assert.deepEqual(missing, [], `${who} ${room}: every acknowledged message`);
+    };
     for (const room of rooms) {
       const last = acked[room]!.at(-1)!;
       await waitFor(`${room}: the last acknowledged message`, () => received[room]!.includes(last), 20_000);
-      const got = received[room]!;
-      for (let i = 1; i < got.length; i++) assert.ok(compareIds(got[i - 1]!, got[i]!) < 0, `${room}: ${got[i - 1]} then ${got[i]}: in order, once`);
-      const missing = acked[room]!.filter((id) => !got.includes(id));
-      assert.deepEqual(missing, [], `${room}: every acknowledged message`);
+      check('eventsource (npm)', received[room]!, room);
+      await waitFor(`${room}: the last acknowledged message in the page`, async () => (await pageState()).received[room]?.includes(last), 20_000);
+      check('Chromium', (await pageState()).received[room]!, room);
     }
-    console.log(`# EventSource: ${acked['sse:h:a']!.length + acked['sse:h:b']!.length} acknowledged, ${hellos.length} streams (${hellos.join(' → ')})`);
+    const seen = (await pageState()).hellos.length;
+    console.log(`# EventSource: ${acked['sse:h:a']!.length + acked['sse:h:b']!.length} acknowledged; npm client ${hellos.length} streams (${hellos.join(' → ')}), Chromium ${seen}`);
   });
 });

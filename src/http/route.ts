@@ -51,7 +51,7 @@ export interface StreamSink {
 }
 
 export interface Route {
-  readonly method: 'GET' | 'POST';
+  readonly method: 'GET' | 'POST' | 'OPTIONS';
   /** Exact path; a segment `:name` matches any one segment and is passed in `params`. */
   readonly path: string;
   /** Throws a `HeraldError` (src/errors.ts) to answer with its code and status. */

@@ -48,6 +48,8 @@ export interface StreamRouteDeps extends Omit<FollowDeps, 'history'> {
   /** SLOW_CLIENT_MAX_BYTES. */
   boundBytes: number;
   replicaId: string;
+  /** CORS_ORIGINS: browser origins that may open streams (`*`: any). */
+  corsOrigins: readonly string[];
 }
 
 /**
@@ -69,13 +71,14 @@ export function streamRoutes(deps: StreamRouteDeps): Route[] {
       path: STREAM_PATH,
       async handle(req) {
         assertEventStream(req.headers.accept);
+        const cors = corsHeaders(req.headers.origin, deps.corsOrigins);
         const address = clientAddress(req.headers['x-forwarded-for'], req.remoteAddress, deps.trustProxy);
         const rooms = roomsOf(req.query, deps.maxRooms);
         const start = startOf(req.query);
         const busy = deps.refusing() ?? (deps.atCapacity() ? 'over_capacity' : deps.connects.take(address) ? undefined : 'rate_limited');
         if (busy) {
           if (busy === 'rate_limited') deps.metrics.authFailed('rate_limited');
-          return bounce(busy, deps.retryMs);
+          return bounce(busy, deps.retryMs, cors);
         }
         if (!deps.hub.mayOpen(address)) throw new HeraldError('too_many_streams');
         const identity = await authenticate(req, address, deps);
@@ -90,7 +93,7 @@ export function streamRoutes(deps: StreamRouteDeps): Route[] {
         return {
           status: 200,
           body: null,
-          headers: SSE_HEADERS,
+          headers: [...SSE_HEADERS, ...cors],
           stream(sink) {
             if (!deps.hub.mayOpen(address)) {
               sink.write(eventFrame(DISCONNECT_EVENT, new HeraldError('too_many_streams').toBody()));
@@ -110,6 +113,20 @@ export function streamRoutes(deps: StreamRouteDeps): Route[] {
         } satisfies HttpReply;
       },
     },
+    {
+      // A browser asks first when a page elsewhere sends `Last-Event-ID` (not a CORS-safelisted header).
+      method: 'OPTIONS',
+      path: STREAM_PATH,
+      handle(req) {
+        const cors = corsHeaders(req.headers.origin, deps.corsOrigins);
+        return {
+          status: 204,
+          body: '',
+          contentType: 'text/plain',
+          headers: [...cors, ['access-control-allow-methods', 'GET'], ['access-control-allow-headers', 'last-event-id, authorization, accept'], ['access-control-max-age', '600']],
+        };
+      },
+    },
   ];
 }
 
@@ -122,17 +139,33 @@ export const SSE_HEADERS: readonly (readonly [string, string])[] = [
 ];
 
 /** A stream that says "another replica" and ends: `retry:` with jitter, then `herald:disconnect {code}`. */
-function bounce(code: ErrorCode, retryMs: number): HttpReply {
+function bounce(code: ErrorCode, retryMs: number, cors: readonly (readonly [string, string])[]): HttpReply {
   const body = new HeraldError(code).toBody();
   return {
     status: 200,
     body: null,
-    headers: SSE_HEADERS,
+    headers: [...SSE_HEADERS, ...cors],
     stream(sink) {
       sink.write(retryLine(retryMs + Math.floor(Math.random() * retryMs)) + eventFrame(DISCONNECT_EVENT, body));
       sink.end();
     },
   };
+}
+
+/**
+ * A page on another origin reads a stream only with these (EventSource is a CORS request, with
+ * cookies when `withCredentials`). An `Origin` not in CORS_ORIGINS is refused (403 `forbidden`),
+ * as Socket.IO refuses its WebSocket handshake: a page elsewhere must not read a stream opened
+ * with its visitor's cookies (the connect proxy).
+ */
+function corsHeaders(origin: string | undefined, allowed: readonly string[]): [string, string][] {
+  if (origin === undefined) return [];
+  if (!allowed.includes('*') && !allowed.includes(origin)) throw new HeraldError('forbidden', `Origin ${origin.slice(0, 200)} is not in CORS_ORIGINS.`);
+  return [
+    ['access-control-allow-origin', origin],
+    ['access-control-allow-credentials', 'true'],
+    ['vary', 'origin'],
+  ];
 }
 
 function assertEventStream(accept: string | undefined): void {

@@ -51,5 +51,6 @@ export function sseRoutes(
     retryMs: config.sseRetryMs,
     boundBytes: config.slowClientMaxBytes,
     replicaId: config.replicaId,
+    corsOrigins: config.corsOrigins,
   });
 }

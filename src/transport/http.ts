@@ -10,6 +10,7 @@ export type { HttpReply, HttpRequest, Route, StreamSink };
 export function renderReply(reply: HttpReply, replicaId: string): { body: string; headers: [string, string][] } {
   const headers = replyHeaders(replicaId);
   if (reply.contentType) headers[0] = ['content-type', reply.contentType];
+  for (const [k, v] of reply.headers ?? []) headers.push([k, v]);
   return { body: reply.contentType ? String(reply.body) : JSON.stringify(reply.body), headers };
 }
 
