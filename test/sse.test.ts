@@ -212,6 +212,12 @@ for (const transport of TRANSPORTS) {
       assert.ok(r.lines.includes('retry: 3600000'), 'told not to come back soon');
       const closed = await waitFor('connection.closed', () => receiver.hits.find((h) => h.body?.type === 'connection.closed' && h.body.data.client === client));
       assert.equal(closed.body.data.transport, 'sse');
+      const dave = await open(`room=priv:ctl&token=${await token({ sub: 'dave', rooms: ['priv:*'] })}`);
+      await dave.waitFor('subscribed', (e) => e.event === 'herald:subscribed');
+      assert.equal((await post('/v1/revoke', { user: 'dave' })).status, 200);
+      const revoked = await dave.waitFor('revoked', (e) => e.event === 'herald:disconnect');
+      assert.equal(revoked.data.data.code, 'token_revoked');
+      await dave.ended;
       await waitFor('presence empty', async () => ((await (await fetch(`${gw.url}/v1/rooms/pres:lobby/presence`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { users: string[] }).users.length === 0);
       assert.deepEqual(receiver.unsigned, []);
     });
