@@ -139,7 +139,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
 
   // Leaving: on a long Redis outage (clients only), and on a drain (everything).
   const finalOffset = (socket: Socket) => recovery?.finalOffset(socket);
-  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics });
+  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics, closeOthers: (body) => sse.closeAll(body) });
   const drain = once(() =>
     drainReplica({
       io,

@@ -305,6 +305,46 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+/**
+ * A replica cut off from Redis for REDIS_OUTAGE_CLOSE_SECONDS ends its streams (to resume on a
+ * replica that can serve them) and answers new ones with a retry, until Redis is back.
+ */
+describe('event streams on a replica cut off from Redis', () => {
+  let redis: RedisProcess;
+  let gw: Gateway;
+  const readers: SseReader[] = [];
+  before(async () => {
+    redis = await startRedis();
+    gw = await startGateway({ env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, REDIS_OUTAGE_CLOSE_SECONDS: '2', REDIS_TIMEOUT_SECONDS: '2' } });
+  });
+  after(async () => {
+    for (const r of readers) r.close();
+    await gw?.stop();
+    await redis?.stop();
+  });
+
+  it('ends them with herald:disconnect {code: "redis_unreachable"} and a retry; new ones get the same until Redis is back', async () => {
+    const r = await openSse(`${gw.url}/v1/stream?room=pub:outage`);
+    readers.push(r);
+    await r.waitFor('subscribed', (e) => e.event === 'herald:subscribed');
+    await redis.kill();
+    const bye = await r.waitFor('redis_unreachable', (e) => e.event === 'herald:disconnect', 20_000);
+    assert.equal(bye.data.data.code, 'redis_unreachable');
+    await r.ended;
+    const refused = await openSse(`${gw.url}/v1/stream?room=pub:outage`);
+    readers.push(refused);
+    const told = await refused.waitFor('told', (e) => e.event === 'herald:disconnect');
+    assert.equal(told.data.data.code, 'redis_unreachable');
+    assert.ok(refused.lines.some((l) => l.startsWith('retry: ')));
+    await redis.restart();
+    await waitFor('a stream once Redis is back', async () => {
+      const again = await openSse(`${gw.url}/v1/stream?room=pub:outage`);
+      readers.push(again);
+      return again.waitFor('subscribed or told', (e) => e.event === 'herald:subscribed' || e.event === 'herald:disconnect').then((e) => e.event === 'herald:subscribed');
+    }, 20_000);
+  });
+});
+
 /** The page the test serves: a real `new EventSource(url)` on another origin, whose handlers only record. */
 function followerPage(streamUrl: string): string {
   return `<!doctype html><meta charset="utf-8"><title>follower</title><script>
