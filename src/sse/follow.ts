@@ -44,6 +44,8 @@ const unreachableLog = throttle(10_000);
  * reachable history the stream gets live entries only, and no `offset`.
  */
 export async function follow(stream: SseStream, room: RoomName, deps: FollowDeps, start: FollowStart): Promise<void> {
+  // Gone before it was in: nothing to join (a channel subscribed now would outlive it).
+  if (stream.closed) return;
   const policy = deps.history?.policyFor(room);
   try {
     // A history room the stream was opened with has its position in the `id:`; one added later
