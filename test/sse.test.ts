@@ -62,6 +62,8 @@ for (const transport of TRANSPORTS) {
           WEBHOOK_URL: `${receiver.url}/hooks`,
           WEBHOOK_SECRET: HOOK_SECRET,
           PRESENCE_ROOMS: 'pres:*',
+          SUBSCRIBE_PROXY_URL: `${receiver.url}/subscribe`,
+          PROXY_ROOMS: 'proxied:*',
           TRANSPORT: transport,
           PUBLISH_KEYS: KEY,
           HISTORY_ROOMS: 'h:*',
@@ -220,6 +222,19 @@ for (const transport of TRANSPORTS) {
       await dave.ended;
       await waitFor('presence empty', async () => ((await (await fetch(`${gw.url}/v1/rooms/pres:lobby/presence`, { headers: { authorization: `Bearer ${KEY}` } })).json()) as { users: string[] }).users.length === 0);
       assert.deepEqual(receiver.unsigned, []);
+    });
+
+    it('asks the subscribe proxy about rooms the claims do not allow, and keeps its refusal code', async () => {
+      receiver.handler = (hit) => (hit.path === '/subscribe' ? { status: 200, body: hit.body.room === 'proxied:yes' ? { allow: true } : { allow: false, code: 'forbidden', message: 'not for you' } } : undefined);
+      const jwt = await token({ sub: 'erin' });
+      const yes = await open(`room=proxied:yes&token=${jwt}`);
+      await yes.waitFor('subscribed', (e) => e.event === 'herald:subscribed' && e.data.data.ok === true);
+      const asked = receiver.hits.find((h) => h.path === '/subscribe' && h.body.room === 'proxied:yes')!;
+      assert.equal(asked.body.user, 'erin');
+      assert.equal(asked.body.client, yes.events[0]!.data.data.client);
+      const no = await open(`room=proxied:no&token=${jwt}`);
+      assert.equal(no.status, 403);
+      assert.deepEqual(no.error, { code: 'forbidden', message: 'not for you' });
     });
 
     it('counts streams by transport label `sse`', async () => {
