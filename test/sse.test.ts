@@ -320,6 +320,38 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+/** Without a token, the connect proxy decides from the request's cookies, as for a Socket.IO handshake. */
+describe('event streams admitted by the connect proxy (a session cookie)', () => {
+  let receiver: Receiver;
+  let gw: Gateway;
+  const readers: SseReader[] = [];
+  before(async () => {
+    receiver = await startReceiver(HOOK_SECRET);
+    receiver.handler = (hit) =>
+      hit.path !== '/connect' ? undefined : hit.body.headers.cookie === 'session=ok' ? { status: 200, body: { user: 'frank', rooms: ['priv:*'] } } : { status: 401, body: {} };
+    gw = await startGateway({ env: { PUBLISH_KEYS: KEY, CONNECT_PROXY_URL: `${receiver.url}/connect`, WEBHOOK_SECRET: HOOK_SECRET } });
+  });
+  after(async () => {
+    for (const r of readers) r.close();
+    await gw?.stop();
+    await receiver?.close();
+  });
+
+  it('opens the rooms the backend allows for the cookie, and refuses without it (401)', async () => {
+    const r = await openSse(`${gw.url}/v1/stream?room=priv:cookie`, { cookie: 'session=ok' });
+    readers.push(r);
+    await r.waitFor('subscribed', (e) => e.event === 'herald:subscribed' && e.data.data.ok === true);
+    const asked = receiver.hits.find((h) => h.path === '/connect')!;
+    assert.equal(asked.body.address, '127.0.0.1');
+    await publish(gw.url, { room: 'priv:cookie', event: 'm', data: 'for frank' }, KEY);
+    await r.waitFor('the message', (e) => e.data.data === 'for frank');
+    const without = await openSse(`${gw.url}/v1/stream?room=priv:cookie`);
+    assert.equal(without.status, 401);
+    assert.equal(without.error!.code, 'unauthorized');
+    assert.deepEqual(receiver.unsigned, []);
+  });
+});
+
 /**
  * A replica cut off from Redis for REDIS_OUTAGE_CLOSE_SECONDS ends its streams (to resume on a
  * replica that can serve them) and answers new ones with a retry, until Redis is back.
