@@ -38,6 +38,9 @@ import { StatsReporter } from './status/stats.js';
 import { createHttpService } from './transport/http.js';
 import { createTransport } from './transport/index.js';
 import { createAdmission } from './transport/admission.js';
+import { KeyedLimiter } from './limits/token-bucket.js';
+import { createSseHub, sseRoutes } from './sse/setup.js';
+import { streamCommands } from './sse/control.js';
 
 export interface HeraldApp {
   readonly phase: Phase;
@@ -72,18 +75,25 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
 
   // Socket.IO, the transport it will be served on, and herald's adapter between them.
   const transport = createTransport(config.transport, logger);
-  const io = createSocketServer(config, { lifecycle, refusingForOutage: refusingAfterOutage(bus.reachability, config.redisOutageCloseSeconds * 1000), metrics });
+  const refusingForOutage = refusingAfterOutage(bus.reachability, config.redisOutageCloseSeconds * 1000);
+  // One allowance of new connections per client address, for Socket.IO handshakes and event streams.
+  const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
+  const io = createSocketServer(config, { lifecycle, refusingForOutage, metrics, connectLimiter });
+  // Server-Sent Events streams: members of the adapter's rooms, delivered to by it (src/sse/).
+  const sse = createSseHub(config, { io, metrics, logger });
+  // MAX_CONNECTIONS, Socket.IO's and the streams' together.
+  const admission = createAdmission(config.maxConnections, metrics, logger, () => sse.size);
   const historyRooms = historyPolicies(config);
   const recovery = createRecovery(config, { io, bus, isHistoryRoom: (room) => historyRooms.match(room) !== undefined, logger: redisLog, metrics });
   const admitRemote = historyRooms.size > 0 ? refusingForeignHistory(historyRooms, metrics, logger) : undefined;
   const conflation = createConflation(config, { delivery: transport.delivery, positions: recovery, metrics });
-  bus.install(io, { delivery: transport.delivery, recovery, conflation, observe: deliveryObserver(metrics), admitRemote });
+  bus.install(io, { delivery: transport.delivery, recovery, conflation, observe: deliveryObserver(metrics), admitRemote, streams: sse });
 
   // Rooms: history, publishing into them, the control API, presence, webhooks; then the clients.
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
   const history = createHistory({ io, bus, policies: historyRooms, keyPrefix, journal: recovery?.journal, pace: slow.pace, logger, redisLogger: redisLog, metrics });
   const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
-  const control = createControl({ config, io, bus, history, recovery, metrics, logger });
+  const control = createControl({ config, io, bus, history, recovery, metrics, logger, others: streamCommands({ hub: sse, history, bus, metrics, logger, replicaId }) });
   const connects = new ConnectGuard(metrics, logger, { restoresPerMinute: config.recoveryRestoresPerIp, trustProxy: config.trustProxy });
   installAdminUi(config, io, connects, logger);
   // One liveness per replica, for presence and the webhooks' room transitions, which rewrite what they hold when it is renewed.
@@ -91,12 +101,12 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     bus.redis && (config.presenceRooms.length > 0 || config.webhookUrl)
       ? createHeartbeat({ redis: bus.redis.pub, keyPrefix, replicaId, ttlSeconds: config.presenceTtlSeconds, logger: redisLog })
       : undefined;
-  const presence = createPresence(config, { io, bus, heartbeat, logger: redisLog });
-  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog });
-  createRealtime(config, { io, bus, connects, guardVerifier: control.guard, recovery, history, presence: presence?.rooms, publisher, slow, logger, metrics });
+  const presence = createPresence(config, { io, bus, heartbeat, logger: redisLog, others: sse });
+  const events = createBackendEvents({ config, io, bus, heartbeat, metrics, logger, redisLogger: redisLog, others: sse });
+  const rules = createRealtime(config, { io, bus, connects, guardVerifier: control.guard, recovery, history, presence: presence?.rooms, publisher, slow, logger, metrics });
 
   // What the replica serves over HTTP and reports.
-  const live = liveStateOf({ io, bus, lifecycle, slow });
+  const live = liveStateOf({ io, bus, lifecycle, slow, streams: sse });
   registerLiveGauges(metrics.registry, live);
   const stats = new StatsReporter({ replicaId, metrics, live, redis: bus.redis?.pub, keyPrefix, logger: redisLog });
   const publishAuth = createPublishAuthorizer(config.publishKeys);
@@ -107,6 +117,17 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       ...historyRoutes(history, publishAuth),
       ...presenceRoutes(presence?.rooms, publishAuth),
       ...control.routes,
+      ...sseRoutes(config, {
+        hub: sse,
+        rules,
+        history,
+        bus,
+        connects: connectLimiter,
+        refusing: () => (lifecycle.refusingConnections ? 'draining' : refusingForOutage() ? 'redis_unreachable' : undefined),
+        atCapacity: () => admission.maxConnections !== undefined && io.engine.clientsCount + sse.size >= admission.maxConnections,
+        metrics,
+        logger,
+      }),
       ...(config.metricsPort === undefined ? metricsRoutes(metrics, (req) => void publishAuth.check(req.headers, req.remoteAddress)) : []),
       ...(config.statusPage ? statusRoutes(stats, config.socketioPath) : []),
     ],
@@ -120,7 +141,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
 
   // Leaving: on a long Redis outage (clients only), and on a drain (everything).
   const finalOffset = (socket: Socket) => recovery?.finalOffset(socket);
-  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics });
+  const outage = bus.kind === 'memory' ? undefined : guardOutages({ io, reachability: bus.reachability, closeAfterMs: config.redisOutageCloseSeconds * 1000, lifecycle, finalOffset, logger, metrics, closeOthers: (body) => sse.closeAll(body) });
   const drain = once(() =>
     drainReplica({
       io,
@@ -131,10 +152,14 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       finalOffset,
       stopIntake: async () => {
         outage?.close();
+        // Event streams end at once with a `retry:`: their EventSource reconnects through the
+        // balancer with Last-Event-ID (one landing here again is sent on after its `retry:`).
+        sse.drain();
         await ingest.close();
       },
       async closeLocal() {
         slow.close();
+        sse.close();
         stats.close();
         transport.stopListening();
         await metricsServer?.close();
@@ -159,7 +184,6 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       return lifecycle.phase;
     },
     async start() {
-      const admission = createAdmission(config.maxConnections, metrics, logger);
       const { port, kind } = await transport.listen({ host: config.host, port: config.port, io, http, broadcastBatchMs: config.broadcastBatchMs, compression: config.wsCompression, admission });
       if (config.metricsPort !== undefined) await metricsServer?.listen(config.host, config.metricsPort);
       ingest.start();

@@ -13,6 +13,15 @@ export const ERRORS = {
     status: 400,
     message: 'Event names are 1-64 printable characters, not a reserved Socket.IO name, not starting with "herald:".',
   },
+  invalid_last_event_id: {
+    status: 400,
+    message: 'Last-Event-ID (or "since") must be an id: line of this stream, as herald wrote it (see docs/reference/sse.md).',
+  },
+  not_event_stream: { status: 406, message: 'This route answers Server-Sent Events: send "Accept: text/event-stream".' },
+  too_many_streams: {
+    status: 429,
+    message: 'This address holds as many event streams on this replica as it may (SSE_STREAMS_PER_IP); close one first.',
+  },
   invalid_since: { status: 400, message: '"since" must be a message id as received in meta.id (<ms>-<seq>).' },
   unavailable: {
     status: 503,

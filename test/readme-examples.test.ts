@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import type { Socket } from 'socket.io-client';
-import { connectClient } from './helpers/clients.js';
+import { connectClient, publish } from './helpers/clients.js';
 import { mint } from './helpers/cli.js';
 import { startGateway } from './helpers/gateway.js';
 import { capturedConsole, codeBlock, docPage, runSnippet, snippetIo } from './helpers/snippets.js';
@@ -12,6 +12,7 @@ import { onceWithin, waitFor } from './helpers/wait.js';
 
 const README = docPage('README.md');
 const CONTROL_API = docPage('docs/reference/control-api.md');
+const SSE = docPage('docs/reference/sse.md');
 const SECRET = 'readme-test-jwt-secret-0123456789-abc';
 const run = promisify(execFile);
 
@@ -65,6 +66,39 @@ describe('docs/reference/control-api.md: the example, run as written', { skip: n
           assert.equal(refused, 'token_revoked', `${who}'s token`);
         }
       } finally {
+        await gw.stop();
+      }
+    });
+  }
+});
+
+/**
+ * The `curl -N` event streams of README and docs/reference/sse.md, run with sh as written (their
+ * `localhost:3000` pointed at a gateway with the quick start's settings), with a publish while
+ * curl holds the stream: each prints the message as the docs show it.
+ */
+describe('README and sse.md: curl -N follows rooms as Server-Sent Events, run as written', { skip: needs('curl') }, () => {
+  for (const transport of ['uws', 'node'] as const) {
+    it(`prints the hello, the subscribes and the published message (${transport})`, async () => {
+      toolPath('curl');
+      const gw = await startGateway({ env: { TRANSPORT: transport } });
+      const curls: ChildProcess[] = [];
+      try {
+        for (const [page, rooms] of [[README, 1], [SSE, 2]] as const) {
+          const line = codeBlock(page, 'curl -N', 'sh').trim();
+          assert.ok(!line.includes('\n'), 'one line');
+          const curl = spawn('sh', ['-c', line.replaceAll('localhost:3000', `127.0.0.1:${gw.port}`)], { env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'inherit'] });
+          curls.push(curl);
+          let out = '';
+          curl.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+          await waitFor('the subscribes', () => out.split('event: herald:subscribed').length - 1 === rooms);
+          const res = await publish(gw.url, { room: 'scores:match-42', event: 'score', data: { home: 2, away: 1 } });
+          await waitFor('the message', () => out.includes('event: score\n'));
+          assert.ok(out.startsWith('retry: 1000\n\nevent: herald:hello\n'), out);
+          assert.ok(out.includes(`event: score\ndata: {"data":{"home":2,"away":1},"meta":{"room":"scores:match-42","id":"${res.body.id}","ts":${res.body.ts}}}\n\n`), out);
+        }
+      } finally {
+        for (const c of curls) c.kill('SIGKILL');
         await gw.stop();
       }
     });

@@ -111,12 +111,12 @@ describe('webhooks across two replicas sharing a Redis', () => {
     const c = await connect(b, 'olga');
     const id = c.socket.id!;
     const opened = await waitForEvent(receiver, 'connection.opened', { client: id });
-    assert.deepEqual(opened.data, { user: 'olga', client: id, replica: b.replicaId });
+    assert.deepEqual(opened.data, { user: 'olga', client: id, replica: b.replicaId, transport: 'websocket' });
     assert.match(opened.id, /^[0-9a-f-]{36}$/);
     assert.ok(Math.abs(opened.ts - Date.now()) < 60_000, 'ts is the time in ms');
     c.close();
     const closed = await waitForEvent(receiver, 'connection.closed', { client: id });
-    assert.deepEqual(closed.data, { user: 'olga', client: id, replica: b.replicaId, reason: 'client namespace disconnect' });
+    assert.deepEqual(closed.data, { user: 'olga', client: id, replica: b.replicaId, reason: 'client namespace disconnect', transport: 'websocket' });
     const anonymous = await connect(a);
     assert.equal((await waitForEvent(receiver, 'connection.opened', { client: anonymous.socket.id })).data.user, null);
     assert.deepEqual(receiver.unsigned, []);

@@ -163,10 +163,15 @@ export class ConnectProxy {
 
   async admit(socket: Socket): Promise<Identity> {
     const h = socket.handshake.headers;
+    return this.admitRequest({ cookie: h.cookie, authorization: h.authorization, origin: h.origin }, socket.handshake.auth ?? {}, this.addressOf(socket));
+  }
+
+  /** `admit` for a request that is not a Socket.IO handshake (an event stream): its headers, no `auth` but what it carries. */
+  async admitRequest(h: { cookie?: string | undefined; authorization?: string | undefined; origin?: string | undefined }, auth: Record<string, unknown>, address: string): Promise<Identity> {
     const answer = await this.calls.post('connect', this.url, {
       headers: { cookie: h.cookie ?? null, authorization: h.authorization ?? null, origin: h.origin ?? null },
-      auth: socket.handshake.auth ?? {},
-      address: this.addressOf(socket),
+      auth,
+      address,
     });
     if (answer.status === 401 || answer.status === 403) {
       this.metrics.proxyAnswered('connect', 'deny', answer.seconds);

@@ -56,6 +56,11 @@ export interface HeraldAdapterDeps {
   readonly recovery: AdapterRecovery | undefined;
   /** CONFLATE_ROOMS; undefined: none. */
   readonly conflation?: AdapterConflation;
+  /**
+   * This replica's members that are not sockets (Server-Sent Events streams, src/sse/hub.ts):
+   * handed every local delivery, as it is before the recovery offset is added.
+   */
+  readonly streams?: { deliver(packet: Packet, opts: BroadcastOptions): void };
   /** Told of every local delivery before it goes out (the delivery metrics). */
   readonly observe?: (adapter: Adapter, packet: Packet, opts: BroadcastOptions) => void;
   /**
@@ -129,6 +134,7 @@ function herald<TBase extends AdapterClass>(Base: TBase, deps: HeraldAdapterDeps
       const held = deps.conflation?.hold(this, packet, opts);
       const local = held ? { ...opts, except: new Set([...(opts.except ?? []), ...held]) } : opts;
       deps.observe?.(this, packet, local);
+      if (this.nsp.name === '/') deps.streams?.deliver(packet, opts);
       const stamped = deps.recovery ? deps.recovery.stamp(this, packet, opts) : packet;
       if (deps.delivery?.broadcast(this, stamped, opts, held)) return;
       Adapter.prototype.broadcast.call(this, stamped as any, local);

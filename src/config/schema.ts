@@ -7,6 +7,7 @@ import { LIMITS_SETTINGS } from './settings/limits.js';
 import { OPERATIONS_SETTINGS } from './settings/operations.js';
 import { INGEST_SETTINGS } from './settings/ingest.js';
 import { EVENTS_SETTINGS } from './settings/events.js';
+import { SSE_SETTINGS } from './settings/sse.js';
 
 export * from './types.js';
 
@@ -18,6 +19,7 @@ export const SETTINGS = [
   ...AUTH_SETTINGS,
   ...PRESENCE_SETTINGS,
   ...LIMITS_SETTINGS,
+  ...SSE_SETTINGS,
   ...OPERATIONS_SETTINGS,
   ...INGEST_SETTINGS,
   ...EVENTS_SETTINGS,

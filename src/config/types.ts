@@ -108,6 +108,14 @@ export interface Config {
   readonly maxSubscriptions: number;
   /** Most Engine.IO connections per replica; 0: the soft descriptor limit less a reserve. @default 0 */
   readonly maxConnections: number;
+  /** Rooms one Server-Sent Events stream may name. @default 16 */
+  readonly sseMaxRooms: number;
+  /** Seconds of silence after which a stream gets a heartbeat comment. @default 15 */
+  readonly sseHeartbeatSeconds: number;
+  /** The `retry:` hint of streams, in ms (at start and on a drain). @default 1000 */
+  readonly sseRetryMs: number;
+  /** Open streams per client address on one replica. @default 100 */
+  readonly sseStreamsPerIp: number;
   /** Events a client may send per second (sustained). @default 20 */
   readonly clientRate: number;
   /** Events a client may send in a burst. @default 60 */

@@ -2,14 +2,14 @@ import type { Server, Socket } from 'socket.io';
 import { userRoom } from '../auth/identity.js';
 import type { MemoryRevocations } from '../auth/revocations.js';
 import type { Bus } from '../cluster/bus.js';
-import { HeraldError } from '../errors.js';
+import { HeraldError, type ErrorBody } from '../errors.js';
 import { DISCONNECT_EVENT } from '../protocol/events.js';
 import { isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import type { HistoryRooms } from '../history/rooms.js';
 import { joinRoom } from '../realtime/join.js';
 import { grantedRooms } from '../auth/access.js';
 import { identityOf } from '../auth/identity.js';
-import type { Command, ConnectionInfo, Report, Target } from './commands.js';
+import type { Command, ConnectionInfo, Report, RevokeCommand, Target } from './commands.js';
 
 export interface LocalDeps {
   io: Server;
@@ -20,6 +20,20 @@ export interface LocalDeps {
   known: MemoryRevocations;
   /** The transport a connection uses now (it changes on upgrade). */
   transportOf(socket: Socket): string;
+  /** This replica's connections that are not sockets (event streams, src/sse/control.ts). */
+  others?: OtherConnections;
+}
+
+/**
+ * What the commands do to connections that are not Socket.IO sockets (Server-Sent Events
+ * streams): each returns how many it matched, like the socket part of `applyLocally`.
+ */
+export interface OtherConnections {
+  disconnect(target: Target, body: ErrorBody): number;
+  subscribe(target: Target, room: RoomName): Promise<number>;
+  unsubscribe(target: Target, room: RoomName): number;
+  revoke(command: RevokeCommand, body: ErrorBody): number;
+  list(user: string): ConnectionInfo[];
 }
 
 /**
@@ -36,12 +50,12 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
       const sockets = targeted(deps.io, command.target);
       const body = { ...new HeraldError('disconnected').toBody(), ...(command.reason !== undefined ? { reason: command.reason } : {}) };
       for (const s of sockets) closeWith(s, body);
-      return report(sockets.length);
+      return report(sockets.length + (deps.others?.disconnect(command.target, body) ?? 0));
     }
     case 'subscribe': {
       const sockets = targeted(deps.io, command.target);
-      await Promise.all(sockets.map((s) => join(s, command.room, deps)));
-      return report(sockets.length);
+      const [streams] = await Promise.all([deps.others?.subscribe(command.target, command.room) ?? 0, ...sockets.map((s) => join(s, command.room, deps))]);
+      return report(sockets.length + streams);
     }
     case 'unsubscribe': {
       // A user's own room stays: every command by user finds its connections through it.
@@ -53,7 +67,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
           await s.leave(command.room);
         }),
       );
-      return report(sockets.length);
+      return report(sockets.length + (deps.others?.unsubscribe(command.target, command.room) ?? 0));
     }
     case 'revoke': {
       // Recorded before the sweep, in the same turn: a connection that completes its handshake
@@ -68,7 +82,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
           : [...deps.io.of('/').sockets.values()].filter((s) => identityOf(s).tokenId === command.jti);
       const body = new HeraldError('token_revoked').toBody();
       for (const s of sockets) closeWith(s, body);
-      return report(sockets.length);
+      return report(sockets.length + (deps.others?.revoke(command, body) ?? 0));
     }
     case 'list': {
       const connections = targeted(deps.io, { user: command.user }).map((s) => ({
@@ -78,6 +92,7 @@ export async function applyLocally(command: Command, deps: LocalDeps): Promise<R
         rooms: [...s.rooms].filter((r) => r !== s.id && !isDeltaRoom(r)),
         connectedAt: s.handshake.issued,
       }));
+      connections.push(...(deps.others?.list(command.user) ?? []));
       return report(connections.length, connections);
     }
   }

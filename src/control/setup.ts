@@ -9,7 +9,7 @@ import type { HistoryRooms } from '../history/rooms.js';
 import type { Route } from '../http/route.js';
 import { ClusterCommands } from './cluster.js';
 import { createControlAuthorizer } from '../auth/control-keys.js';
-import { applyLocally } from './local.js';
+import { applyLocally, type OtherConnections } from './local.js';
 import { controlRoutes } from './routes.js';
 import type { Recovery } from '../recovery/recovery.js';
 import { applyToWaiting, waitingChange } from './waiting.js';
@@ -34,11 +34,13 @@ export function createControl(deps: {
   recovery: Recovery | undefined;
   metrics: Metrics;
   logger: Logger;
+  /** Connections that are not sockets (event streams), which the commands reach too. */
+  others?: OtherConnections;
 }): Control {
   const { config, io, bus, metrics, logger, recovery } = deps;
   const known = new MemoryRevocations();
   const shared = bus.redis ? createRedisRevocations({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix }) : undefined;
-  const local = { io, replicaId: config.replicaId, history: deps.history, bus, known, transportOf: (s: { conn: { transport: { name: string } } }) => s.conn.transport.name };
+  const local = { io, replicaId: config.replicaId, history: deps.history, bus, known, transportOf: (s: { conn: { transport: { name: string } } }) => s.conn.transport.name, others: deps.others };
   const commands = new ClusterCommands(
     io,
     config.controlTimeoutMs,

@@ -4,6 +4,7 @@ import { isDeltaRoom, isInternalRoom, type RoomName } from '../protocol/rooms.js
 import { identityOf } from '../auth/identity.js';
 import type { Subject, Transitions } from './transitions.js';
 import type { WebhookType } from '../protocol/webhooks.js';
+import type { OtherMembers } from '../protocol/members.js';
 
 export interface AnnouncerDeps {
   io: Server;
@@ -13,6 +14,8 @@ export interface AnnouncerDeps {
   /** PRESENCE_ROOMS: the rooms whose users are announced. */
   presenceRooms: PatternTable<unknown>;
   send(type: WebhookType, data: Record<string, unknown>): void;
+  /** Connections that are not sockets (event streams): announced too, their users counted. */
+  others?: OtherMembers;
 }
 
 /**
@@ -39,11 +42,14 @@ export class Announcer {
     if (types.has('connection.opened') || types.has('connection.closed')) {
       const replica = this.deps.replicaId;
       const closed = (socket: Socket, reason: string) =>
-        this.deps.send('connection.closed', { user: identityOf(socket).userId ?? null, client: socket.id, replica, reason });
+        this.deps.send('connection.closed', { user: identityOf(socket).userId ?? null, client: socket.id, replica, reason, transport: socket.conn.transport.name });
       io.on('connection', (socket) => {
-        if (types.has('connection.opened')) this.deps.send('connection.opened', { user: identityOf(socket).userId ?? null, client: socket.id, replica });
+        if (types.has('connection.opened')) this.deps.send('connection.opened', { user: identityOf(socket).userId ?? null, client: socket.id, replica, transport: socket.conn.transport.name });
         if (types.has('connection.closed')) socket.once('disconnect', (reason: string) => closed(socket, reason));
       });
+      const others = this.deps.others;
+      if (types.has('connection.opened')) others?.onOpened((c) => this.deps.send('connection.opened', { user: c.user ?? null, client: c.client, replica, transport: c.transport }));
+      if (types.has('connection.closed')) others?.onClosed((c) => this.deps.send('connection.closed', { user: c.user ?? null, client: c.client, replica, reason: c.reason, transport: c.transport }));
     }
     if (types.has('room.occupied') || types.has('room.vacated')) {
       adapter.on('create-room', (room: RoomName) => !isInternalRoom(room) && transitions.hold({ room }));
@@ -80,7 +86,7 @@ export class Announcer {
     if (room === client || isDeltaRoom(room) || !this.deps.presenceRooms.match(room)) return;
     // The socket is still in the namespace while it leaves its rooms on disconnect.
     const socket = this.deps.io.of('/').sockets.get(client);
-    const user = socket && identityOf(socket).userId;
+    const user = socket ? identityOf(socket).userId : this.deps.others?.userOf(client);
     if (user === undefined) return;
     const key = `${room} ${user}`;
     const n = (this.users.get(key) ?? 0) + delta;

@@ -9,6 +9,7 @@ import { Announcer } from './announcer.js';
 import { createMemoryTransitions } from './transitions.js';
 import { createRedisTransitions } from './transitions-redis.js';
 import { WebhookSender } from './webhooks.js';
+import type { OtherMembers } from '../protocol/members.js';
 
 /** On drain, webhooks still queued (the drained connections' `connection.closed`) get this long. */
 export const WEBHOOK_FLUSH_MS = 3000;
@@ -32,6 +33,8 @@ export function createBackendEvents(deps: {
   logger: Logger;
   /** For the room state written to Redis (quiet during an outage); `logger` by default. */
   redisLogger?: Logger;
+  /** Connections that are not sockets (event streams). */
+  others?: OtherMembers;
 }): BackendEvents | undefined {
   const { config, io, bus, heartbeat, logger } = deps;
   if (!config.webhookUrl || !config.webhookSecret) return undefined;
@@ -49,6 +52,7 @@ export function createBackendEvents(deps: {
     types: new Set(config.webhookEvents),
     presenceRooms: new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: true }))),
     send: (type, data) => sender.send(type, data),
+    ...(deps.others ? { others: deps.others } : {}),
   });
   const announce = announcer.announced.bind(announcer);
   const delayMs = config.webhookVacateDelaySeconds * 1000;

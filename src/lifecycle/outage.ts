@@ -1,6 +1,6 @@
 import type { Server, Socket } from 'socket.io';
 import type { Reachability } from '../cluster/reachability.js';
-import { ERRORS } from '../errors.js';
+import { ERRORS, type ErrorBody } from '../errors.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { closeWithOffset } from '../recovery/portable.js';
@@ -32,6 +32,8 @@ export interface OutageGuardDeps {
   finalOffset(socket: Socket): string | undefined;
   logger: Logger;
   metrics: Metrics;
+  /** Ends the connections that are not sockets (event streams) with `body` and a `retry:`; how many. */
+  closeOthers?(body: ErrorBody): number;
 }
 
 /**
@@ -53,6 +55,8 @@ export function guardOutages(deps: OutageGuardDeps): OutageGuard {
     if (reachability.up || deps.lifecycle.phase !== 'ready') return;
     gaveUp = true;
     const clients = deps.io.of('/').sockets.size;
+    // Event streams end at once: each resumes elsewhere from its `id:`, with nothing to save here.
+    const streams = deps.closeOthers?.(body) ?? 0;
     logger.warn(
       { clients, downSeconds: Math.round((Date.now() - (reachability.downSince ?? Date.now())) / 1000) },
       'redis unreachable for REDIS_OUTAGE_CLOSE_SECONDS: closing clients so they reconnect to a replica that can serve them; refusing new ones until it is back',
@@ -61,7 +65,7 @@ export function guardOutages(deps: OutageGuardDeps): OutageGuard {
       close: (socket) => closeWithOffset(socket, body, deps.finalOffset(socket)),
       stop: () => reachability.up || deps.lifecycle.phase !== 'ready',
     });
-    deps.metrics.outageDisconnected(closed);
+    deps.metrics.outageDisconnected(closed + streams);
   };
   const arm = () => {
     if (deps.closeAfterMs === 0 || timer || reachability.up) return;

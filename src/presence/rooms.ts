@@ -5,6 +5,7 @@ import type { PatternTable } from '../protocol/patterns.js';
 import { isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import type { Member, PresenceBackend } from './types.js';
 import { identityOf } from '../auth/identity.js';
+import { NO_OTHER_MEMBERS, type OtherMembers } from '../protocol/members.js';
 
 export const PRESENCE_PAGE_DEFAULT = 100;
 export const PRESENCE_PAGE_MAX = 1000;
@@ -28,6 +29,8 @@ export class PresenceRooms {
     private readonly io: Server,
     private readonly backend: PresenceBackend,
     private readonly rules: PatternTable<PresenceRule>,
+    /** Members that are not sockets (event streams): their users. */
+    private readonly others: OtherMembers = NO_OTHER_MEMBERS,
   ) {
     const adapter = io.of('/').adapter;
     adapter.on('join-room', (room: RoomName, client: string) => this.changed('join', room, client));
@@ -79,6 +82,6 @@ export class PresenceRooms {
 
   private member(client: string): Member {
     const socket = this.io.of('/').sockets.get(client);
-    return { client, user: socket ? identityOf(socket).userId : undefined };
+    return { client, user: socket ? identityOf(socket).userId : this.others.userOf(client) };
   }
 }

@@ -4,6 +4,7 @@ import type { Heartbeat } from '../cluster/heartbeat.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import { PatternTable } from '../protocol/patterns.js';
+import type { OtherMembers } from '../protocol/members.js';
 import { createMemoryPresence } from './memory.js';
 import { createRedisPresence } from './redis.js';
 import { PresenceRooms } from './rooms.js';
@@ -16,7 +17,7 @@ import type { PresenceBackend } from './types.js';
  */
 export function createPresence(
   config: Config,
-  deps: { io: Server; bus: Bus; heartbeat: Heartbeat | undefined; logger: Logger },
+  deps: { io: Server; bus: Bus; heartbeat: Heartbeat | undefined; logger: Logger; others?: OtherMembers },
 ): { backend: PresenceBackend; rooms: PresenceRooms } | undefined {
   if (config.presenceRooms.length === 0) return undefined;
   const { io, bus, heartbeat } = deps;
@@ -24,7 +25,7 @@ export function createPresence(
     bus.redis && heartbeat
       ? createRedisPresence({ redis: bus.redis.pub, keyPrefix: config.redisKeyPrefix, heartbeat, logger: deps.logger })
       : createMemoryPresence();
-  const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))));
+  const rooms = new PresenceRooms(io, backend, new PatternTable(config.presenceRooms.map((r) => ({ pattern: r.pattern, value: r }))), deps.others);
   heartbeat?.onRenewed(() => rooms.resync());
   return { backend, rooms };
 }

@@ -11,6 +11,8 @@ export interface SocketServerDeps {
   /** True while this replica has given up on Redis (src/lifecycle/outage.ts). */
   refusingForOutage(): boolean;
   metrics: Metrics;
+  /** CONNECT_RATE_PER_IP / CONNECT_BURST_PER_IP, shared with event streams; made here when not given. */
+  connectLimiter?: KeyedLimiter;
 }
 
 /**
@@ -22,7 +24,7 @@ export interface SocketServerDeps {
 export function createSocketServer(config: Config, deps: SocketServerDeps): Server {
   const { lifecycle, metrics } = deps;
   const anyOrigin = config.corsOrigins.includes('*');
-  const connectLimiter = new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
+  const connectLimiter = deps.connectLimiter ?? new KeyedLimiter(config.connectRatePerIp, config.connectBurstPerIp);
   return new Server({
     // The status page loads the client from <SOCKETIO_PATH>/socket.io.js.
     serveClient: config.statusPage,

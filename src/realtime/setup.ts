@@ -2,10 +2,10 @@ import type { Server } from 'socket.io';
 import { AccessPolicy } from '../auth/access.js';
 import type { TokenVerifier } from '../auth/jwt.js';
 import { createTokenVerifier } from '../auth/jwt.js';
-import { createProxies } from '../auth/proxy.js';
+import { createProxies, type ConnectProxy, type SubscribeProxy } from '../auth/proxy.js';
 import type { Bus } from '../cluster/bus.js';
 import type { Config } from '../config/schema.js';
-import type { HistoryRooms } from '../history/rooms.js';
+import type { HistoryRooms, RoomBudget } from '../history/rooms.js';
 import { clientAddress } from '../limits/client-ip.js';
 import { KeyedLimiter } from '../limits/token-bucket.js';
 import type { Logger } from '../observability/logger.js';
@@ -17,6 +17,17 @@ import type { ConnectGuard } from './connect-guard.js';
 import { registerRealtime } from './connection.js';
 import { Sessions } from './session.js';
 import type { SlowConsumers } from './slow-consumers.js';
+
+/** What the event streams (src/sse/) share with Socket.IO clients: the same rules, the same allowances. */
+export interface RealtimeRules {
+  readonly policy: AccessPolicy;
+  /** The token verifier behind the revocation guard; undefined without JWT settings. */
+  readonly verifier: TokenVerifier | undefined;
+  readonly connectProxy: ConnectProxy | undefined;
+  readonly subscribeProxy: SubscribeProxy | undefined;
+  /** The allowance of new history rooms of a client address (HISTORY_NEW_ROOMS_PER_IP). */
+  newRooms(address: string): RoomBudget;
+}
 
 /**
  * The main namespace's clients, in the order Socket.IO runs them: authentication (a token, the
@@ -39,14 +50,15 @@ export function createRealtime(
     logger: Logger;
     metrics: Metrics;
   },
-): void {
+): RealtimeRules {
   const { io, recovery, logger, metrics } = deps;
   const policy = new AccessPolicy(config.publicRooms);
   const proxies = createProxies(config, metrics, logger);
+  const verifier = deps.guardVerifier(createTokenVerifier(config));
   const sessions = new Sessions(io, {
     connectProxy: proxies.connect,
     connects: deps.connects,
-    verifier: deps.guardVerifier(createTokenVerifier(config)),
+    verifier,
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     policy,
     allowAnonymous: config.allowAnonymous,
@@ -70,8 +82,11 @@ export function createRealtime(
     journal: recovery?.journal,
     subscribeProxy: proxies.subscribe,
     newRooms(socket) {
-      const address = clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, config.trustProxy);
-      return { take: () => newRooms.take(address), giveBack: () => newRooms.giveBack(address) };
+      return budgetOf(clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, config.trustProxy));
     },
   });
+  function budgetOf(address: string): RoomBudget {
+    return { take: () => newRooms.take(address), giveBack: () => newRooms.giveBack(address) };
+  }
+  return { policy, verifier, connectProxy: proxies.connect, subscribeProxy: proxies.subscribe, newRooms: budgetOf };
 }

@@ -11,6 +11,8 @@ export function liveStateOf(deps: {
   bus: { readonly kind: string; isReady(): boolean; messagesReceived(): number };
   lifecycle: { readonly phase: string };
   slow: { maxOutboundBytes(): number };
+  /** Server-Sent Events streams, counted under the transport `sse`. */
+  streams?: { readonly size: number };
 }): LiveState {
   const { io, bus, lifecycle, slow } = deps;
   const main = () => io.of('/');
@@ -18,6 +20,7 @@ export function liveStateOf(deps: {
     connectionsByTransport() {
       const counts: Record<string, number> = {};
       for (const s of main().sockets.values()) counts[s.conn.transport.name] = (counts[s.conn.transport.name] ?? 0) + 1;
+      if (deps.streams?.size) counts.sse = deps.streams.size;
       return counts;
     },
     rooms() {

@@ -16,6 +16,8 @@ export interface AdmissionOptions {
   readonly replicaId: string;
   /** Called once per refused handshake (the metric). */
   onRefused(): void;
+  /** Connections that are not Engine.IO's (event streams), counted against the cap. @default none */
+  otherConnections?(): number;
 }
 
 /** Seconds a refused client is told to wait (`Retry-After`); socket.io-client's own backoff starts at 1 s too. */
@@ -41,7 +43,7 @@ export function installAdmission(io: Server, opts: AdmissionOptions): void {
   const { body, headers } = renderReply(errorReply(new HeraldError('over_capacity')), opts.replicaId);
   const allHeaders: [string, string][] = [...headers, ['retry-after', RETRY_AFTER_SECONDS], ['connection', 'close']];
   io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, res: unknown, next: (err?: Error) => void) => {
-    if (req._query?.sid !== undefined || io.engine.clientsCount < max) return next();
+    if (req._query?.sid !== undefined || io.engine.clientsCount + (opts.otherConnections?.() ?? 0) < max) return next();
     opts.onRefused();
     refuse(req, res, body, allHeaders);
   });
@@ -94,7 +96,7 @@ function uwsResponse(res: unknown): UwsResponse | undefined {
  * MAX_CONNECTIONS as this process can hold it, and the events of admission wired to metrics and
  * logs. Reads the descriptor limit once, at start.
  */
-export function createAdmission(configured: number, metrics: Metrics, logger: Logger): TransportAdmission {
+export function createAdmission(configured: number, metrics: Metrics, logger: Logger, otherConnections: () => number = () => 0): TransportAdmission {
   const limit = softDescriptorLimit();
   const { max, lowered } = effectiveMaxConnections(configured, limit);
   if (lowered) logger.warn({ configured, maxConnections: max, descriptorLimit: limit }, 'MAX_CONNECTIONS is more than the descriptor limit can hold; lowered');
@@ -104,6 +106,7 @@ export function createAdmission(configured: number, metrics: Metrics, logger: Lo
   return {
     maxConnections: max,
     descriptorLimit: limit,
+    otherConnections,
     refused: () => metrics.connectionRefused('capacity'),
     acceptPaused(open) {
       metrics.acceptingChanged(false);

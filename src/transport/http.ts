@@ -1,16 +1,22 @@
 import { STATUS_CODES } from 'node:http';
 import { HeraldError, toHeraldError } from '../errors.js';
-import type { HttpReply, HttpRequest, Route } from '../http/route.js';
+import type { HttpReply, HttpRequest, Route, StreamSink } from '../http/route.js';
 import type { Logger } from '../observability/logger.js';
 
 // The transports (node.ts, uws.ts) take the request and reply shapes from here, with the helpers.
-export type { HttpReply, HttpRequest, Route };
+export type { HttpReply, HttpRequest, Route, StreamSink };
 
 /** The bytes and headers of a reply, the same on both transports. */
 export function renderReply(reply: HttpReply, replicaId: string): { body: string; headers: [string, string][] } {
   const headers = replyHeaders(replicaId);
   if (reply.contentType) headers[0] = ['content-type', reply.contentType];
+  for (const [k, v] of reply.headers ?? []) headers.push([k, v]);
   return { body: reply.contentType ? String(reply.body) : JSON.stringify(reply.body), headers };
+}
+
+/** The head of a streaming reply: the route's headers and the replica's. */
+export function streamHeaders(reply: HttpReply, replicaId: string): [string, string][] {
+  return [['x-herald-replica', replicaId], ...(reply.headers ?? []).map(([k, v]): [string, string] => [k, v])];
 }
 
 /** What a transport needs to serve herald's HTTP routes. */

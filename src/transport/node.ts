@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Server } from 'socket.io';
 import { HeraldError, ListenError } from '../errors.js';
 import { installAdmission } from './admission.js';
-import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
+import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, streamHeaders, type HttpReply, type StreamSink } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 
 /** Serves Socket.IO (default `ws` engine) and herald's HTTP routes on Node's http server. */
@@ -22,7 +22,7 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
   answerRefusedUpgrades(opts.io);
   // No descriptor backstop here: libuv meets EMFILE by accepting and closing with a reserved descriptor, without spinning.
   const admission = opts.admission;
-  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused() });
+  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused(), otherConnections: admission.otherConnections });
   return new Promise((resolve, reject) => {
     const failed = (err: NodeJS.ErrnoException) => reject(new ListenError('PORT', opts.host, opts.port, err));
     server.once('error', failed);
@@ -102,6 +102,10 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
   const send = (reply: HttpReply, closeConnection = false) => {
     if (done || res.destroyed) return;
     done = true;
+    if (reply.stream) {
+      openStream(res, reply, opts.http.replicaId);
+      return;
+    }
     const { body, headers } = renderReply(reply, opts.http.replicaId);
     for (const [k, v] of headers) res.setHeader(k, v);
     if (closeConnection) res.setHeader('connection', 'close');
@@ -142,4 +146,56 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
   req.on('error', () => {
     done = true;
   });
+}
+
+/** Writes a streaming reply's head and lends the response to its route (Server-Sent Events). */
+function openStream(res: ServerResponse, reply: HttpReply, replicaId: string): void {
+  for (const [k, v] of streamHeaders(reply, replicaId)) res.setHeader(k, v);
+  res.writeHead(reply.status);
+  res.flushHeaders();
+  reply.stream!(nodeSink(res));
+}
+
+/** A Node response as a `StreamSink`: Node queues what the socket does not take, and says how much. */
+function nodeSink(res: ServerResponse): StreamSink {
+  let closed = false;
+  const closers: (() => void)[] = [];
+  const over = () => {
+    if (closed) return;
+    closed = true;
+    for (const fn of closers.splice(0)) fn();
+  };
+  res.once('close', over);
+  return {
+    write(chunk) {
+      if (closed || res.destroyed) return false;
+      res.write(chunk);
+      return true;
+    },
+    get queuedBytes() {
+      return res.writableLength;
+    },
+    whenDrained(fn) {
+      if (closed || !res.writableNeedDrain) return fn();
+      const once = () => {
+        res.off('drain', once);
+        res.off('close', once);
+        fn();
+      };
+      res.on('drain', once);
+      res.on('close', once);
+    },
+    end() {
+      if (closed) return;
+      res.end();
+      over();
+    },
+    onClose(fn) {
+      if (closed) fn();
+      else closers.push(fn);
+    },
+    get closed() {
+      return closed;
+    },
+  };
 }

@@ -21,8 +21,10 @@ export interface TransportOptions {
 
 /** How a transport admits connections, and whom it tells when it refuses or stops accepting. */
 export interface TransportAdmission {
-  /** Most Engine.IO connections (MAX_CONNECTIONS); undefined: no cap. */
+  /** Most connections (MAX_CONNECTIONS): Engine.IO's and `otherConnections`; undefined: no cap. */
   readonly maxConnections: number | undefined;
+  /** Connections that are not Engine.IO's (event streams), counted against the cap. */
+  otherConnections(): number;
   /** The soft descriptor limit (RLIMIT_NOFILE); undefined: no backstop. */
   readonly descriptorLimit: number | undefined;
   /** A handshake was refused with 503 `over_capacity`. */

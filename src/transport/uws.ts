@@ -1,6 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import { HeraldError } from '../errors.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, type HttpReply } from './http.js';
+import { openUwsStream } from './uws-stream.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 import { AcceptGuard } from './accept-guard.js';
 import { installAdmission } from './admission.js';
@@ -40,7 +41,7 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
   const app: TemplatedApp = uws.App();
   attachEngine(opts.io, app, opts.compression ? compressionOptions(uws) : {});
   const admission = opts.admission;
-  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused() });
+  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused(), otherConnections: admission.otherConnections });
   opts.delivery.current = new UwsDelivery(app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
@@ -60,13 +61,19 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
     // `req` is invalid after this point; `res` until it is ended or aborted.
     let done = false;
     let timer: NodeJS.Timeout | undefined;
+    let aborted: (() => void) | undefined;
     res.onAborted(() => {
       done = true;
       clearTimeout(timer);
+      aborted?.();
     });
     const send = (reply: HttpReply, closeConnection = false) => {
       if (done) return;
       done = true;
+      if (reply.stream) {
+        aborted = openUwsStream(res, reply, opts.http.replicaId);
+        return;
+      }
       const { body, headers } = renderReply(reply, opts.http.replicaId);
       res.cork(() => {
         res.writeStatus(statusLine(reply.status));
