@@ -10,21 +10,11 @@ import { addCounts, Histogram } from './stats.js';
 
 const WORKER = fileURLToPath(new URL('./worker.ts', import.meta.url));
 
-/** One phase over every client process. */
-export interface PhaseTotals {
+/** One phase over every client process: the workers' counts added up, their latencies merged. */
+export interface PhaseTotals extends Omit<PhaseReport, 'latency' | 'healthyLatency' | 'broadcasts'> {
   latency: Histogram;
   healthyLatency: Histogram;
   broadcasts: Map<number, { lastAt: number; fans: number }>;
-  delivered: number;
-  replayed: number;
-  drops: number;
-  refusals: Record<string, number>;
-  reconnects: number;
-  redispatched: number;
-  sessionsRecovered: number;
-  sinceRecovered: number;
-  sinceNotRecovered: number;
-  resets: number;
 }
 
 export interface PoolReport extends Omit<FansReport, 'cmd' | 'phases'> {
