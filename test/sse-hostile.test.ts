@@ -295,6 +295,11 @@ for (const transport of TRANSPORTS) {
       // costs a few KB, a refused request's connection less; 10,000 of anything at 10 KB is 100 MB).
       assert.ok(rssPeak - rssBefore < 96 * 2 ** 20, `RSS grew ${((rssPeak - rssBefore) / 2 ** 20).toFixed(1)} MiB`);
 
+      // The refused requests' connections, left open (idle, keep-alive) by the client, are closed
+      // by the server (Node's keepAliveTimeout, 5 s; uWS's idle timeout, 10 s): only the streams stay.
+      const t0 = Date.now();
+      await waitFor('the refused connections closed by the server', () => held.filter((r) => !r.closed).length === PER_IP + room, 60_000);
+      console.log(`# ${transport}: the refused requests' idle connections all closed by the server ${Date.now() - t0} ms after the flood`);
       for (const r of held) r.socket.destroy();
       await waitFor('the flood streams gone', async () => (await metric(gw, 'herald_connections{transport="sse"}')) === 1, 20_000);
       const again = await openSse(`${gw.url}/v1/stream?room=pub:flood`, {});
@@ -358,6 +363,14 @@ for (const transport of TRANSPORTS) {
         [first, ...after].filter((id) => compareIds(id, offset) > 0),
         'everything after the reset offset, once, in order',
       );
+      const stale = await openSse(`${gw.url}/v1/stream?room=${room}`, { 'last-event-id': idBefore });
+      readers.push(stale);
+      // An id from before the reset names a position the new history does not hold: said so
+      // (`recovered: false`, reload), and the stream continues from now.
+      const staleAck = await stale.waitFor('subscribed', (e) => e.event === 'herald:subscribed');
+      assert.equal(staleAck.data.data.recovered, false);
+      assert.deepEqual(stale.events.filter((e) => e.event === 'm'), []);
+      stale.close();
       const resumeAt = r.events.at(-1)!.lastEventId;
       assert.notEqual(resumeAt, idBefore);
       assert.ok(resumeAt.endsWith(`:${after.at(-1)}`), `the id names the newest position: ${resumeAt}`);
