@@ -21,7 +21,7 @@ export type WorkerCommand =
       delta?: boolean;
       /**
        * Follow the room over Server-Sent Events (`GET /v1/stream?room=`, sseclient.ts) instead of
-       * Socket.IO; `drop` brings a stream back with its `Last-Event-ID`. Bytes count the `data:` text.
+       * Socket.IO; `drop` brings a stream back with its `Last-Event-ID`. `bytes` counts the `data:` text's length (its bytes, for ASCII payloads).
        */
       sse?: boolean;
     }
