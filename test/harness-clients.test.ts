@@ -10,6 +10,7 @@ import { signedPublish } from '../loadtest/harness/pusher.js';
 import { fanoutLatency, SCORE_FIELDS } from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { WsClient } from '../loadtest/harness/wsclient.js';
+import { SseClient } from '../loadtest/harness/sseclient.js';
 import { startGateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -330,5 +331,88 @@ describe('harness fanout-latency with deltas (DELTA=1, loadtest/harness/worker.t
       await workers.stop();
       await gw.stop();
     }
+  });
+});
+
+/**
+ * The harness's event-stream reader (sseclient.ts) against a raw TCP server that writes a chunked
+ * `text/event-stream` response one awkward piece at a time: a chunk-size line, a multi-byte
+ * character and an event split across reads, CRLF and LF line ends, a comment, `retry:`, `id:`
+ * carried over to later events, a multi-line `data:`, then the last chunk. And a refusal's body.
+ */
+describe('harness event-stream reader (loadtest/harness/sseclient.ts)', () => {
+  let server: TcpServer;
+  let port: number;
+  const requests: string[] = [];
+  const chunk = (text: string) => {
+    const bytes = Buffer.from(text);
+    return Buffer.concat([Buffer.from(`${bytes.length.toString(16)}\r\n`), bytes, Buffer.from('\r\n')]);
+  };
+  before(async () => {
+    server = createTcpServer((sock) => {
+      sock.once('data', (req) => {
+        requests.push(req.toString());
+        if (req.toString().includes('room=refused')) {
+          const body = '{"error":{"code":"too_many_streams","message":"no"}}';
+          sock.end(`HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+          return;
+        }
+        const body = Buffer.concat([
+          chunk('retry: 1000\n\n:\n\nevent: herald:hello\ndata: {"data":{"replica":"r"}}\n\n'),
+          chunk('id: t:1-0\r\nevent: m\r\ndata: {"data":"é☃"}\r\n\r\n'),
+          chunk('event: m\ndata: line one\ndata: line two\n\nid: t:2-0\nevent: m\ndata: 3\n\n'),
+          Buffer.from('0\r\n\r\n'),
+        ]);
+        const head = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+        const all = Buffer.concat([head, body]);
+        // One byte at a time around the awkward places, then the rest: each write a read of its own.
+        const cuts = [head.length - 2, head.length + 1, all.indexOf(Buffer.from('é')) + 1, all.indexOf(Buffer.from('☃')) + 2, all.indexOf(Buffer.from('line two')), all.length - 3];
+        let at = 0;
+        const next = () => {
+          const cut = cuts.shift();
+          sock.write(all.subarray(at, cut ?? all.length));
+          at = cut ?? all.length;
+          if (cut !== undefined) setTimeout(next, 20);
+        };
+        next();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  after(() => server.close());
+
+  it('reads events, ids and data across split reads and chunks, and a refusal', async () => {
+    const got: [string, string, string][] = [];
+    let status = 0;
+    let closed: string | undefined;
+    new SseClient(`http://127.0.0.1:${port}/v1/stream?room=a`, {
+      open: (s) => (status = s),
+      event: (name, data, id) => got.push([name, data, id]),
+      closed: (reason) => (closed = reason),
+    }, { headers: { 'last-event-id': 't:0-1' } });
+    await waitFor('the end of the stream', () => closed);
+    assert.equal(status, 200);
+    assert.equal(closed, 'stream ended');
+    assert.deepEqual(got, [
+      ['herald:hello', '{"data":{"replica":"r"}}', ''],
+      ['m', '{"data":"é☃"}', 't:1-0'],
+      ['m', 'line one\nline two', 't:1-0'],
+      ['m', '3', 't:2-0'],
+    ]);
+    assert.match(requests[0]!, /^GET \/v1\/stream\?room=a HTTP\/1\.1\r\n/);
+    assert.match(requests[0]!, /\r\naccept: text\/event-stream\r\n/);
+    assert.match(requests[0]!, /\r\nlast-event-id: t:0-1\r\n/);
+
+    let refusal: { status: number; body: string | undefined } | undefined;
+    let refusedStatus = 0;
+    new SseClient(`http://127.0.0.1:${port}/v1/stream?room=refused`, {
+      open: (s) => (refusedStatus = s),
+      event: () => assert.fail('no events from a refusal'),
+      closed: (_reason, body) => (refusal = { status: refusedStatus, body }),
+    });
+    const r = await waitFor('the refusal', () => refusal);
+    assert.equal(r.status, 429);
+    assert.equal(JSON.parse(r.body!).error.code, 'too_many_streams');
   });
 });

@@ -86,6 +86,17 @@ describe('load-test harness smoke runs', () => {
     assert.deepEqual([r.recovered, r.unrecovered, r.missing, r.duplicates], [100, 0, 0, 0]);
   });
 
+  it('sse-fanout: event streams get every message once; cut streams resume with Last-Event-ID', async () => {
+    const r = await scenarios.sseFanout(workers, target(), { streams: 200, rate: 50, seconds: 2 });
+    results.sse = r;
+    assert.deepEqual([r.streams, r.failedConnects, r.published], [200, 0, 100]);
+    assert.deepEqual([r.missing, r.duplicates, r.delivered], [0, 0, 200 * 100]);
+    assert.ok(r.latencyMs.samples > 0);
+    const resumed = await scenarios.sseFanout(workers, target(), { streams: 100, rate: 40, seconds: 3, room: 'load:recovery-sse', drops: 2 });
+    assert.deepEqual([resumed.streams, resumed.reconnects], [100, 100]);
+    assert.deepEqual([resumed.recovered, resumed.unrecovered, resumed.missing, resumed.duplicates], [100, 0, 0, 0]);
+  });
+
   it('a run that loses messages or has its subscribes refused fails these checks', async () => {
     // Published where none of the subscribers is: every publish is accepted, none arrives.
     const lost = await scenarios.fanoutLatency(workers, { ...target(), publishUrls: [island.url] }, { subscribers: 20, rate: 20, seconds: 1 });
@@ -101,7 +112,7 @@ describe('load-test harness smoke runs', () => {
   it('writes a JSON report, a Markdown table and an SVG chart', () => {
     const files = writeReport(out, 'smoke', { machine: 'test', results });
     const json = JSON.parse(readFileSync(files.json, 'utf8')) as { results: Record<string, unknown> };
-    assert.deepEqual(Object.keys(json.results).sort(), ['churn', 'connections', 'fanout', 'recovery', 'throughput']);
+    assert.deepEqual(Object.keys(json.results).sort(), ['churn', 'connections', 'fanout', 'recovery', 'sse', 'throughput']);
     assert.match(readFileSync(files.markdown, 'utf8'), /\| fanout-latency \|/);
     assert.match(readFileSync(files.svg, 'utf8'), /^<svg/);
     console.log(`# harness smoke: ${readFileSync(files.markdown, 'utf8').split('\n').filter((l) => l.startsWith('|')).length - 2} result rows`);

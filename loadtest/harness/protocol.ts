@@ -19,6 +19,11 @@ export type WorkerCommand =
       concurrency: number;
       /** Subscribe with `delta: "fossil"` and apply the deltas (every event is parsed); a delta on another base is counted in `wrongBases`. */
       delta?: boolean;
+      /**
+       * Follow the room over Server-Sent Events (`GET /v1/stream?room=`, sseclient.ts) instead of
+       * Socket.IO; `drop` brings a stream back with its `Last-Event-ID`. `bytes` counts the `data:` text's length (its bytes, for ASCII payloads).
+       */
+      sse?: boolean;
     }
   | { cmd: 'report' }
   | { cmd: 'drop'; every: number; phase: number; concurrency: number }

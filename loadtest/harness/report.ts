@@ -21,6 +21,9 @@ export function markdownTable(results: Record<string, Result>): string {
       case 'churn':
         rows.push(`| churn | ${r.cycles} connect/subscribe/disconnect | ${r.ok} ok, ${r.failed} failed, ${r.perSecond}/s |`);
         break;
+      case 'sse-fanout':
+        rows.push(`| sse-fanout | ${r.streams} event streams, ${r.rate} msg/s${r.reconnects ? `, ${r.reconnects} resumes (${r.recovered} recovered)` : ''} | ${r.delivered}/${r.expected} delivered, ${r.missing} missing, ${r.duplicates} duplicate; latency p50 ${r.latencyMs.p50} ms, p95 ${r.latencyMs.p95} ms, p99 ${r.latencyMs.p99} ms |`);
+        break;
       case 'recovery':
         rows.push(`| recovery | ${r.clients} clients, ${r.reconnects} reconnects | ${r.recovered} recovered, ${r.unrecovered} not; ${r.missing} missing, ${r.duplicates} duplicate |`);
         break;

@@ -33,7 +33,7 @@ export function percentiles(samples: number[]): Latency {
 const ADDRESSES = loopbackAddresses(16);
 
 /** Splits `total` connections over the workers and opens them. */
-async function openAll(workers: Workers, target: Target, total: number, rooms: string[], track: 'seq' | 'count', sampleEvery = 1, delta = false) {
+async function openAll(workers: Workers, target: Target, total: number, rooms: string[], track: 'seq' | 'count', sampleEvery = 1, delta = false, sse = false) {
   const per = Math.ceil(total / workers.size);
   const opened = await workers.all(
     (i) => ({
@@ -47,6 +47,7 @@ async function openAll(workers: Workers, target: Target, total: number, rooms: s
       sampleEvery,
       concurrency: 100,
       ...(delta ? { delta } : {}),
+      ...(sse ? { sse } : {}),
       ...(target.pusher ? { pusher: target.pusher } : {}),
     }),
     'opened',
@@ -311,5 +312,68 @@ export async function recovery(workers: Workers, target: Target, o: { clients: n
     unrecovered: m.connections.reduce((a, c) => a + c.unrecovered, 0),
     ...accounting(m.connections, pub.accepted),
     latencyMs: percentiles(m.samples),
+  };
+}
+
+/**
+ * `sse-fanout`: `streams` Server-Sent Events readers (`GET /v1/stream?room=`, raw sockets in the
+ * worker processes, sseclient.ts) follow one room while a publisher posts at `rate`/s for
+ * `seconds`; end-to-end latency (publish call → arrival), missing and duplicate messages, and the
+ * `data:` bytes per delivery, as `fanout-latency` reports for Socket.IO. With `drops` (and a
+ * history room: `room`, e.g. one HISTORY_ROOMS covers), a share of the streams is cut that many
+ * times while the publisher runs and each comes back with its `Last-Event-ID`, as EventSource
+ * does: `recovered`/`unrecovered` count those resumes, and missing/duplicates stay 0 when resume
+ * holds. Streams count against SSE_STREAMS_PER_IP and CONNECT_BURST_PER_IP per source address
+ * (16 loopback addresses here): raise them for more than 1,600 streams.
+ */
+export async function sseFanout(
+  workers: Workers,
+  target: Target,
+  o: {
+    streams: number;
+    rate: number;
+    seconds: number;
+    /** Default: a fresh room without history. */
+    room?: string;
+    drops?: number;
+    /** Cumulative counters (CPU seconds, say): their change over the publishing and its tail. */
+    counters?: Record<string, () => number>;
+  },
+) {
+  const room = o.room ?? `load:sse-${Date.now()}`;
+  const drops = o.drops ?? 0;
+  const open = await openAll(workers, target, o.streams, [room], 'seq', 1, false, true);
+  await workers.reports();
+  const mark = workers.mark();
+  const before = Object.entries(o.counters ?? {}).map(([k, read]) => [k, read()] as const);
+  const publishing = publishAtRate(publishTarget(target), [room], o.rate, o.seconds);
+  for (let phase = 0; phase < drops; phase++) {
+    // Spread over the run: the publisher's clock, not a wait for a condition.
+    await delay((o.seconds * 1000) / (drops + 1));
+    await workers.all(() => ({ cmd: 'drop', every: drops, phase, concurrency: 50 }), 'dropped');
+  }
+  const pub = await publishing;
+  const expected = (pub.accepted[room] ?? 0) * open.connected;
+  const m = merge(await settle(workers, expected));
+  const during = Object.fromEntries(before.map(([k, v]) => [k, o.counters![k]!() - v]));
+  const client = clientLoad(mark, workers.mark());
+  await workers.all(() => ({ cmd: 'close' }), 'closed');
+  return {
+    scenario: 'sse-fanout',
+    streams: open.connected,
+    failedConnects: open.failed,
+    rate: o.rate,
+    published: pub.accepted[room] ?? 0,
+    publishFailures: pub.failed,
+    delivered: m.delivered,
+    expected,
+    ...accounting(m.connections, pub.accepted),
+    reconnects: m.connections.reduce((a, c) => a + c.reconnects, 0),
+    recovered: m.connections.reduce((a, c) => a + c.recovered, 0),
+    unrecovered: m.connections.reduce((a, c) => a + c.unrecovered, 0),
+    bytesPerDelivery: m.delivered > 0 ? Math.round((m.bytes / m.delivered) * 10) / 10 : NaN,
+    latencyMs: percentiles(m.samples),
+    client,
+    during,
   };
 }

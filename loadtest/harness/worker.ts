@@ -8,13 +8,15 @@ import { connectFrame, eventFrame, parseFrame, PONG, socketUrl } from '../lib/so
 import type { ConnectionReport, WorkerCommand, WorkerReport } from './protocol.js';
 import { EVENT_PREFIX, PUSHER_PONG, pusherSocketUrl, subscribeFrame, SYSTEM_PREFIX } from './pusher.js';
 import { WsClient } from './wsclient.js';
+import { SseClient } from './sseclient.js';
 import { applyDelta } from '../../client/src/fossil.js';
 
 const MAX_SAMPLES = 50_000;
 
 /** A connection and its counters (what it reports, plus what it needs to reconnect). */
 interface Conn extends ConnectionReport {
-  ws: WsClient | undefined;
+  /** Its WebSocket, or its event stream (`sse` plans). */
+  ws: { readonly isOpen: boolean; terminate(): void } | undefined;
   url: string;
   localAddress: string;
   /** Sequence numbers seen in its room (a bitmap: publishes are concurrent, so not in order). */
@@ -24,11 +26,13 @@ interface Conn extends ConnectionReport {
   offset: string | undefined;
   /** With deltas: the payload (JSON, UTF-8) of the last message, what the next delta applies to. */
   text: Uint8Array | undefined;
+  /** An event stream's `lastEventId`: its `Last-Event-ID` when it reconnects. */
+  lastEventId: string | undefined;
 }
 
 function newConn(url: string, room: string, localAddress: string): Conn {
   return {
-    ws: undefined, url, room, localAddress, seen: new Uint8Array(16), lastId: undefined, offset: undefined, text: undefined,
+    ws: undefined, url, room, localAddress, seen: new Uint8Array(16), lastId: undefined, offset: undefined, text: undefined, lastEventId: undefined,
     received: 0, unique: 0, duplicates: 0, reconnects: 0, recovered: 0, unrecovered: 0,
   };
 }
@@ -214,6 +218,54 @@ function open(c: Conn, since?: string): Promise<boolean> {
   });
 }
 
+/**
+ * Opens one event stream of the connection's room (`GET /v1/stream?room=`), with `Last-Event-ID`
+ * when coming back; it is in once `herald:subscribed {ok: true}` arrives. Published events (any
+ * name not starting `herald:`) are counted like Socket.IO's: `data:` is `{"data": {seq, sent},
+ * "meta": {room, id, ts}}`, parsed only when the plan needs to look inside.
+ */
+function openSse(c: Conn, lastEventId?: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (ok: boolean) => {
+      if (!settled) {
+        settled = true;
+        resolve(ok);
+      }
+    };
+    const url = `${c.url}/v1/stream?room=${encodeURIComponent(c.room)}`;
+    const stream: SseClient = new SseClient(url, {
+      open: (status) => {
+        if (status !== 200) done(false);
+      },
+      closed: () => done(false),
+      event: (name, data, id) => {
+        c.lastEventId = id || undefined;
+        if (name.startsWith('herald:')) {
+          if (name !== 'herald:subscribed') {
+            // A stream that says "another replica" (`herald:disconnect` before it is in) is not in.
+            if (name === 'herald:disconnect') done(false);
+            return;
+          }
+          const ack = (JSON.parse(data) as { data: { ok?: boolean; recovered?: boolean; offset?: string } }).data;
+          if (ack.offset) c.offset = ack.offset;
+          if (lastEventId !== undefined) {
+            if (ack.recovered) c.recovered++;
+            else c.unrecovered++;
+          }
+          done(ack.ok === true);
+          return;
+        }
+        bytes += data.length;
+        if (!counted()) return;
+        const body = JSON.parse(data) as { data?: Payload; meta?: { id?: string } };
+        record(c, body.data, body.meta?.id);
+      },
+    }, { localAddress: c.localAddress, ...(lastEventId !== undefined ? { headers: { 'last-event-id': lastEventId } } : {}) });
+    c.ws = stream;
+  });
+}
+
 /** Runs `fn` over `items` with at most `limit` in flight. */
 async function pool<T>(items: T[], limit: number, fn: (t: T) => Promise<void>): Promise<void> {
   let next = 0;
@@ -254,7 +306,7 @@ process.on('message', async (msg: WorkerCommand) => {
       );
       conns.push(...mine);
       await pool(mine, msg.concurrency, async (c) => {
-        if (!(await open(c))) failedConnects++;
+        if (!(await (msg.sse ? openSse(c) : open(c)))) failedConnects++;
       });
       process.send!({ cmd: 'opened', connected: conns.filter((c) => c.ws?.isOpen).length, failedConnects });
     } else if (msg.cmd === 'report') {
@@ -265,7 +317,7 @@ process.on('message', async (msg: WorkerCommand) => {
       for (const c of victims) c.ws?.terminate();
       await pool(victims, msg.concurrency, async (c) => {
         c.reconnects++;
-        if (!(await open(c, c.lastId ?? c.offset))) failedConnects++;
+        if (!(await (plan!.sse ? openSse(c, c.lastEventId) : open(c, c.lastId ?? c.offset)))) failedConnects++;
       });
       process.send!({ cmd: 'dropped', count: victims.length });
     } else if (msg.cmd === 'churn') {

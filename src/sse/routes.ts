@@ -75,7 +75,7 @@ export function streamRoutes(deps: StreamRouteDeps): Route[] {
         const address = clientAddress(req.headers['x-forwarded-for'], req.remoteAddress, deps.trustProxy);
         const rooms = roomsOf(req.query, deps.maxRooms);
         const start = startOf(req.query);
-        const busy = deps.refusing() ?? (deps.atCapacity() ? 'over_capacity' : deps.connects.take(address) ? undefined : 'rate_limited');
+        const busy = unavailable(deps) ?? (deps.connects.take(address) ? undefined : 'rate_limited');
         if (busy) {
           if (busy === 'rate_limited') deps.metrics.authFailed('rate_limited');
           return bounce(busy, deps.retryMs, cors);
@@ -88,15 +88,20 @@ export function streamRoutes(deps: StreamRouteDeps): Route[] {
         const tag = roomsTag(historyRooms);
         const positions = resumeFrom(req, start.since, tag, historyRooms.length, idMax);
         const resuming = positions !== undefined;
-        // Checked again now that the awaits are over: the stream opens in this same turn.
+        // Checked again now that the awaits are over (a token's check, the proxies): requests
+        // that were all under the limits when they arrived must not all open. The stream opens
+        // in this same turn.
+        const late = unavailable(deps);
+        if (late) return bounce(late, deps.retryMs, cors);
         if (!deps.hub.mayOpen(address)) throw new HeraldError('too_many_streams');
         return {
           status: 200,
           body: null,
           headers: [...SSE_HEADERS, ...cors],
           stream(sink) {
-            if (!deps.hub.mayOpen(address)) {
-              sink.write(eventFrame(DISCONNECT_EVENT, new HeraldError('too_many_streams').toBody()));
+            const refused = unavailable(deps) ?? (deps.hub.mayOpen(address) ? undefined : 'too_many_streams');
+            if (refused) {
+              sink.write(retryLine(deps.retryMs + Math.floor(Math.random() * deps.retryMs)) + eventFrame(DISCONNECT_EVENT, new HeraldError(refused).toBody()));
               return sink.end();
             }
             const stream = new SseStream(sink, { id, identity, address, rooms, historyRooms, tag, positions: positions ?? historyRooms.map(() => undefined), boundBytes: deps.boundBytes });
@@ -137,6 +142,11 @@ export const SSE_HEADERS: readonly (readonly [string, string])[] = [
   // nginx buffers proxied responses unless told not to.
   ['x-accel-buffering', 'no'],
 ];
+
+/** Why this replica cannot take a stream now (draining, cut off from Redis, MAX_CONNECTIONS), if it cannot. */
+function unavailable(deps: StreamRouteDeps): 'draining' | 'redis_unreachable' | 'over_capacity' | undefined {
+  return deps.refusing() ?? (deps.atCapacity() ? 'over_capacity' : undefined);
+}
 
 /** A stream that says "another replica" and ends: `retry:` with jitter, then `herald:disconnect {code}`. */
 function bounce(code: ErrorCode, retryMs: number, cors: readonly (readonly [string, string])[]): HttpReply {
