@@ -10,9 +10,9 @@
  * Four variants per setup, each on fresh processes: whole messages, `WS_COMPRESSION=on`, delta,
  * delta + `WS_COMPRESSION=on`. Every variant uses the same room (`scores:*` with ` delta`), so the
  * whole messages carry the same meta (`room`, `id`, `ts`) and recovery offset as the deltas.
- * ROUNDS (2) repeats the eight, interleaved, against the shared machine's noise. Alone:
+ * ROUNDS (3) repeats the eight, interleaved, against the shared machine's noise. Alone:
  *
- *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS
+ *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS, SETUPS=1,2
  *
  * `--record` writes the run into bench/results.json (`deltasSeparate`), which
  * `node --import tsx bench/run.ts --report` shows in BENCHMARKS.md.
@@ -67,7 +67,7 @@ export interface DeltaOptions {
   setups: number[];
 }
 
-export const DELTA_DEFAULTS: DeltaOptions = { subscribers: 1000, rate: 20, seconds: 10, rounds: 2, setups: [1, 2] };
+export const DELTA_DEFAULTS: DeltaOptions = { subscribers: 1000, rate: 20, seconds: 10, rounds: 3, setups: [1, 2] };
 
 export interface DeltaRow {
   replicas: number;

@@ -435,7 +435,7 @@ function deltasSection(thisRun: DeltaRun | undefined, separate: DeltaRun | undef
   const change = (a: number, b: number) => `${a >= b ? '+' : '−'}${f(Math.abs(a / b - 1) * 100)} %`;
   const source = thisRun
     ? 'this run'
-    : `a run of this step alone (\`npm run build && node --import tsx bench/deltas.ts --record\`, ${d.generatedAt}, herald's src/ as of commit ${d.commit}; machine: ${d.machine}; servers and Redis on CPU ${SERVER_CPU}, clients and publisher on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
+    : `a run of this step alone (\`npm run build && SUBSCRIBERS=${o.subscribers} RATE=${o.rate} SECONDS=${o.seconds} ROUNDS=${o.rounds} SETUPS=${o.setups.join(',')} node --import tsx bench/deltas.ts --record\`, ${d.generatedAt}, herald's src/ as of commit ${d.commit}; machine: ${d.machine}; servers and Redis on CPU ${SERVER_CPU}, clients and publisher on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
   const setups = [...new Set(rows.map((r) => r.replicas))];
   const wireTarget = (n: number, v: string) => (find(n, v)?.wireBytesPerDelivery ?? Infinity) / (find(n, 'whole')?.wireBytesPerDelivery ?? 0);
   const cpuTarget = (n: number) => (find(n, 'delta')?.serverCpuUsPerDelivery ?? Infinity) / (find(n, 'whole')?.serverCpuUsPerDelivery ?? 0);
@@ -565,7 +565,7 @@ function sseSection(thisRun: SseRun | undefined, separate: SseRun | undefined): 
   if (!s) return [];
   const source = thisRun
     ? 'this run'
-    : `a run of this step alone (\`npm run build && node --import tsx bench/run.ts --step sse --record\`, which runs \`node --import tsx bench/sse.ts\`; ${s.generatedAt}, herald's src/ as of commit ${s.commit}; machine: ${s.machine}; servers on CPU ${SERVER_CPU}, clients on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
+    : `a run of this step alone (\`npm run build && COUNT=${s.count} RATE=${s.rate} SECONDS=${s.seconds} node --import tsx bench/run.ts --step sse --record\`, which runs \`node --import tsx bench/sse.ts\` with those settings; ${s.generatedAt}, herald's src/ as of commit ${s.commit}; machine: ${s.machine}; servers on CPU ${SERVER_CPU}, clients on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
   return [
     '## Server-Sent Events beside Socket.IO',
     '',
