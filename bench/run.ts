@@ -2,8 +2,12 @@
  * `npm run bench`: herald beside what users deploy today, in one run on this machine, with the
  * load-test harness. Servers (and Redis) run on CPU 0, clients and the publisher on CPU 1.
  * Writes BENCHMARKS.md, bench/results.json and the charts under docs/.
+ *
+ *   node --import tsx bench/run.ts --report             # BENCHMARKS.md and the charts again from bench/results.json
+ *   node --import tsx bench/run.ts --step sse --record  # the SSE step alone (bench/sse.ts), kept in results.json
+ *   node --import tsx bench/deltas.ts --record          # the delta step alone (likewise bench/jitter.ts, bench/journal-memory.ts)
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +19,7 @@ import { CLIENT_BOUND, cpuBusySeconds, processCpuSeconds, Workers } from '../loa
 import { JOURNAL_DEFAULTS, journalMemory, journalTable, type JournalRow, type SeparateJournalRun } from './journal-memory.js';
 import { COMPRESSION_DEFAULTS, compressionComparison, type CompressionRow } from './compression.js';
 import { CONFLATION_DEFAULTS, conflationBench, type ConflationRow } from './conflation.js';
+import { DELTA_DEFAULTS, deltaBench, deltaSummary, type DeltaRun } from './deltas.js';
 import { jitterComparison, JITTER_DEFAULTS, sourceMentions, srcCommit, type JitterRow, type SeparateJitterRun } from './jitter.js';
 import { CLIENT_CPU, ROOT, SERVER_CPU, ceilingStack, cpuUsEach, heraldStack, pinToClientCpu, rssBytes, soketiStack, stackCpuSeconds, stockStack, withCpu, type Stack } from './stacks.js';
 
@@ -232,7 +237,7 @@ function jitterSection(rows: JitterRow[] | undefined, heraldRecovery: boolean | 
   ];
 }
 
-function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, journal, conflation, journalSeparate, machine, seconds, generatedAt, shared, commit }: Run): string {
+function markdown({ results, capacity: cap, sharded, compression, jitter, jitterHeraldRecovery, jitterSeparate, journal, conflation, journalSeparate, deltas, deltasSeparate, sse, sseSeparate, machine, seconds, generatedAt, shared, commit }: Run): string {
   const stock = results.find((r) => r.stack.startsWith('stock'))!;
   const ceiling = results.find((r) => r.stack.startsWith('raw'))!;
   const heraldUws = results.find((r) => r.stack === STACKS.herald)!;
@@ -352,6 +357,8 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     '',
     ...jitterSection(jitter, jitterHeraldRecovery, jitterSeparate),
     ...compressionSection(compression),
+    ...deltasSection(deltas, deltasSeparate),
+    ...sseSection(sse, sseSeparate),
     ...journalSection(journal, journalSeparate),
     ...scaleSection(),
     ...conflationSection(conflation),
@@ -416,6 +423,162 @@ function conflationSection(rows: ConflationRow[] | undefined): string[] {
   ];
 }
 
+/** Delta rooms against whole messages and compression (bench/deltas.ts): this run's, or a separate run's. */
+function deltasSection(thisRun: DeltaRun | undefined, separate: DeltaRun | undefined): string[] {
+  const d = thisRun ?? separate;
+  if (!d) return [];
+  const o = d.options;
+  const rows = deltaSummary(d.rows);
+  const setup = (n: number) => (n === 1 ? '1 replica (no Redis)' : `${n} replicas + Redis`);
+  const find = (n: number, v: string) => rows.find((r) => r.replicas === n && r.variant === v);
+  const pct = (a: number | undefined, b: number | undefined, digits = 0) => (a === undefined || b === undefined ? 'n/a' : `${f((a / b) * 100, digits)} %`);
+  const change = (a: number, b: number) => `${a >= b ? '+' : '−'}${f(Math.abs(a / b - 1) * 100)} %`;
+  const source = thisRun
+    ? 'this run'
+    : `a run of this step alone (\`npm run build && SUBSCRIBERS=${o.subscribers} RATE=${o.rate} SECONDS=${o.seconds} ROUNDS=${o.rounds} SETUPS=${o.setups.join(',')} node --import tsx bench/deltas.ts --record\`, ${d.generatedAt}, herald's src/ as of commit ${d.commit}; machine: ${d.machine}; servers and Redis on CPU ${SERVER_CPU}, clients and publisher on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
+  const setups = [...new Set(rows.map((r) => r.replicas))];
+  const wireTarget = (n: number, v: string) => (find(n, v)?.wireBytesPerDelivery ?? Infinity) / (find(n, 'whole')?.wireBytesPerDelivery ?? 0);
+  const cpuTarget = (n: number) => (find(n, 'delta')?.serverCpuUsPerDelivery ?? Infinity) / (find(n, 'whole')?.serverCpuUsPerDelivery ?? 0);
+  /** Per round, delta's CPU per delivery against whole's on the same setup (run minutes apart). */
+  const paired = (n: number) =>
+    [...new Set(d.rows.map((r) => r.round))].map((round) => {
+      const at = (v: string) => d.rows.find((r) => r.round === round && r.replicas === n && r.variant === v)!.serverCpuUsPerDelivery;
+      return change(at('delta'), at('whole'));
+    });
+  const overlap = (n: number) => {
+    const a = find(n, 'delta');
+    const b = find(n, 'whole');
+    return !!a && !!b && a.serverCpuMin <= b.serverCpuMax && b.serverCpuMin <= a.serverCpuMax;
+  };
+  const deflate = (n: number, v: string, on: string) => `${f(find(n, v)?.wireBytesPerDelivery, 0)} → ${f(find(n, on)?.wireBytesPerDelivery, 0)} bytes, CPU ${change(find(n, on)!.serverCpuUsPerDelivery, find(n, v)!.serverCpuUsPerDelivery)}`;
+  const w = d.whole;
+  const x = d.delta;
+  const overhead = x.total - x.payload;
+  const a = d.apply;
+  return [
+    `## Delta rooms beside whole messages and compression (a ${f(d.payloadBytes)}-byte live score, ${f(o.subscribers)} subscribers of one room, ${f(o.rate)} updates a second for ${f(o.seconds)} s)`,
+    '',
+    `Measured by ${source}. Each row is a fresh stack on the uWS transport; ${f(o.rounds)} round${o.rounds > 1 ? 's' : ''} of every setup and variant, interleaved; figures are the mean over rounds, the server CPU with the rounds' range. The room (\`HISTORY_ROOMS='scores:* delta'\`) is the same in every variant, so whole messages carry the same meta (\`room\`, \`id\`, \`ts\`) and recovery offset as deltas; the delta variants' subscribers \`subscribe {room, delta: "fossil"}\`. Each update changes two or three fields of the object (\`minute\`, \`updatedAt\`, sometimes \`shots\`; bench/compression.ts's \`scoreUpdate\`). Two replicas: subscribers on both, every other one; publishes over HTTP to each replica in turn. Bytes on the wire: what the subscribers' sockets read (WebSocket frames, headers included), per delivery; two warm-up publishes go first, so every measured delivery of a delta variant is a delta. Server CPU: the herald processes' user + system time over the window (publishes included, the same in every variant), per delivery; no idle baseline subtracted. The first 20 subscribers apply every delta with the client module's code and check each rebuilt payload against the published one.`,
+    '',
+    '| setup | variant | permessage-deflate negotiated | Socket.IO frame, uncompressed | bytes on the wire per delivery | of whole | herald CPU µs per delivery (rounds\' range) | of whole | Redis CPU µs per delivery | deltas delivered (rebuilt and checked) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => {
+      const base = find(r.replicas, 'whole');
+      return `| ${setup(r.replicas)} | ${r.variant} | ${f(r.negotiated)} / ${f(r.subscribers)} | ${f(r.frameBytes, 1)} | ${f(r.wireBytesPerDelivery, 1)} | ${pct(r.wireBytesPerDelivery, base?.wireBytesPerDelivery)} | ${f(r.serverCpuUsPerDelivery, 1)} (${f(r.serverCpuMin, 1)}–${f(r.serverCpuMax, 1)}) | ${pct(r.serverCpuUsPerDelivery, base?.serverCpuUsPerDelivery)} | ${r.replicas === 1 ? 'no Redis' : f(r.redisCpuUsPerDelivery, 2)} | ${r.variant.startsWith('delta') ? `${f(r.deltaDeliveries)} of ${f(r.deliveries)} (${f(r.verified)})` : '—'} |`;
+    }),
+    '',
+    '| target (issue 28) | ' + setups.map(setup).join(' | ') + ' | met |',
+    '| --- | ' + setups.map(() => '---').join(' | ') + ' | --- |',
+    `| delta ≤ 15 % of the whole message's bytes on the wire | ${setups.map((n) => `delta ${pct(find(n, 'delta')?.wireBytesPerDelivery, find(n, 'whole')?.wireBytesPerDelivery, 1)}; delta + compression ${pct(find(n, 'delta + compression')?.wireBytesPerDelivery, find(n, 'whole')?.wireBytesPerDelivery, 1)}`).join(' | ')} | ${setups.every((n) => wireTarget(n, 'delta') <= 0.15) ? 'yes' : setups.every((n) => wireTarget(n, 'delta + compression') <= 0.15) ? 'only with compression' : `no: the frame's parts below; an empty delta would still be ${pct(overhead, w.total)} of the whole frame`} |`,
+    `| server CPU per delivery, delta within 10 % of whole messages (compression off) | ${setups.map((n) => `${f(find(n, 'delta')?.serverCpuUsPerDelivery, 1)} against ${f(find(n, 'whole')?.serverCpuUsPerDelivery, 1)} µs: ${change(find(n, 'delta')!.serverCpuUsPerDelivery, find(n, 'whole')!.serverCpuUsPerDelivery)} (round by round, against the same round's whole run: ${paired(n).join(', ')})`).join(' | ')} | ${setups.every((n) => cpuTarget(n) <= 1.1) ? 'yes' : setups.some((n) => cpuTarget(n) <= 1.1) ? `${setups.filter((n) => cpuTarget(n) <= 1.1).map(setup).join(', ')} only` : 'no'}${setups.some((n) => overlap(n)) ? ` (${setups.filter(overlap).map(setup).join(' and ')}: the rounds' ranges of delta and whole overlap; the differences are within this shared machine's noise)` : ''} |`,
+    '',
+    `Where a frame's bytes go (one subscriber's frames, uncompressed, mean over ${f(o.rate * o.seconds)}):`,
+    '',
+    '| part | whole message | delta |',
+    '| --- | --- | --- |',
+    `| WebSocket frame header | ${f(w.header)} | ${f(x.header)} |`,
+    `| Socket.IO envelope (\`42["score",\` … \`]\`) | ${f(w.envelope)} | ${f(x.envelope)} |`,
+    `| payload: the object's JSON / the fossil delta as a JSON string | ${f(w.payload, 1)} | ${f(x.payload, 1)} (the delta itself: ${f(x.deltaBytes, 1)} bytes) |`,
+    `| meta (\`room\`, \`id\`, \`ts\`; a delta's also \`base\`) | ${f(w.meta, 1)} | ${f(x.meta, 1)} (\`,"base":…\`: ${f(x.base, 1)}) |`,
+    `| recovery offset (Socket.IO's last argument) | ${f(w.offset, 1)} | ${f(x.offset, 1)} |`,
+    `| frame | ${f(w.total, 1)} | ${f(x.total, 1)} (${pct(x.total, w.total)}) |`,
+    '',
+    `The fossil delta itself is ${pct(x.deltaBytes, w.total, 1)} of the whole frame; everything around it (meta ${f(x.meta)}, offset ${f(x.offset)}, envelope and header ${f(x.envelope + x.header)}: ${f(overhead, 1)} bytes) is ${pct(overhead, w.total, 1)}, so no delta frame with this meta and offset can reach 15 %. The room name is ${f(Buffer.byteLength(JSON.stringify('scores:epl-2026-27-md14-ars-che')))} bytes of the meta and the two stream ids (\`id\`, \`base\`) ${f(2 * Buffer.byteLength('"1796334406367-0"'))}. permessage-deflate compresses each message on its own (no context kept between messages) and uWS deflates every delivery on its own, so it costs server CPU per delivery whatever the frame (${setups.map((n) => `${setup(n)}: whole ${deflate(n, 'whole', 'compression')}; delta ${deflate(n, 'delta', 'delta + compression')}`).join('; ')}).`,
+    '',
+    `Client CPU (this process, \`process.cpuUsage\`, the ${f(a.deltas)} deltas one subscriber received, a mean fossil delta of ${f(a.meanDeltaBytes, 1)} bytes, applied again in a loop):`,
+    '',
+    '| work | µs CPU each |',
+    '| --- | --- |',
+    `| the client module's path per delta (client/src/fossil.ts \`applyDelta\`, UTF-8 decode, \`JSON.parse\`) | ${f(a.moduleUs, 2)} |`,
+    `| client/src/fossil.ts \`applyDelta\` alone | ${f(a.moduleApplyOnlyUs, 2)} |`,
+    `| fossil-delta's \`applyDelta\` (checksum verified) | ${f(a.fossilDeltaUs, 2)} |`,
+    ...(a.wholeFrameUs !== undefined && a.deltaFrameUs !== undefined
+      ? [
+          `| a client's work per delivery, whole message: \`JSON.parse\` of the Socket.IO frame text (what socket.io-client does) | ${f(a.wholeFrameUs, 2)} |`,
+          `| a client's work per delivery, delta: \`JSON.parse\` of the frame text, then the module's path | ${f(a.deltaFrameUs, 2)} |`,
+        ]
+      : []),
+    `| server side, once per message per replica: fossil-delta's \`createDelta\` | ${f(a.createUs, 2)} |`,
+    '',
+  ];
+}
+
+/** Server-Sent Events beside Socket.IO, from bench/sse.ts's output. */
+export interface SseRun {
+  generatedAt: string;
+  commit: string;
+  machine: string;
+  /** Idle connections opened of each kind. */
+  count: number;
+  subscribers: number;
+  rate: number;
+  seconds: number;
+  sseIdleKiB: number;
+  ioIdleKiB: number;
+  sseCpuUs: number;
+  sseDelivered: number;
+  sseExpected: number;
+  ioCpuUs: number;
+  ioDelivered: number;
+  ioExpected: number;
+}
+
+/**
+ * Runs bench/sse.ts as it is, in a child process (it is a script: it measures when loaded, and
+ * exports nothing), and reads its two result lines; throws when they are not there.
+ */
+async function sseStep(machine: string): Promise<SseRun> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/sse.ts'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    process.stdout.write(chunk);
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30 * 60_000);
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  clearTimeout(timer);
+  if (code !== 0) throw new Error(`bench/sse.ts exited ${code}`);
+  const rss = /RSS per idle connection \((\d+)\): SSE ([\d.]+) KB, Socket\.IO ([\d.]+) KB/.exec(out);
+  const cpu = /server CPU per delivery \((\d+) subscribers, ([\d.]+) msg\/s, ([\d.]+) s\): SSE ([\d.]+) µs \((\d+) of (\d+)\), Socket\.IO ([\d.]+) µs \((\d+) of (\d+)\)/.exec(out);
+  if (!rss || !cpu) throw new Error(`bench/sse.ts: its result lines were not found in:\n${out}`);
+  return {
+    generatedAt: new Date().toISOString(),
+    commit: srcCommit(),
+    machine,
+    count: Number(rss[1]),
+    sseIdleKiB: Number(rss[2]),
+    ioIdleKiB: Number(rss[3]),
+    subscribers: Number(cpu[1]),
+    rate: Number(cpu[2]),
+    seconds: Number(cpu[3]),
+    sseCpuUs: Number(cpu[4]),
+    sseDelivered: Number(cpu[5]),
+    sseExpected: Number(cpu[6]),
+    ioCpuUs: Number(cpu[7]),
+    ioDelivered: Number(cpu[8]),
+    ioExpected: Number(cpu[9]),
+  };
+}
+
+function sseSection(thisRun: SseRun | undefined, separate: SseRun | undefined): string[] {
+  const s = thisRun ?? separate;
+  if (!s) return [];
+  const source = thisRun
+    ? 'this run'
+    : `a run of this step alone (\`npm run build && COUNT=${s.count} RATE=${s.rate} SECONDS=${s.seconds} node --import tsx bench/run.ts --step sse --record\`, which runs \`node --import tsx bench/sse.ts\` with those settings; ${s.generatedAt}, herald's src/ as of commit ${s.commit}; machine: ${s.machine}; servers on CPU ${SERVER_CPU}, clients on CPU ${CLIENT_CPU}, the machine shared with other sessions' work)`;
+  return [
+    '## Server-Sent Events beside Socket.IO',
+    '',
+    `Measured by ${source}. One herald replica (uWS transport, no Redis), a fresh process for each figure. RSS per idle connection: ${f(s.count)} idle \`GET /v1/stream\` streams of one room against as many idle Socket.IO connections (the harness's \`connections\` scenario), the replica's RSS growth over the connections. CPU per delivery: ${f(s.subscribers)} subscribers of one room, ${f(s.rate)} messages a second for ${f(s.seconds)} s, streams (raw sockets) against Socket.IO clients (the harness's \`fanout-latency\`); the replica's user + system time over the run, per delivery. [Server-Sent Events](docs/reference/sse.md) has the protocol.`,
+    '',
+    '| figure | SSE | Socket.IO | SSE / Socket.IO |',
+    '| --- | --- | --- | --- |',
+    `| RSS per idle connection (${f(s.count)}) | ${f(s.sseIdleKiB, 1)} KiB | ${f(s.ioIdleKiB, 1)} KiB | ${f(s.sseIdleKiB / s.ioIdleKiB, 2)}× |`,
+    `| server CPU µs per delivery | ${f(s.sseCpuUs, 2)} (${f(s.sseDelivered)} of ${f(s.sseExpected)} delivered) | ${f(s.ioCpuUs, 2)} (${f(s.ioDelivered)} of ${f(s.ioExpected)}) | ${f(s.sseCpuUs / s.ioCpuUs, 2)}× |`,
+    '',
+  ];
+}
+
 /** The 100,000-fan run (`npm run bench:scale`, bench/scale-results.md), made on its own: too long for this run. */
 function scaleSection(): string[] {
   const file = join(ROOT, 'bench/scale-results.md');
@@ -444,6 +607,14 @@ interface Run {
   journal?: JournalRow[];
   /** The same measured later on its own (`bench/journal-memory.ts --record`). */
   journalSeparate?: SeparateJournalRun;
+  /** Delta rooms against whole messages and compression (bench/deltas.ts), measured by this run. */
+  deltas?: DeltaRun;
+  /** The same measured on its own (`bench/deltas.ts --record`). */
+  deltasSeparate?: DeltaRun;
+  /** Server-Sent Events beside Socket.IO (bench/sse.ts), measured by this run. */
+  sse?: SseRun;
+  /** The same measured on its own (`bench/run.ts --step sse --record`). */
+  sseSeparate?: SseRun;
   /** Other users' processes seen on the machine during the run, if any (it is shared). */
   shared?: string;
   /** The last commit that changed herald's src/ in the tree the run measured. */
@@ -496,6 +667,22 @@ async function main() {
   pinToClientCpu();
   const startedAt = Date.now();
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, ${execFileSync('bash', ['-c', '. /etc/os-release && echo $PRETTY_NAME']).toString().trim()}, Node ${process.version}, Redis ${/v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1]}`;
+  const step = process.argv.indexOf('--step');
+  if (step >= 0) {
+    // One step alone: `--step sse [--record]` (bench/deltas.ts and the others run alone by themselves).
+    const name = process.argv[step + 1];
+    if (name !== 'sse') throw new Error(`--step: unknown step ${name} (only sse; run bench/deltas.ts, bench/jitter.ts, bench/journal-memory.ts alone)`);
+    const sse = await sseStep(machine);
+    console.log(JSON.stringify(sse));
+    if (process.argv.includes('--record')) {
+      const file = join(ROOT, 'bench/results.json');
+      const run = JSON.parse(readFileSync(file, 'utf8')) as Run;
+      run.sseSeparate = sse;
+      writeFileSync(file, JSON.stringify(run, null, 2));
+      console.log('# sse: recorded in bench/results.json; `node --import tsx bench/run.ts --report` shows it');
+    }
+    return;
+  }
   const workers = await Workers.start(2, { cpus: CLIENT_CPU });
   const sharedNote = othersLoad(workers);
   const results = [];
@@ -528,6 +715,11 @@ async function main() {
     console.log('# bench: compression off and on');
     const compression = await compressionComparison(QUICK ? { ...COMPRESSION_DEFAULTS, seconds: 3 } : COMPRESSION_DEFAULTS);
     console.log(JSON.stringify(compression));
+    console.log('# bench: delta rooms beside whole messages and compression');
+    const deltas = await deltaBench(QUICK ? { ...DELTA_DEFAULTS, seconds: 3, rounds: 1 } : DELTA_DEFAULTS, console.log);
+    console.log(JSON.stringify({ whole: deltas.whole, delta: deltas.delta, apply: deltas.apply }));
+    console.log('# bench: Server-Sent Events beside Socket.IO');
+    const sse = await sseStep(machine);
     console.log('# bench: conflation (a client that stops reading)');
     const conflation = await conflationBench(QUICK ? { ...CONFLATION_DEFAULTS, seconds: 9 } : CONFLATION_DEFAULTS);
     console.log(JSON.stringify(conflation));
@@ -539,7 +731,7 @@ async function main() {
     console.log(JSON.stringify(journal));
     const jitterHeraldRecovery = sourceMentions('CONNECTION_RECOVERY_SECONDS');
     const commit = srcCommit();
-    const run: Run = { commit, machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, conflation, jitter, jitterHeraldRecovery, journal };
+    const run: Run = { commit, machine, generatedAt: new Date().toISOString(), seconds: (Date.now() - startedAt) / 1000, shared: sharedNote(), results, capacity: cap, sharded, compression, deltas, sse, conflation, jitter, jitterHeraldRecovery, journal };
     writeFileSync(join(ROOT, 'bench/results.json'), JSON.stringify(run, null, 2));
     writeOutputs(run);
     const seconds = run.seconds;
