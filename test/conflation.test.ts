@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { compareIds } from '../src/protocol/ids.js';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRelay, type Relay } from './helpers/relay.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -201,6 +203,139 @@ for (const transport of ['uws', 'node'] as const) {
       assert.equal((await ack as { ok: boolean }).ok, true);
       await client.waitFor('the newest score', (r) => r.meta?.room === room && (r.data as { n: number }).n === n);
       client.close();
+    });
+  });
+}
+
+/** Score publishes per conflated room at the live-score pace (10/s), once the slow clients hold. */
+const PACED = 30;
+const PACE_MS = 100;
+
+/**
+ * Across two replicas + Redis: the slow clients (WebSocket and long-polling, behind a relay that
+ * stops reading) are on replica A, the scores are published through replica B, so every score
+ * reaches A through Redis. Once they hold (the publishes go flat out until their queues pass
+ * half the bound), scores go on at 10 per second per room: each slow connection holds exactly
+ * one score per conflated room the whole time, is never closed, and once it reads again has the
+ * newest. Reading subscribers on both replicas get every message, in order.
+ */
+const ACROSS = [
+  { transport: 'uws', mode: 'classic' },
+  { transport: 'node', mode: 'classic' },
+  { transport: 'uws', mode: 'sharded' },
+] as const;
+
+for (const { transport, mode } of ACROSS) {
+  describe(`conflation across two replicas + Redis (${mode}), TRANSPORT=${transport}`, () => {
+    let redis: RedisProcess;
+    let a: Gateway;
+    let b: Gateway;
+    let relay: Relay;
+    const clients: TestClient[] = [];
+
+    before(async () => {
+      redis = await startRedis();
+      const env = {
+        TRANSPORT: transport,
+        REDIS_MODE: mode,
+        REDIS_URL: redis.url,
+        PUBLISH_KEYS: KEY,
+        HISTORY_ROOMS: 'score:match-1 last=1',
+        CONFLATE_ROOMS: 'score:*',
+        SLOW_CLIENT_MAX_BYTES: String(BOUND),
+      };
+      [a, b] = (await Promise.all([startGateway({ env }), startGateway({ env })])) as [Gateway, Gateway];
+      for (const g of [a, b]) await waitFor(`${g.replicaId} ready`, async () => (await getJson(`${g.url}/readyz`)).status === 200);
+      relay = await startRelay(a.port);
+    });
+    after(async () => {
+      for (const c of clients) c.close();
+      await relay?.close();
+      await Promise.all([a?.stop(), b?.stop()]);
+      await redis?.stop();
+    });
+
+    it('a slow client on one replica holds one score per room while scores come through the other at 10/s, and gets the newest', async () => {
+      const slows: { name: string; client: TestClient; disconnected: boolean }[] = [];
+      for (const t of ['websocket', 'polling'] as const) {
+        const s = { name: t, client: await connectClient(relay.url, { transport: t }), disconnected: false };
+        s.client.socket.on('disconnect', () => (s.disconnected = true));
+        assert.equal(s.client.replica, a.replicaId);
+        slows.push(s);
+        clients.push(s.client);
+      }
+      const healthy = [await connectClient(a.url), await connectClient(b.url, { transport: 'polling' }), await connectClient(b.url)];
+      clients.push(...healthy);
+      for (const c of clients) {
+        for (const room of [...SCORES, PLAIN]) assert.equal((await c.subscribe(room) as { ok: boolean }).ok, true, room);
+      }
+      const stats = async () => (await getJson(`${a.url}/readyz`)).body as { conflatedMessages: number; conflationHeld: number; slowConsumerDisconnects: number };
+
+      const published: Score[] = [];
+      let news = 0;
+      let numbered = 0;
+      const score = async (room: string) => {
+        const n = ++numbered;
+        const r = await publish(b.url, { room, event: 'score', data: { n, pad: PAD } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        published.push({ room, n });
+      };
+      const newsItem = async () => {
+        const r = await publish(b.url, { room: PLAIN, event: 'news', data: { k: ++news } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      };
+
+      relay.hold();
+      // Flat out until each slow connection holds a score of each room (its queue passed half the bound).
+      const holding = SCORES.length * slows.length;
+      let seen = await stats();
+      for (let i = 0; i < MAX_PUBLISHES && seen.conflationHeld < holding; i++) {
+        await Promise.all([score(SCORES[0]!), score(SCORES[1]!), ...(i % 5 === 0 ? [newsItem()] : [])]);
+        if (i % 10 === 9) seen = await stats();
+      }
+      assert.equal(seen.conflationHeld, holding, `every slow connection holds a score of each room (after ${published.length} publishes)`);
+      const conflatedBefore = seen.conflatedMessages;
+      // Then the live pace: 10 scores a second in each room, a news item a second.
+      for (let i = 0; i < PACED; i++) {
+        const tick = delay(PACE_MS);
+        await Promise.all([score(SCORES[0]!), score(SCORES[1]!), ...(i % 10 === 0 ? [newsItem()] : [])]);
+        const now = await stats();
+        assert.equal(now.conflationHeld, holding, `tick ${i}: one held score per slow connection and room, no more`);
+        assert.equal(now.slowConsumerDisconnects, 0, `tick ${i}: not closed for the conflated rooms' traffic`);
+        await tick;
+      }
+      const held = await stats();
+      // Every paced score replaced the one before it on each slow connection.
+      assert.ok(held.conflatedMessages - conflatedBefore >= PACED * holding, `${held.conflatedMessages - conflatedBefore} replaced while paced`);
+
+      relay.release();
+      const newest = SCORES.map((room) => published.findLast((p) => p.room === room)!.n);
+      const scoresOf = (c: TestClient, room: string) => c.received.filter((r) => r.meta?.room === room && r.event === 'score').map((r) => (r.data as { n: number }).n);
+      const newsOf = (c: TestClient) => c.received.filter((r) => r.event === 'news').map((r) => (r.data as { k: number }).k);
+      await waitFor('the slow clients have the newest score of each room and every news item', () =>
+        slows.every(({ client }) => SCORES.every((room, i) => scoresOf(client, room).at(-1) === newest[i]) && newsOf(client).length === news),
+      );
+      await waitFor('nothing held once drained', async () => (await stats()).conflationHeld === 0);
+      const everyNews = Array.from({ length: news }, (_, i) => i + 1);
+      for (const { name, client, disconnected } of slows) {
+        for (const [i, room] of SCORES.entries()) {
+          const got = scoresOf(client, room);
+          assert.deepEqual(got, [...got].sort((x, y) => x - y), `${name}, ${room}: in order`);
+          assert.equal(new Set(got).size, got.length, `${name}, ${room}: no duplicate`);
+          assert.ok(got.length + PACED <= published.filter((p) => p.room === room).length, `${name}, ${room}: the paced scores were replaced, not queued`);
+          assert.equal(got.at(-1), newest[i]);
+        }
+        assert.deepEqual(newsOf(client), everyNews, `${name}: every news item, in order`);
+        assert.equal(disconnected, false, `${name}: stayed connected`);
+        assert.equal(client.socket.connected, true);
+      }
+      for (const [i, c] of healthy.entries()) {
+        await waitFor(`reading client ${i} has everything`, () => SCORES.every((room, j) => scoresOf(c, room).at(-1) === newest[j]) && newsOf(c).length === news);
+        for (const room of SCORES) assert.deepEqual(scoresOf(c, room), published.filter((p) => p.room === room).map((p) => p.n), `reading client ${i} on ${c.replica}, ${room}: every score in order`);
+        assert.deepEqual(newsOf(c), everyNews);
+      }
+      for (const g of [a, b]) assert.equal(((await getJson(`${g.url}/readyz`)).body as { slowConsumerDisconnects: number }).slowConsumerDisconnects, 0);
+      console.log(`# ${transport}/${mode}: ${published.length} scores through B (${PACED} per room at 10/s), ${held.conflatedMessages} conflated on A; slow ${slows.map(({ name, client }) => `${name} got ${SCORES.map((r) => scoresOf(client, r).length).join(' + ')}`).join(', ')}`);
     });
   });
 }
