@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { io } from 'socket.io-client';
+import { HeraldClient } from '../client/src/index.js';
 import { compareIds } from '../src/protocol/ids.js';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
@@ -336,6 +339,98 @@ for (const { transport, mode } of ACROSS) {
       }
       for (const g of [a, b]) assert.equal(((await getJson(`${g.url}/readyz`)).body as { slowConsumerDisconnects: number }).slowConsumerDisconnects, 0);
       console.log(`# ${transport}/${mode}: ${published.length} scores through B (${PACED} per room at 10/s), ${held.conflatedMessages} conflated on A; slow ${slows.map(({ name, client }) => `${name} got ${SCORES.map((r) => scoresOf(client, r).length).join(' + ')}`).join(', ')}`);
+    });
+  });
+}
+
+/**
+ * A room that is both a delta room (HISTORY_ROOMS ` delta`) and conflated: a delta subscriber
+ * that stops reading is held the newest message like any other, and what it is written when it
+ * drains is never a delta on a message it did not receive (the ones in between were replaced):
+ * the held message goes whole, and deltas start again after it. A bare socket.io-client checks
+ * every base on the wire; the client module ends with the newest payload and never had to refuse
+ * a delta.
+ */
+for (const transport of ['uws', 'node'] as const) {
+  describe(`a conflated delta room, a delta subscriber that stops reading (TRANSPORT=${transport})`, () => {
+    let gw: Gateway;
+    let relay: Relay;
+    const closers: (() => void)[] = [];
+
+    before(async () => {
+      gw = await startGateway({
+        env: { TRANSPORT: transport, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'score:* size=2000 delta', CONFLATE_ROOMS: 'score:*', SLOW_CLIENT_MAX_BYTES: String(BOUND) },
+      });
+      relay = await startRelay(gw.port);
+    });
+    after(async () => {
+      for (const close of closers) close();
+      await relay?.close();
+      await gw?.stop();
+    });
+
+    it('writes the held message whole, then deltas on it: never a delta on a message it did not receive', async () => {
+      const room = 'score:delta-1';
+      const bare = await connectClient(relay.url);
+      closers.push(() => bare.close());
+      let bareClosed = false;
+      bare.socket.on('disconnect', () => (bareClosed = true));
+      assert.equal((await bare.subscribe({ room, delta: 'fossil' }) as { ok: boolean }).ok, true);
+      const modules = [relay.url, gw.url].map((url) => {
+        const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
+        closers.push(() => socket.close());
+        const herald = new HeraldClient(socket);
+        const got: { n: number; id: string }[] = [];
+        herald.on('score', (data, meta) => got.push({ n: (data as { n: number }).n, id: meta.id }));
+        return { herald, got };
+      });
+      for (const m of modules) await m.herald.subscribe(room, { delta: 'fossil' });
+      const stats = async () => (await getJson(`${gw.url}/readyz`)).body as { conflatedMessages: number; conflationHeld: number; slowConsumerDisconnects: number };
+
+      // Half of each payload stays, half changes: deltas of about 11 KB, whole messages of about 27 KB.
+      const fixed = 'f'.repeat(16 * 1024);
+      const published: { n: number; id: string }[] = [];
+      const publishOne = async () => {
+        const n = published.length;
+        const r = await publish(gw.url, { room, event: 'score', data: { n, fixed, changing: randomBytes(8 * 1024).toString('base64') } }, KEY);
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        published.push({ n, id: r.body.ids[room] as string });
+      };
+      for (let i = 0; i < 5; i++) await publishOne();
+      await waitFor('deltas before the hold', () => bare.received.filter((r) => (r.meta as { base?: string }).base).length >= 3);
+      relay.hold();
+      let seen = await stats();
+      for (let i = 0; i < MAX_PUBLISHES && (seen.conflationHeld < 2 || seen.conflatedMessages < CONFLATED); i++) {
+        await publishOne();
+        if (i % 10 === 9) seen = await stats();
+      }
+      assert.equal(seen.conflationHeld, 2, `both slow connections hold a message (after ${published.length} publishes)`);
+      assert.equal(seen.slowConsumerDisconnects, 0);
+      relay.release();
+      const newest = published.at(-1)!;
+      await waitFor('the slow clients have the newest message', () => bare.received.at(-1)?.meta.id === newest.id && modules[0]!.got.at(-1)?.id === newest.id).catch((err: Error) =>
+        assert.fail(`${err.message}: bare at ${bare.received.at(-1)?.meta.id}, module at ${modules[0]!.got.at(-1)?.id}, newest ${newest.id}`),
+      );
+      // Deltas again after the held message.
+      for (let i = 0; i < 5; i++) await publishOne();
+      await waitFor('everyone has the last message', () => bare.received.at(-1)?.meta.id === published.at(-1)!.id && modules.every((m) => m.got.at(-1)?.id === published.at(-1)!.id));
+
+      const ids = bare.received.map((r) => r.meta.id!);
+      const wrong = bare.received.flatMap((r, i) => {
+        const base = (r.meta as { base?: string }).base;
+        return base !== undefined && base !== ids[i - 1] ? [`${r.meta.id} on ${base}, after ${ids[i - 1]}`] : [];
+      });
+      assert.deepEqual(wrong, [], 'every delta names the message received just before it');
+      assert.ok(ids.every((id, i) => i === 0 || compareIds(ids[i - 1]!, id) < 0), 'ids go forward');
+      assert.ok(ids.length < published.length, `${published.length - ids.length} replaced, not queued`);
+      assert.ok(bare.received.slice(-3).every((r) => (r.meta as { base?: string }).base !== undefined), 'deltas again after the held message');
+      assert.equal(bareClosed, false, 'not closed');
+      const [slow, reading] = modules as [(typeof modules)[0], (typeof modules)[0]];
+      assert.equal(slow.herald.stats.mismatches, 0, 'the module never had to refuse a delta');
+      assert.deepEqual(slow.got.map((g) => g.n), [...slow.got.map((g) => g.n)].sort((x, y) => x - y));
+      assert.deepEqual(reading.got, published, 'the reading client has every message, in order');
+      assert.equal((await stats()).slowConsumerDisconnects, 0);
+      console.log(`# ${transport}: ${published.length} published; the slow bare client received ${ids.length}, the slow module ${slow.got.length} (${slow.herald.stats.deltas} deltas)`);
     });
   });
 }
