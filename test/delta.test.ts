@@ -146,6 +146,9 @@ for (const { transport, mode } of SETUPS) {
       closers.push(() => void relay.close());
       const socket = io(relay.url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 20, reconnectionDelayMax: 100 });
       closers.push(() => socket.close());
+      // Before the first connect: its herald:hello can come before the subscribe's answer.
+      const replicas: string[] = [];
+      socket.on('herald:hello', (h: { replica: string }) => replicas.push(h.replica));
       await onceWithin(socket, 'connect', 'connect through the relay');
       const errors: unknown[] = [];
       const trace: string[] = [];
@@ -155,8 +158,6 @@ for (const { transport, mode } of SETUPS) {
       const herald = new HeraldClient(socket, { onError: (_room, err) => errors.push(err) });
       const got = recorder(herald, 'score');
       await herald.subscribe(room, { delta: 'fossil' });
-      const replicas: string[] = [];
-      socket.on('herald:hello', (h: { replica: string }) => replicas.push(h.replica));
       const resetsAt = new Set([20, 50, 80]);
       let resets = 0;
       const published = await publishScores(b, room, 0, 110, (i) => {

@@ -1,5 +1,5 @@
 import { createDelta } from 'fossil-delta';
-import type { Server } from 'socket.io';
+import type { Namespace, Server } from 'socket.io';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageId, MessageMeta } from '../protocol/events.js';
 import { deltaRoomOf, type RoomName } from '../protocol/rooms.js';
@@ -39,20 +39,31 @@ interface Previous {
  * the same on every replica for the same payload, so a delta can only apply to the payload it
  * was computed against, whichever replica delivered the base.
  *
+ * Conflation (CONFLATE_ROOMS, src/realtime/conflation.ts) never holds a delta: a held delta would
+ * be written after the ones it replaced, on a base the client never got. A delta subscriber that
+ * is held back (`heldBack`) leaves the delta room and waits like a new one: conflation holds the
+ * room's whole messages for it, and it enters the delta room again only once the whole message it
+ * is written is this replica's previous one (`released`), or after a later whole one it received.
+ *
  * Memory: one previous payload (at most PUBLISH_MAX_BYTES) per room that has delta subscribers
  * here (in it or waiting to enter it), dropped when it has none; plus a socket id per waiting
- * subscriber, dropped at the room's next message or when it leaves.
+ * subscriber (twice while conflation holds its message), dropped at the room's next message it
+ * receives or when it leaves.
  */
 export class Deltas {
   private readonly previous = new Map<RoomName, Previous>();
   private heldBytes = 0;
   /** Per room, sockets that asked for deltas and receive whole messages until the next one. */
   private readonly waiting = new Map<RoomName, Set<string>>();
+  /** Per room, waiting sockets whose whole messages conflation holds: they did not receive the room's last one. */
+  private readonly held = new Map<RoomName, Set<string>>();
 
   constructor(
     private readonly io: Server,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    registry.set(io.of('/'), this);
+  }
 
   /** `socketId`, subscribed to `room` and asking for deltas, receives them after the room's next whole message. */
   want(socketId: string, room: RoomName): void {
@@ -73,6 +84,34 @@ export class Deltas {
     this.unwait(socketId, room);
   }
 
+  /**
+   * Conflation holds `room`'s messages for `socketId` from now on (the one being delivered
+   * first): a delta subscriber leaves the delta room and receives whole messages until it has the
+   * one the next delta applies to. Call before the room's delta subscribers are sent the message.
+   * Nothing for a socket that did not ask for deltas.
+   */
+  heldBack(socketId: string, room: RoomName): void {
+    const socket = this.io.of('/').sockets.get(socketId);
+    if (socket?.rooms.has(deltaRoomOf(room))) void socket.leave(deltaRoomOf(room));
+    else if (!this.waiting.get(room)?.has(socketId)) return;
+    this.want(socketId, room);
+    let set = this.held.get(room);
+    if (!set) this.held.set(room, (set = new Set()));
+    set.add(socketId);
+  }
+
+  /**
+   * Conflation wrote `socketId` the held message `id` of `room`, whole: if it is this replica's
+   * previous message there, the socket has the next delta's base and receives deltas again.
+   */
+  released(socketId: string, room: RoomName, id: MessageId | undefined): void {
+    if (!this.unhold(socketId, room)) return;
+    const socket = this.io.of('/').sockets.get(socketId);
+    if (id === undefined || this.previous.get(room)?.id !== id || !this.waiting.get(room)?.has(socketId) || !socket?.rooms.has(room)) return;
+    this.unwait(socketId, room);
+    void socket.join(deltaRoomOf(room));
+  }
+
   /** `room`'s members are told to reload (`herald:reset`): every delta subscriber's next message is whole. */
   restart(room: RoomName): void {
     this.forgetPrevious(room);
@@ -91,6 +130,7 @@ export class Deltas {
   dropRoom(room: RoomName): void {
     this.forgetPrevious(room);
     this.waiting.delete(room);
+    this.held.delete(room);
   }
 
   /** The room whose whole messages must leave out the delta subscribers; undefined when it has none here. */
@@ -139,8 +179,9 @@ export class Deltas {
     this.previous.set(room, { id: entry.id, text });
     this.metrics.deltaHeld(this.previous.size, this.heldBytes);
     if (!waiting) return;
+    const held = this.held.get(room);
     for (const id of waiting) {
-      if (catchingUp(id)) continue;
+      if (catchingUp(id) || held?.has(id)) continue;
       waiting.delete(id);
       const socket = nsp.sockets.get(id);
       if (socket?.rooms.has(room)) void socket.join(target);
@@ -157,10 +198,26 @@ export class Deltas {
   }
 
   private unwait(socketId: string, room: RoomName): void {
+    this.unhold(socketId, room);
     const set = this.waiting.get(room);
     if (!set?.delete(socketId)) return;
     if (set.size === 0) this.waiting.delete(room);
   }
+
+  private unhold(socketId: string, room: RoomName): boolean {
+    const set = this.held.get(room);
+    if (!set?.delete(socketId)) return false;
+    if (set.size === 0) this.held.delete(room);
+    return true;
+  }
+}
+
+/** The delta rooms of a namespace's server, for conflation (src/realtime/conflation.ts). */
+const registry = new WeakMap<Namespace, Deltas>();
+
+/** The delta rooms of `nsp`, if its server has any. */
+export function deltasOf(nsp: Namespace): Deltas | undefined {
+  return registry.get(nsp);
 }
 
 /** `,"base":""` in the delta's meta. */

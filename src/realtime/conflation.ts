@@ -3,8 +3,9 @@ import type { Adapter, BroadcastOptions } from 'socket.io-adapter';
 import type { AdapterConflation, LocalDelivery, Packet } from '../cluster/adapter.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Config } from '../config/schema.js';
+import { deltasOf, type Deltas } from '../history/delta.js';
 import { PatternTable } from '../protocol/patterns.js';
-import type { RoomName } from '../protocol/rooms.js';
+import { deltaRoomOf, isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import { whenUwsDrains } from '../transport/uws-attach.js';
 import { outboundBytes } from './slow-consumers.js';
 
@@ -71,6 +72,13 @@ interface Holding {
  * subscribes again with `since` or `last`); `since` means "after this id": the messages skipped
  * before it are not sent again.
  *
+ * Deltas (HISTORY_ROOMS ` delta`, src/history/delta.ts): a delta is never held, since a held
+ * delta would be written after the ones it replaced, on a base the client never got. A delta
+ * subscriber that is over `fromBytes` (or already holds the room) when a message of the room is
+ * delivered leaves the room's delta subscribers before they are sent it (`Deltas.heldBack`) and is
+ * held the whole message instead, like any member; once that is written, it receives deltas again
+ * on it (`Deltas.released`).
+ *
  * Drain: uWS's `drain` handler (src/transport/uws-attach.ts), the `ws` socket's `drain` (node
  * transport), Engine.IO's flush of its buffer (long-polling on both): one of them comes after
  * the queue went over `fromBytes`, and each looks again until it is below.
@@ -88,11 +96,18 @@ export class Conflation implements AdapterConflation {
   hold(adapter: Adapter, packet: Packet, opts: BroadcastOptions): ReadonlySet<string> | undefined {
     if (opts.rooms.size !== 1 || opts.flags?.volatile || (packet.type !== EVENT && packet.type !== BINARY_EVENT) || packet.id !== undefined) return undefined;
     const room = opts.rooms.values().next().value as RoomName;
-    if (adapter.sids.has(room) || !this.opts.rooms.match(room)) return undefined;
+    if (adapter.sids.has(room) || isDeltaRoom(room) || !this.opts.rooms.match(room)) return undefined;
     const members = adapter.rooms.get(room);
     if (!members) return undefined;
-    const except = exceptedSockets(adapter, opts.except);
     const sockets = adapter.nsp.sockets;
+    const deltas = deltasOf(adapter.nsp);
+    // The room's delta subscribers that would be held leave them first: held whole, never a delta.
+    const deltaRoom = deltas && opts.except?.has(deltaRoomOf(room)) ? adapter.rooms.get(deltaRoomOf(room)) : undefined;
+    for (const id of deltaRoom ? [...deltaRoom] : []) {
+      const socket = sockets.get(id);
+      if (socket && (this.holding.get(socket)?.held.has(room) || outboundBytes(socket) > this.opts.fromBytes)) deltas!.heldBack(id, room);
+    }
+    const except = exceptedSockets(adapter, opts.except);
     let held: Set<string> | undefined;
     for (const id of members) {
       if (except?.has(id)) continue;
@@ -101,7 +116,7 @@ export class Conflation implements AdapterConflation {
       const state = this.holding.get(socket);
       if (!state?.held.has(room) && outboundBytes(socket) <= this.opts.fromBytes) continue;
       (held ??= new Set()).add(id);
-      this.keep(state ?? this.start(adapter, socket), room, packet, opts.flags);
+      this.keep(state ?? this.start(adapter, socket), room, packet, opts.flags, deltas);
     }
     return held;
   }
@@ -124,11 +139,13 @@ export class Conflation implements AdapterConflation {
     return state;
   }
 
-  private keep(state: Holding, room: RoomName, packet: Packet, flags: BroadcastOptions['flags']): void {
+  private keep(state: Holding, room: RoomName, packet: Packet, flags: BroadcastOptions['flags'], deltas: Deltas | undefined): void {
     if (state.held.has(room)) this.metrics.messageConflated();
     else {
       this.metrics.conflationHeld(1);
       this.positions?.holding(state.socket.id, room);
+      // A delta subscriber waiting for its first whole message: that one is held, it waits on.
+      deltas?.heldBack(state.socket.id, room);
     }
     state.held.set(room, { packet, flags });
     this.delivery?.pause?.(state.adapter, state.socket.id, room);
@@ -193,6 +210,7 @@ export class Conflation implements AdapterConflation {
       // Counted as delivered now, without a fan-out latency: it waited for its connection, not for herald.
       this.metrics.delivered(1, undefined);
       this.delivery?.resume?.(adapter, socket.id, room);
+      deltasOf(adapter.nsp)?.released(socket.id, room, idOf(packet));
     }
     this.end(state);
   }
@@ -232,6 +250,12 @@ export function createConflation(
   if (config.conflateRooms.length === 0) return undefined;
   const rooms = new PatternTable(config.conflateRooms.map((pattern) => ({ pattern, value: true as const })));
   return new Conflation({ rooms, fromBytes: Math.floor(config.slowClientMaxBytes / 2) }, deps.delivery, deps.positions, deps.metrics);
+}
+
+/** A message's `meta.id` (history rooms), from its packet `[event, data, meta]`. */
+function idOf(packet: Packet): string | undefined {
+  const meta = (packet.data as unknown[] | undefined)?.[2] as { id?: unknown } | undefined;
+  return typeof meta?.id === 'string' ? meta.id : undefined;
 }
 
 /** The sockets `except` leaves out (rooms, usually socket ids: catch-ups in progress); undefined: none. */
