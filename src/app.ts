@@ -17,7 +17,7 @@ import { drainReplica, WEBHOOK_FLUSH_MS } from './lifecycle/drain.js';
 import { healthRoutes } from './lifecycle/health.js';
 import { createLifecycle, type Phase } from './lifecycle/lifecycle.js';
 import { guardOutages, refusingAfterOutage } from './lifecycle/outage.js';
-import { registerLiveGauges } from './observability/live.js';
+import { registerLiveGauges, registerRequestGauge } from './observability/live.js';
 import type { Logger } from './observability/logger.js';
 import { createMetricsServer, metricsRoutes } from './observability/metrics-http.js';
 import { createMetrics } from './observability/metrics.js';
@@ -135,7 +135,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     requestTimeoutMs: config.httpRequestTimeoutSeconds * 1000,
     replicaId,
     logger,
+    closing: () => lifecycle.refusingConnections,
   });
+  registerRequestGauge(metrics.registry, http);
   const metricsServer = config.metricsPort === undefined ? undefined : createMetricsServer(metrics, logger);
   const ingest = createIngest(config, { publisher, timing, metrics, logger });
 
@@ -166,6 +168,9 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
       },
       // In this order: closing Socket.IO closes what is left and starts their sessions' saves.
       redisWork: [
+        // Requests in flight (a publish waiting on Redis) are answered before Redis closes and
+        // the process exits: an accepted publish never loses its answer to the drain.
+        { what: 'requests', run: () => http.settled() },
         { what: 'socket.io', run: () => io.close() },
         { what: 'webhooks', run: async () => events?.close() },
         { what: 'sessions', run: async () => recovery?.flush(timing.timeoutMs) },

@@ -68,3 +68,15 @@ export function registerLiveGauges(registry: Registry, live: LiveState): void {
     },
   });
 }
+
+/** `herald_http_requests_in_flight`: HTTP requests handed to a route and not answered yet. */
+export function registerRequestGauge(registry: Registry, http: { readonly inFlight: number }): void {
+  new Gauge({
+    name: 'herald_http_requests_in_flight',
+    help: 'HTTP requests handed to a route (publish, history, control, ...) and not answered yet',
+    registers: [registry],
+    collect() {
+      this.set(http.inFlight);
+    },
+  });
+}

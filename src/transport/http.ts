@@ -28,6 +28,16 @@ export interface HttpService {
   /** Sent as `x-herald-replica` on every reply. */
   readonly replicaId: string;
   handle(req: Omit<HttpRequest, 'params'>): Promise<HttpReply>;
+  /**
+   * True once the replica drains: each reply then closes its connection (`Connection: close`),
+   * so a client sends its next request to the balancer again, not down a connection that the
+   * process's exit would reset.
+   */
+  closingConnections(): boolean;
+  /** Requests handed to a route and not answered yet (`herald_http_requests_in_flight`). */
+  readonly inFlight: number;
+  /** Resolves once no request is in flight (at once when none is): the drain waits for it before Redis closes. */
+  settled(): Promise<void>;
 }
 
 export function errorReply(err: HeraldError): HttpReply {
@@ -53,25 +63,53 @@ export function createHttpService(opts: {
   requestTimeoutMs: number;
   replicaId: string;
   logger: Logger;
+  /** True once the replica drains (see `HttpService.closingConnections`). */
+  closing?: () => boolean;
 }): HttpService {
   const { routes, logger } = opts;
+  let inFlight = 0;
+  // Resolved when the count falls to 0; bounded: one per drain waiting.
+  let waiters: (() => void)[] = [];
+  const wake = () => {
+    if (inFlight > 0) return;
+    const ready = waiters;
+    waiters = [];
+    for (const w of ready) w();
+  };
+  const route = async (req: Omit<HttpRequest, 'params'>): Promise<HttpReply> => {
+    const onPath = routes.flatMap((route) => {
+      const params = matchPath(route.path, req.path);
+      return params ? [{ route, params }] : [];
+    });
+    const hit = onPath.find((r) => r.route.method === req.method);
+    if (!hit) return errorReply(new HeraldError(onPath.length > 0 ? 'method_not_allowed' : 'not_found'));
+    try {
+      return await hit.route.handle({ ...req, params: hit.params });
+    } catch (err) {
+      const herr = toHeraldError(err);
+      if (herr.code === 'internal') logger.error({ err: herr.cause, path: req.path }, 'request failed');
+      return errorReply(herr);
+    }
+  };
   return {
     maxBodyBytes: opts.maxBodyBytes,
     requestTimeoutMs: opts.requestTimeoutMs,
     replicaId: opts.replicaId,
+    closingConnections: opts.closing ?? (() => false),
+    get inFlight() {
+      return inFlight;
+    },
+    settled() {
+      return inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    // A request counts until its reply is decided (an event stream: until it opened).
     async handle(req) {
-      const onPath = routes.flatMap((route) => {
-        const params = matchPath(route.path, req.path);
-        return params ? [{ route, params }] : [];
-      });
-      const hit = onPath.find((r) => r.route.method === req.method);
-      if (!hit) return errorReply(new HeraldError(onPath.length > 0 ? 'method_not_allowed' : 'not_found'));
+      inFlight++;
       try {
-        return await hit.route.handle({ ...req, params: hit.params });
-      } catch (err) {
-        const herr = toHeraldError(err);
-        if (herr.code === 'internal') logger.error({ err: herr.cause, path: req.path }, 'request failed');
-        return errorReply(herr);
+        return await route(req);
+      } finally {
+        // Woken after the transport has written this reply (it does so when `handle` resolves).
+        if (--inFlight === 0 && waiters.length > 0) setImmediate(wake);
       }
     },
   };

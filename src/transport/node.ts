@@ -108,7 +108,7 @@ function handle(opts: TransportOptions, req: IncomingMessage, res: ServerRespons
     }
     const { body, headers } = renderReply(reply, opts.http.replicaId);
     for (const [k, v] of headers) res.setHeader(k, v);
-    if (closeConnection) res.setHeader('connection', 'close');
+    if (closeConnection || opts.http.closingConnections()) res.setHeader('connection', 'close');
     // Without a length, writeHead commits to chunked encoding for a body that is already whole.
     res.setHeader('content-length', Buffer.byteLength(body));
     res.writeHead(reply.status);

@@ -75,10 +75,11 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
         return;
       }
       const { body, headers } = renderReply(reply, opts.http.replicaId);
+      const close = closeConnection || opts.http.closingConnections();
       res.cork(() => {
         res.writeStatus(statusLine(reply.status));
         for (const [k, v] of headers) res.writeHeader(k, v);
-        res.end(body, closeConnection);
+        res.end(body, close);
       });
     };
     const dispatch = (body: Buffer) => {
