@@ -55,7 +55,8 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
       PUBLISH_KEYS: KEY,
       // `private:*` rooms are refused, as compose refuses everything but its PUBLIC_ROOMS.
       PUBLIC_ROOMS: 'load:*, scores:*',
-      HISTORY_ROOMS: 'scores:*',
+      // fanout-latency's default room with DELTA=1 is load:delta-<ms>.
+      HISTORY_ROOMS: 'load:delta-* delta, scores:*',
       // Every k6 connection arrives from HAProxy's one address: size the per-IP limits for the load.
       CONNECT_RATE_PER_IP: '10000',
       CONNECT_BURST_PER_IP: '10000',
@@ -107,6 +108,30 @@ describe('k6 scripts against two replicas behind HAProxy', { skip: K6 ? needs('h
     assert.ok(published >= 55, explain(r));
     assert.equal(Number(r.summary.received), published * 20, explain(r));
     assert.notEqual(r.summary['latency p99 (ms)'], 'undefined');
+  });
+
+  it('fanout-latency DELTA=1: applies every fossil delta on its base in k6, and reports fewer bytes per delivered message than whole scores', async () => {
+    // Correctness only: P99_MS lifts the latency threshold out of the way on a busy machine.
+    const [delta, whole] = [await k6('fanout-latency', { DELTA: '1', P99_MS: '60000' }), await k6('fanout-latency', { SCORE: '1', P99_MS: '60000' })];
+    for (const r of [delta, whole]) {
+      passes(r);
+      assert.equal(Number(r.summary.received), Number(r.summary.published) * 20, explain(r));
+    }
+    assert.match(delta.stdout, /^ {2}mode: COMPRESSION=0, SCORE=1, DELTA=1$/m, explain(delta));
+    // Each subscriber's first message is whole (and any whose delta would not be smaller).
+    assert.ok(Number(delta.summary['deltas applied']) >= (Number(delta.summary.published) - 2) * 20 * 0.9, explain(delta));
+    for (const k of ['deltas on a wrong base', 'deltas with a bad checksum', 'malformed deltas', 'deltas not rebuilding the published score']) {
+      assert.equal(delta.summary[k], '0', `${k}\n${explain(delta)}`);
+    }
+    const perMessage = (r: Run) => Number(r.summary['event frame bytes per delivered message']);
+    assert.ok(perMessage(delta) > 0 && perMessage(delta) < perMessage(whole) / 2, `${perMessage(delta)} B with deltas, ${perMessage(whole)} B whole`);
+    console.log(`# k6 fanout-latency: ${perMessage(whole)} B per delivered message whole, ${perMessage(delta)} B with DELTA=1`);
+  });
+
+  it('fanout-latency DELTA=1 fails when the room is not a delta room (subscribe not_found)', async () => {
+    const r = await k6('fanout-latency', { DELTA: '1', ROOM: 'scores:k6-delta' });
+    failsOn(r, 'subscribe_failures');
+    assert.match(r.stderr, /subscribe refused: .*not_found/, explain(r));
   });
 
   it('throughput: every step delivers what it published, and reports per step', async () => {
