@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { applyDelta as fossilApply, createDelta } from 'fossil-delta';
 import WebSocket from 'ws';
-import { applyDelta, checksum, deltaReceiver, utf8Decode, utf8Encode, utf8Length } from '../loadtest/lib/fossil.js';
+import { applyDelta, checksum, deltaReceiver, portable, utf8Decode, utf8Encode, utf8Length } from '../loadtest/lib/fossil.js';
 import { connectFrame, eventFrame, isEventFrame, parseFrame, PONG, socketUrl } from '../loadtest/lib/socketio.js';
 import { deltaString } from '../src/history/delta.js';
 import { publish } from './helpers/clients.js';
@@ -28,7 +28,9 @@ function prng(seed: number): () => number {
   };
 }
 
+/** Bytes as one character per byte, how herald sends a delta. */
 const bin = (a: Uint8Array | number[]) => Buffer.from(a as Uint8Array).toString('latin1');
+const bytes = (s: string) => Uint8Array.from(Buffer.from(s, 'latin1'));
 
 /** A source of random bytes and a target made from it by random edits (replace, insert, delete, move). */
 function pair(rand: () => number, size: number): { source: Uint8Array; target: Uint8Array } {
@@ -71,9 +73,9 @@ describe('k6 fossil apply (loadtest/lib/fossil.js) against fossil-delta', () => 
     let copies = 0;
     for (const { source, target } of cases) {
       const delta = createDelta(source, target);
-      const out = applyDelta(bin(source), deltaString(Uint8Array.from(delta)));
-      assert.equal(out, bin(target));
-      assert.equal(out, bin(fossilApply(source, delta)));
+      const out = applyDelta(source, deltaString(Uint8Array.from(delta)));
+      assert.deepEqual(out, target);
+      assert.deepEqual(out, Uint8Array.from(fossilApply(source, delta)));
       if (/@/.test(bin(delta))) copies++;
     }
     assert.ok(copies > 300, `deltas with copies: ${copies}`);
@@ -87,7 +89,7 @@ describe('k6 fossil apply (loadtest/lib/fossil.js) against fossil-delta', () => 
       const delta = bin(createDelta(new Uint8Array(0), target));
       const body = delta.slice(delta.indexOf('\n') + 1);
       const written = body.slice(body.indexOf(':') + 1 + n, -1);
-      assert.equal(base64(checksum(bin(target))), written, `length ${n}`);
+      assert.equal(base64(checksum(target)), written, `length ${n}`);
     }
   });
 
@@ -97,41 +99,53 @@ describe('k6 fossil apply (loadtest/lib/fossil.js) against fossil-delta', () => 
     target[500] = (target[500]! + 1) % 256;
     const delta = bin(createDelta(source, target));
     assert.match(delta, /@/);
-    assert.equal(applyDelta(bin(source), delta), bin(target));
-    const other = bin(source.map((b) => (b + 1) % 256));
+    assert.deepEqual(applyDelta(source, delta), target);
+    const other = source.map((b) => (b + 1) % 256);
     assert.throws(() => applyDelta(other, delta), code('delta_checksum'));
-    const sum = `${base64(checksum(bin(target)))};`;
+    const sum = `${base64(checksum(target))};`;
     assert.ok(delta.endsWith(sum));
-    const altered = `${delta.slice(0, -sum.length)}${base64((checksum(bin(target)) + 1) >>> 0)};`;
-    assert.throws(() => applyDelta(bin(source), altered), code('delta_checksum'));
-    const size = delta.slice(0, delta.indexOf('\n'));
-    assert.throws(() => applyDelta(bin(source), `${size}1${delta.slice(size.length)}`), code('delta_checksum'));
+    const altered = `${delta.slice(0, -sum.length)}${base64((checksum(target) + 1) >>> 0)};`;
+    assert.throws(() => applyDelta(source, altered), code('delta_checksum'));
+    const size = delta.indexOf('\n');
+    assert.equal(delta.slice(0, size), base64(target.length));
+    assert.throws(() => applyDelta(source, `${base64(target.length + 1)}${delta.slice(size)}`), code('delta_checksum'));
+    assert.throws(() => applyDelta(source, `${base64(target.length - 1)}${delta.slice(size)}`), code('delta_checksum'));
   });
 
   it('fails with delta_malformed on a truncated delta, an unknown operator, a copy past the source, an insert past the delta', () => {
     const { source, target } = pair(prng(3), 500);
     const delta = bin(createDelta(source, target));
-    assert.throws(() => applyDelta(bin(source), delta.slice(0, -1)), code('delta_malformed'));
-    assert.throws(() => applyDelta(bin(source), delta.slice(0, delta.length >> 1)), code('delta_malformed'));
-    assert.throws(() => applyDelta(bin(source), ''), code('delta_malformed'));
-    assert.throws(() => applyDelta('abc', '3\n3!0,0;'), code('delta_malformed'));
-    assert.throws(() => applyDelta('abc', '4\n4@0,0;'), code('delta_malformed'));
-    assert.throws(() => applyDelta('abc', '4\n4:ab'), code('delta_malformed'));
-    assert.throws(() => applyDelta('abc', 'zzzzzzzzzz\n0;'), code('delta_malformed'));
+    assert.throws(() => applyDelta(source, delta.slice(0, -1)), code('delta_malformed'));
+    assert.throws(() => applyDelta(source, delta.slice(0, delta.length >> 1)), code('delta_malformed'));
+    assert.throws(() => applyDelta(source, ''), code('delta_malformed'));
+    const abc = bytes('abc');
+    assert.throws(() => applyDelta(abc, '3\n3!0,0;'), code('delta_malformed'));
+    assert.throws(() => applyDelta(abc, '4\n4@0,0;'), code('delta_malformed'));
+    assert.throws(() => applyDelta(abc, '4\n4:ab'), code('delta_malformed'));
+    // A size no delta of this length could produce is refused before anything is allocated for it.
+    assert.throws(() => applyDelta(abc, '3~~~~\n0;'), code('delta_malformed'));
+    assert.throws(() => applyDelta(abc, 'zzzzzzzzzz\n0;'), code('delta_malformed'));
     // 'abc' as big-endian words: 0x61626300; 1XObC0 in fossil's base 64.
-    assert.equal(checksum('abc'), 0x61626300);
-    assert.equal(applyDelta('abc', '3\n3@0,1XObC0;'), 'abc');
-    assert.throws(() => applyDelta('abd', '3\n3@0,1XObC0;'), code('delta_checksum'));
+    assert.equal(checksum(abc), 0x61626300);
+    assert.deepEqual(applyDelta(abc, '3\n3@0,1XObC0;'), abc);
+    assert.throws(() => applyDelta(bytes('abd'), '3\n3@0,1XObC0;'), code('delta_checksum'));
   });
 
-  it('encodes, decodes and measures UTF-8 as Buffer does', () => {
-    for (const s of ['', 'plain ascii {"a":1}', 'Müller – Ødegaard ⚽ 🏟️ 日本', '\u0000\u007f\u0080\u07ff\u0800\uffff', '😀x😀', 'a\ud83d', '\udc00b']) {
-      assert.equal(utf8Encode(s), Buffer.from(s, 'utf8').toString('latin1'), JSON.stringify(s));
-      assert.equal(utf8Length(s), Buffer.byteLength(s, 'utf8'), JSON.stringify(s));
-      if (!/[\ud800-\udfff]/.test(s.replace(/[\ud800-\udbff][\udc00-\udfff]/g, ''))) assert.equal(utf8Decode(utf8Encode(s)), s);
-    }
-    for (const bad of ['\u00ff', '\u00c3', '\u00e2\u0082', '\u00c0\u0080', '\u00ed\u00a0\u0080', '\u00f4\u0090\u0080\u0080']) {
-      assert.throws(() => utf8Decode(bad), code('delta_malformed'), JSON.stringify(bad));
+  it('encodes, decodes and measures UTF-8 as Buffer does, with TextEncoder/TextDecoder and with the code for k6 before v2.2.0', () => {
+    const strings = ['', 'plain ascii {"a":1}', 'Müller – Ødegaard ⚽ 🏟️ 日本', '\u0000\u007f\u0080\u07ff\u0800\uffff', '😀x😀', 'a\ud83d', '\udc00b'];
+    for (const [name, encode, decode] of [
+      ['TextEncoder', utf8Encode, utf8Decode],
+      ['portable', portable.encode, portable.decode],
+    ] as const) {
+      for (const s of strings) {
+        const utf8 = Uint8Array.from(Buffer.from(s, 'utf8'));
+        assert.deepEqual(encode(s), utf8, `${name} ${JSON.stringify(s)}`);
+        assert.equal(utf8Length(s), utf8.length, JSON.stringify(s));
+        assert.equal(decode(utf8), Buffer.from(utf8).toString('utf8'), `${name} ${JSON.stringify(s)}`);
+      }
+      for (const bad of [[0xff], [0xc3], [0xe2, 0x82], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80]]) {
+        assert.throws(() => decode(Uint8Array.from(bad)), code('delta_malformed'), `${name} ${JSON.stringify(bad)}`);
+      }
     }
   });
 
