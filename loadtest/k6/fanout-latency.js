@@ -139,8 +139,7 @@ function applied(deltas, msg, meta, bytes, counts) {
   if (!r.delta) return r.data;
   counts.deltas++;
   counts.deltaBytes += bytes;
-  const score = r.data && r.data.score;
-  if (typeof r.data.seq !== 'number' || JSON.stringify(score) !== JSON.stringify(scoreUpdate(r.data.seq))) {
+  if (!r.data || typeof r.data.seq !== 'number' || JSON.stringify(r.data.score) !== JSON.stringify(scoreUpdate(r.data.seq))) {
     deltaFailures.delta_payload_mismatch.add(1);
     return undefined;
   }
