@@ -123,13 +123,13 @@ describe('k6 scripts', () => {
   const dir = new URL('../loadtest/k6/', import.meta.url);
   const files = readdirSync(dir).filter((f) => f.endsWith('.js'));
 
-  it('parse, and import only k6 modules and the shared wire module the harness runs', () => {
+  it('parse, and import only k6 modules and the shared modules Node runs too (wire protocol, fossil apply)', () => {
     assert.deepEqual(files.sort(), ['churn.js', 'common.js', 'connections.js', 'fanout-latency.js', 'recovery.js', 'throughput.js']);
     for (const f of files) {
       const path = fileURLToPath(new URL(f, dir));
       execFileSync(process.execPath, ['--check', path]);
       const imports = [...readFileSync(path, 'utf8').matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]!);
-      for (const spec of imports) assert.ok(/^k6(\/|$)/.test(spec) || spec === './common.js' || spec === '../lib/socketio.js', `${f} imports ${spec}`);
+      for (const spec of imports) assert.ok(/^k6(\/|$)/.test(spec) || spec === './common.js' || spec === '../lib/socketio.js' || spec === '../lib/fossil.js', `${f} imports ${spec}`);
     }
   });
 });

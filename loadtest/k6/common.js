@@ -83,8 +83,11 @@ function failed(room, reason, handlers) {
  * Opens a Socket.IO connection and subscribes to `room` (with `handlers.since` when given).
  * Exactly one of `onSubscribed(ack)` or `onFailed(reason)` is called per call (and counted in
  * `subscribe_failures` when it failed); after that, `onEvent(name, data, meta)` for every
- * published message and `onClose()` when the socket closes. Answers pings. Returns the socket.
- * `handlers.params` goes to k6's WebSocket (e.g. `{compression: 'deflate'}`).
+ * published message (`frame`, its fourth argument, is the text frame it came in) and `onClose()`
+ * when the socket closes. Answers pings. Returns the socket. `handlers.params` goes to k6's
+ * WebSocket (e.g. `{compression: 'deflate'}`); `handlers.delta` (`"fossil"`) asks for deltas
+ * (`subscribe {room, delta}`, docs/reference/deltas.md), which `onEvent` gets as they come
+ * (`data` the delta, `meta.base` its base: loadtest/lib/fossil.js applies them).
  *
  * For connection state recovery (recovery.js, BUILTIN=1): `handlers.auth` adds fields to the
  * CONNECT auth (`{pid, offset}` on a reconnect); `onOffset(offset)` gets the offset of every event
@@ -112,7 +115,7 @@ export function subscribe(room, handlers) {
         const offset = eventOffset(f.args);
         if (offset !== undefined) handlers.onOffset(offset);
       }
-      if (f.name.indexOf('herald:') !== 0 && handlers.onEvent) handlers.onEvent(f.name, f.args[0], f.args[1]);
+      if (f.name.indexOf('herald:') !== 0 && handlers.onEvent) handlers.onEvent(f.name, f.args[0], f.args[1], frame);
       return;
     }
     const f = parseFrame(frame);
@@ -122,7 +125,7 @@ export function subscribe(room, handlers) {
       ws.send(connectFrame(Object.keys(auth).length ? auth : undefined));
     } else if (f.type === 'connected') {
       if (handlers.onConnected && handlers.onConnected({ sid: f.sid, pid: f.pid }) === false) settle(null);
-      else ws.send(eventFrame('subscribe', [handlers.since ? { room: room, since: handlers.since } : room], 1));
+      else ws.send(eventFrame('subscribe', [subscribeArg(room, handlers)], 1));
     } else if (f.type === 'refused') settle(undefined, `connect refused: ${JSON.stringify(f.error)}`);
     else if (f.type === 'ack' && f.id === 1) {
       const ack = f.args[0];
@@ -142,6 +145,15 @@ export function subscribe(room, handlers) {
     if (handlers.onClose) handlers.onClose();
   };
   return ws;
+}
+
+/** The subscribe event's argument: the room's name, or `{room, since?, delta?}`. */
+function subscribeArg(room, handlers) {
+  if (!handlers.since && !handlers.delta) return room;
+  const arg = { room: room };
+  if (handlers.since) arg.since = handlers.since;
+  if (handlers.delta) arg.delta = handlers.delta;
+  return arg;
 }
 
 /** Publishes `{seq, sent}` (plus `extra`) to `room` through the HTTP API; true when accepted. */
