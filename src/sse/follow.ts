@@ -109,7 +109,7 @@ async function replay(stream: SseStream, room: RoomName, since: MessageId, histo
     if (!page.recovered) return { mark, recovered: false };
     for (const e of page.entries) {
       // A replay larger than the bound would close the reader it is for, again at every reconnect.
-      if (stream.queuedBytes > 0) await new Promise<void>((resolve) => stream.whenDrained(resolve));
+      if (stream.backlogged) await new Promise<void>((resolve) => stream.whenDrained(resolve));
       if (stream.closed) return { mark, recovered: true };
       stream.replayed(room, e);
       mark = e.id;

@@ -9,7 +9,7 @@ import { RESET_EVENT, type MessageId } from '../protocol/events.js';
 import { isStreamId } from '../protocol/ids.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { eventFrame } from './frames.js';
-import type { Delivery, SseStream } from './stream.js';
+import { delivery, type Delivery, type SseStream } from './stream.js';
 import type { OtherMembers } from '../protocol/members.js';
 
 /** Socket.IO's packet type of an event. */
@@ -37,7 +37,9 @@ export interface HubOptions {
  * herald's adapter hands every local delivery to `deliver` (src/cluster/adapter.ts), the same
  * one Socket.IO's sockets get, before the recovery offset is added: each publication is turned
  * into SSE text once per room, and every stream in the room gets that one string (with its own
- * `id:` line, the positions of its own history rooms).
+ * `id:` line, the positions of its own history rooms: built once for all the streams that are in
+ * step, see `IdMemo` in stream.ts). Streams write at the end of the event-loop turn, one write
+ * each for all the turn's messages (stream.ts).
  */
 export class SseHub implements OtherMembers {
   private readonly streams = new Map<string, SseStream>();
@@ -149,12 +151,8 @@ export class SseHub implements OtherMembers {
     const [event, data, meta] = packet.data as [unknown, unknown, unknown];
     if (typeof event !== 'string') return;
     let d: Delivery | undefined;
-    const make = (): Delivery => ({
-      frame: eventFrame(event, data, meta),
-      id: positionIn(meta),
-      ...(event === RESET_EVENT ? resetOf(data) : {}),
-    });
-    const except = opts.except;
+    const make = (): Delivery => delivery(eventFrame(event, data, meta), positionIn(meta), event === RESET_EVENT ? resetOf(data) : undefined);
+    const except = opts.except !== undefined && opts.except.size > 0 ? opts.except : undefined;
     if (opts.rooms.size === 0) {
       d = make();
       // To every connection: under the stream's own id room, which keeps no position.
@@ -225,7 +223,7 @@ function positionIn(meta: unknown): MessageId | undefined {
   return isStreamId(id) ? id : undefined;
 }
 
-function resetOf(data: unknown): { resetTo?: MessageId } {
+function resetOf(data: unknown): MessageId | undefined {
   const offset = typeof data === 'object' && data !== null ? (data as { offset?: unknown }).offset : undefined;
-  return isStreamId(offset) ? { resetTo: offset } : {};
+  return isStreamId(offset) ? offset : undefined;
 }

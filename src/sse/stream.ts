@@ -15,8 +15,69 @@ export interface Delivery {
   /** `meta.id`: the entry's position, in a history room. */
   readonly id: MessageId | undefined;
   /** A `herald:reset` of a history room: where the room continues from. */
-  readonly resetTo?: MessageId;
+  readonly resetTo: MessageId | undefined;
+  /**
+   * The last `id:` line and frame built for this delivery, kept for the next stream that is where
+   * the previous one was (see `IdMemo`); undefined until a stream of a history room needs one.
+   */
+  memo: IdMemo | undefined;
 }
+
+/** A delivery as the hub (or a replay) makes it, before any stream has it. */
+export function delivery(frame: string, id: MessageId | undefined, resetTo?: MessageId): Delivery {
+  return { frame, id, resetTo, memo: undefined };
+}
+
+/**
+ * What a delivery became for one stream of a history room: `chunk` (its `id:` line and frame)
+ * and `idText` (the `id:` after it), for a stream whose `id:` was `prior` before it, at position
+ * `index` of its history rooms. Streams of the same history rooms that are in step (every live
+ * one usually is: they received the same entries) have the same `id:` text, so the `id:` line and
+ * the text written are built once per delivery, not once per stream, and the position check
+ * (`compareIds`) that passed for the first stream holds for the others.
+ */
+interface IdMemo {
+  readonly prior: string;
+  readonly index: number;
+  readonly idText: string;
+  readonly chunk: string;
+}
+
+/**
+ * What a stream is written in one event-loop turn reaches its sink at the end of the turn
+ * (`setImmediate`), in one write: one system call per stream per turn, however many messages the
+ * turn delivered, as uWS sends a WebSocket's topic messages at the end of the loop iteration. It
+ * also keeps the write out of whatever uWS was doing when the message came: a delivery made
+ * inside a request's handler (a publish) runs while uWS has that request's socket corked, and
+ * uWS corks one socket at a time, so a stream written there could not be corked and each of the
+ * four pieces of an HTTP chunk (size, line end, text, line end) was a `send` of its own.
+ *
+ * `waiting`: the streams with text for the end of this turn, in the order they were first
+ * written to in it.
+ */
+let waiting: SseStream[] = [];
+let flushScheduled = false;
+
+/**
+ * The last text a stream's pending text and a write were joined into. The hub writes one delivery
+ * to every stream of a room in a row, and streams in step hold the same pending text, so they
+ * share one joined string: the transport flattens it once, not once per stream.
+ */
+let joinedPrior = '';
+let joinedText = '';
+let joined = '';
+
+function flushWaiting(): void {
+  flushScheduled = false;
+  joinedPrior = joinedText = joined = '';
+  const streams = waiting;
+  waiting = [];
+  const now = Date.now();
+  for (const s of streams) s.flush(now);
+}
+
+/** A replay (follow.ts) hands over about this much text at once (less than the smallest SLOW_CLIENT_MAX_BYTES), then waits for the reader to take it. */
+export const REPLAY_BATCH_CHARS = 8 * 1024;
 
 /**
  * Live entries held for one stream's history room while its replay is read. Past this they are
@@ -71,6 +132,8 @@ export class SseStream {
   private readonly tag: string;
   private idText: string | undefined;
   private onOverflow: (() => void) | undefined;
+  /** Written this turn, not yet handed to the sink (see `waiting`). */
+  private pending = '';
 
   constructor(
     private readonly sink: StreamSink,
@@ -89,8 +152,14 @@ export class SseStream {
     return this.sink.closed;
   }
 
+  /** What the sink holds that the peer has not taken (what waits for the end of the turn is not counted: the peer has not been offered it yet). */
   get queuedBytes(): number {
     return this.sink.queuedBytes;
+  }
+
+  /** Whether a replay should wait for the reader first: the sink holds what the peer has not taken, or a batch waits for the end of the turn. */
+  get backlogged(): boolean {
+    return this.sink.queuedBytes > 0 || this.pending.length >= REPLAY_BATCH_CHARS;
   }
 
   /** Where `room`'s history continues from for this stream (undefined: not a history room, or not known). */
@@ -108,7 +177,9 @@ export class SseStream {
     this.onOverflow = fn;
   }
 
+  /** Hands what waits for the end of the turn to the sink now, and calls `fn` once the sink has passed it all on. */
   whenDrained(fn: () => void): void {
+    this.flush(Date.now());
     this.sink.whenDrained(fn);
   }
 
@@ -136,12 +207,12 @@ export class SseStream {
   }
 
   heartbeat(now: number, idleMs: number): void {
-    if (now - this.lastWriteAt >= idleMs) this.write(HEARTBEAT);
+    if (now - this.lastWriteAt >= idleMs && this.pending === '') this.write(HEARTBEAT);
   }
 
   /** A live delivery into `room`: held while the room replays, dropped when already sent. */
   deliver(room: RoomName, d: Delivery): void {
-    const t = this.tracks.get(room);
+    const t = this.tracks.size === 0 ? undefined : this.tracks.get(room);
     if (!t) return void this.write(d.frame);
     if (d.id === undefined) {
       if (d.resetTo !== undefined) this.moveTo(t, d.resetTo);
@@ -161,7 +232,7 @@ export class SseStream {
   /** An entry of a history room's replay, sent at once. */
   replayed(room: RoomName, e: HistoryEntry): void {
     const t = this.tracks.get(room);
-    if (t) this.sendAt(t, { frame: eventFrame(e.event, e.data, { room: e.room, id: e.id, ts: e.ts }), id: e.id });
+    if (t) this.sendAt(t, delivery(eventFrame(e.event, e.data, { room: e.room, id: e.id, ts: e.ts }), e.id));
   }
 
   /** Starts a replay read: whether entries were let go since the last one started. */
@@ -199,23 +270,48 @@ export class SseStream {
     if (retryMs !== undefined) last += retryLine(retryMs);
     if (body) last += eventFrame(DISCONNECT_EVENT, body);
     if (last) this.write(last);
+    this.flush(Date.now());
     this.sink.end();
   }
 
   /** Ends it without a word (a peer that does not read gets nothing more queued). */
   drop(): void {
+    this.pending = '';
     this.sink.end();
+  }
+
+  /** Hands what was written since the last flush to the sink, in one write (`now`: the time to count it written at). */
+  flush(now: number): void {
+    const text = this.pending;
+    if (text === '') return;
+    this.pending = '';
+    if (!this.sink.write(text)) return;
+    this.lastWriteAt = now;
+    if (this.sink.queuedBytes > this.opts.boundBytes) this.overflow();
   }
 
   joined(): IterableIterator<[RoomName, Set<SseStream>]> {
     return this.joinedRooms.entries();
   }
 
+  /** An entry of a history room (`d.id` set), unless the stream is already past it, with the stream's `id:` after it. */
   private sendAt(t: Track, d: Delivery): void {
+    const id = d.id;
+    if (id === undefined) return void this.write(d.frame);
+    const prior = this.idText;
+    const m = d.memo;
+    if (m !== undefined && prior !== undefined && m.index === t.index && m.prior === prior) {
+      // In step with the stream this delivery was last built for: the same check passed, the same text follows.
+      this.positions[t.index] = id;
+      this.idText = m.idText;
+      return this.write(m.chunk);
+    }
     const at = this.positions[t.index];
-    if (d.id !== undefined && at !== undefined && compareIds(d.id, at) <= 0) return;
-    if (d.id !== undefined) this.moveTo(t, d.id);
-    this.write(idLine(this.idText!) + d.frame);
+    if (at !== undefined && compareIds(id, at) <= 0) return;
+    this.moveTo(t, id);
+    const chunk = idLine(this.idText!) + d.frame;
+    if (prior !== undefined) d.memo = { prior, index: t.index, idText: this.idText!, chunk };
+    this.write(chunk);
   }
 
   private moveTo(t: Track, id: MessageId): void {
@@ -223,14 +319,34 @@ export class SseStream {
     this.idText = encodeEventId(this.tag, this.positions);
   }
 
+  /**
+   * Queues `text` for the end of the turn (`waiting`). The bound is checked when it reaches the
+   * sink (`flush`): a turn's text is what this turn delivered, whatever the reader does; what the
+   * reader does not take piles up in the sink, and that is bounded.
+   */
   private write(text: string): void {
-    if (!this.sink.write(text)) return;
-    this.lastWriteAt = Date.now();
-    if (this.sink.queuedBytes > this.opts.boundBytes) {
-      const fn = this.onOverflow;
-      this.onOverflow = undefined;
-      this.sink.end();
-      fn?.();
+    if (this.sink.closed) return;
+    if (this.pending === '') {
+      this.pending = text;
+      waiting.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushWaiting);
+      }
+    } else if (this.pending === joinedPrior && text === joinedText) {
+      this.pending = joined;
+    } else {
+      joinedPrior = this.pending;
+      joinedText = text;
+      this.pending = joined = joinedPrior + text;
     }
+  }
+
+  private overflow(): void {
+    const fn = this.onOverflow;
+    this.onOverflow = undefined;
+    this.pending = '';
+    this.sink.end();
+    fn?.();
   }
 }

@@ -153,49 +153,65 @@ function openStream(res: ServerResponse, reply: HttpReply, replicaId: string): v
   for (const [k, v] of streamHeaders(reply, replicaId)) res.setHeader(k, v);
   res.writeHead(reply.status);
   res.flushHeaders();
-  reply.stream!(nodeSink(res));
+  reply.stream!(new NodeStreamSink(res));
 }
 
-/** A Node response as a `StreamSink`: Node queues what the socket does not take, and says how much. */
-function nodeSink(res: ServerResponse): StreamSink {
-  let closed = false;
-  const closers: (() => void)[] = [];
-  const over = () => {
-    if (closed) return;
-    closed = true;
-    for (const fn of closers.splice(0)) fn();
-  };
-  res.once('close', over);
-  return {
-    write(chunk) {
-      if (closed || res.destroyed) return false;
-      res.write(chunk);
-      return true;
-    },
-    get queuedBytes() {
-      return res.writableLength;
-    },
-    whenDrained(fn) {
-      if (closed || !res.writableNeedDrain) return fn();
-      const once = () => {
-        res.off('drain', once);
-        res.off('close', once);
-        fn();
-      };
-      res.on('drain', once);
-      res.on('close', once);
-    },
-    end() {
-      if (closed) return;
-      res.end();
-      over();
-    },
-    onClose(fn) {
-      if (closed) fn();
-      else closers.push(fn);
-    },
-    get closed() {
-      return closed;
-    },
-  };
+/**
+ * A Node response as a `StreamSink`: Node queues what the socket does not take, and says how much.
+ * A class (not an object literal with getters, whose every instance has a map of its own): the
+ * SSE hub reads `closed` of every stream of a room at every delivery, and that read stays
+ * monomorphic.
+ */
+class NodeStreamSink implements StreamSink {
+  private isClosed = false;
+  private closers: (() => void)[] | undefined;
+
+  constructor(private readonly res: ServerResponse) {
+    res.once('close', () => this.over());
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get queuedBytes(): number {
+    return this.res.writableLength;
+  }
+
+  write(chunk: string): boolean {
+    if (this.isClosed || this.res.destroyed) return false;
+    this.res.write(chunk);
+    return true;
+  }
+
+  whenDrained(fn: () => void): void {
+    const res = this.res;
+    if (this.isClosed || !res.writableNeedDrain) return fn();
+    const once = () => {
+      res.off('drain', once);
+      res.off('close', once);
+      fn();
+    };
+    res.on('drain', once);
+    res.on('close', once);
+  }
+
+  end(): void {
+    if (this.isClosed) return;
+    this.res.end();
+    this.over();
+  }
+
+  onClose(fn: () => void): void {
+    if (this.isClosed) fn();
+    else (this.closers ??= []).push(fn);
+  }
+
+  private over(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    const closers = this.closers;
+    this.closers = undefined;
+    if (closers) for (const fn of closers) fn();
+  }
 }

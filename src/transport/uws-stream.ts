@@ -5,79 +5,131 @@ import { statusLine, streamHeaders, type HttpReply, type StreamSink } from './ht
  * Writes a streaming reply's head on a uWS response and lends it to its route. Returns what the
  * transport calls when uWS reports the response aborted (the peer went away).
  *
- * uWS keeps what the socket does not take in its own buffer and says so (`write` returns false);
- * herald then stops writing to it and queues further chunks itself until uWS calls `onWritable`,
- * so `queuedBytes` (herald's queue) is what the route bounds. At most one more batch sits in
- * uWS's buffer: the queue handed over at the last `onWritable`.
- *
  * uWS's 10 s request clock (`UWS_CLOCK_RESTART_MS` in uws.ts) stops once the response has
  * started: a stream that wrote its head and one line stayed open 25 s idle in a probe. The
  * route's heartbeat is for proxies and dead peers, not for uWS.
  */
 export function openUwsStream(res: HttpResponse, reply: HttpReply, replicaId: string): () => void {
-  let closed = false;
-  let blocked = false;
-  let queue: string[] = [];
-  let queued = 0;
-  const closers: (() => void)[] = [];
-  const drained: (() => void)[] = [];
-  const over = () => {
-    if (closed) return;
-    closed = true;
-    queue = [];
-    queued = 0;
-    for (const fn of drained.splice(0)) fn();
-    for (const fn of closers.splice(0)) fn();
-  };
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
     for (const [k, v] of streamHeaders(reply, replicaId)) res.writeHeader(k, v);
   });
-  res.onWritable(() => {
-    if (closed) return true;
-    if (queue.length > 0) {
-      const chunk = queue.join('');
-      queue = [];
-      queued = 0;
-      blocked = !res.write(chunk);
-    } else blocked = false;
-    if (!blocked) for (const fn of drained.splice(0)) fn();
-    return !blocked;
-  });
-  const sink: StreamSink = {
-    write(chunk) {
-      if (closed) return false;
-      if (blocked) {
-        queue.push(chunk);
-        queued += Buffer.byteLength(chunk);
-        return true;
-      }
-      res.cork(() => {
-        blocked = !res.write(chunk);
-      });
-      return true;
-    },
-    get queuedBytes() {
-      return queued;
-    },
-    whenDrained(fn) {
-      if (closed || !blocked) fn();
-      else drained.push(fn);
-    },
-    end() {
-      if (closed) return;
-      // What is still queued here is dropped: the stream is ending, and what it owes is in the `id:` already sent.
-      res.cork(() => res.end());
-      over();
-    },
-    onClose(fn) {
-      if (closed) fn();
-      else closers.push(fn);
-    },
-    get closed() {
-      return closed;
-    },
-  };
+  const sink = new UwsStreamSink(res);
+  res.onWritable(() => sink.writable());
   reply.stream!(sink);
-  return over;
+  return () => sink.over();
+}
+
+/**
+ * A uWS response as a `StreamSink`.
+ *
+ * Every write is corked (`corkedWrite`). uWS keeps what the socket does not take in its own
+ * buffer; a write that finds that buffer still full returns false. herald then stops writing to
+ * uWS and queues further chunks itself until uWS calls `onWritable`, so `queuedBytes` (herald's
+ * queue) is what the route bounds. At most one more write sits in uWS's buffer: the one that
+ * found it full (or the queue handed over at the last `onWritable`). The SSE route writes once
+ * per stream per event-loop turn (src/sse/stream.ts), so a write here is a turn's text.
+ *
+ * A class (not an object literal with getters, whose every instance has a map of its own): the
+ * hub reads `closed` and `queuedBytes` of every stream of a room at every delivery, and those
+ * reads stay monomorphic.
+ */
+class UwsStreamSink implements StreamSink {
+  private isClosed = false;
+  private blocked = false;
+  private queue: string[] = [];
+  private queued = 0;
+  private closers: (() => void)[] | undefined;
+  private drained: (() => void)[] | undefined;
+
+  constructor(private readonly res: HttpResponse) {}
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get queuedBytes(): number {
+    return this.queued;
+  }
+
+  write(chunk: string): boolean {
+    if (this.isClosed) return false;
+    if (this.blocked) {
+      this.queue.push(chunk);
+      this.queued += Buffer.byteLength(chunk);
+      return true;
+    }
+    this.blocked = !corkedWrite(this.res, chunk);
+    return true;
+  }
+
+  whenDrained(fn: () => void): void {
+    if (this.isClosed || !this.blocked) fn();
+    else (this.drained ??= []).push(fn);
+  }
+
+  end(): void {
+    if (this.isClosed) return;
+    // What is still queued here is dropped: the stream is ending, and what it owes is in the `id:` already sent.
+    const res = this.res;
+    res.cork(() => res.end());
+    this.over();
+  }
+
+  onClose(fn: () => void): void {
+    if (this.isClosed) fn();
+    else (this.closers ??= []).push(fn);
+  }
+
+  /** uWS's `onWritable`: hands the queue over; whether uWS took it all. */
+  writable(): boolean {
+    if (this.isClosed) return true;
+    if (this.queue.length > 0) {
+      const chunk = this.queue.join('');
+      this.queue = [];
+      this.queued = 0;
+      this.blocked = !corkedWrite(this.res, chunk);
+    } else this.blocked = false;
+    if (!this.blocked) this.callDrained();
+    return !this.blocked;
+  }
+
+  /** The response is over (ended here, or aborted by the peer). */
+  over(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.queue = [];
+    this.queued = 0;
+    this.callDrained();
+    const closers = this.closers;
+    this.closers = undefined;
+    if (closers) for (const fn of closers) fn();
+  }
+
+  private callDrained(): void {
+    const drained = this.drained;
+    this.drained = undefined;
+    if (drained) for (const fn of drained) fn();
+  }
+}
+
+/**
+ * `res.write(text)` corked: the chunk's size line, the text and the line end go out in one `send`
+ * (uncorked, each of the four is a `send` of its own). uWS corks one socket at a time: inside
+ * another's cork (a request's handler, say) this write is not corked, which is why the SSE route
+ * writes at the end of the event-loop turn. One callback for every write, not a closure each.
+ */
+function corkedWrite(res: HttpResponse, text: string): boolean {
+  corkRes = res;
+  corkText = text;
+  res.cork(writeCorked);
+  corkRes = undefined;
+  corkText = '';
+  return corkOk;
+}
+let corkRes: HttpResponse | undefined;
+let corkText = '';
+let corkOk = false;
+function writeCorked(): void {
+  corkOk = corkRes!.write(corkText);
 }
