@@ -353,6 +353,8 @@ for (const transport of TRANSPORTS) {
       assert.equal(reset.data.data.code, 'history_lost');
       const offset = reset.data.data.offset as string;
       assert.ok(offset !== undefined, 'the reset says where the room continues from');
+      // The reset carries the stream's new id: a reconnect before the next message resumes after the reset.
+      assert.ok(reset.id?.endsWith(`:${offset}`), `the reset's id: names the reset's offset: ${reset.id}`);
       const after: string[] = [];
       for (let i = 0; i < 3; i++) after.push((await pub(`after ${i}`))!);
       await r.waitFor('the last one after the reset', (e) => e.data.meta?.id === after.at(-1));

@@ -215,8 +215,11 @@ export class SseStream {
     const t = this.tracks.size === 0 ? undefined : this.tracks.get(room);
     if (!t) return void this.write(d.frame);
     if (d.id === undefined) {
-      if (d.resetTo !== undefined) this.moveTo(t, d.resetTo);
-      return void this.write(d.frame);
+      if (d.resetTo === undefined) return void this.write(d.frame);
+      // A `herald:reset` moves the room's position: its `id:` says so at once, so a reconnect
+      // before the next message resumes from the reset, not from before it.
+      this.moveTo(t, d.resetTo);
+      return void this.write(idLine(this.idText!) + d.frame);
     }
     if (t.phase === 'replaying') {
       if (t.held.length >= SSE_HELD_MAX) {
