@@ -16,12 +16,10 @@
  * RSS per connection is the replica's growth from before the clients connected to after the run,
  * over the subscribers: ws keeps a zlib stream per connection that compressed something.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { constants, inflateRawSync } from 'node:zlib';
-import { readFrameHeader } from '../loadtest/harness/wsclient.js';
+import { clientFrame, openRawEngine } from './raw-engine.js';
 import { cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, rssBytes } from './stacks.js';
 
 export interface CompressionRow {
@@ -76,22 +74,6 @@ interface Subscriber {
   frameBytes: number;
 }
 
-/** The end of a deflated message, which permessage-deflate leaves off (RFC 7692 §7.2.1). */
-const DEFLATE_TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
-
-/** A masked client text frame. */
-function clientFrame(text: string): Buffer {
-  const payload = Buffer.from(text);
-  if (payload.length >= 126) throw new Error('bench client frames are short');
-  const mask = randomBytes(4);
-  const out = Buffer.allocUnsafe(6 + payload.length);
-  out[0] = 0x81;
-  out[1] = 0x80 | payload.length;
-  mask.copy(out, 2);
-  for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i]! ^ mask[i & 3]!;
-  return out;
-}
-
 /**
  * Opens an Engine.IO WebSocket offering permessage-deflate (as a browser does), connects the
  * namespace and subscribes to ROOM; resolves on the ack. Both of herald's compressors keep no
@@ -100,79 +82,28 @@ function clientFrame(text: string): Buffer {
  */
 function subscriber(url: string): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const key = randomBytes(16).toString('base64');
-    const socket = connect({ host: u.hostname, port: Number(u.port) });
-    const s: Subscriber = { socket, extensions: '', deliveries: 0, frameBytes: 0 };
     const fail = (err: Error) => {
       clearTimeout(timer);
-      socket.destroy();
+      s.socket.destroy();
       reject(err);
     };
     const timer = setTimeout(() => fail(new Error('subscribe timed out')), 30_000);
-    socket.setNoDelay(true);
-    socket.on('error', fail);
-    socket.write(
-      `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n`,
-    );
     const text = (t: string) => {
       if (t.startsWith('42["score"')) {
         s.deliveries++;
         s.frameBytes = Buffer.byteLength(t);
-      } else if (t === '2') socket.write(clientFrame('3'));
-      else if (t.startsWith('0{')) socket.write(clientFrame('40'));
-      else if (t.startsWith('40{')) socket.write(clientFrame(`420${JSON.stringify(['subscribe', ROOM])}`));
+      } else if (t === '2') s.socket.write(clientFrame('3'));
+      else if (t.startsWith('0{')) s.socket.write(clientFrame('40'));
+      else if (t.startsWith('40{')) s.socket.write(clientFrame(`420${JSON.stringify(['subscribe', ROOM])}`));
       else if (t.startsWith('430')) {
         clearTimeout(timer);
         if (JSON.parse(t.slice(3))[0]?.ok !== true) fail(new Error(`subscribe refused: ${t}`));
         else resolve(s);
       }
     };
-    let buf: Buffer = Buffer.alloc(0);
-    let open = false;
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        onData(chunk);
-      } catch (err) {
-        // Not thrown out of the socket's handler: the stack must still be stopped (finally).
-        fail(err as Error);
-      }
-    });
-    const onData = (chunk: Buffer) => {
-      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-      if (!open) {
-        const at = buf.indexOf('\r\n\r\n');
-        if (at < 0) return;
-        const head = buf.toString('latin1', 0, at);
-        if (!/^HTTP\/1\.1 101 /.test(head) || !head.includes(createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'))) {
-          return fail(new Error(`handshake: ${head.split('\r\n')[0]}`));
-        }
-        s.extensions = /\r\nsec-websocket-extensions:\s*([^\r]*)/i.exec(head)?.[1] ?? '';
-        if (s.extensions && !/server_no_context_takeover/.test(s.extensions)) return fail(new Error(`context takeover negotiated: ${s.extensions}`));
-        open = true;
-        buf = buf.subarray(at + 4);
-      }
-      let off = 0;
-      for (;;) {
-        const frame = readFrameHeader(buf, off);
-        if (!frame || buf.length - off < frame.head + frame.len) break;
-        const { b0, len, head } = frame;
-        const payload = buf.subarray(off + head, off + head + len);
-        off += head + len;
-        const op = b0 & 0x0f;
-        if (!(b0 & 0x80)) return fail(new Error('fragmented message'));
-        if (op === 1) text((b0 & 0x40 ? inflate(payload) : payload).toString());
-        else if (op === 8) return fail(new Error('closed by the server'));
-      }
-      buf = off < buf.length ? Buffer.from(buf.subarray(off)) : Buffer.alloc(0);
-    };
+    const s: Subscriber = { socket: undefined as unknown as Socket, extensions: '', deliveries: 0, frameBytes: 0 };
+    s.socket = openRawEngine(url, { opened: (e) => (s.extensions = e), text, fail });
   });
-}
-
-/** One permessage-deflate message without context: the tail put back, inflated up to it. */
-function inflate(payload: Buffer): Buffer {
-  return inflateRawSync(Buffer.concat([payload, DEFLATE_TAIL]), { finishFlush: constants.Z_SYNC_FLUSH });
 }
 
 const bytesRead = (subs: Subscriber[]) => subs.reduce((a, s) => a + s.socket.bytesRead, 0);
