@@ -9,6 +9,8 @@
  *     subscriber's settling, src/history/rooms.ts), until every fan has it: replica CPU per delivery;
  *   - broadcast: RATE publishes a second (default 1) to the all-scores room for BROADCAST_S seconds
  *     (default 30), until every delivery arrived: replica CPU per delivery, in µs.
+ * MATCH_S=<s> (default 0: none) adds a phase of MATCH_RATE publishes a second (default 100) over the
+ * match rooms, COUNT / MATCHES fans each: the cost of a publish to a small room.
  * PROFILE=<dir>: each phase is also profiled (V8's sampling profiler over the inspector, started
  * and stopped at the phase's edges, so the connect storm is not in it): `<variant>-<phase>.cpuprofile`
  * there (open in Chrome DevTools), and the functions with the most self time printed. The
@@ -53,6 +55,24 @@ interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples: number[];
   timeDeltas: number[];
+}
+
+/** The replica's GCs so far by kind (prom-client's herald_nodejs_gc_duration_seconds): count and seconds. */
+async function gcs(url: string): Promise<Record<string, { count: number; seconds: number }>> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${PUBLISH_KEY}` } })).text();
+  const out: Record<string, { count: number; seconds: number }> = {};
+  for (const m of text.matchAll(/^herald_nodejs_gc_duration_seconds_(count|sum)\{[^}]*kind="(\w+)"[^}]*\} (\S+)$/gm)) {
+    const k = (out[m[2]!] ??= { count: 0, seconds: 0 });
+    if (m[1] === 'count') k.count = Number(m[3]);
+    else k.seconds = Number(m[3]);
+  }
+  return out;
+}
+
+function gcSplit(a: Record<string, { count: number; seconds: number }>, b: Record<string, { count: number; seconds: number }>): string {
+  return Object.entries(b)
+    .map(([kind, g]) => `${kind} ${g.count - (a[kind]?.count ?? 0)} × = ${((g.seconds - (a[kind]?.seconds ?? 0)) * 1000).toFixed(0)} ms`)
+    .join(', ');
 }
 
 /** Per thread name (main thread: `main`), user and system CPU seconds so far, from /proc. */
@@ -211,24 +231,28 @@ for (const v of rounds) {
       const c0 = cpuSeconds(replica.pid);
       const r0 = cpuSeconds(redis.pid);
       const th0 = threadCpu(replica.pid);
+      const g0 = await gcs(replica.url);
       const t0 = Date.now();
       await delay(IDLE_S * 1000);
       const wall = (Date.now() - t0) / 1000;
-      return { replica: (cpuSeconds(replica.pid) - c0) / wall, redis: (cpuSeconds(redis.pid) - r0) / wall, wall, threads: threadSplit(th0, threadCpu(replica.pid)) };
+      return { replica: (cpuSeconds(replica.pid) - c0) / wall, redis: (cpuSeconds(redis.pid) - r0) / wall, wall, threads: threadSplit(th0, threadCpu(replica.pid)), gc: gcSplit(g0, await gcs(replica.url)) };
     });
 
     /** Publishes `seconds` × RATE broadcasts to the all-scores room, until every fan has each (bounded). */
-    const broadcast = async (phase: string, seconds: number) => {
+    const broadcast = async (phase: string, seconds: number, rates = { broadcast: RATE, match: 0, user: 0 }) => {
       await pool.phase(phase);
       return profiled(phase, async () => {
         const c0 = cpuSeconds(replica.pid);
         const r0 = cpuSeconds(redis.pid);
         const th0 = threadCpu(replica.pid);
         const t0 = Date.now();
-        const from = publisher.accepted.all;
-        await publisher.run(seconds, { broadcast: RATE, match: 0, user: 0 });
-        const publishes = publisher.accepted.all - from;
-        const expected = publishes * COUNT;
+        const count = () => publisher.accepted.all + Object.values(publisher.accepted.match).reduce((a, n) => a + n, 0);
+        const from = count();
+        const fromAll = publisher.accepted.all;
+        await publisher.run(seconds, rates);
+        const publishes = count() - from;
+        // A match room has COUNT / MATCHES fans.
+        const expected = (publisher.accepted.all - fromAll) * COUNT + (publishes - (publisher.accepted.all - fromAll)) * Math.floor(COUNT / MATCHES);
         const until = Date.now() + 120_000;
         let delivered = (await pool.status()).delivered;
         while (delivered < expected && Date.now() < until) {
@@ -242,6 +266,9 @@ for (const v of rounds) {
     const first = await broadcast('first', 1 / RATE);
     const b = await broadcast('broadcast', BROADCAST_S);
     const firstUs = (first.replica / Math.max(1, first.delivered)) * 1e6;
+    // Small rooms: MATCH_RATE publishes a second over the match rooms (COUNT / MATCHES fans each), for MATCH_S seconds.
+    const matchS = Number(process.env.MATCH_S ?? 0);
+    const match = matchS > 0 ? await broadcast('match', matchS, { broadcast: 0, match: Number(process.env.MATCH_RATE ?? 100), user: 0 }) : undefined;
     const us = (b.replica / Math.max(1, b.delivered)) * 1e6;
     (results[v.name] ??= { idlePct: [], usPerDelivery: [], firstUs: [] }).idlePct.push(idle.replica * 100);
     results[v.name]!.firstUs.push(firstUs);
@@ -252,7 +279,13 @@ for (const v of rounds) {
         `replica ${b.replica.toFixed(2)} s CPU = ${us.toFixed(2)} µs per delivery (${((b.replica / Math.max(1, b.publishes)) * 1000).toFixed(1)} ms per broadcast), redis ${b.redis.toFixed(2)} s`,
     );
     console.log(`  first broadcast: ${first.delivered} of ${first.expected} delivered, replica ${(first.replica * 1000).toFixed(0)} ms CPU = ${firstUs.toFixed(2)} µs per delivery; threads: ${first.threads}`);
-    console.log(`  idle threads: ${idle.threads}\n  broadcast threads: ${b.threads}`);
+    console.log(`  idle GC: ${idle.gc}\n  idle threads: ${idle.threads}\n  broadcast threads: ${b.threads}`);
+    if (match) {
+      console.log(
+        `  match rooms: ${match.publishes} publishes, ${match.delivered} of ${match.expected} delivered, replica ${match.replica.toFixed(2)} s CPU = ${((match.replica / Math.max(1, match.publishes)) * 1e6).toFixed(0)} µs per publish, ` +
+          `${((match.replica / Math.max(1, match.delivered)) * 1e6).toFixed(1)} µs per delivery; threads: ${match.threads}`,
+      );
+    }
   } finally {
     profiler?.close();
     publisher.close();
