@@ -79,6 +79,8 @@ export interface ReplicaSettings {
   env: Record<string, string>;
   /** Extra node flags before herald's own (e.g. `--cpu-prof`; written when the replica exits normally). */
   nodeArgs?: string[];
+  /** herald's entry point instead of this checkout's dist/main.js (e.g. another build, to compare before/after in one run). */
+  main?: string;
 }
 
 let replicaCounter = 0;
@@ -104,7 +106,8 @@ export async function startReplica(s: ReplicaSettings): Promise<Replica> {
   };
   // A flag given in nodeArgs replaces npm start's own (e.g. --max-semi-space-size).
   const given = new Set((s.nodeArgs ?? []).map((a) => a.split('=')[0]));
-  const proc = await start(id, process.execPath, [...(s.nodeArgs ?? []), ...HERALD_ARGS.filter((a) => !given.has(a.split('=')[0]))], env, /"msg":"listening"/, (line) => {
+  const args = HERALD_ARGS.filter((a) => !given.has(a.split('=')[0])).map((a) => (s.main && a.endsWith('main.js') ? s.main : a));
+  const proc = await start(id, process.execPath, [...(s.nodeArgs ?? []), ...args], env, /"msg":"listening"/, (line) => {
     if (/"level":(4|5|6)0/.test(line) && problems.length < 50) problems.push(line);
   });
   return { ...proc, url: `http://127.0.0.1:${port}`, id, problems };

@@ -339,27 +339,38 @@ export class HistoryRooms {
     const { room } = entry;
     if (this.io.of('/').adapter.rooms.has(room)) this.last.set(room, entry.id);
     const pending = this.catchups.get(room);
+    const waiting = pending ? this.settle(entry, pending) : undefined;
     const delta = this.policyFor(room)?.delta === true;
     const deltaRoom = delta ? this.deltas.receiving(room) : undefined;
-    const except = [...(pending?.keys() ?? []), ...(deltaRoom !== undefined ? [deltaRoom] : [])];
+    const except = [...(waiting ?? []), ...(deltaRoom !== undefined ? [deltaRoom] : [])];
+    // With nobody left out, the room's one publish (the uWS topic's fast path), whoever settled just now included.
     (except.length === 0 ? this.io.local.to(room) : this.io.local.to(room).except(except)).emit(entry.event, entry.data, meta(entry));
-    if (pending) this.settle(entry, pending);
     if (delta) this.deltas.deliver(entry, (sid) => this.catchups.get(room)?.has(sid) === true);
   }
 
-  /** Sends `entry` to the sockets of its room that are catching up, as each needs it. */
-  private settle(entry: HistoryEntry, pending: Map<string, Catchup>): void {
+  /**
+   * Before `entry` goes to its room: the sockets catching up there that do not take it with the
+   * room (those replaying hold it; those settling already had it, from their replay). A settling
+   * socket for which it is the first entry past its mark goes live now and takes it with the room,
+   * in the same single publish as every other member (so the first live entry after a subscribe is
+   * not written to each new subscriber alone); the journal counts the room's deliveries for it from
+   * this one on.
+   */
+  private settle(entry: HistoryEntry, pending: Map<string, Catchup>): string[] {
     const { room } = entry;
+    const waiting: string[] = [];
     for (const [sid, c] of pending) {
       const socket = this.io.of('/').sockets.get(sid);
       if (!socket?.rooms.has(room)) this.forget(sid, room);
-      else if (c.phase === 'replaying') hold(c, entry);
-      else if (compareIds(entry.id, c.mark) > 0) {
-        send(socket, entry);
+      else if (c.phase === 'replaying') {
+        hold(c, entry);
+        waiting.push(sid);
+      } else if (compareIds(entry.id, c.mark) > 0) {
         this.forget(sid, room);
         this.journal?.live(sid, room);
-      }
+      } else waiting.push(sid);
     }
+    return waiting;
   }
 
   private roomCatchups(room: RoomName): Map<string, Catchup> {

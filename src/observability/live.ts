@@ -3,6 +3,8 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 /** State read at scrape time rather than counted on the hot path. */
 export interface LiveState {
   connectionsByTransport(): Record<string, number>;
+  /** All of them, without walking them (the status page's number, every 2 s). */
+  connections(): number;
   rooms(): number;
   subscriptions(): number;
   redisUp(): number | undefined;

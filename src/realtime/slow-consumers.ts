@@ -3,7 +3,10 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { bufferedAtBackpressureClose } from '../transport/uws-attach.js';
 
-/** How often outbound buffers are measured for `herald_outbound_buffer_max_bytes`. */
+/**
+ * How stale `herald_outbound_buffer_max_bytes` may be: it is measured when read (a scrape), over
+ * every connection, and a read within this long of the last measurement gets that one.
+ */
 const SWEEP_MS = 500;
 /** How often a paced sender looks again whether its connection has taken what was queued. */
 const PACE_MS = 10;
@@ -59,17 +62,14 @@ export class SlowConsumers {
   /** Connections closed by the guard: nothing more is written to them. */
   private readonly cut = new WeakSet<object>();
   private maxSeen = 0;
-  private readonly timer: NodeJS.Timeout;
+  private sweptAt = -Infinity;
 
   constructor(
     private readonly io: Server,
     private readonly policy: SlowConsumerPolicy,
     private readonly metrics: Metrics,
     private readonly logger: Logger,
-  ) {
-    this.timer = setInterval(() => this.sweep(), SWEEP_MS);
-    this.timer.unref();
-  }
+  ) {}
 
   /**
    * Guards a new connection's writes: every packet Socket.IO hands to Engine.IO (events, acks,
@@ -120,20 +120,24 @@ export class SlowConsumers {
     });
   };
 
-  /** Largest outbound buffer seen at the last check. */
+  /**
+   * Largest outbound buffer now (or at most `SWEEP_MS` ago). Measured when asked, not on a timer:
+   * a sweep asks every connection for its queue (a native call each on uWS), which on an idle
+   * replica with 5,000 fans was a sixth of its CPU when it ran every 0.5 s (bench/scale/profile-notes.md).
+   */
   maxOutboundBytes(): number {
+    const now = Date.now();
+    if (now - this.sweptAt >= SWEEP_MS) {
+      this.sweptAt = now;
+      let max = 0;
+      for (const socket of this.io.of('/').sockets.values()) max = Math.max(max, outboundBytes(socket));
+      this.maxSeen = max;
+    }
     return this.maxSeen;
   }
 
-  close(): void {
-    clearInterval(this.timer);
-  }
-
-  private sweep(): void {
-    let max = 0;
-    for (const socket of this.io.of('/').sockets.values()) max = Math.max(max, outboundBytes(socket));
-    this.maxSeen = max;
-  }
+  /** Nothing to stop: no timer runs. */
+  close(): void {}
 
   /**
    * Closes a connection over the bound. The close runs after the delivery under way (a room

@@ -23,6 +23,7 @@ export function liveStateOf(deps: {
       if (deps.streams?.size) counts.sse = deps.streams.size;
       return counts;
     },
+    connections: () => main().sockets.size + (deps.streams?.size ?? 0),
     rooms() {
       // Delivery rooms of delta subscribers (src/history/delta.ts) are not rooms anyone subscribed to.
       let n = main().adapter.rooms.size - main().adapter.sids.size;

@@ -113,7 +113,7 @@ export class StatsReporter {
     const latencies = metrics.takeLatencyWindow().sort((a, b) => a - b);
     const stats: ReplicaStats = {
       replica: this.opts.replicaId,
-      connections: Object.values(live.connectionsByTransport()).reduce((a, b) => a + b, 0),
+      connections: live.connections(),
       rooms: live.rooms(),
       deliveredPerSecond: Math.round((snap.delivered - this.prev.delivered) / seconds),
       publishedPerSecond: Math.round((snap.published - this.prev.published) / seconds),
