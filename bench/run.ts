@@ -366,6 +366,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     analysis('recovery-cost'),
     analysis('redis-hop'),
     analysis('heap-compaction'),
+    analysis('scale-profile'),
     analysis('harness-findings'),
     analysis('profile-findings'),
   ];
