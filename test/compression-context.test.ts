@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { io } from 'socket.io-client';
 import type WebSocket from 'ws';
 import { HeraldClient } from '../client/src/index.js';
+import { ConfigError, loadConfig } from '../src/config/load.js';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
@@ -35,6 +36,22 @@ const wsOf = (c: TestClient): WebSocket => (c.socket.io.engine.transport as unkn
 
 /** Messages in a row: far more than a 4 KiB window holds, so the window slides while they arrive. */
 const IN_A_ROW = 300;
+
+describe('WS_COMPRESSION values', () => {
+  it('off, on and context; anything else is refused with config_invalid', () => {
+    assert.equal(loadConfig({}).wsCompression, false);
+    assert.equal(loadConfig({ WS_COMPRESSION: 'off' }).wsCompression, false);
+    assert.equal(loadConfig({ WS_COMPRESSION: 'on' }).wsCompression, 'shared');
+    assert.equal(loadConfig({ WS_COMPRESSION: 'context' }).wsCompression, 'context');
+    for (const bad of ['true', 'dedicated', 'CONTEXT ']) {
+      assert.throws(
+        () => loadConfig({ WS_COMPRESSION: bad }),
+        (err: unknown) => err instanceof ConfigError && err.code === 'config_invalid' && /WS_COMPRESSION/.test(err.message),
+        bad,
+      );
+    }
+  });
+});
 
 for (const transport of ['uws', 'node'] as const) {
   describe(`WS_COMPRESSION=context (${transport} transport)`, () => {
