@@ -14,7 +14,7 @@
  * whole messages carry the same meta (`room`, `id`, `ts`) and recovery offset as the deltas.
  * ROUNDS (3) repeats them, interleaved, against the shared machine's noise. Alone:
  *
- *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS, SETUPS=1,2, VARIANTS=whole,…
+ *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS, SETUPS=1,2, VARIANTS=whole,…, TRANSPORT=uws|node
  *
  * `--record` writes the run into bench/results.json (`deltasSeparate`), which
  * `node --import tsx bench/run.ts --report` shows in BENCHMARKS.md.
@@ -70,6 +70,8 @@ export interface DeltaOptions {
   setups: number[];
   /** The variants run (VARIANTS, comma-separated); absent in runs recorded before it existed: the first four. */
   variants?: DeltaVariant[];
+  /** TRANSPORT: `uws` (the default, and in runs recorded before it existed) or `node`. */
+  transport?: 'uws' | 'node';
 }
 
 export const DELTA_DEFAULTS: DeltaOptions = { subscribers: 1000, rate: 20, seconds: 10, rounds: 3, setups: [1, 2] };
@@ -259,7 +261,7 @@ interface Measured {
 async function measure(replicas: number, variant: DeltaVariant, round: number, opts: DeltaOptions, expected: string[]): Promise<Measured> {
   const compression = variant.includes('compression') ? 'on' : variant.includes('context') ? 'context' : 'off';
   const delta = variant.startsWith('delta');
-  const stack: Stack = await heraldStack(`deltas-${replicas}-${variant}`, 'uws', replicas, {
+  const stack: Stack = await heraldStack(`deltas-${replicas}-${variant}`, opts.transport ?? 'uws', replicas, {
     ...(replicas === 1 ? { REDIS_URL: '' } : {}),
     WS_COMPRESSION: compression,
     HISTORY_ROOMS,
@@ -484,6 +486,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     rounds: Number(env.ROUNDS ?? DELTA_DEFAULTS.rounds),
     setups: (env.SETUPS ?? DELTA_DEFAULTS.setups.join(',')).split(',').map(Number),
     variants: (env.VARIANTS?.split(',') ?? DELTA_VARIANTS) as DeltaVariant[],
+    transport: env.TRANSPORT === 'node' ? 'node' : 'uws',
   };
   for (const v of opts.variants!) if (!DELTA_VARIANTS.includes(v)) throw new Error(`VARIANTS: unknown variant ${v} (${DELTA_VARIANTS.join(', ')})`);
   const run = await deltaBench(opts, console.log);
