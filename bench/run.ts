@@ -503,6 +503,15 @@ function deltasSection(thisRun: DeltaRun | undefined, separate: DeltaRun | undef
     `| frame | ${f(w.total, 1)} | ${f(x.total, 1)} (${pct(x.total, w.total)}) |`,
     '',
     `The fossil delta itself is ${pct(x.deltaBytes, w.total, 1)} of the whole frame; everything around it (meta ${f(x.meta)}, offset ${f(x.offset)}, envelope and header ${f(x.envelope + x.header)}: ${f(overhead, 1)} bytes) is ${pct(overhead, w.total, 1)}, so no delta frame with this meta and offset can reach 15 %. The room name is ${f(Buffer.byteLength(JSON.stringify('scores:epl-2026-27-md14-ars-che')))} bytes of the meta and the two stream ids (\`id\`, \`base\`) ${f(2 * Buffer.byteLength('"1796334406367-0"'))}. permessage-deflate compresses each message on its own (no context kept between messages) and uWS deflates every delivery on its own, so it costs server CPU per delivery whatever the frame (${setups.map((n) => `${setup(n)}: whole ${deflate(n, 'whole', 'compression')}; delta ${deflate(n, 'delta', 'delta + compression')}`).join('; ')}).`,
+    ...(setups.some((n) => find(n, 'delta + context'))
+      ? [
+          '',
+          `With \`WS_COMPRESSION=context\` the window kept per connection turns what a delta frame repeats from the one before (the room, the meta's keys, the offset's prefix, the previous id now named as \`base\`) into back-references: ${setups
+            .filter((n) => find(n, 'delta + context'))
+            .map((n) => `${setup(n)}: delta ${deflate(n, 'delta', 'delta + context')}, ${pct(find(n, 'delta + context')!.wireBytesPerDelivery, find(n, 'whole')!.wireBytesPerDelivery, 1)} of the whole message's bytes at ${pct(find(n, 'delta + context')!.serverCpuUsPerDelivery, find(n, 'whole')!.serverCpuUsPerDelivery)} of its server CPU${find(n, 'context') ? `; whole ${deflate(n, 'whole', 'context')}` : ''}${find(n, 'delta + context')?.rssBytesPerConnection !== undefined && find(n, 'delta')?.rssBytesPerConnection !== undefined ? `; RSS per connection ${f(find(n, 'delta + context')!.rssBytesPerConnection! / 1024, 1)} KiB against ${f(find(n, 'delta')!.rssBytesPerConnection! / 1024, 1)} KiB without compression` : ''}`)
+            .join('; ')}.${o.transport === 'node' ? ' `ws` keeps a 4 KiB window here, which holds several whole frames.' : ' On uWS the window is 512 bytes (this build\'s dedicated compressor, whatever size is asked), which a ~190-byte delta frame fits in and a ~550-byte whole frame does not.'}`,
+        ]
+      : []),
     '',
     `Client CPU (this process, \`process.cpuUsage\`, the ${f(a.deltas)} deltas one subscriber received, a mean fossil delta of ${f(a.meanDeltaBytes, 1)} bytes, applied again in a loop):`,
     '',
