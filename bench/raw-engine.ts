@@ -3,10 +3,10 @@
  * it offers permessage-deflate as a browser does, checks the handshake, and hands each text
  * message over, inflated when it came compressed. `WS_COMPRESSION=on` keeps no context between
  * messages (the answer says `server_no_context_takeover`, checked), so each compressed message is
- * inflated on its own; `WS_COMPRESSION=context` (`context: true`) keeps the server's window from one
- * message to the next (the answer must not say `server_no_context_takeover`),  so each compressed message is
- * inflated with the window of those before it as its dictionary. What the messages mean (Engine.IO pings, the namespace, the
- * subscribe) is the caller's.
+ * inflated on its own; `WS_COMPRESSION=context` (`context: true`) keeps the server's window from
+ * one message to the next (the answer must not say `server_no_context_takeover`), so each
+ * compressed message is inflated with the window of those before it as its dictionary. What the
+ * messages mean (Engine.IO pings, the namespace, the subscribe) is the caller's.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
