@@ -4,7 +4,7 @@
  * subscribers of one room on one replica, on each transport. `npm run bench` runs it with the
  * defaults below; alone:
  *
- *   node --import tsx bench/compression.ts        # knobs: SUBSCRIBERS, RATE, SECONDS, TRANSPORTS=uws,node
+ *   node --import tsx bench/compression.ts        # knobs: SUBSCRIBERS, RATE, SECONDS, TRANSPORTS=uws,node, MODES=off,on,context
  *
  * Clients offer permessage-deflate as browsers do and inflate each message synchronously (the
  * harness's client cannot inflate; the `ws` package inflates on the thread pool and, 1,000 of
@@ -24,7 +24,7 @@ import { cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, rssBytes } from './
 
 export interface CompressionRow {
   transport: 'uws' | 'node';
-  compression: 'off' | 'on';
+  compression: 'off' | 'on' | 'context';
   subscribers: number;
   /** Clients whose handshake negotiated permessage-deflate. */
   negotiated: number;
@@ -76,11 +76,11 @@ interface Subscriber {
 
 /**
  * Opens an Engine.IO WebSocket offering permessage-deflate (as a browser does), connects the
- * namespace and subscribes to ROOM; resolves on the ack. Both of herald's compressors keep no
- * context between messages (the answer says `server_no_context_takeover`, checked), so each
- * compressed message is inflated on its own.
+ * namespace and subscribes to ROOM; resolves on the ack. `WS_COMPRESSION=on` keeps no context
+ * between messages (checked), so each compressed message is inflated on its own; `context`: one
+ * inflate stream per connection (bench/raw-engine.ts).
  */
-function subscriber(url: string): Promise<Subscriber> {
+function subscriber(url: string, context = false): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
     const fail = (err: Error) => {
       clearTimeout(timer);
@@ -102,13 +102,13 @@ function subscriber(url: string): Promise<Subscriber> {
       }
     };
     const s: Subscriber = { socket: undefined as unknown as Socket, extensions: '', deliveries: 0, frameBytes: 0 };
-    s.socket = openRawEngine(url, { opened: (e) => (s.extensions = e), text, fail });
+    s.socket = openRawEngine(url, { opened: (e) => (s.extensions = e), text, fail }, context);
   });
 }
 
 const bytesRead = (subs: Subscriber[]) => subs.reduce((a, s) => a + s.socket.bytesRead, 0);
 
-async function measure(transport: 'uws' | 'node', compression: 'off' | 'on', opts: CompressionOptions): Promise<CompressionRow> {
+async function measure(transport: 'uws' | 'node', compression: 'off' | 'on' | 'context', opts: CompressionOptions): Promise<CompressionRow> {
   const stack = await heraldStack(`compression-${transport}-${compression}`, transport, 1, { REDIS_URL: '', WS_COMPRESSION: compression });
   const pid = stack.servers[0]!.pid;
   const url = stack.urls[0]!;
@@ -116,7 +116,7 @@ async function measure(transport: 'uws' | 'node', compression: 'off' | 'on', opt
   try {
     const rssBefore = rssBytes(pid);
     for (let i = 0; i < opts.subscribers; i += 100) {
-      subs.push(...(await Promise.all(Array.from({ length: Math.min(100, opts.subscribers - i) }, () => subscriber(url)))));
+      subs.push(...(await Promise.all(Array.from({ length: Math.min(100, opts.subscribers - i) }, () => subscriber(url, compression === 'context')))));
     }
     const negotiated = subs.filter((s) => /permessage-deflate/.test(s.extensions)).length;
     const total = Math.round(opts.rate * opts.seconds);
@@ -165,7 +165,7 @@ export async function compressionComparison(opts: CompressionOptions = COMPRESSI
 }
 
 export function formatRow(r: CompressionRow): string {
-  return `${r.transport.padEnd(4)} compression ${r.compression.padEnd(3)}: ${r.negotiated}/${r.subscribers} negotiated, ${r.deliveries} of ${r.published * r.subscribers} delivered, ${r.frameBytes}-byte frame -> ${r.wireBytesPerDelivery.toFixed(1)} bytes on the wire per delivery, server CPU ${r.serverCpuUsPerDelivery.toFixed(2)} µs per delivery, RSS +${(r.rssBytesPerConnection / 1024).toFixed(1)} KiB per connection, last delivery ${r.drainSeconds.toFixed(1)} s after the last publish`;
+  return `${r.transport.padEnd(4)} compression ${r.compression.padEnd(7)}: ${r.negotiated}/${r.subscribers} negotiated, ${r.deliveries} of ${r.published * r.subscribers} delivered, ${r.frameBytes}-byte frame -> ${r.wireBytesPerDelivery.toFixed(1)} bytes on the wire per delivery, server CPU ${r.serverCpuUsPerDelivery.toFixed(2)} µs per delivery, RSS +${(r.rssBytesPerConnection / 1024).toFixed(1)} KiB per connection, last delivery ${r.drainSeconds.toFixed(1)} s after the last publish`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
@@ -177,5 +177,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     seconds: Number(env.SECONDS ?? COMPRESSION_DEFAULTS.seconds),
     transports: (env.TRANSPORTS ?? COMPRESSION_DEFAULTS.transports.join(',')).split(',') as ('uws' | 'node')[],
   };
-  for (const transport of opts.transports) for (const compression of ['off', 'on'] as const) console.log(formatRow(await measure(transport, compression, opts)));
+  const modes = (env.MODES ?? 'off,on,context').split(',') as ('off' | 'on' | 'context')[];
+  for (const transport of opts.transports) for (const compression of modes) console.log(formatRow(await measure(transport, compression, opts)));
 }

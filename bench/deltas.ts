@@ -1,18 +1,20 @@
 /**
  * Delta rooms (HISTORY_ROOMS ` delta`, `subscribe {room, delta: "fossil"}`) against whole messages,
- * with `WS_COMPRESSION` off and on, side by side in one run: a live-score object (about 400 bytes
+ * with `WS_COMPRESSION` off, on and context, side by side in one run: a live-score object (about 400 bytes
  * of JSON, `scoreUpdate` of bench/compression.ts: the minute, the shots and `updatedAt` change per
  * update, the period at half time) published RATE (20) times a second for SECONDS (10) to one
  * room of SUBSCRIBERS (1,000), on the uWS transport, in two setups:
  * - one replica, no Redis;
  * - two replicas + Redis: subscribers split over both (every other one), publishes over HTTP to
  *   each replica in turn.
- * Four variants per setup, each on fresh processes: whole messages, `WS_COMPRESSION=on`, delta,
- * delta + `WS_COMPRESSION=on`. Every variant uses the same room (`scores:*` with ` delta`), so the
+ * Six variants per setup, each on fresh processes: whole messages, `WS_COMPRESSION=on`
+ * (`compression`), delta, delta + `WS_COMPRESSION=on`, `WS_COMPRESSION=context` (`context`: a
+ * deflate window per connection kept between messages; the subscribers inflate through one stream
+ * each) and delta + context. Every variant uses the same room (`scores:*` with ` delta`), so the
  * whole messages carry the same meta (`room`, `id`, `ts`) and recovery offset as the deltas.
- * ROUNDS (3) repeats the eight, interleaved, against the shared machine's noise. Alone:
+ * ROUNDS (3) repeats them, interleaved, against the shared machine's noise. Alone:
  *
- *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS, SETUPS=1,2
+ *   npm run build && node --import tsx bench/deltas.ts [--record]   # knobs: SUBSCRIBERS, RATE, SECONDS, ROUNDS, SETUPS=1,2, VARIANTS=whole,…, TRANSPORT=uws|node
  *
  * `--record` writes the run into bench/results.json (`deltasSeparate`), which
  * `node --import tsx bench/run.ts --report` shows in BENCHMARKS.md.
@@ -34,6 +36,8 @@
  *   process (CPU time, `process.cpuUsage`): the client module's path (client/src/fossil.ts's
  *   `applyDelta`, UTF-8 decode, `JSON.parse`, as `HeraldClient` does) and fossil-delta's
  *   `applyDelta` alone; and, for the server's side, fossil-delta's `createDelta` per message.
+ * - RSS per connection: the herald processes' RSS growth from before the subscribers connected to
+ *   after the run, over the subscribers.
  * Correctness on the way: the first VERIFY (20) subscribers apply every delta they receive and
  * check that each rebuilt payload is the published one, in order; a mismatch fails the run.
  */
@@ -49,10 +53,11 @@ import { applyDelta as moduleApply } from '../client/src/fossil.js';
 import { clientFrame, openRawEngine } from './raw-engine.js';
 import { scoreUpdate } from './compression.js';
 import { srcCommit } from './jitter.js';
-import { cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, ROOT, type Stack } from './stacks.js';
+import { cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, ROOT, rssBytes, type Stack } from './stacks.js';
 
-export type DeltaVariant = 'whole' | 'compression' | 'delta' | 'delta + compression';
-export const DELTA_VARIANTS: DeltaVariant[] = ['whole', 'compression', 'delta', 'delta + compression'];
+export type DeltaVariant = 'whole' | 'compression' | 'delta' | 'delta + compression' | 'context' | 'delta + context';
+/** `compression`: `WS_COMPRESSION=on` (each message deflated alone); `context`: `WS_COMPRESSION=context` (a window per connection). */
+export const DELTA_VARIANTS: DeltaVariant[] = ['whole', 'compression', 'delta', 'delta + compression', 'context', 'delta + context'];
 
 export interface DeltaOptions {
   subscribers: number;
@@ -63,6 +68,10 @@ export interface DeltaOptions {
   rounds: number;
   /** Replica counts: 1 (no Redis) and 2 (+ Redis). */
   setups: number[];
+  /** The variants run (VARIANTS, comma-separated); absent in runs recorded before it existed: the first four. */
+  variants?: DeltaVariant[];
+  /** TRANSPORT: `uws` (the default, and in runs recorded before it existed) or `node`. */
+  transport?: 'uws' | 'node';
 }
 
 export const DELTA_DEFAULTS: DeltaOptions = { subscribers: 1000, rate: 20, seconds: 10, rounds: 3, setups: [1, 2] };
@@ -89,6 +98,8 @@ export interface DeltaRow {
   /** Deltas applied and checked by the verifying subscribers. */
   verified: number;
   drainSeconds: number;
+  /** The herald processes' RSS growth from before the subscribers connected to after the run, over the subscribers (absent in older runs). */
+  rssBytesPerConnection?: number;
 }
 
 /** A frame's bytes by part (uncompressed; the WebSocket header included). */
@@ -172,7 +183,7 @@ const latin1Bytes = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charC
  * to ROOM (asking for deltas when `delta`); resolves on the ack. `index` < VERIFY: applies and
  * checks every delta against `expected` (the published payloads as JSON, in order); 0: keeps frames.
  */
-function subscriber(url: string, delta: boolean, index: number, expected: string[]): Promise<Subscriber> {
+function subscriber(url: string, delta: boolean, index: number, expected: string[], context = false): Promise<Subscriber> {
   return new Promise((resolve, reject) => {
     const s: Subscriber = { socket: undefined as unknown as Socket, extensions: '', deliveries: 0, deltas: 0, frameBytes: 0, verified: 0, ...(index === 0 ? { kept: [] } : {}) };
     let settled = false;
@@ -217,7 +228,7 @@ function subscriber(url: string, delta: boolean, index: number, expected: string
         }
       }
     };
-    s.socket = openRawEngine(url, { opened: (e) => (s.extensions = e), text, fail });
+    s.socket = openRawEngine(url, { opened: (e) => (s.extensions = e), text, fail }, context);
   });
 }
 
@@ -248,9 +259,9 @@ interface Measured {
 }
 
 async function measure(replicas: number, variant: DeltaVariant, round: number, opts: DeltaOptions, expected: string[]): Promise<Measured> {
-  const compression = variant.includes('compression') ? 'on' : 'off';
+  const compression = variant.includes('compression') ? 'on' : variant.includes('context') ? 'context' : 'off';
   const delta = variant.startsWith('delta');
-  const stack: Stack = await heraldStack(`deltas-${replicas}-${variant}`, 'uws', replicas, {
+  const stack: Stack = await heraldStack(`deltas-${replicas}-${variant}`, opts.transport ?? 'uws', replicas, {
     ...(replicas === 1 ? { REDIS_URL: '' } : {}),
     WS_COMPRESSION: compression,
     HISTORY_ROOMS,
@@ -258,10 +269,12 @@ async function measure(replicas: number, variant: DeltaVariant, round: number, o
   const heraldPids = stack.servers.map((p) => p.pid);
   const others = stack.all.filter((p) => !heraldPids.includes(p.pid)).map((p) => p.pid);
   const cpu = (pids: number[]) => pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
+  const rss = () => heraldPids.reduce((a, pid) => a + rssBytes(pid), 0);
   const subs: Subscriber[] = [];
   try {
+    const rssBefore = rss();
     for (let i = 0; i < opts.subscribers; i += 100) {
-      subs.push(...(await Promise.all(Array.from({ length: Math.min(100, opts.subscribers - i) }, (_, k) => subscriber(stack.urls[(i + k) % replicas]!, delta, i + k, expected)))));
+      subs.push(...(await Promise.all(Array.from({ length: Math.min(100, opts.subscribers - i) }, (_, k) => subscriber(stack.urls[(i + k) % replicas]!, delta, i + k, expected, compression === 'context')))));
     }
     const negotiated = subs.filter((s) => /permessage-deflate/.test(s.extensions)).length;
     for (let n = 0; n < WARMUP; n++) {
@@ -301,6 +314,7 @@ async function measure(replicas: number, variant: DeltaVariant, round: number, o
       redisCpuUsPerDelivery: cpuUsEach(redisCpu, deliveries),
       verified: sum(subs, (s) => s.verified),
       drainSeconds,
+      rssBytesPerConnection: (rss() - rssBefore) / subs.length,
     };
     return { row, kept: subs[0]!.kept!.slice(WARMUP) };
   } finally {
@@ -406,7 +420,7 @@ export async function deltaBench(opts: DeltaOptions = DELTA_DEFAULTS, log: (line
   let deltaFrames: string[] = [];
   for (let round = 1; round <= opts.rounds; round++) {
     for (const replicas of opts.setups) {
-      for (const variant of DELTA_VARIANTS) {
+      for (const variant of opts.variants ?? DELTA_VARIANTS) {
         const { row, kept } = await measure(replicas, variant, round, opts, expected);
         log(formatDeltaRow(row));
         rows.push(row);
@@ -431,7 +445,7 @@ export async function deltaBench(opts: DeltaOptions = DELTA_DEFAULTS, log: (line
 }
 
 export function formatDeltaRow(r: DeltaRow): string {
-  return `round ${r.round}, ${r.replicas} replica${r.replicas > 1 ? 's + Redis' : ''}, ${r.variant.padEnd(19)}: ${r.negotiated}/${r.subscribers} negotiated, ${r.deliveries} delivered (${r.deltaDeliveries} deltas, ${r.verified} checked), ${r.frameBytes.toFixed(1)}-byte frame -> ${r.wireBytesPerDelivery.toFixed(1)} bytes on the wire, herald CPU ${r.serverCpuUsPerDelivery.toFixed(2)} µs per delivery (Redis ${r.redisCpuUsPerDelivery.toFixed(2)}), drained ${r.drainSeconds.toFixed(2)} s after the last publish`;
+  return `round ${r.round}, ${r.replicas} replica${r.replicas > 1 ? 's + Redis' : ''}, ${r.variant.padEnd(19)}: ${r.negotiated}/${r.subscribers} negotiated, ${r.deliveries} delivered (${r.deltaDeliveries} deltas, ${r.verified} checked), ${r.frameBytes.toFixed(1)}-byte frame -> ${r.wireBytesPerDelivery.toFixed(1)} bytes on the wire, herald CPU ${r.serverCpuUsPerDelivery.toFixed(2)} µs per delivery (Redis ${r.redisCpuUsPerDelivery.toFixed(2)}), drained ${r.drainSeconds.toFixed(2)} s after the last publish${r.rssBytesPerConnection === undefined ? '' : `, RSS +${(r.rssBytesPerConnection / 1024).toFixed(1)} KiB per connection`}`;
 }
 
 /** Per setup and variant: the mean over rounds of each figure, with the CPU's spread. */
@@ -457,6 +471,7 @@ export function deltaSummary(rows: DeltaRow[]) {
       serverCpuMax: Math.max(...cpus),
       redisCpuUsPerDelivery: mean((r) => r.redisCpuUsPerDelivery),
       drainSeconds: Math.max(...rs.map((r) => r.drainSeconds)),
+      rssBytesPerConnection: rs.every((r) => r.rssBytesPerConnection !== undefined) ? mean((r) => r.rssBytesPerConnection!) : undefined,
     };
   });
 }
@@ -470,7 +485,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     seconds: Number(env.SECONDS ?? DELTA_DEFAULTS.seconds),
     rounds: Number(env.ROUNDS ?? DELTA_DEFAULTS.rounds),
     setups: (env.SETUPS ?? DELTA_DEFAULTS.setups.join(',')).split(',').map(Number),
+    variants: (env.VARIANTS?.split(',') ?? DELTA_VARIANTS) as DeltaVariant[],
+    transport: env.TRANSPORT === 'node' ? 'node' : 'uws',
   };
+  for (const v of opts.variants!) if (!DELTA_VARIANTS.includes(v)) throw new Error(`VARIANTS: unknown variant ${v} (${DELTA_VARIANTS.join(', ')})`);
   const run = await deltaBench(opts, console.log);
   console.log(JSON.stringify({ whole: run.whole, delta: run.delta, apply: run.apply }, null, 2));
   if (process.argv.includes('--record')) {

@@ -10,6 +10,12 @@ export { LOG_LEVELS, type LogLevel } from './levels.js';
 
 export type TransportKind = 'uws' | 'node';
 
+/**
+ * `WS_COMPRESSION`: `false` off; `shared` (`on`) each message deflated on its own, no context kept;
+ * `context` each connection keeps its own deflate window between messages (context takeover).
+ */
+export type WsCompression = false | 'shared' | 'context';
+
 /** herald's configuration after validation. Frozen; built only by `loadConfig`. */
 export interface Config {
   /** TCP port for Socket.IO and HTTP. @default 3000 */
@@ -26,8 +32,8 @@ export interface Config {
   readonly transport: TransportKind;
   /** uWS: milliseconds a busy replica may hold a room broadcast to batch it with others; 0 = never. @default 1 */
   readonly broadcastBatchMs: number;
-  /** permessage-deflate on WebSocket connections (`WS_COMPRESSION=on`): a shared compressor on uWS, no context takeover on ws. @default false */
-  readonly wsCompression: boolean;
+  /** permessage-deflate on WebSocket connections (`WS_COMPRESSION`): `false` (off), `shared` (`on`: each message deflated alone) or `context` (a window per connection, kept between messages). @default false */
+  readonly wsCompression: WsCompression;
   /** Redis URL (redis:// or rediss://). Unset: single node, in-memory adapter. */
   readonly redisUrl: string | undefined;
   /** `classic` (pub/sub, every replica hears everything) or `sharded` (SPUBLISH/SSUBSCRIBE per room). @default "classic" */

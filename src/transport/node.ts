@@ -18,7 +18,7 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
     (req, res) => handle(opts, req, res),
   );
   // Attached after our listener: Engine.IO takes /socket.io/ requests and hands the rest to it.
-  opts.io.attach(server, opts.compression ? { perMessageDeflate: PER_MESSAGE_DEFLATE } : {});
+  opts.io.attach(server, opts.compression ? { perMessageDeflate: opts.compression === 'context' ? PER_MESSAGE_DEFLATE_CONTEXT : PER_MESSAGE_DEFLATE } : {});
   answerRefusedUpgrades(opts.io);
   // No descriptor backstop here: libuv meets EMFILE by accepting and closing with a reserved descriptor, without spinning.
   const admission = opts.admission;
@@ -58,6 +58,22 @@ const PER_MESSAGE_DEFLATE = {
   serverNoContextTakeover: true,
   clientNoContextTakeover: true,
   serverMaxWindowBits: 10,
+  zlibDeflateOptions: { memLevel: 4 },
+};
+
+/**
+ * `WS_COMPRESSION=context` on the node transport: the server keeps its deflate window from one
+ * message to the next (context takeover), 4 KiB (`serverMaxWindowBits` 12, as uWS's
+ * DEDICATED_COMPRESSOR_4KB), so what repeats between a connection's messages is sent as
+ * back-references. The deflate stream then lives as long as the connection (without context
+ * takeover `ws` resets it after each message but keeps it too); client messages are still
+ * inflated without context (`clientNoContextTakeover`), as on uWS.
+ */
+const PER_MESSAGE_DEFLATE_CONTEXT = {
+  threshold: COMPRESSION_THRESHOLD_BYTES,
+  serverNoContextTakeover: false,
+  clientNoContextTakeover: true,
+  serverMaxWindowBits: 12,
   zlibDeflateOptions: { memLevel: 4 },
 };
 

@@ -1,5 +1,5 @@
 import type { Server } from 'socket.io';
-import type { TransportKind } from '../config/schema.js';
+import type { TransportKind, WsCompression } from '../config/schema.js';
 import type { LocalDelivery } from '../cluster/adapter.js';
 import type { HttpService } from './http.js';
 
@@ -13,8 +13,11 @@ export interface TransportOptions {
   readonly broadcastBatchMs: number;
   /** Where herald's adapter delivers; the uWS transport sets its fast path here. */
   readonly delivery: { current: LocalDelivery | undefined };
-  /** Negotiate permessage-deflate with WebSocket clients that offer it (`WS_COMPRESSION`). @default false */
-  readonly compression?: boolean;
+  /**
+   * Negotiate permessage-deflate with WebSocket clients that offer it (`WS_COMPRESSION`):
+   * `shared` deflates each message on its own, `context` keeps a window per connection. @default false
+   */
+  readonly compression?: WsCompression;
   /** MAX_CONNECTIONS and, on uWS, the descriptor backstop (admission.ts, accept-guard.ts). Unset: neither. */
   readonly admission?: TransportAdmission;
 }

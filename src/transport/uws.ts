@@ -24,22 +24,32 @@ const UWS_CLOCK_RESTART_MS = 3000;
 /**
  * `WS_COMPRESSION=on` on uWS: permessage-deflate for clients that offer it, with uWS's shared
  * compressor and decompressor, one zlib stream each for the whole process and none per
- * connection. uWS negotiates no context takeover either way, so each message is deflated on its
+ * connection. uWS negotiates no context takeover then, so each message is deflated on its
  * own: a room publish once per subscriber that negotiated it (uWS has no compress-once publish).
+ * `WS_COMPRESSION=context`: a dedicated compressor per connection (`DEDICATED_COMPRESSOR_4KB`),
+ * its window kept from one message to the next, so what repeats between a connection's messages
+ * (room, meta keys, ids, unchanged fields) is sent as back-references. Still one deflate per
+ * subscriber per publish. Measured with this uWS build: every dedicated size (3 KB to 32 KB)
+ * negotiates `server_max_window_bits=9` or compresses as if it did (same bytes), a 512-byte
+ * window whose back-references reach about 250 bytes: delta frames (~190 bytes) gain, whole
+ * 550-byte frames do not; and each connection costs about 73 KiB more RSS than with the shared
+ * compressor, whatever the size named (bench/compression.ts, bench/deltas.ts). Client messages are inflated by
+ * the shared decompressor in both modes (uWS then asks clients for `client_no_context_takeover`).
  * `maxPayloadLength` (CLIENT_MAX_BYTES, from `maxHttpBufferSize`) bounds a client message after
  * inflating: past it uWS stops inflating and closes the connection ("Received too big message,
  * or other inflation error", 1006), as for an uncompressed frame over it.
  * Engine.IO's `perMessageDeflate.threshold` decides for direct writes (acks, replays), the
  * broadcast's `compressFrom` for room publishes.
  */
-function compressionOptions(uws: UwsModule): object {
-  return { compression: uws.SHARED_COMPRESSOR | uws.SHARED_DECOMPRESSOR, perMessageDeflate: { threshold: COMPRESSION_THRESHOLD_BYTES } };
+function compressionOptions(uws: UwsModule, mode: 'shared' | 'context'): object {
+  const compressor = mode === 'context' ? uws.DEDICATED_COMPRESSOR_4KB : uws.SHARED_COMPRESSOR;
+  return { compression: compressor | uws.SHARED_DECOMPRESSOR, perMessageDeflate: { threshold: COMPRESSION_THRESHOLD_BYTES } };
 }
 
 /** Serves Socket.IO (via `io.attachApp`) and herald's HTTP routes on one uWS app. */
 export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promise<RunningTransport> {
   const app: TemplatedApp = uws.App();
-  attachEngine(opts.io, app, opts.compression ? compressionOptions(uws) : {});
+  attachEngine(opts.io, app, opts.compression ? compressionOptions(uws, opts.compression) : {});
   const admission = opts.admission;
   if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: () => admission.refused(), otherConnections: admission.otherConnections });
   opts.delivery.current = new UwsDelivery(app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
