@@ -49,6 +49,8 @@ for (const transport of ['uws', 'node'] as const) {
         startGateway({ env: { ...env, METRICS_PORT: String(metricsPort) } }),
         startGateway({ env }),
       ])) as [Gateway, Gateway];
+      // The publish below needs Redis: wait until both replicas say they are ready.
+      for (const gw of [leaving, staying]) await waitFor('the replica ready', async () => (await fetch(`${gw.url}/readyz`)).status === 200);
     });
 
     after(async () => {

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
 const ROOM = 'h:pipe';
@@ -71,6 +72,8 @@ for (const transport of ['uws', 'node'] as const) {
     before(async () => {
       redis = await startRedis();
       gw = await startGateway({ env: { TRANSPORT: transport, REDIS_URL: redis.url, PUBLISH_KEYS: KEY, HISTORY_ROOMS: 'h:*' } });
+      // Publishes into history need Redis: wait until the replica says it is ready.
+      await waitFor('the replica ready', async () => (await fetch(`${gw.url}/readyz`)).status === 200);
     });
 
     after(async () => {
