@@ -9,6 +9,7 @@ import { getJson, publish } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
+import { score, type Recorded } from './helpers/scores.js';
 
 // Delta subscribers on a replica that drains (SIGTERM) while publishes go through both replicas:
 // each moves to the other replica and must end with exactly the publisher's payloads, once, in
@@ -23,28 +24,6 @@ const BEFORE = 25;
 const AFTER = 25;
 /** Bound on publishes through the draining replica once SIGTERM is sent. */
 const MAX_DURING = 400;
-
-/** A live score of about 400 bytes as JSON, two or three fields changing per update (`minute` is unique). */
-function score(i: number): object {
-  return {
-    match: 'match-42',
-    competition: 'Premier League',
-    home: { team: 'Northfield Rovers', short: 'NFR', goals: Math.floor(i / 7), cards: { yellow: i % 3, red: 0 } },
-    away: { team: 'Southgate Albion', short: 'SGA', goals: Math.floor(i / 11), cards: { yellow: 1, red: 0 } },
-    minute: i,
-    period: i < 45 ? 'first-half' : 'second-half',
-    possession: { home: 50 + (i % 9), away: 50 - (i % 9) },
-    venue: 'Riverside Stadium, North Stand entrance C',
-    referee: 'A. Example',
-    lastEvent: i % 5 === 0 ? `corner ${i}` : `pass ${i}`,
-    updatedBy: 'feed-3',
-  };
-}
-
-interface Recorded {
-  data: unknown;
-  id: string;
-}
 
 interface WireMeta {
   room?: string;

@@ -8,33 +8,12 @@ import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRelay, type Relay } from './helpers/relay.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
+import { score, type Recorded } from './helpers/scores.js';
 
 // Delta rooms (HISTORY_ROOMS ` delta`, src/history/delta.ts) with real replicas, Redis and
 // clients: the client module (client/) and raw socket.io-client sockets that see the wire.
 
 const KEY = 'test-publish-key-0123456789';
-
-/** A live score of about 400 bytes as JSON, two or three fields changing per update. */
-function score(i: number): object {
-  return {
-    match: 'match-42',
-    competition: 'Premier League',
-    home: { team: 'Northfield Rovers', short: 'NFR', goals: Math.floor(i / 7), cards: { yellow: i % 3, red: 0 } },
-    away: { team: 'Southgate Albion', short: 'SGA', goals: Math.floor(i / 11), cards: { yellow: 1, red: 0 } },
-    minute: i,
-    period: i < 45 ? 'first-half' : 'second-half',
-    possession: { home: 50 + (i % 9), away: 50 - (i % 9) },
-    venue: 'Riverside Stadium, North Stand entrance C',
-    referee: 'A. Example',
-    lastEvent: i % 5 === 0 ? `corner ${i}` : `pass ${i}`,
-    updatedBy: 'feed-3',
-  };
-}
-
-interface Recorded {
-  data: unknown;
-  id: string;
-}
 
 /** A HeraldClient that records what its handler receives. */
 function recorder(herald: HeraldClient, event: string): Recorded[] {
