@@ -16,18 +16,11 @@ import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { CLIENT_CPU, ceilingStack, cpuSeconds, cpuUsEach, heraldStack, pinToClientCpu, stackCpuSeconds, type Stack } from './stacks.js';
+import { CLIENT_CPU, ceilingStack, cpuSeconds, cpuUsEach, heraldStack, parseVariants, pinToClientCpu, stackCpuSeconds, type Stack } from './stacks.js';
 
 pinToClientCpu();
 
-interface Variant {
-  name: string;
-  env: Record<string, string>;
-}
-const variants: Variant[] = (process.env.VARIANTS ?? 'herald:').split(';').map((v) => {
-  const [name, settings = ''] = v.split(/:(.*)/s) as [string, string?];
-  return { name: name.trim(), env: Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2) as [string, string])) };
-});
+const variants = parseVariants(process.env.VARIANTS ?? 'herald:');
 /** Context switches of a process so far, voluntary and not: how often it was woken or put off the core. */
 const switches = (pid: number): number => {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');

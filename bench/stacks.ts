@@ -164,6 +164,20 @@ export const STACKS: Record<string, () => Promise<Stack>> = {
 };
 
 /** CPU microseconds per item (a delivery, a message), from CPU seconds over a run; the same number is milliseconds per 1,000 items. */
+/** One variant of a bench run: a name and the herald settings it runs with. */
+export interface Variant {
+  name: string;
+  env: Record<string, string>;
+}
+
+/** `VARIANTS` as the benches take it: `name:ENV=v,ENV=v;name:...` (a value may hold `=` or `:`). */
+export function parseVariants(raw: string): Variant[] {
+  return raw.split(';').map((v) => {
+    const [name, settings = ''] = v.split(/:(.*)/s) as [string, string?];
+    return { name: name.trim(), env: Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2) as [string, string])) };
+  });
+}
+
 export const cpuUsEach = (cpu: number, items: number): number => (cpu / Math.max(1, items)) * 1e6;
 
 /** CPU seconds used so far by all of a stack's processes, Redis included. */

@@ -15,6 +15,7 @@ import { FanPool } from '../../loadtest/harness/fans/pool.js';
 import { loopbackAddresses } from '../../loadtest/harness/workers.js';
 import { cpuSeconds, rssBytes, startRedis, startReplica, type Replica } from './cluster.js';
 import { JWT_SECRET, PUBLISH_KEY } from './scenario.js';
+import { parseVariants } from '../stacks.js';
 
 const COUNT = Number(process.env.COUNT ?? 5000);
 /** When to read, in seconds after the last fan connected (comma list, default 5,30). */
@@ -22,10 +23,7 @@ const HOLDS = (process.env.HOLD ?? '5,30').split(',').map(Number);
 const MATCHES = Number(process.env.MATCHES ?? 1000);
 const snapshots = process.env.SNAPSHOT;
 if (snapshots) mkdirSync(snapshots, { recursive: true });
-const variants = (process.env.VARIANTS ?? 'history:;no-history:HISTORY_ROOMS=').split(';').map((v) => {
-  const [name, settings = ''] = v.split(/:(.*)/s) as [string, string?];
-  return { name: name.trim(), env: Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2) as [string, string])) };
-});
+const variants = parseVariants(process.env.VARIANTS ?? 'history:;no-history:HISTORY_ROOMS=');
 
 /** The replica's V8 heap, used and committed, and the memory outside it that V8 knows of (Buffers), from its /metrics. */
 async function heap(replica: Replica): Promise<Record<string, number>> {

@@ -31,6 +31,7 @@ import { freePort } from '../../test/helpers/ports.js';
 import { cpuSeconds, rssBytes, startRedis, startReplica } from './cluster.js';
 import { ScalePublisher } from './publisher.js';
 import { JWT_SECRET, PUBLISH_KEY } from './scenario.js';
+import { parseVariants } from '../stacks.js';
 
 const COUNT = Number(process.env.COUNT ?? 5000);
 const IDLE_S = Number(process.env.IDLE_S ?? 40);
@@ -39,10 +40,7 @@ const RATE = Number(process.env.RATE ?? 1);
 const MATCHES = Number(process.env.MATCHES ?? 1000);
 const profileDir = process.env.PROFILE;
 if (profileDir) mkdirSync(profileDir, { recursive: true });
-const variants = (process.env.VARIANTS ?? 'history:;plain:HISTORY_ROOMS=').split(';').map((v) => {
-  const [name, settings = ''] = v.split(/:(.*)/s) as [string, string?];
-  return { name: name.trim(), env: Object.fromEntries(settings.split(',').filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2) as [string, string])) };
-});
+const variants = parseVariants(process.env.VARIANTS ?? 'history:;plain:HISTORY_ROOMS=');
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 const bound = setTimeout(() => {
