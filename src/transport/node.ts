@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Server } from 'socket.io';
 import { HeraldError, ListenError } from '../errors.js';
 import { installAdmission } from './admission.js';
+import { ClosingSink } from './stream-sink.js';
 import { BodyCollector, errorReply, methodHasBody, renderReply, statusLine, streamHeaders, type HttpReply, type StreamSink } from './http.js';
 import { COMPRESSION_THRESHOLD_BYTES, type RunningTransport, type TransportOptions } from './types.js';
 
@@ -178,16 +179,10 @@ function openStream(res: ServerResponse, reply: HttpReply, replicaId: string): v
  * SSE hub reads `closed` of every stream of a room at every delivery, and that read stays
  * monomorphic.
  */
-class NodeStreamSink implements StreamSink {
-  private isClosed = false;
-  private closers: (() => void)[] | undefined;
-
+class NodeStreamSink extends ClosingSink implements StreamSink {
   constructor(private readonly res: ServerResponse) {
+    super();
     res.once('close', () => this.over());
-  }
-
-  get closed(): boolean {
-    return this.isClosed;
   }
 
   get queuedBytes(): number {
@@ -195,14 +190,14 @@ class NodeStreamSink implements StreamSink {
   }
 
   write(chunk: string): boolean {
-    if (this.isClosed || this.res.destroyed) return false;
+    if (this.closed || this.res.destroyed) return false;
     this.res.write(chunk);
     return true;
   }
 
   whenDrained(fn: () => void): void {
     const res = this.res;
-    if (this.isClosed || !res.writableNeedDrain) return fn();
+    if (this.closed || !res.writableNeedDrain) return fn();
     const once = () => {
       res.off('drain', once);
       res.off('close', once);
@@ -213,21 +208,9 @@ class NodeStreamSink implements StreamSink {
   }
 
   end(): void {
-    if (this.isClosed) return;
+    if (this.closed) return;
     this.res.end();
     this.over();
   }
 
-  onClose(fn: () => void): void {
-    if (this.isClosed) fn();
-    else (this.closers ??= []).push(fn);
-  }
-
-  private over(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
-    const closers = this.closers;
-    this.closers = undefined;
-    if (closers) for (const fn of closers) fn();
-  }
 }

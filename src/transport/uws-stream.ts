@@ -1,5 +1,6 @@
 import type { HttpResponse } from 'uWebSockets.js';
 import { statusLine, streamHeaders, type HttpReply, type StreamSink } from './http.js';
+import { ClosingSink } from './stream-sink.js';
 
 /**
  * Writes a streaming reply's head on a uWS response and lends it to its route. Returns what the
@@ -34,18 +35,14 @@ export function openUwsStream(res: HttpResponse, reply: HttpReply, replicaId: st
  * hub reads `closed` and `queuedBytes` of every stream of a room at every delivery, and those
  * reads stay monomorphic.
  */
-class UwsStreamSink implements StreamSink {
-  private isClosed = false;
+class UwsStreamSink extends ClosingSink implements StreamSink {
   private blocked = false;
   private queue: string[] = [];
   private queued = 0;
-  private closers: (() => void)[] | undefined;
   private drained: (() => void)[] | undefined;
 
-  constructor(private readonly res: HttpResponse) {}
-
-  get closed(): boolean {
-    return this.isClosed;
+  constructor(private readonly res: HttpResponse) {
+    super();
   }
 
   get queuedBytes(): number {
@@ -53,7 +50,7 @@ class UwsStreamSink implements StreamSink {
   }
 
   write(chunk: string): boolean {
-    if (this.isClosed) return false;
+    if (this.closed) return false;
     if (this.blocked) {
       this.queue.push(chunk);
       this.queued += Buffer.byteLength(chunk);
@@ -64,26 +61,21 @@ class UwsStreamSink implements StreamSink {
   }
 
   whenDrained(fn: () => void): void {
-    if (this.isClosed || !this.blocked) fn();
+    if (this.closed || !this.blocked) fn();
     else (this.drained ??= []).push(fn);
   }
 
   end(): void {
-    if (this.isClosed) return;
+    if (this.closed) return;
     // What is still queued here is dropped: the stream is ending, and what it owes is in the `id:` already sent.
     const res = this.res;
     res.cork(() => res.end());
     this.over();
   }
 
-  onClose(fn: () => void): void {
-    if (this.isClosed) fn();
-    else (this.closers ??= []).push(fn);
-  }
-
   /** uWS's `onWritable`: hands the queue over; whether uWS took it all. */
   writable(): boolean {
-    if (this.isClosed) return true;
+    if (this.closed) return true;
     if (this.queue.length > 0) {
       const chunk = this.queue.join('');
       this.queue = [];
@@ -94,16 +86,11 @@ class UwsStreamSink implements StreamSink {
     return !this.blocked;
   }
 
-  /** The response is over (ended here, or aborted by the peer). */
-  over(): void {
-    if (this.isClosed) return;
-    this.isClosed = true;
+  /** What is queued is dropped; whoever waited for a drain is told (and finds the sink closed). */
+  protected override closing(): void {
     this.queue = [];
     this.queued = 0;
     this.callDrained();
-    const closers = this.closers;
-    this.closers = undefined;
-    if (closers) for (const fn of closers) fn();
   }
 
   private callDrained(): void {
