@@ -119,6 +119,8 @@ export class Fan {
   private lastAll: string | undefined;
   private lastMatch: string | undefined;
   private pendingAcks = 0;
+  /** Rooms (1 all-scores, 2 match) whose subscribe this fan has not seen answered yet. */
+  private unanswered = 0;
   private attempts = 0;
   private timer: NodeJS.Timeout | undefined;
   private everLive = false;
@@ -217,17 +219,28 @@ export class Fan {
   }
 
   private onConnected(ws: WsClient, reply: { sid: string; pid?: string }): void {
-    if (this.sid !== undefined && reply.sid === this.sid) {
-      this.world.phase.sessionsRecovered++;
-      return this.goLive();
+    const recovered = this.sid !== undefined && reply.sid === this.sid;
+    if (recovered) this.world.phase.sessionsRecovered++;
+    else {
+      this.sid = reply.sid;
+      this.pid = reply.pid;
+      this.unanswered = 3;
     }
-    this.sid = reply.sid;
-    this.pid = reply.pid;
+    // A recovered session keeps the rooms it had, but not a subscribe that was still unanswered
+    // when the connection dropped (herald may never have run it): that one is sent again, as
+    // socket.io-client's own `retries` or an app waiting on the ack would.
+    if (this.unanswered === 0) return this.goLive();
     this.state = 'subscribing';
-    this.pendingAcks = 2;
+    this.pendingAcks = 0;
     const since = (room: string, last: string | undefined) => (last === undefined ? room : { room, since: last });
-    ws.send(eventFrame('subscribe', [since(ALL_ROOM, this.lastAll)], 1));
-    ws.send(eventFrame('subscribe', [since(matchRoom(this.match), this.lastMatch)], 2));
+    if (this.unanswered & 1) {
+      this.pendingAcks++;
+      ws.send(eventFrame('subscribe', [since(ALL_ROOM, this.lastAll)], 1));
+    }
+    if (this.unanswered & 2) {
+      this.pendingAcks++;
+      ws.send(eventFrame('subscribe', [since(matchRoom(this.match), this.lastMatch)], 2));
+    }
   }
 
   private onAck(text: string, fail: (reason: string) => void): void {
@@ -238,6 +251,7 @@ export class Fan {
       if (id === 1) this.lastAll = ack.offset;
       else this.lastMatch = ack.offset;
     }
+    this.unanswered &= ~id;
     if (ack.recovered === true) this.world.phase.sinceRecovered++;
     else if (ack.recovered === false) this.world.phase.sinceNotRecovered++;
     if (--this.pendingAcks === 0) this.goLive();
