@@ -5,10 +5,12 @@ import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { clientAddress } from '../src/limits/client-ip.js';
+import { KeyedLimiter } from '../src/limits/token-bucket.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
 import { freePort } from './helpers/ports.js';
 import { needs } from './helpers/tools.js';
+import { waitFor } from './helpers/wait.js';
 
 describe('clientAddress (TRUST_PROXY)', () => {
   const peer = '10.0.0.9';
@@ -66,6 +68,28 @@ async function accepted(n: number, attempt: (i: number) => Promise<boolean>): Pr
 
 /** A burst of 5 per address, refilled at 1 a second: a burst of 10 at once gets 5 (6 if a second passes). */
 const LIMITS = { CONNECT_BURST_PER_IP: '5', CONNECT_RATE_PER_IP: '1' };
+
+describe('KeyedLimiter (the per-address buckets)', () => {
+  it('holds at most maxKeys addresses; past them new addresses share one overflow bucket', () => {
+    const limiter = new KeyedLimiter(1, 2, 3);
+    for (const a of ['a', 'b', 'c']) assert.equal(limiter.take(a), true);
+    assert.equal(limiter.size, 3);
+    assert.equal(limiter.take('d'), true, 'the overflow bucket has its burst');
+    assert.equal(limiter.take('e'), true);
+    assert.equal(limiter.take('f'), false, 'addresses past the bound share the overflow bucket, now empty');
+    assert.equal(limiter.size, 3, 'the map did not grow past maxKeys');
+    assert.equal(limiter.take('a'), true, 'a held address keeps its own bucket');
+    assert.equal(limiter.take('a'), false);
+  });
+
+  it('forgets the addresses whose buckets are full again, without another take (after a connect storm)', async () => {
+    // 1,000 tokens a second: a bucket that gave one is full again after 1 ms; the sweep runs after 1 s.
+    const limiter = new KeyedLimiter(1000, 5);
+    for (let i = 0; i < 100; i++) assert.equal(limiter.take(`10.0.0.${i}`), true);
+    assert.equal(limiter.size, 100);
+    await waitFor('the full buckets to be swept', () => limiter.size === 0);
+  });
+});
 
 describe('per-IP handshake limit with TRUST_PROXY=1', () => {
   let gw: Gateway;

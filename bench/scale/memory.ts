@@ -6,8 +6,9 @@
  * fan after they connected, HOLD seconds later (a comma list, default 5,30). SNAPSHOT=<dir> also writes a heap
  * snapshot before and after (HeapSnapshot files, compare them in Chrome DevTools' Memory tab).
  *
- * VARIANTS: `name:ENV=v,ENV=v;name:...` (herald settings, and NODE_ARGS for node flags; default:
- * `history:` and `no-history:HISTORY_ROOMS=`).
+ * VARIANTS: `name:ENV=v,ENV=v;name:...` (herald settings, NODE_ARGS for node flags, and MAIN=<path>
+ * to run another build's dist/main.js, so before and after run in one command; default: `history:`
+ * and `no-history:HISTORY_ROOMS=`).
  */
 import { mkdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -55,7 +56,7 @@ async function snapshot(replica: Replica): Promise<void> {
 // ROUNDS: the variants in turn, that many times (default 1).
 for (const v of Array.from({ length: Number(process.env.ROUNDS ?? 1) }, () => variants).flat()) {
   // NODE_ARGS in a variant: node flags for the replica, space-separated (they replace npm start's own of the same name).
-  const { NODE_ARGS = '', ...env } = v.env;
+  const { NODE_ARGS = '', MAIN, ...env } = v.env;
   const redis = await startRedis();
   const replica = await startReplica({
     redisUrl: redis.url,
@@ -63,6 +64,7 @@ for (const v of Array.from({ length: Number(process.env.ROUNDS ?? 1) }, () => va
     publishKey: PUBLISH_KEY,
     env: { CONNECT_RATE_PER_IP: '100000', CONNECT_BURST_PER_IP: '100000', ...env },
     nodeArgs: [...NODE_ARGS.split(' ').filter(Boolean), ...(snapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${snapshots}`] : [])],
+    ...(MAIN ? { main: MAIN } : {}),
   });
   const pool = await FanPool.start(2);
   try {

@@ -24,10 +24,13 @@ export interface Identity {
   readonly claims?: Readonly<Record<string, unknown>>;
 }
 
+/** The table of a claim with no patterns: one for every identity (a table is never changed once made). */
+const NO_PATTERNS = new PatternTable<true>([]);
+
 export const ANONYMOUS: Identity = Object.freeze({
   userId: undefined,
-  rooms: new PatternTable<true>([]),
-  publish: new PatternTable<true>([]),
+  rooms: NO_PATTERNS,
+  publish: NO_PATTERNS,
   expiresAt: undefined,
   issuedAt: undefined,
   tokenId: undefined,
@@ -79,5 +82,7 @@ export function userRoom(userId: string): RoomName {
 /** A claim listing room patterns; anything else in it is ignored (a token cannot widen access by malformation). */
 function patternsOf(claim: unknown): PatternTable<true> {
   const list = Array.isArray(claim) ? claim.filter((p): p is string => typeof p === 'string' && isValidPattern(p)) : [];
+  // Most tokens carry neither claim: they share one empty table rather than two per connection.
+  if (list.length === 0) return NO_PATTERNS;
   return new PatternTable(list.map((pattern) => ({ pattern, value: true as const })));
 }

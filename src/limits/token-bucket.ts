@@ -37,11 +37,17 @@ export class TokenBucket {
 /**
  * One bucket per key (client IP), bounded in memory: full buckets are forgotten on a sweep, and
  * past `maxKeys` new keys share a single overflow bucket rather than growing the map.
+ *
+ * A sweep runs on a timer (unref'd, only while the map holds keys) as soon as a bucket could be
+ * full again (one token's refill time, 1 s to 60 s), so that after a connect storm the map does not
+ * keep an entry per address of the clients that stay connected: a full bucket is the same as none.
  */
 export class KeyedLimiter {
   private readonly buckets = new Map<string, TokenBucket>();
   private readonly overflow: TokenBucket;
   private lastSweep: number;
+  private readonly sweepMs: number;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly rate: number,
@@ -51,17 +57,16 @@ export class KeyedLimiter {
   ) {
     this.overflow = new TokenBucket(rate, burst, now);
     this.lastSweep = now;
+    this.sweepMs = Math.min(60_000, Math.max(1000, rate > 0 ? 1000 / rate : 60_000));
   }
 
   take(key: string, now = Date.now()): boolean {
-    if (now - this.lastSweep > 60_000) {
-      for (const [k, b] of this.buckets) if (b.idle(now)) this.buckets.delete(k);
-      this.lastSweep = now;
-    }
+    if (now - this.lastSweep > 60_000) this.sweep(now);
     let bucket = this.buckets.get(key);
     if (!bucket) {
       if (this.buckets.size >= this.maxKeys) return this.overflow.take(now);
       this.buckets.set(key, (bucket = new TokenBucket(this.rate, this.burst, now)));
+      this.sweeper ??= setTimeout(this.swept, this.sweepMs).unref();
     }
     return bucket.take(now);
   }
@@ -70,4 +75,19 @@ export class KeyedLimiter {
   giveBack(key: string): void {
     (this.buckets.get(key) ?? this.overflow).giveBack();
   }
+
+  /** Keys held now (tests and metrics). */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [k, b] of this.buckets) if (b.idle(now)) this.buckets.delete(k);
+    this.lastSweep = now;
+  }
+
+  private readonly swept = (): void => {
+    this.sweep(Date.now());
+    this.sweeper = this.buckets.size > 0 ? setTimeout(this.swept, this.sweepMs).unref() : undefined;
+  };
 }

@@ -25,11 +25,19 @@ export interface ConnectGuardOptions {
   trustProxy: TrustedProxies;
 }
 
+/**
+ * What the guard keeps per connection, from its first CONNECT: most connections only ever open
+ * the main namespace, which is kept inline; others (the admin namespace) get a small map.
+ */
 interface Claims {
-  /** Namespaces with a session being authenticated or connected on this connection. */
-  readonly held: Set<string>;
-  /** CONNECT attempts per namespace so far. */
-  readonly attempts: Map<string, number>;
+  /** The client address, for the log of a refused CONNECT. */
+  readonly address: string;
+  /** The first namespace a CONNECT was for. */
+  readonly first: string;
+  /** CONNECT attempts for `first` so far × 2, + 1 while a session (authenticating or connected) holds it. */
+  firstState: number;
+  /** The same for other namespaces. */
+  others: Map<string, number> | undefined;
   /** A session restore was started on this connection. */
   restored: boolean;
 }
@@ -71,12 +79,13 @@ interface Client {
  * `socket.connect()` after a `connect_error`).
  */
 export class ConnectGuard {
+  /** By Engine.IO connection; one exists from the connection's first CONNECT on. */
   private readonly claims = new WeakMap<object, Claims>();
-  /** Sockets the guard admitted, with what frees their namespace again. */
-  private readonly admitted = new WeakMap<Socket, () => void>();
+  /** Sockets the guard admitted, with the claims that hold their namespace until they go. */
+  private readonly admitted = new WeakMap<Socket, Claims>();
   private readonly guarded = new WeakSet<Namespace>();
-  /** Connections whose packets are watched for a CONNECT after their session was made. */
-  private readonly watched = new WeakSet<Client>();
+  /** Socket.IO's `Client._parseNamespace`, as the first connection had it. */
+  private parse: Client['_parseNamespace'] | undefined;
   private readonly restores: KeyedLimiter;
   private readonly refusedLog = throttle(10_000);
 
@@ -110,31 +119,48 @@ export class ConnectGuard {
     const run = internals.run.bind(nsp);
     internals._createSocket = async (client, auth) => {
       const address = clientAddress(client.request?.headers?.['x-forwarded-for'], client.conn.remoteAddress, this.opts.trustProxy);
-      this.countReconnects(client, address);
-      const release = this.claim(client.conn, nsp.name, address);
-      if (!release) return create(client, withoutSession(auth));
+      let claims = this.claims.get(client.conn);
+      if (!claims) {
+        this.claims.set(client.conn, (claims = { address, first: nsp.name, firstState: 0, others: undefined, restored: false }));
+        this.countReconnects(client);
+      }
+      if (!this.claim(client.conn, claims, nsp.name, address)) return create(client, withoutSession(auth));
       try {
-        const socket = await create(client, this.mayRestore(client.conn, auth, address) ? auth : withoutSession(auth));
-        this.admitted.set(socket, release);
+        const socket = await create(client, this.mayRestore(claims, auth, address) ? auth : withoutSession(auth));
+        this.admitted.set(socket, claims);
         return socket;
       } catch (err) {
-        release();
+        setHeld(claims, nsp.name, false);
         throw err;
       }
     };
+    const guard = this;
+    // One listener for every admitted socket (not `once`, whose wrapper would be one more object
+    // per socket; `release` runs once anyway): `this` is the socket that went.
+    const disconnected = function (this: Socket) {
+      guard.release(this);
+    };
     internals.run = (socket, fn) =>
       run(socket, (err) => {
-        const release = this.admitted.get(socket);
-        if (release && err) release();
-        else if (release) socket.once('disconnect', release);
+        if (this.admitted.has(socket)) {
+          if (err) this.release(socket);
+          else socket.on('disconnect', disconnected);
+        }
         fn(err);
       });
   }
 
+  /** Frees the namespace `socket` held (once: its session was refused, or it disconnected). */
+  private release(socket: Socket): void {
+    const claims = this.admitted.get(socket);
+    if (!claims) return;
+    this.admitted.delete(socket);
+    setHeld(claims, socket.nsp.name, false);
+  }
+
   /** Whether a CONNECT may look its session up: once per connection, within the address's budget. */
-  private mayRestore(conn: object, auth: Record<string, unknown> | undefined, address: string): boolean {
+  private mayRestore(claims: Claims, auth: Record<string, unknown> | undefined, address: string): boolean {
     if (typeof auth?.pid !== 'string') return true;
-    const claims = this.claims.get(conn)!;
     const allowed = !claims.restored && this.restores.take(address);
     claims.restored = true;
     if (!allowed) this.metrics.sessionRecovery('rate_limited');
@@ -148,17 +174,31 @@ export class ConnectGuard {
    * Socket.IO reads each packet's namespace, before it closes. Installed on the connection's
    * first CONNECT (synchronously, before any later packet is read), once per connection.
    */
-  private countReconnects(client: Client, address: string): void {
-    if (this.watched.has(client)) return;
-    this.watched.add(client);
+  private countReconnects(client: Client): void {
     const parse = client._parseNamespace;
     // Another Socket.IO than 4.8's: Socket.IO still closes such a connection; it is not counted.
     if (typeof parse !== 'function') return;
-    client._parseNamespace = (packet) => {
-      const parsed = parse.call(client, packet);
-      if (packet.type === CONNECT && client.nsps.has(parsed.namespace)) this.refused(parsed.namespace, undefined, address);
-      return parsed;
+    this.parse ??= parse;
+    // Socket.IO's own method, the same for every connection: one shared wrapper, which finds the
+    // connection's address in its claims (no closure per connection).
+    if (parse === this.parse) {
+      client._parseNamespace = this.countingParse;
+      return;
+    }
+    client._parseNamespace = (packet) => this.counted(client, packet, parse.call(client, packet));
+  }
+
+  /** `Client._parseNamespace` behind the count; `this` is the client. */
+  private readonly countingParse = (() => {
+    const guard = this;
+    return function countingParse(this: Client, packet: { type: number }): { namespace: string } {
+      return guard.counted(this, packet, guard.parse!.call(this, packet));
     };
+  })();
+
+  private counted(client: Client, packet: { type: number }, parsed: { namespace: string }): { namespace: string } {
+    if (packet.type === CONNECT && client.nsps.has(parsed.namespace)) this.refused(parsed.namespace, undefined, this.claims.get(client.conn)?.address ?? client.conn.remoteAddress);
+    return parsed;
   }
 
   /** A second CONNECT for one namespace: counted (`duplicate_connect`) and logged, throttled. */
@@ -169,26 +209,34 @@ export class ConnectGuard {
     }
   }
 
-  /** Claims `namespace` on `conn`; undefined (and the connection closed) if it may not. */
-  private claim(conn: Client['conn'], namespace: string, address: string): (() => void) | undefined {
-    let claims = this.claims.get(conn);
-    if (!claims) this.claims.set(conn, (claims = { held: new Set(), attempts: new Map(), restored: false }));
-    const attempts = (claims.attempts.get(namespace) ?? 0) + 1;
-    claims.attempts.set(namespace, attempts);
-    if (claims.held.has(namespace) || attempts > MAX_CONNECTS_PER_NAMESPACE) {
+  /** Claims `namespace` on `conn`; false (and the connection closed) if it may not. */
+  private claim(conn: Client['conn'], claims: Claims, namespace: string, address: string): boolean {
+    const state = stateOf(claims, namespace) + 2;
+    setState(claims, namespace, state);
+    const attempts = state >> 1;
+    if (state & 1 || attempts > MAX_CONNECTS_PER_NAMESPACE) {
       this.refused(namespace, attempts, address);
       // Later packets of the same batch are still parsed; a closed connection ignores them.
       conn.close();
-      return undefined;
+      return false;
     }
-    const held = claims.held;
-    held.add(namespace);
-    let holding = true;
-    return () => {
-      if (holding) held.delete(namespace);
-      holding = false;
-    };
+    setHeld(claims, namespace, true);
+    return true;
   }
+}
+
+function stateOf(claims: Claims, namespace: string): number {
+  return namespace === claims.first ? claims.firstState : (claims.others?.get(namespace) ?? 0);
+}
+
+function setState(claims: Claims, namespace: string, state: number): void {
+  if (namespace === claims.first) claims.firstState = state;
+  else (claims.others ??= new Map()).set(namespace, state);
+}
+
+function setHeld(claims: Claims, namespace: string, held: boolean): void {
+  const state = stateOf(claims, namespace);
+  setState(claims, namespace, held ? state | 1 : state & ~1);
 }
 
 /** The CONNECT's auth without what makes Socket.IO look a session up. */

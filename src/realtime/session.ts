@@ -92,22 +92,30 @@ export class Sessions {
   private arm(socket: Socket, identity: Identity): void {
     this.closed(socket);
     if (identity.expiresAt === undefined) return;
-    const deadline = identity.expiresAt + this.deps.clockSkewMs;
-    const notifyAt = deadline - EXPIRY_NOTICE_MS;
-    const step = () => {
-      const now = Date.now();
-      if (now >= deadline) {
-        this.timers.delete(socket);
-        const body: ErrorBody = new HeraldError('token_expired').toBody();
-        socket.emit(DISCONNECT_EVENT, body);
-        socket.disconnect(true);
-        return;
-      }
-      if (now >= notifyAt) socket.emit(TOKEN_EXPIRING_EVENT, { expiresIn: Math.ceil((deadline - now) / 1000) });
-      this.timers.set(socket, setTimeout(step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now)));
-    };
-    step();
+    this.step(socket);
   }
+
+  /**
+   * One timer per connection whose token expires, all calling this one function with their socket
+   * (no closure per connection): the deadline is read from the socket's identity each time, and a
+   * `refresh` re-arms through `arm`.
+   */
+  private readonly step = (socket: Socket): void => {
+    const expiresAt = identityOf(socket).expiresAt;
+    if (expiresAt === undefined) return void this.timers.delete(socket);
+    const deadline = expiresAt + this.deps.clockSkewMs;
+    const notifyAt = deadline - EXPIRY_NOTICE_MS;
+    const now = Date.now();
+    if (now >= deadline) {
+      this.timers.delete(socket);
+      const body: ErrorBody = new HeraldError('token_expired').toBody();
+      socket.emit(DISCONNECT_EVENT, body);
+      socket.disconnect(true);
+      return;
+    }
+    if (now >= notifyAt) socket.emit(TOKEN_EXPIRING_EVENT, { expiresIn: Math.ceil((deadline - now) / 1000) });
+    this.timers.set(socket, setTimeout(this.step, Math.min(MAX_TIMER_MS, (now >= notifyAt ? deadline : notifyAt) - now), socket));
+  };
 }
 
 async function authenticate(socket: Socket, deps: SessionDeps): Promise<Identity> {

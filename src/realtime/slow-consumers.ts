@@ -32,6 +32,13 @@ export function outboundBytes(socket: Socket): number {
   return bytes;
 }
 
+/** Where a guarded connection keeps its Socket.IO socket. */
+const OWNER = Symbol('herald.slowConsumers.socket');
+interface GuardedConn {
+  write: (this: GuardedConn, ...args: unknown[]) => unknown;
+  [OWNER]?: Socket;
+}
+
 interface RawSocket {
   /** `ws` (node transport): drops the TCP connection now. */
   terminate?: () => void;
@@ -77,20 +84,41 @@ export class SlowConsumers {
    * here. uWS room publishes to WebSockets do not; uWS enforces the same bound on them natively.
    */
   attach(socket: Socket): void {
-    const conn = socket.conn as unknown as { write: (...args: unknown[]) => unknown };
+    const conn = socket.conn as unknown as GuardedConn;
+    conn[OWNER] = socket;
+    // Engine.IO's own `write`, the same for every connection: one guard function for all, which
+    // finds its socket on the connection (no closure per connection).
+    this.write ??= conn.write;
+    if (conn.write === this.write) {
+      conn.write = this.guardedWrite;
+      return;
+    }
     const write = conn.write;
-    const { boundBytes } = this.policy;
-    const cut = this.cut;
-    const over = (bytes: number) => this.shut(socket, bytes);
-    conn.write = function guardedWrite(this: unknown, ...args: unknown[]) {
-      if (cut.has(conn)) return this;
-      const bytes = outboundBytes(socket);
-      if (bytes > boundBytes) {
-        over(bytes);
-        return this;
-      }
-      return write.apply(this, args);
+    const slow = this;
+    conn.write = function guardedOtherWrite(this: GuardedConn, ...args: unknown[]) {
+      return slow.admits(this) ? write.apply(this, args) : this;
     };
+  }
+
+  /** Engine.IO's `write`, as the first connection had it. */
+  private write: GuardedConn['write'] | undefined;
+
+  /** A connection's `write` behind the guard; `this` is the connection. */
+  private readonly guardedWrite = (() => {
+    const slow = this;
+    return function guardedWrite(this: GuardedConn, ...args: unknown[]): unknown {
+      return slow.admits(this) ? slow.write!.apply(this, args) : this;
+    };
+  })();
+
+  /** Whether a write to `conn` goes ahead: not once it was cut, nor once its queue is past the bound (then it is cut). */
+  private admits(conn: GuardedConn): boolean {
+    if (this.cut.has(conn)) return false;
+    const socket = conn[OWNER]!;
+    const bytes = outboundBytes(socket);
+    if (bytes <= this.policy.boundBytes) return true;
+    this.shut(socket, bytes);
+    return false;
   }
 
   /**
