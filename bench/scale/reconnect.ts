@@ -134,9 +134,15 @@ async function storm(kind: 'kill' | 'drain', env: Record<string, string>): Promi
     const st = diff(s0.cmds, s1.cmds);
     const perFan = new Map([...st].map(([k, v]) => [k, (v - (bg.get(k) ?? 0) * wall) / fans]));
     await publishing;
+    // What was published has all arrived (deliveries unchanged over a second), at most 60 s.
+    for (let last = -1, until = Date.now() + 60_000; Date.now() < until; await delay(1000)) {
+      const { delivered } = await pool.status();
+      if (delivered === last) break;
+      last = delivered;
+    }
     const report = await pool.report(publisher.accepted);
     const p = report.phases.get('storm')!;
-    if (report.missingAll + report.missingMatch + report.duplicates > 0) console.log(`# ${kind}: ${report.missingAll} + ${report.missingMatch} missing, ${report.duplicates} duplicates`);
+    if (report.missingAll + report.missingMatch + report.duplicates > 0) console.log(`# ${kind}: ${report.missingAll} + ${report.missingMatch} missing (${report.missingOnLive} on live fans, ${report.notLive} fans not live), ${report.duplicates} duplicates`);
     return {
       fans,
       backS: back ? (status.lastBackAt - s0.at) / 1000 : undefined,
