@@ -266,6 +266,14 @@ describe('public keys, JWKS, anonymous refusal and origins', () => {
     assert.equal(await refusal(strictGw.url, { token }), 'connected');
   });
 
+  it('verifies HS256, HS384 and HS512 with JWT_SECRET (a key imported per algorithm), and refuses each signed with another secret', async () => {
+    for (const alg of ['HS256', 'HS384', 'HS512']) {
+      const token = (secret: string) => new SignJWT({ sub: 'h' }).setProtectedHeader({ alg }).setExpirationTime(now() + 60).sign(new TextEncoder().encode(secret));
+      assert.equal(await refusal(strictGw.url, { token: await token(SECRET) }), 'connected', alg);
+      assert.equal(await refusal(strictGw.url, { token: await token(`${SECRET}-other`) }), 'unauthorized', `${alg} with another secret`);
+    }
+  });
+
   it('refuses browser origins outside CORS_ORIGINS on WebSocket and long-polling handshakes', async () => {
     const token = await new SignJWT({ sub: 'h' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(now() + 60).sign(new TextEncoder().encode(SECRET));
     for (const transport of ['websocket', 'polling'] as const) {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startBackend, startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
@@ -97,6 +98,28 @@ for (const backend of ['memory', 'redis'] as const) {
       await send('small:1', 'live');
       await c.waitFor('live after recovered:false', (r) => r.data === 'live');
       assert.deepEqual(dataOf(c, 'small:1'), ['live'], 'nothing replayed when recovery is impossible');
+    });
+
+    it('reads a since catch-up with one Redis command (the XRANGE from since itself)', { skip: backend !== 'redis' }, async () => {
+      const calls = async () => {
+        const r = new Redis(redis!.url);
+        try {
+          const info = await r.info('commandstats');
+          const n = (cmd: string) => Number(new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+          return { xrange: n('xrange'), multi: n('multi'), exec: n('exec') };
+        } finally {
+          r.disconnect();
+        }
+      };
+      const id1 = await send('live:one-read', 1);
+      const id2 = await send('live:one-read', 2);
+      const c = await client();
+      const before = await calls();
+      assert.deepEqual(await c.subscribe({ room: 'live:one-read', since: id1 }), { ok: true, room: 'live:one-read', recovered: true, offset: id2 });
+      await c.waitFor('2', (r) => r.data === 2);
+      assert.deepEqual(dataOf(c, 'live:one-read'), [2]);
+      const after = await calls();
+      assert.deepEqual({ xrange: after.xrange - before.xrange, multi: after.multi - before.multi, exec: after.exec - before.exec }, { xrange: 1, multi: 0, exec: 0 });
     });
 
     it('answers bad since values and rooms without history clearly', async () => {

@@ -33,10 +33,10 @@ export type VerifierConfig = Pick<
  * tokens are both refused.
  */
 export function createTokenVerifier(config: VerifierConfig): TokenVerifier | undefined {
-  let key: Uint8Array | KeyObject | JWTVerifyGetKey;
+  let key: KeyObject | JWTVerifyGetKey;
   let algorithms: string[];
   if (config.jwtSecret) {
-    key = new TextEncoder().encode(config.jwtSecret);
+    key = hmacKeys(new TextEncoder().encode(config.jwtSecret));
     algorithms = HMAC_ALGS;
   } else if (config.jwtPublicKey) {
     const pub = createPublicKey(config.jwtPublicKey);
@@ -64,7 +64,7 @@ export function createTokenVerifier(config: VerifierConfig): TokenVerifier | und
         throw new HeraldError('unauthorized', 'The token must be a JWT string.');
       }
       try {
-        const { payload } = await jwtVerify(token, key as Uint8Array, options);
+        const { payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options);
         if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new HeraldError('unauthorized', 'The token has no "sub".');
         return {
           sub: payload.sub,
@@ -83,6 +83,27 @@ export function createTokenVerifier(config: VerifierConfig): TokenVerifier | und
         throw new HeraldError('unauthorized', `The token was refused (${reason}).`, { cause: err });
       }
     },
+  };
+}
+
+/**
+ * The secret as one WebCrypto key per HS* algorithm, imported once: given the raw bytes, jose
+ * imports them again at every verify (a good part of a handshake's CPU in a reconnect storm).
+ * jose has refused any other `alg` before it asks for the key.
+ */
+function hmacKeys(secret: Uint8Array<ArrayBuffer>): JWTVerifyGetKey {
+  const keys = new Map(
+    HMAC_ALGS.map((alg) => {
+      const imported = crypto.subtle.importKey('raw', secret, { name: 'HMAC', hash: `SHA-${alg.slice(2)}` }, false, ['verify']);
+      // A failure reaches each verify that awaits it (refused as `unauthorized`); this copy only keeps it from going unhandled.
+      imported.catch(() => {});
+      return [alg, imported] as const;
+    }),
+  );
+  return (header) => {
+    const k = keys.get(header.alg ?? '');
+    if (!k) throw new errors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed');
+    return k;
   };
 }
 

@@ -1,6 +1,7 @@
 import { Cluster } from 'ioredis';
 import type { RedisClient } from '../cluster/redis.js';
 import { HeraldError } from '../errors.js';
+import { compareIds } from '../protocol/ids.js';
 import type { Logger } from '../observability/logger.js';
 import { throttle } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -157,15 +158,13 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
     },
     async read(room, since, limit) {
       if (since !== undefined) {
-        // The entry `since` must still be there, or entries after it may have been trimmed; both
-        // reads in one MULTI, so no trim can fall between them.
-        const replies = await pub.multi().xrange(key(room), since, since).xrange(key(room), `(${since}`, '+', 'COUNT', limit).exec();
-        const [found, rows] = (replies ?? []).map(([err, rows]) => {
-          if (err) throw err;
-          return rows as [string, string[]][];
-        });
-        if (!found || !rows || found.length === 0) return { entries: [], recovered: false };
-        return { entries: entriesOf(room, rows), recovered: true };
+        // The entry `since` must still be there, or entries after it may have been trimmed. One
+        // XRANGE from `since` itself (inclusive) answers both in one step, so no trim can fall
+        // between them: a stream is trimmed from its oldest end only, so if its first row is
+        // `since`, every entry after it is still there.
+        const rows = await pub.xrange(key(room), since, '+', 'COUNT', limit + 1);
+        if (rows.length === 0 || compareIds(rows[0]![0], since) !== 0) return { entries: [], recovered: false };
+        return { entries: entriesOf(room, rows.slice(1)), recovered: true };
       }
       // One more than asked: the first row may be the position marker, which is not an entry.
       const rows = await pub.xrange(key(room), '-', '+', 'COUNT', limit + 1);
