@@ -367,6 +367,7 @@ function markdown({ results, capacity: cap, sharded, compression, jitter, jitter
     analysis('redis-hop'),
     analysis('heap-compaction'),
     analysis('scale-profile'),
+    analysis('scale-reconnect'),
     analysis('harness-findings'),
     analysis('profile-findings'),
   ];

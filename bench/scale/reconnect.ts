@@ -12,7 +12,7 @@
  * reconnecting fan, and the time until all back.
  *
  * VARIANTS: `name:ENV=v,...;...` (herald settings; MAIN=<path> of another build's dist/main.js,
- * NODE_ARGS for node flags). Default `before:MAIN=/work/main/dist/main.js;after:`. ROUNDS=n
+ * NODE_ARGS for node flags), e.g. `before:MAIN=<another checkout>/dist/main.js;after:`. Default `herald:` (this build). ROUNDS=n
  * (default 2) runs them interleaved n times. KINDS (default `kill,drain`). DRAIN_SECONDS (default 5).
  */
 import { setTimeout as delay } from 'node:timers/promises';
@@ -29,7 +29,7 @@ const BASE_S = Number(process.env.BASE_S ?? 10);
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const KINDS = (process.env.KINDS ?? 'kill,drain').split(',') as ('kill' | 'drain')[];
 const rates = { broadcast: Number(process.env.RATE ?? 1), match: Number(process.env.MATCH_RATE ?? 20), user: 0 };
-const variants = parseVariants(process.env.VARIANTS ?? 'before:MAIN=/work/main/dist/main.js;after:');
+const variants = parseVariants(process.env.VARIANTS ?? 'herald:');
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 setTimeout(() => {
