@@ -122,6 +122,20 @@ for (const backend of ['memory', 'redis'] as const) {
       assert.deepEqual({ xrange: after.xrange - before.xrange, multi: after.multi - before.multi, exec: after.exec - before.exec }, { xrange: 1, multi: 0, exec: 0 });
     });
 
+    it('reads since at the edges: the newest id, a limit that ends exactly, an id of another room, one past the end', async () => {
+      const ids: string[] = [await send('live:edges', 0)];
+      // An id of another room, between two of this room's.
+      const other = await send('live:edges-other', 'x');
+      for (let i = 1; i < 3; i++) ids.push(await send('live:edges', i));
+      const at = async (since: string, limit = 10) => (await history('live:edges', `?since=${since}&limit=${limit}`)).body;
+      assert.deepEqual((await at(ids[0]!, 2)).entries.map((e: any) => e.id), [ids[1], ids[2]], 'limit counts entries after since, not since itself');
+      assert.equal((await at(ids[0]!, 2)).recovered, true);
+      assert.deepEqual([(await at(ids[2]!)).recovered, (await at(ids[2]!)).entries], [true, []], 'since = the newest entry: recovered, nothing to send');
+      const [ms, seq] = ids[2]!.split('-').map(Number);
+      assert.deepEqual([(await at(`${ms}-${seq! + 1}`)).recovered, (await at(`${ms}-${seq! + 1}`)).entries], [false, []], 'an id past the end was never in this room');
+      assert.deepEqual([(await at(other)).recovered, (await at(other)).entries], [false, []], "another room's id is not this room's");
+    });
+
     it('answers bad since values and rooms without history clearly', async () => {
       const c = await client();
       const bad = (await c.subscribe({ room: 'live:2', since: 'yesterday' })) as any;
