@@ -176,6 +176,31 @@ for (const { transport, mode } of SETUPS) {
       assert.deepEqual(bases(resume).slice(4), more.slice(0, 4).map((p) => p.id));
     });
 
+    it('counts each delivery once: a delta subscriber left out of the whole message is not counted for it', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const room = 'scores:counted';
+      const delivered = async () => {
+        let n = 0;
+        for (const g of [a, b]) n += ((await getJson(`${g.url}/readyz`)).body as { delivered: number }).delivered;
+        return n;
+      };
+      const clients: TestClient[] = [];
+      for (const delta of [true, true, false]) {
+        const c = await connectClient(a.url);
+        closers.push(() => c.close());
+        assert.equal(((await c.subscribe(delta ? { room, delta: 'fossil' } : { room })) as { ok: boolean }).ok, true);
+        clients.push(c);
+      }
+      const before = await delivered();
+      await publishScores(b, room, 0, 5);
+      await waitFor('every client has all 5', () => clients.every((c) => c.received.filter((r) => r.meta.room === room).length === 5));
+      const [d1, d2] = clients as [TestClient, TestClient];
+      assert.ok([d1, d2].every((c) => c.received.some((r) => (r.meta as { base?: string }).base)), 'the delta subscribers got deltas');
+      // 3 clients × 5 publishes, each written once: whole to one, whole then deltas to two.
+      await waitFor('delivered counted', async () => (await delivered()) - before >= 15);
+      assert.equal((await delivered()) - before, 15);
+    });
+
     it('holds one previous payload per room with delta subscribers, drops it when they leave, and counts subscriptions, not delivery rooms', async () => {
       const [a, b] = gateways as [Gateway, Gateway];
       const held = () => metric(a, 'herald_delta_held_payloads');

@@ -16,21 +16,35 @@ export function deliveryObserver(metrics: Metrics): (adapter: Adapter, packet: {
   };
 }
 
-const NONE: Set<string> = new Set();
-
+/**
+ * Who a broadcast reaches here: the members of its rooms (every socket when none), less those of
+ * its `except` rooms. An `except` entry is a room (a socket's id room, or a room such as a delta
+ * room's, src/history/delta.ts), so it is expanded to its members, as Socket.IO's adapter does.
+ */
 function recipients(adapter: Adapter, opts: BroadcastOptions): number {
-  const except = opts.except ?? NONE;
-  const excluded = (members: Set<string>) => {
-    let n = 0;
-    for (const e of except) if (members.has(e)) n++;
+  const except = exceptSids(adapter, opts.except);
+  if (opts.rooms.size === 0) {
+    let n = adapter.sids.size;
+    for (const id of except) if (adapter.sids.has(id)) n--;
     return n;
-  };
-  if (opts.rooms.size === 0) return adapter.sids.size - except.size;
+  }
   if (opts.rooms.size === 1) {
     const members = adapter.rooms.get(opts.rooms.values().next().value!);
-    return members ? members.size - excluded(members) : 0;
+    if (!members) return 0;
+    let n = members.size;
+    for (const id of except) if (members.has(id)) n--;
+    return n;
   }
   const union = new Set<string>();
   for (const r of opts.rooms) for (const id of adapter.rooms.get(r) ?? []) if (!except.has(id)) union.add(id);
   return union.size;
+}
+
+const NONE: ReadonlySet<string> = new Set();
+
+function exceptSids(adapter: Adapter, except: Set<string> | undefined): ReadonlySet<string> {
+  if (!except || except.size === 0) return NONE;
+  const out = new Set<string>();
+  for (const room of except) for (const id of adapter.rooms.get(room) ?? []) out.add(id);
+  return out;
 }
