@@ -44,6 +44,8 @@ const NONE: ReadonlySet<string> = new Set();
 
 function exceptSids(adapter: Adapter, except: Set<string> | undefined): ReadonlySet<string> {
   if (!except || except.size === 0) return NONE;
+  // One room (a delta room's usual case): its own member set, nothing copied.
+  if (except.size === 1) return adapter.rooms.get(except.values().next().value!) ?? NONE;
   const out = new Set<string>();
   for (const room of except) for (const id of adapter.rooms.get(room) ?? []) out.add(id);
   return out;
