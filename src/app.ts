@@ -51,8 +51,9 @@ export interface HeraldApp {
    */
   start(): Promise<{ port: number; transport: TransportKind; redis: 'none' | 'up' | 'connecting' }>;
   /**
-   * Graceful stop: readiness turns 503 and new connections are refused at once, connected clients
-   * are closed in batches over `drainSeconds`, then Socket.IO, the port and Redis are closed.
+   * Graceful stop: readiness turns 503 at once; after `drainDelaySeconds` new connections are
+   * refused and connected clients are closed in batches over `drainSeconds`, then Socket.IO, the
+   * port and Redis are closed.
    * Idempotent: later calls return the first drain's promise.
    */
   drain(): Promise<void>;
@@ -148,6 +149,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
     drainReplica({
       io,
       lifecycle,
+      delayMs: config.drainDelaySeconds * 1000,
       drainMs: config.drainSeconds * 1000,
       redisBudgetMs: timing.timeoutMs + WEBHOOK_FLUSH_MS,
       redisUp: () => bus.isReady(),

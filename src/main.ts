@@ -46,7 +46,7 @@ function shutdown(signal: NodeJS.Signals): void {
   setTimeout(() => {
     logger.error('drain did not finish in time; exiting');
     process.exit(1);
-  }, config.drainSeconds * 1000 + 2 * config.redisTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS).unref();
+  }, (config.drainDelaySeconds + config.drainSeconds) * 1000 + 2 * config.redisTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS).unref();
   app.drain().then(
     () => process.exit(0),
     (err: unknown) => {

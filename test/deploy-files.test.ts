@@ -179,7 +179,10 @@ describe('compose (deploy/compose)', () => {
     const gw = compose.services.gateway;
     for (const key of Object.keys(gw.environment)) assert.ok(KNOWN_ENV.has(key), `${key} is a herald setting`);
     const grace = Number(/^(\d+)s$/.exec(gw.stop_grace_period)![1]);
-    assert.ok(grace > Number(gw.environment.DRAIN_SECONDS) + 10, 'stop_grace_period outlasts the drain');
+    assert.ok(grace > Number(gw.environment.DRAIN_DELAY_SECONDS) + Number(gw.environment.DRAIN_SECONDS) + 10, 'stop_grace_period outlasts the drain');
+    // The drain starts refusing only once HAProxy's health check has taken the replica out.
+    const [, inter, fall] = /^\s*default-server inter (\d+)s fall (\d+)/m.exec(readFileSync(join(ROOT, 'deploy/compose/haproxy.cfg'), 'utf8'))!;
+    assert.ok(Number(gw.environment.DRAIN_DELAY_SECONDS) >= Number(inter) * (Number(fall) + 1), 'DRAIN_DELAY_SECONDS covers the health check');
     const [source] = (compose.services.lb.volumes[0] as string).split(':');
     assert.equal(join(dirname(COMPOSE), source!), join(ROOT, 'deploy/compose/haproxy.cfg'));
   });

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
-import { onceWithin } from './helpers/wait.js';
+import { onceWithin, waitFor } from './helpers/wait.js';
 
 const KEY = 'test-publish-key-0123456789';
 const CLIENTS = 8;
@@ -67,3 +67,49 @@ for (const transport of ['uws', 'node'] as const) {
     });
   });
 }
+
+/**
+ * DRAIN_DELAY_SECONDS: a balancer that learns of a drain from its health check keeps sending
+ * clients, the drained ones reconnecting among them, until it has marked the replica down. During
+ * the delay readiness is 503 and the replica still takes them; only then does it refuse and close.
+ */
+describe('DRAIN_DELAY_SECONDS: not ready at once, refusing and closing only after the delay', () => {
+  let redis: RedisProcess;
+  let gw: Gateway;
+  const clients: TestClient[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    gw = await startGateway({ env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, DRAIN_SECONDS: '1', DRAIN_DELAY_SECONDS: '2' } });
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    await gw?.stop();
+    await redis?.stop();
+  });
+
+  it('answers /readyz 503 and still accepts a client during the delay; then closes both and exits 0', async () => {
+    const early = await connectClient(gw.url);
+    clients.push(early);
+    const closed = [early].map((c) => onceWithin<[string]>(c.socket, 'disconnect', 'disconnect'));
+
+    gw.signal('SIGTERM');
+    const ready = await waitFor('/readyz 503 after SIGTERM', async () => {
+      const r = await getJson(`${gw.url}/readyz`);
+      return r.status === 503 ? r : undefined;
+    });
+    assert.equal(ready.body.status, 'draining');
+    // What a balancer that has not seen the 503 yet sends here: a reconnecting client, accepted.
+    const late = await connectClient(gw.url);
+    clients.push(late);
+    assert.deepEqual(await late.subscribe('feed'), { ok: true, room: 'feed' });
+    closed.push(onceWithin<[string]>(late.socket, 'disconnect', 'disconnect'));
+
+    await gw.waitForLog('draining', (l) => l.msg === 'draining');
+    await assert.rejects(connectClient(gw.url), 'refused once the delay is over');
+    assert.deepEqual((await Promise.all(closed)).map(([reason]) => reason), ['transport close', 'transport close']);
+    assert.equal(await gw.exited(), 0);
+    assert.equal((await gw.waitForLog('drained', (l) => l.msg === 'drained')).closed, 2);
+  });
+});

@@ -14,6 +14,8 @@
  * VARIANTS: `name:ENV=v,...;...` (herald settings; MAIN=<path> of another build's dist/main.js,
  * NODE_ARGS for node flags), e.g. `before:MAIN=<another checkout>/dist/main.js;after:`. Default `herald:` (this build). ROUNDS=n
  * (default 2) runs them interleaved n times. KINDS (default `kill,drain`). DRAIN_SECONDS (default 5).
+ * DRAIN_DELAY_SECONDS (default 3, sized for the harness's balancer as for the shipped HAProxy:
+ * scenario.ts `DRAIN_DELAY_SECONDS`); a drain's "all back" counts from the signal, delay included.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool } from '../../loadtest/harness/fans/pool.js';
@@ -21,7 +23,7 @@ import { loopbackAddresses } from '../../loadtest/harness/workers.js';
 import { parseVariants } from '../stacks.js';
 import { cpuSeconds, readiness, startRedis, startReplica, type RedisServer } from './cluster.js';
 import { ScalePublisher } from './publisher.js';
-import { JWT_SECRET, PUBLISH_KEY } from './scenario.js';
+import { DRAIN_DELAY_SECONDS, HEALTH_CHECK_MS, JWT_SECRET, PUBLISH_KEY } from './scenario.js';
 
 const COUNT = Number(process.env.COUNT ?? 2000);
 const MATCHES = Number(process.env.MATCHES ?? 100);
@@ -79,7 +81,7 @@ async function storm(kind: 'kill' | 'drain', env: Record<string, string>): Promi
     redisUrl: redis.url,
     jwtSecret: JWT_SECRET,
     publishKey: PUBLISH_KEY,
-    env: { DRAIN_SECONDS: process.env.DRAIN_SECONDS ?? '5', ...rest },
+    env: { DRAIN_SECONDS: process.env.DRAIN_SECONDS ?? '5', DRAIN_DELAY_SECONDS: process.env.DRAIN_DELAY_SECONDS ?? DRAIN_DELAY_SECONDS, ...rest },
     nodeArgs: NODE_ARGS.split(' ').filter(Boolean),
     ...(MAIN ? { main: MAIN } : {}),
   };
@@ -112,7 +114,7 @@ async function storm(kind: 'kill' | 'drain', env: Record<string, string>): Promi
     let v1 = v0;
     victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
     const gone = victim.exited.then(() => true);
-    const checked = delay(2000).then(() => pool.urls([survivor.url]));
+    const checked = delay(HEALTH_CHECK_MS).then(() => pool.urls([survivor.url]));
     const deadline = Date.now() + 120_000;
     for (;;) {
       await delay(100);

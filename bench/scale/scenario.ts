@@ -91,7 +91,16 @@ export interface ScaleResult {
 }
 
 /** How long the balancer's health check takes to see a replica gone or draining (the shipped HAProxy: `inter 1s fall 2`). */
-const HEALTH_CHECK_MS = 2000;
+export const HEALTH_CHECK_MS = 2000;
+
+/**
+ * herald's DRAIN_DELAY_SECONDS for that balancer, sized as docs/reference/configuration.md says and
+ * deploy/compose/compose.yaml sets it for the shipped HAProxy (inter × fall + inter = 3 s): a
+ * draining replica keeps accepting until the balancer has taken it out, so the drained fans'
+ * reconnects, which leastconn sends to the emptying replica until then, are not refused (403
+ * `draining`). "All back" after a drain counts from the signal, so it includes this delay.
+ */
+export const DRAIN_DELAY_SECONDS = '3';
 
 export const JWT_SECRET = 'scale-scenario-secret-0123456789abcdef';
 export const PUBLISH_KEY = 'scale-publish-key-0123456789';
@@ -145,7 +154,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const replicas: Replica[] = [];
   let pool: FanPool | undefined;
   let publisher: ScalePublisher | undefined;
-  const settings = { redisUrl: redis.url, jwtSecret: JWT_SECRET, publishKey: PUBLISH_KEY, env: o.env };
+  const settings = { redisUrl: redis.url, jwtSecret: JWT_SECRET, publishKey: PUBLISH_KEY, env: { DRAIN_DELAY_SECONDS, ...o.env } };
   try {
     for (let i = 0; i < o.replicas; i++) replicas.push(await startReplica(settings));
     o.log(`# ${o.replicas} replicas + redis-server up; starting ${o.clientProcesses} client processes`);

@@ -78,6 +78,8 @@ export interface Config {
   readonly publishMaxBytes: number;
   /** Seconds over which connected clients are disconnected on SIGTERM. @default 10 */
   readonly drainSeconds: number;
+  /** Seconds between readiness turning 503 on SIGTERM and the drain refusing and closing clients. @default 0 */
+  readonly drainDelaySeconds: number;
   /** pino log level. @default "info" */
   readonly logLevel: LogLevel;
   /** `production` makes unsafe defaults fatal. */

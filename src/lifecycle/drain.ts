@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Server, Socket } from 'socket.io';
 import { ERRORS } from '../errors.js';
 export { WEBHOOK_FLUSH_MS } from '../events/setup.js';
@@ -11,6 +12,12 @@ export const BUS_CLOSE_TIMEOUT_MS = 2000;
 export interface DrainSteps {
   io: Server;
   lifecycle: Lifecycle;
+  /**
+   * DRAIN_DELAY_SECONDS: how long readiness is 503 while this replica still accepts and serves,
+   * before it refuses new clients and starts closing its own; a balancer that learns of the drain
+   * from its health check stops sending clients here meanwhile.
+   */
+  delayMs: number;
   drainMs: number;
   /**
    * What is written to Redis after the connections are closed (sessions, webhook room state,
@@ -35,7 +42,10 @@ export interface DrainSteps {
 }
 
 /**
- * The drain, bounded even while Redis is unreachable (a partition): clients are closed in batches
+ * The drain, bounded even while Redis is unreachable (a partition): readiness turns 503 at once;
+ * after `delayMs` (still accepting and serving: a balancer that learns of the drain from its health
+ * check sends reconnecting clients here until it has seen that) new clients are refused and the
+ * connected ones closed in batches
  * over DRAIN_SECONDS, each with `herald:disconnect` `{code: "draining"}` and an offset it can
  * recover from on any replica even when its session cannot be saved; then local parts close, and
  * the Redis work gets one shared budget, after which whatever has not answered is given up and
@@ -44,6 +54,11 @@ export interface DrainSteps {
 export async function drainReplica(s: DrainSteps): Promise<void> {
   const { logger } = s;
   s.lifecycle.advance('draining');
+  if (s.delayMs > 0) {
+    logger.info({ connections: s.io.of('/').sockets.size, drainDelaySeconds: s.delayMs / 1000 }, 'not ready: draining after DRAIN_DELAY_SECONDS');
+    await delay(s.delayMs);
+  }
+  s.lifecycle.refuseConnections();
   const [notSavedBefore, busFailuresBefore] = [s.sessionsNotSaved(), s.busPublishFailures()];
   logger.info({ connections: s.io.of('/').sockets.size, drainSeconds: s.drainMs / 1000, redis: s.redisUp() ? 'up' : 'down' }, 'draining');
   // Stop taking work first: what this replica does not acknowledge goes to the others.

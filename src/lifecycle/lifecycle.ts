@@ -8,20 +8,29 @@ export interface Lifecycle {
   readonly phase: Phase;
   /** Moves forward to `next`; ignored if already there or past it. */
   advance(next: Phase): void;
-  /** True once draining began: new Socket.IO handshakes are refused. */
+  /**
+   * True once the drain starts closing clients (after DRAIN_DELAY_SECONDS of `draining`), and
+   * once stopped: new Socket.IO handshakes and event streams are refused.
+   */
   readonly refusingConnections: boolean;
+  /** From now on `refusingConnections` (the drain, its delay over). */
+  refuseConnections(): void;
 }
 
 const ORDER: readonly Phase[] = ['starting', 'ready', 'draining', 'stopped'];
 
 export function createLifecycle(): Lifecycle {
   let phase: Phase = 'starting';
+  let refusing = false;
   return {
     get phase() {
       return phase;
     },
     get refusingConnections() {
-      return ORDER.indexOf(phase) >= ORDER.indexOf('draining');
+      return refusing || phase === 'stopped';
+    },
+    refuseConnections() {
+      refusing = true;
     },
     advance(next) {
       if (ORDER.indexOf(next) > ORDER.indexOf(phase)) phase = next;

@@ -173,9 +173,16 @@ export const CORE_SETTINGS = [
   setting({
     env: 'DRAIN_SECONDS',
     key: 'drainSeconds',
-    doc: 'On SIGTERM/SIGINT, connected clients are disconnected in batches spread over this many seconds, each with `herald:disconnect` `{code: "draining"}` and a recovery offset that works on any replica; then what is left to write to Redis (sessions, presence, room state) gets `REDIS_TIMEOUT_SECONDS` + 3 s, and the process exits 0. It exits 1 only if shutdown takes longer than this + 2 × `REDIS_TIMEOUT_SECONDS` + 10 s.',
+    doc: 'On SIGTERM/SIGINT, connected clients are disconnected in batches spread over this many seconds, each with `herald:disconnect` `{code: "draining"}` and a recovery offset that works on any replica; then what is left to write to Redis (sessions, presence, room state) gets `REDIS_TIMEOUT_SECONDS` + 3 s, and the process exits 0. It exits 1 only if shutdown takes longer than `DRAIN_DELAY_SECONDS` + this + 2 × `REDIS_TIMEOUT_SECONDS` + 10 s.',
     defaultText: '10',
     parse: integer(0, 3600, 10),
+  }),
+  setting({
+    env: 'DRAIN_DELAY_SECONDS',
+    key: 'drainDelaySeconds',
+    doc: 'On SIGTERM/SIGINT, `/readyz` turns 503 at once, but for this many seconds the replica still accepts new clients and serves its own; only then does it refuse new handshakes (`draining`) and start the `DRAIN_SECONDS` batches. A balancer that learns of the drain from its health check keeps sending clients (the drained ones reconnecting among them: leastconn prefers the emptying replica) until it has marked the replica down; refused, they wait another backoff step. Set it to the longest that takes: HAProxy `inter` × `fall` plus one `inter` (the shipped config: 1 s × 2 + 1 s = 3, which `compose.yaml` sets). 0 where the platform stops sending before the signal (Kubernetes: the shipped `preStop` sleep).',
+    defaultText: '0',
+    parse: integer(0, 600, 0),
   }),
   setting({
     env: 'LOG_LEVEL',
