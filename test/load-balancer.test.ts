@@ -30,9 +30,11 @@ describe('behind HAProxy with the compose configuration', { skip: needs('haproxy
 
   const launch = async (name: Name) => {
     gateways[name] = await startGateway({
-      // DRAIN_DELAY_SECONDS as compose.yaml sets it for this HAProxy config's health check. The
-      // history holds all that the rolling restart publishes (up to 3,000), so it can be compared.
-      env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, PORT: String(ports[name]), DRAIN_SECONDS: '2', DRAIN_DELAY_SECONDS: '3', HISTORY_ROOMS: 'lb:history:* size=5000' },
+      // DRAIN_DELAY_SECONDS covering this HAProxy config's health check (compose.yaml sets 3: inter
+      // 1 s × fall 2 + 1 s; test/deploy-files.test.ts checks that sum), here with 2 s more, so that
+      // a busy test machine's late check cannot fail the test. The history holds all that the
+      // rolling restart publishes (up to 3,000), so it can be compared.
+      env: { REDIS_URL: redis.url, PUBLISH_KEYS: KEY, PORT: String(ports[name]), DRAIN_SECONDS: '2', DRAIN_DELAY_SECONDS: '5', HISTORY_ROOMS: 'lb:history:* size=5000' },
     });
     started.push(gateways[name]);
   };
