@@ -7,6 +7,7 @@ import { connectClient, getJson, publish, type TestClient } from './helpers/clie
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRelay, type Relay } from './helpers/relay.js';
+import { openSse } from './helpers/sse.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
 import { score, type Recorded } from './helpers/scores.js';
 
@@ -199,6 +200,33 @@ for (const { transport, mode } of SETUPS) {
       // 3 clients × 5 publishes, each written once: whole to one, whole then deltas to two.
       await waitFor('delivered counted', async () => (await delivered()) - before >= 15);
       assert.equal((await delivered()) - before, 15);
+    });
+
+    it('an event stream in a room whose sockets all take deltas still gets every whole message', async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const room = 'scores:beside-sse';
+      const subs: TestClient[] = [];
+      for (let i = 0; i < 2; i++) {
+        const c = await connectClient(a.url);
+        closers.push(() => c.close());
+        assert.equal(((await c.subscribe({ room, delta: 'fossil' })) as { ok: boolean }).ok, true);
+        subs.push(c);
+      }
+      const sse = await openSse(`${a.url}/v1/stream?room=${encodeURIComponent(room)}`);
+      closers.push(() => sse.close());
+      assert.equal(sse.status, 200);
+      // In the room once it says so (the response's headers come first).
+      await sse.waitFor('herald:subscribed', (e) => e.event === 'herald:subscribed' && (e.data.data as { room?: string }).room === room);
+      const published = await publishScores(b, room, 0, 6);
+      await waitFor('the stream has all 6', () => sse.events.filter((e) => e.data.meta?.room === room).length === 6);
+      assert.deepEqual(
+        sse.events.filter((e) => e.data.meta?.room === room).map((e) => ({ id: e.data.meta!.id, data: e.data.data })),
+        published,
+      );
+      for (const c of subs) {
+        await waitFor('the delta subscriber has all 6', () => c.received.filter((r) => r.meta.room === room).length === 6);
+        assert.ok(c.received.some((r) => (r.meta as { base?: string }).base), 'it got deltas');
+      }
     });
 
     it('holds one previous payload per room with delta subscribers, drops it when they leave, and counts subscriptions, not delivery rooms', async () => {

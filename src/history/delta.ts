@@ -140,6 +140,22 @@ export class Deltas {
   }
 
   /**
+   * Whether a member of `room` here (a socket or an event stream: src/sse/hub.ts adds streams to
+   * the adapter's rooms) is neither in `deltaRoom` nor in `skip`, so takes a whole message. Checked
+   * member by member: a count could not tell a delta subscriber from a socket that left the room
+   * and not yet its delta room.
+   */
+  wholeTaken(room: RoomName, deltaRoom: string, skip: readonly string[]): boolean {
+    const rooms = this.io.of('/').adapter.rooms;
+    const members = rooms.get(room);
+    if (!members) return false;
+    const deltas = rooms.get(deltaRoom);
+    if (!deltas || deltas.size + skip.length < members.size) return true;
+    for (const id of members) if (!deltas.has(id) && !skip.includes(id)) return true;
+    return false;
+  }
+
+  /**
    * After `entry` went whole to the room's other members: sends it to the delta subscribers
    * (a delta against the previous message, or whole when there is none or the delta is not
    * smaller), then moves the waiting ones that received it whole into the delta room.

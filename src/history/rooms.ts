@@ -70,6 +70,8 @@ export class HistoryRooms {
     /** With connection recovery on: told what each socket was sent alone and when it went live. */
     private readonly journal?: Journal,
     private readonly pace: Pace = () => undefined,
+    /** Whether a room's messages are conflated for slow connections (CONFLATE_ROOMS). */
+    private readonly conflated: (room: RoomName) => boolean = () => false,
   ) {
     this.deltas = new Deltas(io, metrics);
     this.gaps = new GapRefill(
@@ -344,7 +346,13 @@ export class HistoryRooms {
     const deltaRoom = delta ? this.deltas.receiving(room) : undefined;
     const except = [...(waiting ?? []), ...(deltaRoom !== undefined ? [deltaRoom] : [])];
     // With nobody left out, the room's one publish (the uWS topic's fast path), whoever settled just now included.
-    (except.length === 0 ? this.io.local.to(room) : this.io.local.to(room).except(except)).emit(entry.event, entry.data, meta(entry));
+    if (except.length === 0) this.io.local.to(room).emit(entry.event, entry.data, meta(entry));
+    // Left out are the delta subscribers (and catch-ups): the whole message goes through Socket.IO's
+    // walk over the room's members, unless none of them takes it (every socket and event stream
+    // in the room gets deltas, or holds it in a catch-up). In a conflated room it always goes: on
+    // its way, conflation takes slow delta subscribers out of the delta room and holds it for them.
+    else if (deltaRoom === undefined || this.conflated(room) || this.deltas.wholeTaken(room, deltaRoom, waiting ?? []))
+      this.io.local.to(room).except(except).emit(entry.event, entry.data, meta(entry));
     if (delta) this.deltas.deliver(entry, (sid) => this.catchups.get(room)?.has(sid) === true);
   }
 

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { PatternTable } from '../protocol/patterns.js';
+import type { RoomName } from '../protocol/rooms.js';
 import type { Journal } from '../recovery/journal.js';
 import type { Pace } from './catchup.js';
 import { createMemoryHistory } from './memory.js';
@@ -41,11 +42,13 @@ export function createHistory(deps: {
   /** For the backend's Redis errors (quiet during an outage). */
   redisLogger: Logger;
   metrics: Metrics;
+  /** Whether a room's messages are conflated for slow connections (CONFLATE_ROOMS). */
+  conflated?: (room: RoomName) => boolean;
 }): HistoryRooms | undefined {
   const { io, bus, policies } = deps;
   if (policies.size === 0) return undefined;
   const backend = bus.redis
     ? createRedisHistory({ pub: bus.redis.pub, sub: bus.redis.sub, keyPrefix: deps.keyPrefix, sharded: bus.kind === 'sharded', logger: deps.redisLogger, metrics: deps.metrics })
     : createMemoryHistory();
-  return new HistoryRooms(io, backend, policies, deps.logger, deps.metrics, deps.journal, deps.pace);
+  return new HistoryRooms(io, backend, policies, deps.logger, deps.metrics, deps.journal, deps.pace, deps.conflated);
 }

@@ -93,6 +93,11 @@ export class Conflation implements AdapterConflation {
     private readonly metrics: Metrics,
   ) {}
 
+  /** Whether `room`'s messages are conflated for slow connections (CONFLATE_ROOMS). */
+  covers(room: RoomName): boolean {
+    return this.opts.rooms.match(room) !== undefined;
+  }
+
   hold(adapter: Adapter, packet: Packet, opts: BroadcastOptions): ReadonlySet<string> | undefined {
     if (opts.rooms.size !== 1 || opts.flags?.volatile || (packet.type !== EVENT && packet.type !== BINARY_EVENT) || packet.id !== undefined) return undefined;
     const room = opts.rooms.values().next().value as RoomName;
