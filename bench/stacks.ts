@@ -88,8 +88,17 @@ export const HERALD_ENV = {
   SLOW_CLIENT_MAX_BYTES: String(256 * 1024 * 1024),
 };
 
+/**
+ * `PROF_DIR=<dir>`: every herald replica of `heraldStack` writes a V8 CPU profile there
+ * (`--cpu-prof`, not allowed in NODE_OPTIONS), stopped with SIGTERM so that it is written.
+ */
+const PROF_DIR = process.env.PROF_DIR;
+
 /** node's arguments for a herald replica: those of `npm start` (which the Dockerfile's CMD repeats). */
-export const HERALD_ARGS = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').slice(1);
+export const HERALD_ARGS = [
+  ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
+  ...(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ').slice(1),
+];
 
 /**
  * For trying settings on the replicas alone (bench/probe.ts, bench/memory.ts), read when a stack
@@ -124,7 +133,8 @@ export async function heraldStack(name: string, transport: 'uws' | 'node', repli
     servers,
     all: [...servers, r.proc],
     async stop() {
-      await Promise.all([...servers, r.proc].map((p) => p.stop()));
+      await Promise.all(servers.map((p) => p.stop(PROF_DIR ? 'SIGTERM' : undefined)));
+      await r.proc.stop();
       rmSync(r.dir, { recursive: true, force: true });
     },
   };
