@@ -8,6 +8,7 @@ import { PatternTable } from '../protocol/patterns.js';
 import { deltaRoomOf, isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import { whenUwsDrains } from '../transport/uws-attach.js';
 import { outboundBytes } from './slow-consumers.js';
+import { exceptedSockets } from './deliveries.js';
 
 /** Socket.IO packet types that carry an event (with and without binary attachments). */
 const EVENT = 2;
@@ -115,7 +116,7 @@ export class Conflation implements AdapterConflation {
     const except = exceptedSockets(adapter, opts.except);
     let held: Set<string> | undefined;
     for (const id of members) {
-      if (except?.has(id)) continue;
+      if (except.has(id)) continue;
       const socket = sockets.get(id);
       if (!socket) continue;
       const state = this.holding.get(socket);
@@ -263,10 +264,3 @@ function idOf(packet: Packet): string | undefined {
   return typeof meta?.id === 'string' ? meta.id : undefined;
 }
 
-/** The sockets `except` leaves out (rooms, usually socket ids: catch-ups in progress); undefined: none. */
-function exceptedSockets(adapter: Adapter, except: Set<string> | undefined): Set<string> | undefined {
-  if (!except || except.size === 0) return undefined;
-  const out = new Set<string>();
-  for (const room of except) for (const id of adapter.rooms.get(room) ?? []) out.add(id);
-  return out;
-}

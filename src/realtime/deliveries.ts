@@ -22,14 +22,9 @@ export function deliveryObserver(metrics: Metrics): (adapter: Adapter, packet: {
  * room's, src/history/delta.ts), so it is expanded to its members, as Socket.IO's adapter does.
  */
 function recipients(adapter: Adapter, opts: BroadcastOptions): number {
-  const except = exceptSids(adapter, opts.except);
-  if (opts.rooms.size === 0) {
-    let n = adapter.sids.size;
-    for (const id of except) if (adapter.sids.has(id)) n--;
-    return n;
-  }
-  if (opts.rooms.size === 1) {
-    const members = adapter.rooms.get(opts.rooms.values().next().value!);
+  const except = exceptedSockets(adapter, opts.except);
+  if (opts.rooms.size <= 1) {
+    const members = opts.rooms.size === 0 ? adapter.sids : adapter.rooms.get(opts.rooms.values().next().value!);
     if (!members) return 0;
     let n = members.size;
     for (const id of except) if (members.has(id)) n--;
@@ -42,7 +37,8 @@ function recipients(adapter: Adapter, opts: BroadcastOptions): number {
 
 const NONE: ReadonlySet<string> = new Set();
 
-function exceptSids(adapter: Adapter, except: Set<string> | undefined): ReadonlySet<string> {
+/** The sockets a broadcast's `except` rooms leave out (usually socket ids: catch-ups in progress, or a delta room). */
+export function exceptedSockets(adapter: Adapter, except: Set<string> | undefined): ReadonlySet<string> {
   if (!except || except.size === 0) return NONE;
   // One room (a delta room's usual case): its own member set, nothing copied.
   if (except.size === 1) return adapter.rooms.get(except.values().next().value!) ?? NONE;
