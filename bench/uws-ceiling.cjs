@@ -1,18 +1,27 @@
 // The ceiling on this machine: uWebSockets.js native pub/sub in one process, speaking just enough
 // Engine.IO/Socket.IO for the harness (open, connect, subscribe with ack, pong) and publishing with
 // app.publish. No Redis, no Socket.IO, no auth, no history: it measures the transport alone.
-// Used only by bench/run.ts. PORT from the environment.
+// Used by bench/run.ts and, as the ceiling beside herald's replicas at 100,000 fans, by
+// bench/scale (the fans' CONNECT carries a token, which is ignored). Every connection gets
+// Engine.IO's ping every 25 s, as herald's do, through one topic. PORT from the environment.
 const uws = require(`uWebSockets.js/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
 
 const app = uws.App();
+/** The topic every connection is in, for Engine.IO's pings (not a room name a client can ask for: rooms come from `subscribe`). */
+const PING = '\u0000ping';
+setInterval(() => app.publish(PING, '2'), 25_000).unref();
 let sid = 0;
 app.ws('/socket.io/*', {
   maxPayloadLength: 64 * 1024,
   maxBackpressure: 1024 * 1024,
-  open: (ws) => ws.send(`0{"sid":"c${++sid}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`),
+  sendPingsAutomatically: false,
+  open: (ws) => {
+    ws.subscribe(PING);
+    ws.send(`0{"sid":"c${++sid}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`);
+  },
   message: (ws, message) => {
     const frame = Buffer.from(message).toString();
-    if (frame === '40') return void ws.send(`40{"sid":"s${sid}"}`);
+    if (frame.startsWith('40')) return void ws.send(`40{"sid":"s${sid}"}`);
     const m = /^42(\d+)\["subscribe",(.*)\]$/.exec(frame);
     if (m) {
       const arg = JSON.parse(m[2]);

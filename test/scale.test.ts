@@ -45,4 +45,34 @@ describe('scale scenario (small)', () => {
     assert.equal(r.connect.refusals['403'] ?? 0, 0, 'per-IP limits (TRUST_PROXY) locked nobody out while connecting');
     assert.equal(kill.refusals['403'] ?? 0, 0, 'nor while reconnecting');
   });
+
+  it('the ceiling (raw uWS processes in the replicas\' place, bench:scale\'s comparison): 2,000 fans connected, every broadcast and match update delivered once', async () => {
+    const r = await runScale({
+      server: 'ceiling',
+      connections: 2000,
+      replicas: 2,
+      clientProcesses: 2,
+      matches: 20,
+      idleSeconds: 1,
+      broadcastSeconds: 3,
+      stormSeconds: 0,
+      stormAtSeconds: 0,
+      storms: ['kill'],
+      rates: { broadcast: 1, match: 20, user: 0 },
+      env: {},
+      localAddresses: 16,
+      connectTimeoutSeconds: 120,
+      backTimeoutSeconds: 0,
+      log: () => {},
+    });
+    assert.equal(r.connect.live, 2000);
+    assert.equal(r.storms.length, 0, 'the ceiling runs no storms');
+    const [broadcast] = r.broadcasts;
+    assert.equal(broadcast?.broadcasts, 3);
+    assert.equal(broadcast.complete, 3, 'every broadcast reached every fan: each publish went to both processes');
+    assert.ok(broadcast.publishes >= 3 + 20 * 2, `publishes ${broadcast.publishes}`);
+    assert.equal(r.totals.missingAll + r.totals.missingMatch, 0);
+    assert.equal(r.totals.duplicates, 0);
+    assert.deepEqual(r.totals.publishFailures, {});
+  });
 });

@@ -113,6 +113,20 @@ export async function startReplica(s: ReplicaSettings): Promise<Replica> {
   return { ...proc, url: `http://127.0.0.1:${port}`, id, problems };
 }
 
+let ceilingCounter = 0;
+
+/**
+ * The ceiling in a replica's place: raw uWebSockets.js pub/sub (bench/uws-ceiling.cjs) speaking
+ * just enough Socket.IO for the fans, with `POST /v1/publish`. No Redis, auth, history or
+ * recovery: what the transport alone does with the same fans on the same machine.
+ */
+export async function startCeiling(): Promise<Replica> {
+  const port = await freePort();
+  const id = `ceiling-${++ceilingCounter}`;
+  const proc = await start(id, process.execPath, ['bench/uws-ceiling.cjs'], { PORT: String(port) }, /^listening/);
+  return { ...proc, url: `http://127.0.0.1:${port}`, id, problems: [] };
+}
+
 export interface RedisServer extends Proc {
   readonly url: string;
   readonly client: Redis;

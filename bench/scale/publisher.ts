@@ -31,7 +31,12 @@ export class ScalePublisher {
   private nextMatch = 0;
   private pipes: HttpPipeline[] = [];
 
-  constructor(urls: string[], private readonly key: string, private readonly matches: number, private readonly fans: number) {
+  /**
+   * `everyUrl`: each publish goes to every URL (servers with nothing between them, as the ceiling's
+   * raw uWS processes are), and counts as accepted once all of them took it; otherwise each
+   * publish goes to one URL, in turn.
+   */
+  constructor(urls: string[], private readonly key: string, private readonly matches: number, private readonly fans: number, private readonly everyUrl = false) {
     this.target(urls);
     this.matchSeq = new Array<number>(matches).fill(0);
   }
@@ -69,12 +74,13 @@ export class ScalePublisher {
   }
 
   private post(i: number, room: string, event: string, seq: number, inFlight: Set<Promise<void>>): Promise<void> {
-    const pipe = this.pipes[i % this.pipes.length]!;
+    const pipes = this.everyUrl ? this.pipes : [this.pipes[i % this.pipes.length]!];
     const t = Date.now();
     if (room === ALL_ROOM) this.sentAt.set(seq, t);
-    const p: Promise<void> = pipe
-      .post('/v1/publish', JSON.stringify({ room, event, data: { s: seq, t } }), { authorization: `Bearer ${this.key}` })
-      .then((res) => {
+    const body = JSON.stringify({ room, event, data: { s: seq, t } });
+    const p: Promise<void> = Promise.all(pipes.map((pipe) => pipe.post('/v1/publish', body, { authorization: `Bearer ${this.key}` })))
+      .then((answers) => {
+        const res = answers.find((a) => a.status !== 200) ?? answers[0]!;
         if (res.status !== 200) this.fail(`${res.status} ${res.body.slice(0, 120)}`);
         else if (room === ALL_ROOM) this.accepted.all++;
         else if (event === EVENTS.match) this.accepted.match[room] = (this.accepted.match[room] ?? 0) + 1;

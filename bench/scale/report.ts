@@ -50,7 +50,51 @@ function broadcastRows(r: ScaleResult): string[] {
   ];
 }
 
-export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined, paper: Paper | undefined, command: string, seconds: number): string {
+/**
+ * herald beside the ceiling (raw uWS processes in the replicas' place, the same fans, clients and
+ * publishing, run right after on the same machine): what of each figure is the transport's and the
+ * machine's, and what is herald's.
+ */
+function ceilingMarkdown(r: ScaleResult, c: ScaleResult): string[] {
+  const sumOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  const row = (label: string, cell: (x: ScaleResult) => string) => `| ${label} | ${cell(r)} | ${cell(c)} |`;
+  const rows = [
+    row('connections subscribed', (x) => `${fmt(x.connect.live)} of ${fmt(x.connect.connections)}`),
+    row('time to establish all', (x) => `${fmt(x.connect.seconds, 1)} s (${fmt(x.connect.ratePerSecond)}/s)`),
+    row('RSS per connection (above the processes\' RSS before any)', (x) => `${fmt(x.memory.perConnectionBytes)} B (${fmt(x.memory.marginalPerConnectionBytes)} B)`),
+    row('idle CPU, all server processes together', (x) => pct(sumOf(x.idle.replicaCpuShares))),
+  ];
+  c.broadcasts.forEach((cb, i) => {
+    const get = (x: ScaleResult) => (x === c ? cb : x.broadcasts[i]);
+    const cell = (f: (b: ScaleResult['broadcasts'][number], herald: boolean) => string) => (x: ScaleResult) => {
+      const b = get(x);
+      return b ? f(b, x !== c) : 'not run';
+    };
+    const label = rateLabel(cb.rates);
+    rows.push(
+      row(`${label}: publish call → last delivery`, cell((b) => `p50 ${fmt(b.lastDeliveryMs.p50)} ms, p99 ${fmt(b.lastDeliveryMs.p99)} ms`)),
+      row(`${label}: publish call → each delivery`, cell((b) => `p50 ${fmt(b.perDeliveryMs.p50)} ms, p99 ${fmt(b.perDeliveryMs.p99)} ms`)),
+      row(`${label}: broadcasts that reached every fan live`, cell((b) => `${fmt(b.complete)} of ${fmt(b.broadcasts)}`)),
+      row(`${label}: deliveries per second, until the last one`, cell((b) => fmt(b.deliveriesPerSecond))),
+      row(`${label}: server CPU per delivery`, cell((b, herald) => `${fmt(b.replicasCpuUsPerDelivery, 2)} µs${herald ? ` (Redis: ${fmt(b.cpuUsPerDelivery - b.replicasCpuUsPerDelivery, 2)} µs more)` : ''}`)),
+      row(`${label}: cores used (servers with Redis, clients; machine)`, cell((b) => `${fmt(b.cores.replicas + b.cores.redis, 2)}, ${fmt(b.cores.clients, 2)}; ${fmt(b.cores.machine, 2)} of ${cpus().length}`)),
+    );
+  });
+  return [
+    '',
+    `### The same fans against raw uWS (the ceiling)`,
+    '',
+    `Right after the run above, on the same machine: ${c.options.replicas} processes of raw uWebSockets.js pub/sub (bench/uws-ceiling.cjs: just enough Socket.IO for the fans, \`app.publish\` to a topic per room, Engine.IO's ping every 25 s; no Redis between them: the publisher sends each publish to every one of them; no auth, history, recovery or per-IP limits) in the replicas' place, the same ${c.options.clientProcesses} client processes of fans, balancer and publisher${c.options.rates.user === 0 ? ', without the user notifications (the ceiling has no user rooms)' : ''}. No storms. What the ceiling cannot do on this machine, herald cannot either: the gap between the columns is herald's.`,
+    '',
+    '| | herald | raw uWS |',
+    '| --- | --- | --- |',
+    ...rows,
+    '',
+    `Ceiling run: ${fmt(c.totals.missingAll + c.totals.missingMatch)} messages missing (all-scores ${fmt(c.totals.missingAll)}, match ${fmt(c.totals.missingMatch)}), ${fmt(c.totals.duplicates)} duplicates; publishes refused: ${counts(c.totals.publishFailures)}.`,
+  ];
+}
+
+export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined, paper: Paper | undefined, command: string, seconds: number, ceiling?: ScaleResult): string {
   const o = r.options;
   const kill = r.storms.find((s) => s.kind === 'kill');
   const drain = r.storms.find((s) => s.kind === 'drain');
@@ -95,6 +139,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     `Over the whole run: ${fmt(r.totals.missingAll + r.totals.missingMatch)} history messages missing (all-scores ${fmt(r.totals.missingAll)}, match ${fmt(r.totals.missingMatch)}; ${fmt(r.totals.missingOnLiveFans)} of them on fans live at the end, the rest on the ${fmt(r.totals.notLiveAtEnd)} still reconnecting), ${fmt(r.totals.duplicates)} duplicates; user rooms (at-most-once) ${fmt(r.totals.userReceived)} of ${fmt(r.totals.userExpected)} received; publishes refused: ${counts(r.totals.publishFailures)}.`,
   ];
   if (r.replicaProblems.length > 0) lines.push('', `Replica warnings: ${r.replicaProblems.length} (first: \`${r.replicaProblems[0]!.slice(0, 200)}\`)`);
+  if (ceiling) lines.push(...ceilingMarkdown(r, ceiling));
   if (redis) {
     lines.push(
       '',

@@ -7,7 +7,8 @@
  * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25),
  * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain),
  * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s),
- * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10).
+ * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10), SCALE_CEILING=0 (skips the run of the
+ * same fans against raw uWS processes in the replicas' place, which follows herald's).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { ROOT } from '../stacks.js';
 import { pastOneMachine } from './paper.js';
 import { measureRedisPubSub } from './redis-capacity.js';
 import { machine, scaleMarkdown } from './report.js';
-import { runScale } from './scenario.js';
+import { runScale, type ScaleOptions, type ScaleResult } from './scenario.js';
 
 const num = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const connections = num('SCALE_CONNECTIONS', 100_000);
@@ -32,7 +33,7 @@ const bound = setTimeout(() => {
 }, 30 * 60_000);
 bound.unref();
 
-const result = await runScale({
+const options: ScaleOptions = {
   connections,
   replicas: num('SCALE_REPLICAS', 7),
   clientProcesses: num('SCALE_CLIENTS', 7),
@@ -48,19 +49,26 @@ const result = await runScale({
   // saturated machine never ends. So the broadcast is measured again, and the storms run, with a
   // broadcast every 10 s and a quarter of the match traffic.
   stormRates: { broadcast: num('SCALE_STORM_BROADCAST', 0.1), match: num('SCALE_STORM_MATCH_RATE', 50), user: num('SCALE_USER_RATE', 20) },
-  env: process.env.SCALE_DRAIN_SECONDS ? { DRAIN_SECONDS: process.env.SCALE_DRAIN_SECONDS } : {},
+  env: process.env.SCALE_DRAIN_SECONDS ? { DRAIN_SECONDS: process.env.SCALE_DRAIN_SECONDS } : ({} as Record<string, string>),
   localAddresses: 64,
   connectTimeoutSeconds: 300,
   backTimeoutSeconds: 120,
-  log: (line) => console.log(line),
-});
+  log: (line: string) => console.log(line),
+};
+const result = await runScale(options);
+// The ceiling: the same fans and publishing against raw uWS processes in the replicas' place (SCALE_CEILING=0 skips it).
+let ceiling: ScaleResult | undefined;
+if (process.env.SCALE_CEILING !== '0') {
+  console.log('# the same fans against raw uWS (the ceiling)');
+  ceiling = await runScale({ ...options, server: 'ceiling', storms: [], rates: { ...options.rates, user: 0 }, stormRates: { ...(options.stormRates ?? options.rates), user: 0 } });
+}
 console.log('# measuring one Redis core\'s pub/sub capacity');
 const redis = await measureRedisPubSub();
 const paper = pastOneMachine(result, redis);
 const seconds = (Date.now() - started) / 1000;
-const markdown = scaleMarkdown(result, redis, paper, 'npm run bench:scale', seconds);
+const markdown = scaleMarkdown(result, redis, paper, 'npm run bench:scale', seconds, ceiling);
 console.log(`\n${markdown}\n`);
-writeFileSync(join(ROOT, 'bench/scale-results.json'), `${JSON.stringify({ machine: machine(), date: new Date().toISOString(), seconds, result, redis, paper }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench/scale-results.json'), `${JSON.stringify({ machine: machine(), date: new Date().toISOString(), seconds, result, ceiling, redis, paper }, null, 2)}\n`);
 writeFileSync(join(ROOT, 'bench/scale-results.md'), `${markdown}\n`);
 console.log('# wrote bench/scale-results.json and bench/scale-results.md');
 process.exit(0);

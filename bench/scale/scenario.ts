@@ -7,10 +7,16 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
 import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
-import { cpuSeconds, eventLoopLagMax, readiness, redisCommands, rssBytes, startRedis, startReplica, type Replica } from './cluster.js';
+import { cpuSeconds, eventLoopLagMax, readiness, redisCommands, rssBytes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
 
 export interface ScaleOptions {
+  /**
+   * What the fans connect to: herald replicas (default), or the same number of raw uWS processes
+   * (`ceiling`, bench/uws-ceiling.cjs: no Redis between them, no auth, history or recovery; the
+   * idle and broadcast phases only, no storms), the transport's ceiling on this machine.
+   */
+  server?: 'herald' | 'ceiling';
   connections: number;
   replicas: number;
   clientProcesses: number;
@@ -155,12 +161,19 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   let pool: FanPool | undefined;
   let publisher: ScalePublisher | undefined;
   const settings = { redisUrl: redis.url, jwtSecret: JWT_SECRET, publishKey: PUBLISH_KEY, env: { DRAIN_DELAY_SECONDS, ...o.env } };
+  const ceiling = o.server === 'ceiling';
+  // The ceiling has no /metrics to read a lag from.
+  const lag = (r: Replica) => (ceiling ? Promise.resolve(undefined) : eventLoopLagMax(r, PUBLISH_KEY));
   try {
-    for (let i = 0; i < o.replicas; i++) replicas.push(await startReplica(settings));
-    o.log(`# ${o.replicas} replicas + redis-server up; starting ${o.clientProcesses} client processes`);
+    for (let i = 0; i < o.replicas; i++) replicas.push(await (ceiling ? startCeiling() : startReplica(settings)));
+    o.log(`# ${o.replicas} ${ceiling ? 'raw uWS processes (the ceiling)' : 'replicas + redis-server'} up; starting ${o.clientProcesses} client processes`);
     const baselineRss = sum(replicas.map((r) => rssBytes(r.pid)));
     pool = await FanPool.start(o.clientProcesses);
-    publisher = new ScalePublisher(replicas.slice(0, 2).map((r) => r.url), PUBLISH_KEY, o.matches, o.connections);
+    // herald's replicas share rooms through Redis: publishes go to two of them, in turn. The
+    // ceiling's processes share nothing: each publish goes to every one.
+    publisher = ceiling
+      ? new ScalePublisher(replicas.map((r) => r.url), PUBLISH_KEY, o.matches, o.connections, true)
+      : new ScalePublisher(replicas.slice(0, 2).map((r) => r.url), PUBLISH_KEY, o.matches, o.connections);
 
     // Connect.
     const connectStarted = Date.now();
@@ -199,7 +212,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const replicaPids = () => replicas.map((r) => r.pid);
     const broadcast = async (name: string, rates: Rates): Promise<BroadcastRaw> => {
       await pool!.phase(name);
-      for (const r of replicas) await eventLoopLagMax(r, PUBLISH_KEY);
+      for (const r of replicas) await lag(r);
       const read = cpuReading(replicaPids(), redis.pid, pool!.pids);
       const cpu = { replicas: cpuOf(replicaPids()), redis: cpuSeconds(redis.pid) };
       const count = () => publisher!.accepted.all + sum(Object.values(publisher!.accepted.match)) + sum(Object.values(publisher!.accepted.user));
@@ -214,7 +227,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         cpu: { replicas: cpuOf(replicaPids()) - cpu.replicas, redis: cpuSeconds(redis.pid) - cpu.redis, cores: split(read, cpuReading(replicaPids(), redis.pid, pool!.pids)) },
         publishes: count() - before,
         seqs: [...publisher!.sentAt.keys()].slice(seqFrom),
-        lags: await Promise.all(replicas.map((r) => eventLoopLagMax(r, PUBLISH_KEY))),
+        lags: await Promise.all(replicas.map(lag)),
       };
       // Said now, so a run whose storms go wrong still shows the steady state.
       const b = (await pool!.report(publisher!.accepted)).phases.get(name)!;
@@ -228,7 +241,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // Storms.
     const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[] = [];
-    for (const kind of o.storms) {
+    for (const kind of ceiling ? [] : o.storms) {
       // The replica holding the most connections goes; the publisher uses the others.
       const held = await Promise.all(replicas.map(async (r) => (await readiness(r))?.connections ?? 0));
       const victim = replicas[held.indexOf(Math.max(...held))]!;
