@@ -57,7 +57,11 @@ export async function closeConnectionsInBatches(
   const closing = new Set<string>();
   const close = opts.close ?? ((socket: Socket) => socket.conn.close());
   const deadline = Date.now() + drainMs;
-  while (Date.now() < deadline && !opts.stop?.()) {
+  // Until every socket is closed this way: a tick that comes late (a busy event loop) past the
+  // deadline closes all the rest at once, rather than leaving them to the server's close, which
+  // sends no last offset (a client of a drain would then find its session only if it was saved
+  // before it asked).
+  while (!opts.stop?.()) {
     const pending = [...sockets.values()].filter((s) => !closing.has(s.id));
     if (pending.length === 0) break;
     const ticksLeft = Math.max(1, Math.floor((deadline - Date.now()) / DRAIN_TICK_MS));
