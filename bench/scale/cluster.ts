@@ -64,6 +64,18 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * Proportional set size: the process's private pages plus its share of those it shares (the node
+ * binary's code, shared libraries), so summing it over processes counts each page once.
+ */
+export function pssBytes(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))![1]) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
 export interface Replica extends Proc {
   readonly url: string;
   readonly id: string;
@@ -168,6 +180,18 @@ export async function readiness(r: Replica): Promise<{ connections: number; conn
     return (await res.json()) as { connections: number; connectionsRefused: Record<string, number> };
   } catch {
     return undefined;
+  }
+}
+
+/** A replica's `herald_session_recovery_total` by outcome (saved, recovered, not_found, …); empty if it did not answer. */
+export async function sessionOutcomes(r: Replica, key: string): Promise<Record<string, number>> {
+  try {
+    const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000) });
+    const out: Record<string, number> = {};
+    for (const m of (await res.text()).matchAll(/^herald_session_recovery_total\{outcome="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+    return out;
+  } catch {
+    return {};
   }
 }
 

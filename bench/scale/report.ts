@@ -16,7 +16,7 @@ export function machine(): string {
 }
 
 function stormColumn(s: Storm | undefined): string[] {
-  if (!s) return Array<string>(12).fill('not run');
+  if (!s) return Array<string>(13).fill('not run');
   const reconnected = s.sessionsRecovered + s.sinceRecovered / 2 + s.sinceNotRecovered / 2;
   return [
     `${s.victim}, ${fmt(s.victimConnections)} connections`,
@@ -24,6 +24,7 @@ function stormColumn(s: Storm | undefined): string[] {
     s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`,
     `${fmt(s.droppedComplete)} of ${fmt(s.droppedFans)}`,
     `${fmt(s.sessionsRecovered)} (${pct(s.sessionsRecovered / Math.max(1, reconnected))} of reconnected fans)`,
+    counts(s.sessionOutcomes ?? {}),
     `${fmt(s.sinceRecovered)} recovered, ${fmt(s.sinceNotRecovered)} not`,
     counts(s.refusals),
     fmt(s.redispatched),
@@ -62,6 +63,7 @@ function ceilingMarkdown(r: ScaleResult, c: ScaleResult): string[] {
     row('connections subscribed', (x) => `${fmt(x.connect.live)} of ${fmt(x.connect.connections)}`),
     row('time to establish all', (x) => `${fmt(x.connect.seconds, 1)} s (${fmt(x.connect.ratePerSecond)}/s)`),
     row('RSS per connection (above the processes\' RSS before any)', (x) => `${fmt(x.memory.perConnectionBytes)} B (${fmt(x.memory.marginalPerConnectionBytes)} B)`),
+    row('PSS per connection (shared pages counted once)', (x) => `${fmt(x.memory.pssPerConnectionBytes)} B`),
     row('idle CPU, all server processes together', (x) => pct(sumOf(x.idle.replicaCpuShares))),
   ];
   c.broadcasts.forEach((cb, i) => {
@@ -107,6 +109,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     'all back and subscribed',
     'dropped fans holding every history message',
     'sessions recovered whole (`recovered: true`)',
+    "the surviving replicas' `herald_session_recovery_total` over the storm",
     '`since` subscribes',
     'failed handshakes (by kind)',
     'attempts redispatched by the balancer',
@@ -125,7 +128,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     `| connections | ${fmt(r.connect.live)} of ${fmt(r.connect.connections)} subscribed |`,
     `| time to establish all | ${fmt(r.connect.seconds, 1)} s (${fmt(r.connect.ratePerSecond)}/s on average, peak ${fmt(r.connect.peakPerSecond)}/s) |`,
     `| failed handshakes while connecting | ${counts(r.connect.refusals)} |`,
-    `| replicas' RSS | ${fmt(r.memory.replicasRssBytes / 2 ** 20)} MiB: ${fmt(r.memory.perConnectionBytes)} B per connection (${fmt(r.memory.marginalPerConnectionBytes)} B above their RSS before any connection) |`,
+    `| replicas' RSS | ${fmt(r.memory.replicasRssBytes / 2 ** 20)} MiB: ${fmt(r.memory.perConnectionBytes)} B per connection (${fmt(r.memory.marginalPerConnectionBytes)} B above their RSS before any connection); PSS ${fmt(r.memory.replicasPssBytes / 2 ** 20)} MiB: ${fmt(r.memory.pssPerConnectionBytes)} B per connection (the pages the replicas share counted once) |`,
     `| idle CPU (pings every 25 s) | replicas ${r.idle.replicaCpuShares.map(pct).join(', ')}; Redis ${pct(r.idle.redisCpuShare)}; the client processes ${pct(r.idle.clientsCpuShare)} together (over ${fmt(r.idle.seconds)} s) |`,
     '',
     `| Broadcast to all for ${o.broadcastSeconds} s, with match and user traffic | ${r.broadcasts.map((x) => rateLabel(x.rates)).join(' | ')} |`,

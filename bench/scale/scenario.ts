@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
 import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
-import { cpuSeconds, eventLoopLagMax, readiness, redisCommands, rssBytes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
+import { cpuSeconds, eventLoopLagMax, pssBytes, readiness, redisCommands, rssBytes, sessionOutcomes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
 
 export interface ScaleOptions {
@@ -61,6 +61,8 @@ export interface Storm {
   redis: { cpuShare: number; commandsPerSecond: number; seconds: number };
   /** Cores used from the signal until everyone was back: surviving replicas, Redis, clients, the whole machine. */
   cores: CpuSplit;
+  /** The surviving replicas' `herald_session_recovery_total` over the storm, by outcome: what became of the sessions the fans offered. */
+  sessionOutcomes: Record<string, number>;
 }
 
 export interface Broadcast {
@@ -87,7 +89,12 @@ export interface Broadcast {
 export interface ScaleResult {
   options: Omit<ScaleOptions, 'log'>;
   connect: { connections: number; live: number; seconds: number; ratePerSecond: number; peakPerSecond: number; refusals: Record<string, number> };
-  memory: { replicasRssBytes: number; baselineRssBytes: number; perConnectionBytes: number; marginalPerConnectionBytes: number };
+  /**
+   * The replicas' memory with everyone connected and idle: RSS summed (what the target is stated
+   * in; it counts the pages the processes share, the node binary's code, once per process) and
+   * PSS summed (each page once), each also per connection.
+   */
+  memory: { replicasRssBytes: number; baselineRssBytes: number; perConnectionBytes: number; marginalPerConnectionBytes: number; replicasPssBytes: number; pssPerConnectionBytes: number };
   idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number; clientsCpuShare: number };
   /** The broadcast phases: at `rates`, then at `stormRates` when those differ. */
   broadcasts: Broadcast[];
@@ -206,6 +213,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const idleWall = (Date.now() - at) / 1000;
     const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall, clientsCpuShare: (cpuOf(pool.pids) - clientsMark) / idleWall };
     const replicasRss = sum(replicas.map((r) => rssBytes(r.pid)));
+    const replicasPss = sum(replicas.map((r) => pssBytes(r.pid)));
     o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB`);
 
     // Broadcasts: at the asked rates, then at the storms' (a rate this machine can carry, if the first is not).
@@ -257,6 +265,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
       await pool.phase(`${kind}-storm`);
       const survivors = () => replicaPids().filter((p) => p !== victim.pid);
+      const outcomes = () => Promise.all(replicas.filter((r) => r !== victim).map((r) => sessionOutcomes(r, PUBLISH_KEY)));
+      const outcomesBefore = await outcomes();
       const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
       victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
       o.log(`# ${kind}: ${victim.id} (${victim.url}) with ${victimConnections} connections`);
@@ -272,6 +282,11 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
       const wall = (end.at - mark.at) / 1000;
       o.log(`# ${kind}: ${status.droppedInPhase} dropped, ${back ? `all back ${((status.lastBackAt - mark.at) / 1000).toFixed(1)} s after the signal` : `NOT all back: ${status.live} / ${o.connections} live`}`);
+      const outcomesAfter = await outcomes();
+      const sessionOutcomesOfStorm: Record<string, number> = {};
+      outcomesAfter.forEach((after, i) => {
+        for (const [k, v] of Object.entries(after)) sessionOutcomesOfStorm[k] = (sessionOutcomesOfStorm[k] ?? 0) + v - (outcomesBefore[i]?.[k] ?? 0);
+      });
       await checked;
       await pool.phase(`${kind}-after`);
       await publishing;
@@ -284,6 +299,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         allBackSeconds: back ? (status.lastBackAt - mark.at) / 1000 : undefined,
         redis: { cpuShare: (end.redisCpu - mark.redisCpu) / wall, commandsPerSecond: (end.commands - mark.commands) / wall, seconds: wall },
         cores: split(mark.read, end.read),
+        sessionOutcomes: Object.fromEntries(Object.entries(sessionOutcomesOfStorm).filter(([, v]) => v > 0)),
       });
       // The orchestrator replaces the replica; the balancer learns the new address.
       await victim.exited;
@@ -294,7 +310,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const report = await pool.report(publisher.accepted);
     const problems = replicas.flatMap((r) => r.problems.map((p) => `${r.id}: ${p}`));
     return assemble(o, {
-      connectStarted, connectSeconds, connectPhase, report, idle, baselineRss, replicasRss,
+      connectStarted, connectSeconds, connectPhase, report, idle, baselineRss, replicasRss, replicasPss,
       broadcasts, sentAt: publisher.sentAt,
       storms, publishFailures: publisher.failures, problems,
     });
@@ -324,6 +340,7 @@ interface Raw {
   idle: ScaleResult['idle'];
   baselineRss: number;
   replicasRss: number;
+  replicasPss: number;
   broadcasts: BroadcastRaw[];
   sentAt: Map<number, number>;
   storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[];
@@ -352,6 +369,8 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
       baselineRssBytes: r.baselineRss,
       perConnectionBytes: r.replicasRss / o.connections,
       marginalPerConnectionBytes: (r.replicasRss - r.baselineRss) / o.connections,
+      replicasPssBytes: r.replicasPss,
+      pssPerConnectionBytes: r.replicasPss / o.connections,
     },
     idle: r.idle,
     broadcasts: r.broadcasts.map((x) => {

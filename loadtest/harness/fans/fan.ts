@@ -113,7 +113,6 @@ type State = 'idle' | 'connecting' | 'subscribing' | 'live' | 'waiting' | 'close
 export class Fan {
   state: State = 'idle';
   private ws: WsClient | undefined;
-  private sid: string | undefined;
   private pid: string | undefined;
   private offset: string | undefined;
   private lastAll: string | undefined;
@@ -219,10 +218,12 @@ export class Fan {
   }
 
   private onConnected(ws: WsClient, reply: { sid: string; pid?: string }): void {
-    const recovered = this.sid !== undefined && reply.sid === this.sid;
+    // As socket.io-client decides `socket.recovered`: the CONNECT answer carries the private
+    // session id (`pid`) this fan offered. The socket id may be new: a session restored from a
+    // drain's portable offset (herald found no stored session) keeps the pid under a fresh id.
+    const recovered = this.pid !== undefined && reply.pid === this.pid;
     if (recovered) this.world.phase.sessionsRecovered++;
     else {
-      this.sid = reply.sid;
       this.pid = reply.pid;
       this.unanswered = 3;
     }
