@@ -226,6 +226,7 @@ for (const { transport, mode } of SETUPS) {
       const movers = subscribers.filter((s) => !stayers.includes(s));
       await waitFor('every mover reconnected to the staying replica', () => movers.every((s) => s.socket.connected && s.replicas.at(-1) === staying.replicaId));
       const base = acked.length;
+      const deltasBefore = subscribers.map((s) => s.deltas());
       for (let i = 2000; i < 2000 + AFTER; i++) assert.ok(await publishOne(staying, i));
       const published = [...acked].sort((x, y) => compareIds(x.id, y.id));
 
@@ -237,13 +238,16 @@ for (const { transport, mode } of SETUPS) {
       // A publish through the leaving replica that never got its answer: if it went out, everyone has it, where its id says.
       const gotUnanswered = subscribers.map((s) => s.got.some((g) => isDeepStrictEqual(g.data, unanswered)));
       assert.ok(gotUnanswered.every((g) => g === gotUnanswered[0]), `the unanswered publish reached some and not others: ${gotUnanswered.join(', ')}`);
-      for (const s of subscribers) {
+      for (const [i, s] of subscribers.entries()) {
         const got = s.got.filter((g) => unanswered === undefined || !isDeepStrictEqual(g.data, unanswered));
         assert.deepEqual(got, published, `${s.name}: exactly the published payloads, once, in order`);
         assert.deepEqual(s.wrongBases, [], `${s.name}: no delta on a base it did not hold`);
         assert.equal(s.mismatches(), 0, `${s.name}: the module never had to refuse a delta`);
         assert.deepEqual(s.firstOnConnection, Array(s.firstOnConnection.length).fill(undefined), `${s.name}: the first message on each connection is whole`);
-        assert.ok(s.deltas() > published.length / 3, `${s.name}: ${s.deltas()} deltas applied of ${published.length}`);
+        // Deltas before the drain (waited for above) and again once everyone is on the staying
+        // replica: a count, not a share, since how many arrive whole while a mover catches up
+        // depends on how long its reconnect takes on a busy machine.
+        assert.ok(s.deltas() > deltasBefore[i]!, `${s.name}: deltas again after the move (${deltasBefore[i]} before the last ${AFTER} publishes, ${s.deltas()} after)`);
       }
       for (const s of movers) {
         assert.ok(s.connects() >= 2 && s.firstOnConnection.length >= 2, `${s.name}: moved (${s.connects()} connects)`);
