@@ -76,6 +76,23 @@ export function pssBytes(pid: number): number {
   }
 }
 
+/**
+ * The kernel's count of connections dropped because a listen queue was full (`TcpExtListenOverflows`,
+ * machine-wide): a client whose handshake is dropped there waits for TCP to retransmit (1 s,
+ * then 3 s, 7 s, ...). uWS listens with a backlog of 512 (`ss -ltn`), which a storm of reconnects
+ * to a replica whose event loop is seconds behind overflows.
+ */
+export function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const [names, values] = lines.map((l) => l.split(/\s+/).slice(1));
+    const i = names!.indexOf('ListenOverflows');
+    return i < 0 ? NaN : Number(values![i]);
+  } catch {
+    return NaN;
+  }
+}
+
 export interface Replica extends Proc {
   readonly url: string;
   readonly id: string;

@@ -16,7 +16,7 @@ export function machine(): string {
 }
 
 function stormColumn(s: Storm | undefined): string[] {
-  if (!s) return Array<string>(13).fill('not run');
+  if (!s) return Array<string>(14).fill('not run');
   const reconnected = s.sessionsRecovered + s.sinceRecovered / 2 + s.sinceNotRecovered / 2;
   return [
     `${s.victim}, ${fmt(s.victimConnections)} connections`,
@@ -27,6 +27,7 @@ function stormColumn(s: Storm | undefined): string[] {
     counts(s.sessionOutcomes ?? {}),
     `${fmt(s.sinceRecovered)} recovered, ${fmt(s.sinceNotRecovered)} not`,
     counts(s.refusals),
+    fmt(s.listenOverflows),
     fmt(s.redispatched),
     `p50 ${fmt(s.healthy.p50)} ms, p99 ${fmt(s.healthy.p99)} ms (${fmt(s.healthy.samples)} deliveries)`,
     `${pct(s.redis.cpuShare)} of a core, ${fmt(s.redis.commandsPerSecond)} commands/s over ${fmt(s.redis.seconds, 1)} s`,
@@ -112,6 +113,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     "the surviving replicas' `herald_session_recovery_total` over the storm",
     '`since` subscribes',
     'failed handshakes (by kind)',
+    'connections dropped from a full listen queue (kernel `ListenOverflows`; uWS listens with a backlog of 512), retried by TCP',
     'attempts redispatched by the balancer',
     "healthy fans' latency during the storm",
     'Redis during the storm',
@@ -127,7 +129,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     '| --- | --- |',
     `| connections | ${fmt(r.connect.live)} of ${fmt(r.connect.connections)} subscribed |`,
     `| time to establish all | ${fmt(r.connect.seconds, 1)} s (${fmt(r.connect.ratePerSecond)}/s on average, peak ${fmt(r.connect.peakPerSecond)}/s) |`,
-    `| failed handshakes while connecting | ${counts(r.connect.refusals)} |`,
+    `| failed handshakes while connecting | ${counts(r.connect.refusals)}; ${fmt(r.connect.listenOverflows)} connections dropped from a full listen queue and retried by TCP |`,
     `| replicas' RSS | ${fmt(r.memory.replicasRssBytes / 2 ** 20)} MiB: ${fmt(r.memory.perConnectionBytes)} B per connection (${fmt(r.memory.marginalPerConnectionBytes)} B above their RSS before any connection); PSS ${fmt(r.memory.replicasPssBytes / 2 ** 20)} MiB: ${fmt(r.memory.pssPerConnectionBytes)} B per connection (the pages the replicas share counted once) |`,
     `| idle CPU (pings every 25 s) | replicas ${r.idle.replicaCpuShares.map(pct).join(', ')}; Redis ${pct(r.idle.redisCpuShare)}; the client processes ${pct(r.idle.clientsCpuShare)} together (over ${fmt(r.idle.seconds)} s) |`,
     '',

@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
 import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
-import { cpuSeconds, eventLoopLagMax, pssBytes, readiness, redisCommands, rssBytes, sessionOutcomes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
+import { cpuSeconds, eventLoopLagMax, listenOverflows, pssBytes, readiness, redisCommands, rssBytes, sessionOutcomes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
 
 export interface ScaleOptions {
@@ -63,6 +63,8 @@ export interface Storm {
   cores: CpuSplit;
   /** The surviving replicas' `herald_session_recovery_total` over the storm, by outcome: what became of the sessions the fans offered. */
   sessionOutcomes: Record<string, number>;
+  /** Connections the kernel dropped from a full listen queue from the signal until everyone was back (machine-wide, `listenOverflows`). */
+  listenOverflows: number;
 }
 
 export interface Broadcast {
@@ -88,7 +90,7 @@ export interface Broadcast {
 
 export interface ScaleResult {
   options: Omit<ScaleOptions, 'log'>;
-  connect: { connections: number; live: number; seconds: number; ratePerSecond: number; peakPerSecond: number; refusals: Record<string, number> };
+  connect: { connections: number; live: number; seconds: number; ratePerSecond: number; peakPerSecond: number; refusals: Record<string, number>; listenOverflows: number };
   /**
    * The replicas' memory with everyone connected and idle: RSS summed (what the target is stated
    * in; it counts the pages the processes share, the node binary's code, once per process) and
@@ -184,6 +186,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // Connect.
     const connectStarted = Date.now();
+    const overflowsBefore = listenOverflows();
     await pool.open(o.connections, {
       urls: replicas.map((r) => r.url),
       matches: o.matches,
@@ -200,6 +203,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       o.log(`# connect: ${status.live} / ${o.connections} live after ${((Date.now() - connectStarted) / 1000).toFixed(1)} s ${JSON.stringify(status.states)}`);
     }
     const connectSeconds = (status.lastFirstLiveAt - connectStarted) / 1000;
+    const connectOverflows = listenOverflows() - overflowsBefore;
     const connectPhase = { live: status.live, perSecond: status.firstLivePerSecond };
     if (status.live < o.connections) throw new Error(`only ${status.live} of ${o.connections} fans connected in ${o.connectTimeoutSeconds} s`);
 
@@ -267,7 +271,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const survivors = () => replicaPids().filter((p) => p !== victim.pid);
       const outcomes = () => Promise.all(replicas.filter((r) => r !== victim).map((r) => sessionOutcomes(r, PUBLISH_KEY)));
       const outcomesBefore = await outcomes();
-      const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
+      const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids), overflows: listenOverflows() };
       victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
       o.log(`# ${kind}: ${victim.id} (${victim.url}) with ${victimConnections} connections`);
       const checked = delay(HEALTH_CHECK_MS).then(() => pool!.urls(replicas.filter((r) => r !== victim).map((r) => r.url)));
@@ -279,7 +283,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         if (Date.now() - mark.at > 5000) o.log(`# ${kind}: ${status.live} / ${o.connections} live ${JSON.stringify(status.states)}`);
       }
       const back = status.live === o.connections && status.droppedInPhase >= victimConnections;
-      const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids) };
+      const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids), overflows: listenOverflows() };
       const wall = (end.at - mark.at) / 1000;
       o.log(`# ${kind}: ${status.droppedInPhase} dropped, ${back ? `all back ${((status.lastBackAt - mark.at) / 1000).toFixed(1)} s after the signal` : `NOT all back: ${status.live} / ${o.connections} live`}`);
       const outcomesAfter = await outcomes();
@@ -300,6 +304,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         redis: { cpuShare: (end.redisCpu - mark.redisCpu) / wall, commandsPerSecond: (end.commands - mark.commands) / wall, seconds: wall },
         cores: split(mark.read, end.read),
         sessionOutcomes: Object.fromEntries(Object.entries(sessionOutcomesOfStorm).filter(([, v]) => v > 0)),
+        listenOverflows: end.overflows - mark.overflows,
       });
       // The orchestrator replaces the replica; the balancer learns the new address.
       await victim.exited;
@@ -310,7 +315,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const report = await pool.report(publisher.accepted);
     const problems = replicas.flatMap((r) => r.problems.map((p) => `${r.id}: ${p}`));
     return assemble(o, {
-      connectStarted, connectSeconds, connectPhase, report, idle, baselineRss, replicasRss, replicasPss,
+      connectStarted, connectSeconds, connectOverflows, connectPhase, report, idle, baselineRss, replicasRss, replicasPss,
       broadcasts, sentAt: publisher.sentAt,
       storms, publishFailures: publisher.failures, problems,
     });
@@ -335,6 +340,7 @@ interface BroadcastRaw {
 interface Raw {
   connectStarted: number;
   connectSeconds: number;
+  connectOverflows: number;
   connectPhase: { live: number; perSecond: Record<string, number> };
   report: PoolReport;
   idle: ScaleResult['idle'];
@@ -363,6 +369,7 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
       ratePerSecond: o.connections / Math.max(0.001, r.connectSeconds),
       peakPerSecond: Math.max(0, ...Object.values(r.connectPhase.perSecond)),
       refusals: connect.refusals,
+      listenOverflows: r.connectOverflows,
     },
     memory: {
       replicasRssBytes: r.replicasRss,
