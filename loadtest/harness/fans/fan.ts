@@ -17,7 +17,7 @@ import { Histogram, refusalKind } from './stats.js';
  * randomizationFactor) and its connect `timeout`, here up to every subscribe answered.
  */
 const BACKOFF = { min: 1000, max: 5000, factor: 2, jitter: 0.5 };
-const CONNECT_TIMEOUT_MS = 20_000;
+const CONNECT_TIMEOUT_MS = Number(process.env.FANS_CONNECT_TIMEOUT_MS ?? 20_000);
 
 /** socket.io-client's Backoff.duration(), attempt `n` from 0. */
 export function backoffMs(n: number, rand = Math.random()): number {
