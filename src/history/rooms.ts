@@ -133,11 +133,14 @@ export class HistoryRooms {
     // this join supersedes it (the restore sends nothing more once it is not the socket's catch-up).
     const inRoom = wasIn || this.catchups.get(room)?.has(socket.id) === true;
     const had = inRoom && restoredRooms(socket)?.has(room) ? this.positionOf(socket.id, room) : undefined;
-    if (since !== undefined && had !== undefined && compareIds(had, since) > 0) since = had;
+    const ahead = since !== undefined && had !== undefined && compareIds(had, since) > 0;
+    if (ahead) since = had;
     this.forget(socket.id, room);
     // Whole messages from here on: the catch-up is whole, and deltas resume only after it (`want` below).
     this.deltas.stop(socket.id, room);
-    this.journal?.begin(socket.id, room, undefined);
+    // Sent `had` already, but maybe not received: the journal knows it only for offsets past now.
+    if (ahead) this.journal?.beginAfter(socket.id, room, had);
+    else this.journal?.begin(socket.id, room, undefined);
     const catchup: Replaying = { phase: 'replaying', buffer: [], letGo: false };
     this.roomCatchups(room).set(socket.id, catchup);
     await socket.join(room);

@@ -127,6 +127,20 @@ export class Journal {
     s.tracks.set(room, { base, sends: [] });
   }
 
+  /**
+   * A catch-up of `socketId` in `room` starts after `id`, which this replica sent it already, on
+   * this connection, under offsets up to the current one (a restore's replay that a `subscribe
+   * {since}` of the same room supersedes, src/history/rooms.ts). Those sends may still have been
+   * in flight: a client whose offset is older may not hold `id`, so for it the position cannot be
+   * told (the restore says `recovered: false` and it subscribes again with its own `since`),
+   * rather than told as `id` (which would skip what it never received).
+   */
+  beginAfter(socketId: string, room: RoomName, id: MessageId): void {
+    this.begin(socketId, room, undefined);
+    const track = this.track(socketId, room);
+    if (track) track.floor = [this.seq, ...idParts(id)];
+  }
+
   /** The catch-up sends what follows `base`: its starting point, unless something was sent already. */
   startAt(socketId: string, room: RoomName, base: MessageId): void {
     const track = this.track(socketId, room);
