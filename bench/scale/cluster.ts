@@ -200,12 +200,17 @@ export async function readiness(r: Replica): Promise<{ connections: number; conn
   }
 }
 
+/** A replica's `/metrics` text (generous timeout: a replica on a saturated machine answers late). */
+async function metricsText(r: Replica, key: string): Promise<string> {
+  const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000) });
+  return res.text();
+}
+
 /** A replica's `herald_session_recovery_total` by outcome (saved, recovered, not_found, …); empty if it did not answer. */
 export async function sessionOutcomes(r: Replica, key: string): Promise<Record<string, number>> {
   try {
-    const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000) });
     const out: Record<string, number> = {};
-    for (const m of (await res.text()).matchAll(/^herald_session_recovery_total\{outcome="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+    for (const m of (await metricsText(r, key)).matchAll(/^herald_session_recovery_total\{outcome="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
     return out;
   } catch {
     return {};
@@ -215,8 +220,7 @@ export async function sessionOutcomes(r: Replica, key: string): Promise<Record<s
 /** A replica's worst event-loop lag since the last scrape (prom-client's monitor), seconds. */
 export async function eventLoopLagMax(r: Replica, key: string): Promise<number | undefined> {
   try {
-    const res = await fetch(`${r.url}/metrics`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(30_000) });
-    const m = /^herald_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await res.text());
+    const m = /^herald_nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await metricsText(r, key));
     return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;

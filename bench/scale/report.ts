@@ -15,8 +15,26 @@ export function machine(): string {
   return `${c.length} × ${c[0]?.model.trim() ?? 'unknown CPU'}, ${fmt(totalmem() / 2 ** 30, 0)} GiB RAM, Linux ${release()}, Node ${process.version}`;
 }
 
+/** The storm table's rows, one per cell of `stormColumn`. */
+const STORM_LABELS = [
+  'replica signalled, connections it held',
+  'fans dropped',
+  'all back and subscribed',
+  'dropped fans holding every history message',
+  'sessions recovered whole (`recovered: true`)',
+  "the surviving replicas' `herald_session_recovery_total` over the storm",
+  '`since` subscribes',
+  'failed handshakes (by kind)',
+  'connections dropped from a full listen queue (kernel `ListenOverflows`; uWS listens with a backlog of 512), retried by TCP',
+  'attempts redispatched by the balancer',
+  "healthy fans' latency during the storm",
+  'Redis during the storm',
+  'cores used (surviving replicas, Redis, clients)',
+  '`herald:reset` received',
+];
+
 function stormColumn(s: Storm | undefined): string[] {
-  if (!s) return Array<string>(14).fill('not run');
+  if (!s) return STORM_LABELS.map(() => 'not run');
   const reconnected = s.sessionsRecovered + s.sinceRecovered / 2 + s.sinceNotRecovered / 2;
   return [
     `${s.victim}, ${fmt(s.victimConnections)} connections`,
@@ -104,22 +122,6 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
   const storm = o.stormRates ?? o.rates;
   const k = stormColumn(kill);
   const d = stormColumn(drain);
-  const labels = [
-    'replica signalled, connections it held',
-    'fans dropped',
-    'all back and subscribed',
-    'dropped fans holding every history message',
-    'sessions recovered whole (`recovered: true`)',
-    "the surviving replicas' `herald_session_recovery_total` over the storm",
-    '`since` subscribes',
-    'failed handshakes (by kind)',
-    'connections dropped from a full listen queue (kernel `ListenOverflows`; uWS listens with a backlog of 512), retried by TCP',
-    'attempts redispatched by the balancer',
-    "healthy fans' latency during the storm",
-    'Redis during the storm',
-    'cores used (surviving replicas, Redis, clients)',
-    '`herald:reset` received',
-  ];
   const lines = [
     `## ${fmt(o.connections)} fans on one machine (\`${command}\`, ${fmt(seconds)} s)`,
     '',
@@ -139,7 +141,7 @@ export function scaleMarkdown(r: ScaleResult, redis: PubSubCapacity | undefined,
     '',
     `| Storm, while publishing goes on (${storm.broadcast} broadcasts/s, ${fmt(storm.match)} match updates/s) | kill -9 | SIGTERM (drain) |`,
     '| --- | --- | --- |',
-    ...labels.map((l, i) => `| ${l} | ${k[i]} | ${d[i]} |`),
+    ...STORM_LABELS.map((l, i) => `| ${l} | ${k[i]} | ${d[i]} |`),
     '',
     `Over the whole run: ${fmt(r.totals.missingAll + r.totals.missingMatch)} history messages missing (all-scores ${fmt(r.totals.missingAll)}, match ${fmt(r.totals.missingMatch)}; ${fmt(r.totals.missingOnLiveFans)} of them on fans live at the end, the rest on the ${fmt(r.totals.notLiveAtEnd)} still reconnecting), ${fmt(r.totals.duplicates)} duplicates; user rooms (at-most-once) ${fmt(r.totals.userReceived)} of ${fmt(r.totals.userExpected)} received; publishes refused: ${counts(r.totals.publishFailures)}.`,
   ];
