@@ -83,7 +83,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // Server-Sent Events streams: members of the adapter's rooms, delivered to by it (src/sse/).
   const sse = createSseHub(config, { io, metrics, logger });
   // MAX_CONNECTIONS, Socket.IO's and the streams' together.
-  const admission = createAdmission(config.maxConnections, metrics, logger, () => sse.size);
+  const admission = createAdmission(config.maxConnections, config.handshakeMaxLagMs, metrics, logger, () => sse.size);
   const historyRooms = historyPolicies(config);
   const recovery = createRecovery(config, { io, bus, isHistoryRoom: (room) => historyRooms.match(room) !== undefined, logger: redisLog, metrics });
   const admitRemote = historyRooms.size > 0 ? refusingForeignHistory(historyRooms, metrics, logger) : undefined;
@@ -125,7 +125,12 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
         bus,
         connects: connectLimiter,
         refusing: () => (lifecycle.refusingConnections ? 'draining' : refusingForOutage() ? 'redis_unreachable' : undefined),
-        atCapacity: () => admission.maxConnections !== undefined && io.engine.clientsCount + sse.size >= admission.maxConnections,
+        busy: () =>
+          admission.maxConnections !== undefined && io.engine.clientsCount + sse.size >= admission.maxConnections
+            ? 'over_capacity'
+            : admission.overloaded?.()
+              ? 'overloaded'
+              : undefined,
         metrics,
         logger,
       }),
@@ -165,6 +170,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
         slow.close();
         sse.close();
         stats.close();
+        admission.close();
         transport.stopListening();
         await metricsServer?.close();
       },

@@ -58,6 +58,7 @@ export const ERRORS = {
   not_found: { status: 404, message: 'No such route.' },
   method_not_allowed: { status: 405, message: 'This route does not accept that method.' },
   over_capacity: { status: 503, message: 'This replica holds as many connections as it may (MAX_CONNECTIONS); connect to another one.' },
+  overloaded: { status: 503, message: 'This replica is too far behind to take a new connection now (HANDSHAKE_MAX_LAG_MS); retry shortly, or connect to another one.' },
   draining: { status: 503, message: 'This replica is shutting down; retry against another one.' },
   internal: { status: 500, message: 'An internal error occurred; it has been logged.' },
   stored_data_invalid: {

@@ -116,6 +116,8 @@ export interface Config {
   readonly maxSubscriptions: number;
   /** Most Engine.IO connections per replica; 0: the soft descriptor limit less a reserve. @default 0 */
   readonly maxConnections: number;
+  /** HANDSHAKE_MAX_LAG_MS: new handshakes are refused (503 `overloaded`) while the event loop is this far behind; 0: never. */
+  readonly handshakeMaxLagMs: number;
   /** Rooms one Server-Sent Events stream may name. @default 16 */
   readonly sseMaxRooms: number;
   /** Seconds of silence after which a stream gets a heartbeat comment. @default 15 */

@@ -25,7 +25,7 @@ export interface Metrics {
    * A handshake refused before it became a connection: `capacity` (MAX_CONNECTIONS, 503), or by
    * `allowRequest` (403): `draining`, `redis_unreachable`, `origin`, `rate_limited`.
    */
-  connectionRefused(reason: 'capacity' | 'draining' | 'redis_unreachable' | 'origin' | 'rate_limited'): void;
+  connectionRefused(reason: 'capacity' | 'overloaded' | 'draining' | 'redis_unreachable' | 'origin' | 'rate_limited'): void;
   /** The descriptor backstop closed the listen socket (false) or listens again (true). */
   acceptingChanged(accepting: boolean): void;
   /** The MAX_CONNECTIONS in force (`herald_connections_max`); undefined: no cap. */
@@ -198,7 +198,7 @@ export function createMetrics(): Metrics {
   const conflated = new Counter({ name: 'herald_conflated_messages_total', help: 'Messages of conflated rooms (CONFLATE_ROOMS) never written to a slow connection: replaced by a newer one of their room while held', registers: [registry] });
   const conflationHeld = new Gauge({ name: 'herald_conflation_held_messages', help: 'Messages held for slow connections in conflated rooms, written when they drain (at most one per connection and room)', registers: [registry] });
   const slowDisconnects = new Counter({ name: 'herald_slow_consumer_disconnects_total', help: 'Connections closed for passing the outbound buffer bound (SLOW_CLIENT_MAX_BYTES)', registers: [registry] });
-  const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; draining, redis_unreachable, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
+  const refusals = new Counter({ name: 'herald_connections_refused_total', help: 'Handshakes refused before they became connections, by reason (capacity: MAX_CONNECTIONS, 503; overloaded: HANDSHAKE_MAX_LAG_MS, 503; draining, redis_unreachable, origin, rate_limited: 403)', labelNames: ['reason'], registers: [registry] });
   const acceptPauses = new Counter({ name: 'herald_accept_pauses_total', help: 'Times the listen socket was closed because file descriptors were nearly gone (uWS)', registers: [registry] });
   const accepting = new Gauge({ name: 'herald_accepting', help: '1 while the listen socket accepts connections, 0 while the descriptor backstop holds it closed', registers: [registry] });
   accepting.set(1);

@@ -37,8 +37,8 @@ export interface StreamRouteDeps extends Omit<FollowDeps, 'history'> {
   clockSkewMs: number;
   /** Refusing new connections: draining (`draining`) or cut off from Redis (`redis_unreachable`). */
   refusing(): 'draining' | 'redis_unreachable' | undefined;
-  /** True while this replica holds MAX_CONNECTIONS connections (Socket.IO's and streams). */
-  atCapacity(): boolean;
+  /** `over_capacity` while this replica holds MAX_CONNECTIONS connections (Socket.IO's and streams), `overloaded` while its event loop is behind (HANDSHAKE_MAX_LAG_MS). */
+  busy(): 'over_capacity' | 'overloaded' | undefined;
   /** CONNECT_RATE_PER_IP / CONNECT_BURST_PER_IP, shared with Socket.IO handshakes. */
   connects: KeyedLimiter;
   newRooms(address: string): RoomBudget;
@@ -143,9 +143,9 @@ export const SSE_HEADERS: readonly (readonly [string, string])[] = [
   ['x-accel-buffering', 'no'],
 ];
 
-/** Why this replica cannot take a stream now (draining, cut off from Redis, MAX_CONNECTIONS), if it cannot. */
-function unavailable(deps: StreamRouteDeps): 'draining' | 'redis_unreachable' | 'over_capacity' | undefined {
-  return deps.refusing() ?? (deps.atCapacity() ? 'over_capacity' : undefined);
+/** Why this replica cannot take a stream now (draining, cut off from Redis, MAX_CONNECTIONS, behind), if it cannot. */
+function unavailable(deps: StreamRouteDeps): 'draining' | 'redis_unreachable' | 'over_capacity' | 'overloaded' | undefined {
+  return deps.refusing() ?? deps.busy();
 }
 
 /** A stream that says "another replica" and ends: `retry:` with jitter, then `herald:disconnect {code}`. */

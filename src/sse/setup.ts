@@ -25,7 +25,7 @@ export function sseRoutes(
     bus: Bus;
     connects: KeyedLimiter;
     refusing(): 'draining' | 'redis_unreachable' | undefined;
-    atCapacity(): boolean;
+    busy(): 'over_capacity' | 'overloaded' | undefined;
     metrics: Metrics;
     logger: Logger;
   },
@@ -44,7 +44,7 @@ export function sseRoutes(
     allowAnonymous: config.allowAnonymous,
     clockSkewMs: config.jwtClockSkewSeconds * 1000,
     refusing: deps.refusing,
-    atCapacity: deps.atCapacity,
+    busy: deps.busy,
     connects: deps.connects,
     trustProxy: config.trustProxy,
     maxRooms: config.sseMaxRooms,

@@ -3,10 +3,11 @@ import type { Duplex } from 'node:stream';
 import type { Server } from 'socket.io';
 import { HeraldError } from '../errors.js';
 import { effectiveMaxConnections, softDescriptorLimit } from '../limits/descriptors.js';
+import { LoopLag } from '../limits/loop-lag.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { errorReply, renderReply, statusLine } from './http.js';
-import type { TransportAdmission } from './types.js';
+import type { RefusalReason, TransportAdmission } from './types.js';
 
 /** What the gate needs besides the Socket.IO server. */
 export interface AdmissionOptions {
@@ -14,17 +15,21 @@ export interface AdmissionOptions {
   readonly maxConnections: number | undefined;
   /** Sent as `x-herald-replica` on the refusal. */
   readonly replicaId: string;
-  /** Called once per refused handshake (the metric). */
-  onRefused(): void;
+  /** Called once per refused handshake (the metric), with why. */
+  onRefused(reason: RefusalReason): void;
   /** Connections that are not Engine.IO's (event streams), counted against the cap. @default none */
   otherConnections?(): number;
+  /** Whether the event loop is too far behind to take a handshake now (HANDSHAKE_MAX_LAG_MS). @default never */
+  overloaded?(): boolean;
 }
+
 
 /** Seconds a refused client is told to wait (`Retry-After`); socket.io-client's own backoff starts at 1 s too. */
 const RETRY_AFTER_SECONDS = '1';
 
 /**
- * Refuses new Engine.IO connections once this replica holds `maxConnections`: WebSocket upgrades
+ * Refuses new Engine.IO connections once this replica holds `maxConnections`, or while its event
+ * loop is behind (`overloaded`, answered 503 `overloaded` the same way): WebSocket upgrades
  * and long-polling handshakes (requests without `sid`), on both transports, are answered
  * 503 `over_capacity` with `Connection: close` and the connection is closed, so its descriptor is
  * free again at once. A balancer takes the 503 as "try another server" (HAProxy `retry-on 503`,
@@ -38,15 +43,28 @@ const RETRY_AFTER_SECONDS = '1';
  * node upgrades (the socket is written directly), and its wrapper of uWS's response on uWS.
  */
 export function installAdmission(io: Server, opts: AdmissionOptions): void {
-  const max = opts.maxConnections;
-  if (max === undefined) return;
-  const { body, headers } = renderReply(errorReply(new HeraldError('over_capacity')), opts.replicaId);
-  const allHeaders: [string, string][] = [...headers, ['retry-after', RETRY_AFTER_SECONDS], ['connection', 'close']];
+  const { maxConnections: max, overloaded } = opts;
+  if (max === undefined && overloaded === undefined) return;
+  const replies = {
+    capacity: refusal('over_capacity', opts.replicaId),
+    overloaded: refusal('overloaded', opts.replicaId),
+  };
+  const refusedFor = (): RefusalReason | undefined => {
+    if (max !== undefined && io.engine.clientsCount + (opts.otherConnections?.() ?? 0) >= max) return 'capacity';
+    return overloaded?.() ? 'overloaded' : undefined;
+  };
   io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, res: unknown, next: (err?: Error) => void) => {
-    if (req._query?.sid !== undefined || io.engine.clientsCount + (opts.otherConnections?.() ?? 0) < max) return next();
-    opts.onRefused();
-    refuse(req, res, body, allHeaders);
+    const reason = req._query?.sid === undefined ? refusedFor() : undefined;
+    if (reason === undefined) return next();
+    opts.onRefused(reason);
+    refuse(req, res, replies[reason].body, replies[reason].headers);
   });
+}
+
+/** The 503 body and headers of a refused handshake. */
+function refusal(code: 'over_capacity' | 'overloaded', replicaId: string): { body: string; headers: [string, string][] } {
+  const { body, headers } = renderReply(errorReply(new HeraldError(code)), replicaId);
+  return { body, headers: [...headers, ['retry-after', RETRY_AFTER_SECONDS], ['connection', 'close']] };
 }
 
 /** Writes the 503 on whichever response Engine.IO handed the middleware, and closes the connection. */
@@ -93,21 +111,28 @@ function uwsResponse(res: unknown): UwsResponse | undefined {
 
 
 /**
- * MAX_CONNECTIONS as this process can hold it, and the events of admission wired to metrics and
- * logs. Reads the descriptor limit once, at start.
+ * MAX_CONNECTIONS as this process can hold it, the event-loop watch behind HANDSHAKE_MAX_LAG_MS
+ * (0: none), and the events of admission wired to metrics and logs. Reads the descriptor limit
+ * once, at start.
  */
-export function createAdmission(configured: number, metrics: Metrics, logger: Logger, otherConnections: () => number = () => 0): TransportAdmission {
+export function createAdmission(configured: number, maxLagMs: number, metrics: Metrics, logger: Logger, otherConnections: () => number = () => 0): TransportAdmission {
   const limit = softDescriptorLimit();
   const { max, lowered } = effectiveMaxConnections(configured, limit);
   if (lowered) logger.warn({ configured, maxConnections: max, descriptorLimit: limit }, 'MAX_CONNECTIONS is more than the descriptor limit can hold; lowered');
   logger.info({ maxConnections: max ?? null, descriptorLimit: limit ?? null }, max === undefined ? 'descriptor limit unknown: no connection cap' : 'connection cap');
   metrics.setMaxConnections(max);
+  const lag = maxLagMs > 0 ? new LoopLag(maxLagMs).start() : undefined;
   const failed = throttle(10_000);
+  const shedding = throttle(10_000);
   return {
     maxConnections: max,
     descriptorLimit: limit,
     otherConnections,
-    refused: () => metrics.connectionRefused('capacity'),
+    overloaded: lag && (() => lag.behind()),
+    refused(reason) {
+      metrics.connectionRefused(reason);
+      if (reason === 'overloaded' && shedding.due()) logger.warn({ lagMs: Math.round(lag!.lagMs()), maxLagMs }, 'event loop behind: refusing new handshakes (503 overloaded)');
+    },
     acceptPaused(open) {
       metrics.acceptingChanged(false);
       logger.warn({ openDescriptors: open, descriptorLimit: limit }, 'file descriptors nearly gone: stopped accepting connections');
@@ -119,5 +144,6 @@ export function createAdmission(configured: number, metrics: Metrics, logger: Lo
     acceptResumeFailed(open) {
       if (failed.due()) logger.error({ openDescriptors: open }, 'could not listen again on the port; retrying');
     },
+    close: () => lag?.stop(),
   };
 }

@@ -30,13 +30,20 @@ export interface TransportAdmission {
   otherConnections(): number;
   /** The soft descriptor limit (RLIMIT_NOFILE); undefined: no backstop. */
   readonly descriptorLimit: number | undefined;
-  /** A handshake was refused with 503 `over_capacity`. */
-  refused(): void;
+  /** Whether the event loop is too far behind to take a handshake (HANDSHAKE_MAX_LAG_MS); undefined: never refused for it. */
+  readonly overloaded: (() => boolean) | undefined;
+  /** A handshake was refused with 503 `over_capacity` or `overloaded`. */
+  refused(reason: RefusalReason): void;
   /** The listen socket was closed with `open` descriptors in use, or opened again, or could not be. */
   acceptPaused(open: number): void;
   acceptResumed(open: number): void;
   acceptResumeFailed(open: number): void;
+  /** Stops watching the event loop. */
+  close(): void;
 }
+
+/** Why a handshake was refused: MAX_CONNECTIONS reached, or the event loop behind (HANDSHAKE_MAX_LAG_MS). */
+export type RefusalReason = 'capacity' | 'overloaded';
 
 /**
  * With compression on, messages shorter than this go out uncompressed: deflate saves little
