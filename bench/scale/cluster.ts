@@ -206,11 +206,12 @@ async function metricsText(r: Replica, key: string): Promise<string> {
   return res.text();
 }
 
-/** A replica's `herald_session_recovery_total` by outcome (saved, recovered, not_found, …); empty if it did not answer. */
-export async function sessionOutcomes(r: Replica, key: string): Promise<Record<string, number>> {
+/** A replica's counter `metric` by the value of its one label (e.g. `herald_session_recovery_total` by outcome: saved, recovered, not_found, …); empty if it did not answer. */
+export async function countsByLabel(r: Replica, key: string, metric: string, label: string): Promise<Record<string, number>> {
   try {
     const out: Record<string, number> = {};
-    for (const m of (await metricsText(r, key)).matchAll(/^herald_session_recovery_total\{outcome="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+    const line = new RegExp(`^${metric}\\{${label}="(\\w+)"\\} (\\S+)$`, 'gm');
+    for (const m of (await metricsText(r, key)).matchAll(line)) out[m[1]!] = Number(m[2]);
     return out;
   } catch {
     return {};

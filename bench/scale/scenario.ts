@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
 import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
-import { cpuSeconds, eventLoopLagMax, listenOverflows, pssBytes, readiness, redisCommands, rssBytes, sessionOutcomes, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
+import { cpuSeconds, eventLoopLagMax, listenOverflows, pssBytes, readiness, redisCommands, rssBytes, countsByLabel, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
 
 export interface ScaleOptions {
@@ -63,6 +63,8 @@ export interface Storm {
   cores: CpuSplit;
   /** The surviving replicas' `herald_session_recovery_total` over the storm, by outcome: what became of the sessions the fans offered. */
   sessionOutcomes: Record<string, number>;
+  /** The surviving replicas' `herald_connections_refused_total` over the storm, by reason (capacity, overloaded, rate_limited, …). */
+  refusedByReplicas?: Record<string, number>;
   /** Connections the kernel dropped from a full listen queue from the signal until everyone was back (machine-wide, `listenOverflows`). */
   listenOverflows: number;
 }
@@ -269,8 +271,16 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
       await pool.phase(`${kind}-storm`);
       const survivors = () => replicaPids().filter((p) => p !== victim.pid);
-      const outcomes = () => Promise.all(replicas.filter((r) => r !== victim).map((r) => sessionOutcomes(r, PUBLISH_KEY)));
-      const outcomesBefore = await outcomes();
+      const counters = () =>
+        Promise.all(
+          replicas
+            .filter((r) => r !== victim)
+            .map(async (r) => ({
+              sessions: await countsByLabel(r, PUBLISH_KEY, 'herald_session_recovery_total', 'outcome'),
+              refused: await countsByLabel(r, PUBLISH_KEY, 'herald_connections_refused_total', 'reason'),
+            })),
+        );
+      const countersBefore = await counters();
       const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids), overflows: listenOverflows() };
       victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
       o.log(`# ${kind}: ${victim.id} (${victim.url}) with ${victimConnections} connections`);
@@ -286,11 +296,15 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       const end = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids), overflows: listenOverflows() };
       const wall = (end.at - mark.at) / 1000;
       o.log(`# ${kind}: ${status.droppedInPhase} dropped, ${back ? `all back ${((status.lastBackAt - mark.at) / 1000).toFixed(1)} s after the signal` : `NOT all back: ${status.live} / ${o.connections} live`}`);
-      const outcomesAfter = await outcomes();
-      const sessionOutcomesOfStorm: Record<string, number> = {};
-      outcomesAfter.forEach((after, i) => {
-        for (const [k, v] of Object.entries(after)) sessionOutcomesOfStorm[k] = (sessionOutcomesOfStorm[k] ?? 0) + v - (outcomesBefore[i]?.[k] ?? 0);
-      });
+      const countersAfter = await counters();
+      /** What `which` counted on the survivors over the storm, without the zeros. */
+      const overStorm = (which: 'sessions' | 'refused') => {
+        const sum: Record<string, number> = {};
+        countersAfter.forEach((after, i) => {
+          for (const [k, v] of Object.entries(after[which])) sum[k] = (sum[k] ?? 0) + v - (countersBefore[i]?.[which][k] ?? 0);
+        });
+        return Object.fromEntries(Object.entries(sum).filter(([, v]) => v > 0));
+      };
       await checked;
       await pool.phase(`${kind}-after`);
       await publishing;
@@ -303,7 +317,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         allBackSeconds: back ? (status.lastBackAt - mark.at) / 1000 : undefined,
         redis: { cpuShare: (end.redisCpu - mark.redisCpu) / wall, commandsPerSecond: (end.commands - mark.commands) / wall, seconds: wall },
         cores: split(mark.read, end.read),
-        sessionOutcomes: Object.fromEntries(Object.entries(sessionOutcomesOfStorm).filter(([, v]) => v > 0)),
+        sessionOutcomes: overStorm('sessions'),
+        refusedByReplicas: overStorm('refused'),
         listenOverflows: end.overflows - mark.overflows,
       });
       // The orchestrator replaces the replica; the balancer learns the new address.
