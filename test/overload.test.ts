@@ -15,10 +15,11 @@ import { onceWithin } from './helpers/wait.js';
  *
  * The replica is made to fall behind from outside, as a starved or stalled process is: SIGSTOP
  * for STALL_MS while handshakes, a stream and a publish arrive, then SIGCONT. It then meets them
- * STALL_MS late, past the setting.
+ * STALL_MS late, its smoothed lag past the setting.
  */
-const MAX_LAG_MS = 500;
-const STALL_MS = 1_500;
+const MAX_LAG_MS = 300;
+/** Long enough that the smoothed lag (a quarter of the stall, LOOP_LAG_WEIGHT) is well past MAX_LAG_MS. */
+const STALL_MS = 2_500;
 const ENV = { CONNECT_RATE_PER_IP: '100000', CONNECT_BURST_PER_IP: '100000' };
 
 const upgradeHead = `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: herald\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;

@@ -43,9 +43,9 @@ export const LIMITS_SETTINGS = [
   setting({
     env: 'HANDSHAKE_MAX_LAG_MS',
     key: 'handshakeMaxLagMs',
-    doc: 'New handshakes (Socket.IO on both transports, and event streams) are refused with HTTP 503 `overloaded` and `Retry-After: 1` while this replica\'s event loop is more than this many milliseconds behind; the connection is closed, and the client\'s backoff or the balancer sends it elsewhere. Connections already open are untouched. A handshake answered after its client gave up (socket.io-client\'s `timeout`, 20 s by default) is work for nothing that the client then asks for again: in a reconnect storm on a saturated machine that feeds itself. `herald_connections_refused_total{reason="overloaded"}` counts them. 0: never.',
-    defaultText: '1000',
-    parse: integer(0, 600_000, 1000),
+    doc: 'New handshakes (Socket.IO on both transports, and event streams) are refused with HTTP 503 `overloaded` and `Retry-After: 1` while this replica\'s event loop has been more than this many milliseconds behind (smoothed over its last ticks, so one long broadcast does not trip it); the connection is closed, and the client\'s backoff or the balancer sends it elsewhere. Connections already open are untouched. A handshake answered after its client gave up is work for nothing that the client then asks for again: in a reconnect storm on a saturated machine that feeds itself. Set it to about a sixth of your clients\' connect timeout (socket.io-client\'s `timeout`, 20 s by default): a reconnect takes several turns of the loop. `herald_connections_refused_total{reason="overloaded"}` counts the refusals. 0: never.',
+    defaultText: '3000',
+    parse: integer(0, 600_000, 3000),
   }),
   setting({
     env: 'CONNECT_RATE_PER_IP',
