@@ -7,7 +7,7 @@
  * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25),
  * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain),
  * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s),
- * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10), SCALE_CEILING=0 (skips the run of the
+ * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10), SCALE_HANDSHAKE_MAX_LAG_MS (herald's HANDSHAKE_MAX_LAG_MS), SCALE_CEILING=0 (skips the run of the
  * same fans against raw uWS processes in the replicas' place, which follows herald's).
  */
 import { writeFileSync } from 'node:fs';
@@ -49,7 +49,10 @@ const options: ScaleOptions = {
   // saturated machine never ends. So the broadcast is measured again, and the storms run, with a
   // broadcast every 10 s and a quarter of the match traffic.
   stormRates: { broadcast: num('SCALE_STORM_BROADCAST', 0.1), match: num('SCALE_STORM_MATCH_RATE', 50), user: num('SCALE_USER_RATE', 20) },
-  env: process.env.SCALE_DRAIN_SECONDS ? { DRAIN_SECONDS: process.env.SCALE_DRAIN_SECONDS } : ({} as Record<string, string>),
+  env: {
+    ...(process.env.SCALE_DRAIN_SECONDS ? { DRAIN_SECONDS: process.env.SCALE_DRAIN_SECONDS } : {}),
+    ...(process.env.SCALE_HANDSHAKE_MAX_LAG_MS ? { HANDSHAKE_MAX_LAG_MS: process.env.SCALE_HANDSHAKE_MAX_LAG_MS } : {}),
+  } as Record<string, string>,
   localAddresses: 64,
   connectTimeoutSeconds: 300,
   backTimeoutSeconds: 120,
