@@ -3,7 +3,9 @@
 // app.publish. No Redis, no Socket.IO, no auth, no history: it measures the transport alone.
 // Used by bench/run.ts and, as the ceiling beside herald's replicas at 100,000 fans, by
 // bench/scale (the fans' CONNECT carries a token, which is ignored). Every connection gets
-// Engine.IO's ping every 25 s, as herald's do, through one topic. PORT from the environment.
+// Engine.IO's ping every 25 s, as herald's do, through one topic. GET /readyz says how many
+// connections it holds, as herald's does (bench/scale's kill -9 picks the fullest). PORT from the
+// environment.
 const uws = require(`uWebSockets.js/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`);
 
 const app = uws.App();
@@ -11,11 +13,13 @@ const app = uws.App();
 const PING = '\u0000ping';
 setInterval(() => app.publish(PING, '2'), 25_000).unref();
 let sid = 0;
+let connections = 0;
 app.ws('/socket.io/*', {
   maxPayloadLength: 64 * 1024,
   maxBackpressure: 1024 * 1024,
   sendPingsAutomatically: false,
   open: (ws) => {
+    connections++;
     ws.subscribe(PING);
     ws.send(`0{"sid":"c${++sid}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}`);
   },
@@ -30,6 +34,12 @@ app.ws('/socket.io/*', {
       ws.send(`43${m[1]}[{"ok":true,"room":${JSON.stringify(room)}}]`);
     }
   },
+  close: () => {
+    connections--;
+  },
+});
+app.get('/readyz', (res) => {
+  res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"connections":${connections}}`));
 });
 let seq = 0;
 app.post('/v1/publish', (res) => {

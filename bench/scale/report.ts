@@ -103,17 +103,33 @@ function ceilingMarkdown(r: ScaleResult, c: ScaleResult): string[] {
       row(`${label}: cores used (servers with Redis, clients; machine)`, cell((b) => `${fmt(b.cores.replicas + b.cores.redis, 2)}, ${fmt(b.cores.clients, 2)}; ${fmt(b.cores.machine, 2)} of ${cpus().length}`)),
     );
   });
+  const ck = c.storms.find((s) => s.kind === 'kill');
+  if (ck) {
+    const kill = (x: ScaleResult) => x.storms.find((s) => s.kind === 'kill');
+    const cell = (f: (s: Storm) => string) => (x: ScaleResult) => {
+      const s = kill(x);
+      return s ? f(s) : 'not run';
+    };
+    rows.push(
+      row('kill -9 of the process holding the most: connections it held', cell((s) => fmt(s.victimConnections))),
+      row('kill -9: all back and subscribed', cell((s) => (s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`))),
+      row('kill -9: failed handshakes (by kind)', cell((s) => counts(s.refusals))),
+      row('kill -9: connections dropped from a full listen queue', cell((s) => fmt(s.listenOverflows))),
+      row("kill -9: healthy fans' latency during the storm", cell((s) => `p50 ${fmt(s.healthy.p50)} ms, p99 ${fmt(s.healthy.p99)} ms`)),
+      row('kill -9: cores used (surviving servers with Redis, clients; machine)', cell((s) => `${fmt(s.cores.replicas + s.cores.redis, 2)}, ${fmt(s.cores.clients, 2)}; ${fmt(s.cores.machine, 2)} of ${cpus().length}`)),
+    );
+  }
   return [
     '',
     `### The same fans against raw uWS (the ceiling)`,
     '',
-    `Right after the run above, on the same machine: ${c.options.replicas} processes of raw uWebSockets.js pub/sub (bench/uws-ceiling.cjs: just enough Socket.IO for the fans, \`app.publish\` to a topic per room, Engine.IO's ping every 25 s; no Redis between them: the publisher sends each publish to every one of them; no auth, history, recovery or per-IP limits) in the replicas' place, the same ${c.options.clientProcesses} client processes of fans, balancer and publisher${c.options.rates.user === 0 ? ', without the user notifications (the ceiling has no user rooms)' : ''}. No storms. What the ceiling cannot do on this machine, herald cannot either: the gap between the columns is herald's.`,
+    `Right after the run above, on the same machine: ${c.options.replicas} processes of raw uWebSockets.js pub/sub (bench/uws-ceiling.cjs: just enough Socket.IO for the fans, \`app.publish\` to a topic per room, Engine.IO's ping every 25 s; no Redis between them: the publisher sends each publish to every one of them; no auth, history, recovery or per-IP limits) in the replicas' place, the same ${c.options.clientProcesses} client processes of fans, balancer and publisher${c.options.rates.user === 0 ? ', without the user notifications (the ceiling has no user rooms)' : ''}. ${ck ? "One storm, herald's kill -9, at the same publishing rates: the fans of the killed process come back through the balancer and subscribe again, with nothing to restore (no session lookup, token check or history catch-up), so what they missed while out is not sent them." : 'No storms.'} What the ceiling cannot do on this machine, herald cannot either: the gap between the columns is herald's.`,
     '',
     '| | herald | raw uWS |',
     '| --- | --- | --- |',
     ...rows,
     '',
-    `Ceiling run: ${fmt(c.totals.missingAll + c.totals.missingMatch)} messages missing (all-scores ${fmt(c.totals.missingAll)}, match ${fmt(c.totals.missingMatch)}), ${fmt(c.totals.duplicates)} duplicates; publishes refused: ${counts(c.totals.publishFailures)}.`,
+    `Ceiling run: ${fmt(c.totals.missingAll + c.totals.missingMatch)} messages missing (all-scores ${fmt(c.totals.missingAll)}, match ${fmt(c.totals.missingMatch)}${ck ? '; the ceiling keeps no history, so these are what was published while the fans of its killed process were out' : ''}), ${fmt(c.totals.duplicates)} duplicates; publishes refused: ${counts(c.totals.publishFailures)}.`,
   ];
 }
 

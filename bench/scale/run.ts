@@ -8,7 +8,8 @@
  * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain),
  * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s),
  * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10), SCALE_HANDSHAKE_MAX_LAG_MS (herald's HANDSHAKE_MAX_LAG_MS), SCALE_CEILING=0 (skips the run of the
- * same fans against raw uWS processes in the replicas' place, which follows herald's).
+ * same fans against raw uWS processes in the replicas' place, which follows herald's, with the kill -9
+ * storm when SCALE_STORMS has it).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,7 +64,7 @@ const result = await runScale(options);
 let ceiling: ScaleResult | undefined;
 if (process.env.SCALE_CEILING !== '0') {
   console.log('# the same fans against raw uWS (the ceiling)');
-  ceiling = await runScale({ ...options, server: 'ceiling', storms: [], rates: { ...options.rates, user: 0 }, stormRates: { ...(options.stormRates ?? options.rates), user: 0 } });
+  ceiling = await runScale({ ...options, server: 'ceiling', storms: options.storms.filter((k) => k === 'kill'), rates: { ...options.rates, user: 0 }, stormRates: { ...(options.stormRates ?? options.rates), user: 0 } });
 }
 console.log('# measuring one Redis core\'s pub/sub capacity');
 const redis = await measureRedisPubSub();

@@ -13,8 +13,9 @@ import { ScalePublisher, type Rates } from './publisher.js';
 export interface ScaleOptions {
   /**
    * What the fans connect to: herald replicas (default), or the same number of raw uWS processes
-   * (`ceiling`, bench/uws-ceiling.cjs: no Redis between them, no auth, history or recovery; the
-   * idle and broadcast phases only, no storms), the transport's ceiling on this machine.
+   * (`ceiling`, bench/uws-ceiling.cjs: no Redis between them, no auth, history or recovery; a
+   * kill -9 storm only, whose fans come back without what was published while they were out),
+   * the transport's ceiling on this machine.
    */
   server?: 'herald' | 'ceiling';
   connections: number;
@@ -255,11 +256,13 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
 
     // Storms.
     const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[] = [];
-    for (const kind of ceiling ? [] : o.storms) {
+    // The ceiling has nothing to drain: SIGTERM would only be a kill -9 that closes its sockets.
+    for (const kind of ceiling ? o.storms.filter((k) => k === 'kill') : o.storms) {
       // The replica holding the most connections goes; the publisher uses the others.
       const held = await Promise.all(replicas.map(async (r) => (await readiness(r))?.connections ?? 0));
       const victim = replicas[held.indexOf(Math.max(...held))]!;
-      publisher.target(replicas.filter((r) => r !== victim).slice(0, 2).map((r) => r.url));
+      const others = replicas.filter((r) => r !== victim).map((r) => r.url);
+      publisher.target(ceiling ? others : others.slice(0, 2));
       await pool.phase(`${kind}-before`);
       const publishing = publisher.run(o.stormSeconds, o.stormRates ?? o.rates);
       await delay(o.stormAtSeconds * 1000);
@@ -271,14 +274,13 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       }
       await pool.phase(`${kind}-storm`);
       const survivors = () => replicaPids().filter((p) => p !== victim.pid);
+      // The ceiling has no /metrics.
       const counters = () =>
         Promise.all(
-          replicas
-            .filter((r) => r !== victim)
-            .map(async (r) => ({
-              sessions: await countsByLabel(r, PUBLISH_KEY, 'herald_session_recovery_total', 'outcome'),
-              refused: await countsByLabel(r, PUBLISH_KEY, 'herald_connections_refused_total', 'reason'),
-            })),
+          (ceiling ? [] : replicas.filter((r) => r !== victim)).map(async (r) => ({
+            sessions: await countsByLabel(r, PUBLISH_KEY, 'herald_session_recovery_total', 'outcome'),
+            refused: await countsByLabel(r, PUBLISH_KEY, 'herald_connections_refused_total', 'reason'),
+          })),
         );
       const countersBefore = await counters();
       const mark = { at: Date.now(), redisCpu: cpuSeconds(redis.pid), commands: await redisCommands(redis), read: cpuReading(survivors(), redis.pid, pool.pids), overflows: listenOverflows() };
@@ -323,7 +325,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       });
       // The orchestrator replaces the replica; the balancer learns the new address.
       await victim.exited;
-      replicas.splice(replicas.indexOf(victim), 1, await startReplica(settings));
+      replicas.splice(replicas.indexOf(victim), 1, await (ceiling ? startCeiling() : startReplica(settings)));
       await pool.urls(replicas.map((r) => r.url));
     }
 
