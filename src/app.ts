@@ -38,6 +38,7 @@ import { StatsReporter } from './status/stats.js';
 import { createHttpService } from './transport/http.js';
 import { createTransport } from './transport/index.js';
 import { createAdmission } from './transport/admission.js';
+import { REFUSAL_CODES } from './transport/types.js';
 import { KeyedLimiter } from './limits/token-bucket.js';
 import { createSseHub, sseRoutes } from './sse/setup.js';
 import { streamCommands } from './sse/control.js';
@@ -125,12 +126,10 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
         bus,
         connects: connectLimiter,
         refusing: () => (lifecycle.refusingConnections ? 'draining' : refusingForOutage() ? 'redis_unreachable' : undefined),
-        busy: () =>
-          admission.maxConnections !== undefined && io.engine.clientsCount + sse.size >= admission.maxConnections
-            ? 'over_capacity'
-            : admission.overloaded?.()
-              ? 'overloaded'
-              : undefined,
+        busy: () => {
+          const reason = admission.refusal?.(io.engine.clientsCount);
+          return reason && REFUSAL_CODES[reason];
+        },
         metrics,
         logger,
       }),

@@ -7,63 +7,42 @@ import { LoopLag } from '../limits/loop-lag.js';
 import { throttle, type Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { errorReply, renderReply, statusLine } from './http.js';
-import type { RefusalReason, TransportAdmission } from './types.js';
-
-/** What the gate needs besides the Socket.IO server. */
-export interface AdmissionOptions {
-  /** Most Engine.IO connections this replica holds (MAX_CONNECTIONS); undefined: no cap. */
-  readonly maxConnections: number | undefined;
-  /** Sent as `x-herald-replica` on the refusal. */
-  readonly replicaId: string;
-  /** Called once per refused handshake (the metric), with why. */
-  onRefused(reason: RefusalReason): void;
-  /** Connections that are not Engine.IO's (event streams), counted against the cap. @default none */
-  otherConnections?(): number;
-  /** Whether the event loop is too far behind to take a handshake now (HANDSHAKE_MAX_LAG_MS). @default never */
-  overloaded?(): boolean;
-}
-
+import { REFUSAL_CODES, type RefusalReason, type TransportAdmission } from './types.js';
 
 /** Seconds a refused client is told to wait (`Retry-After`); socket.io-client's own backoff starts at 1 s too. */
 const RETRY_AFTER_SECONDS = '1';
 
 /**
- * Refuses new Engine.IO connections once this replica holds `maxConnections`, or while its event
- * loop is behind (`overloaded`, answered 503 `overloaded` the same way): WebSocket upgrades
- * and long-polling handshakes (requests without `sid`), on both transports, are answered
- * 503 `over_capacity` with `Connection: close` and the connection is closed, so its descriptor is
- * free again at once. A balancer takes the 503 as "try another server" (HAProxy `retry-on 503`,
- * or its health checks), and socket.io-client retries with its backoff. Requests of existing
- * sessions (polling with `sid`, the upgrade of a polling session) always pass: their descriptors
- * are counted already.
+ * Refuses new Engine.IO connections for as long as `admission.refusal` gives a reason: once this
+ * replica holds MAX_CONNECTIONS (503 `over_capacity`), or while its event loop is behind (503
+ * `overloaded`). WebSocket upgrades and long-polling handshakes (requests without `sid`), on both
+ * transports, are answered with `Connection: close` and the connection is closed, so its
+ * descriptor is free again at once. A balancer takes the 503 as "try another server" (HAProxy
+ * `retry-on 503`, or its health checks), and socket.io-client retries with its backoff. Requests
+ * of existing sessions (polling with `sid`, the upgrade of a polling session) always pass: their
+ * descriptors are counted already.
  *
  * An Engine.IO middleware, so it runs before `allowRequest` (whose refusals are Engine.IO's 403)
- * and costs one comparison per handshake. Engine.IO runs middlewares for every request of its
- * path, with a `ServerResponse` for polling on the node transport, a response without a body for
- * node upgrades (the socket is written directly), and its wrapper of uWS's response on uWS.
+ * and costs a comparison and a clock read per handshake. Engine.IO runs middlewares for every
+ * request of its path, with a `ServerResponse` for polling on the node transport, a response
+ * without a body for node upgrades (the socket is written directly), and its wrapper of uWS's
+ * response on uWS.
  */
-export function installAdmission(io: Server, opts: AdmissionOptions): void {
-  const { maxConnections: max, overloaded } = opts;
-  if (max === undefined && overloaded === undefined) return;
-  const replies = {
-    capacity: refusal('over_capacity', opts.replicaId),
-    overloaded: refusal('overloaded', opts.replicaId),
-  };
-  const refusedFor = (): RefusalReason | undefined => {
-    if (max !== undefined && io.engine.clientsCount + (opts.otherConnections?.() ?? 0) >= max) return 'capacity';
-    return overloaded?.() ? 'overloaded' : undefined;
-  };
+export function installAdmission(io: Server, admission: TransportAdmission, replicaId: string): void {
+  const refusal = admission.refusal;
+  if (!refusal) return;
+  const replies = { capacity: refusalReply('capacity', replicaId), overloaded: refusalReply('overloaded', replicaId) };
   io.engine.use((req: IncomingMessage & { _query?: Record<string, string> }, res: unknown, next: (err?: Error) => void) => {
-    const reason = req._query?.sid === undefined ? refusedFor() : undefined;
+    const reason = req._query?.sid === undefined ? refusal(io.engine.clientsCount) : undefined;
     if (reason === undefined) return next();
-    opts.onRefused(reason);
+    admission.refused(reason);
     refuse(req, res, replies[reason].body, replies[reason].headers);
   });
 }
 
-/** The 503 body and headers of a refused handshake. */
-function refusal(code: 'over_capacity' | 'overloaded', replicaId: string): { body: string; headers: [string, string][] } {
-  const { body, headers } = renderReply(errorReply(new HeraldError(code)), replicaId);
+/** The 503 body and headers of a handshake refused for `reason`. */
+function refusalReply(reason: RefusalReason, replicaId: string): { body: string; headers: [string, string][] } {
+  const { body, headers } = renderReply(errorReply(new HeraldError(REFUSAL_CODES[reason])), replicaId);
   return { body, headers: [...headers, ['retry-after', RETRY_AFTER_SECONDS], ['connection', 'close']] };
 }
 
@@ -125,10 +104,11 @@ export function createAdmission(configured: number, maxLagMs: number, metrics: M
   const failed = throttle(10_000);
   const shedding = throttle(10_000);
   return {
-    maxConnections: max,
+    refusal:
+      max === undefined && !lag
+        ? undefined
+        : (engineConnections) => (max !== undefined && engineConnections + otherConnections() >= max ? 'capacity' : lag?.behind() ? 'overloaded' : undefined),
     descriptorLimit: limit,
-    otherConnections,
-    overloaded: lag && (() => lag.behind()),
     refused(reason) {
       metrics.connectionRefused(reason);
       if (reason === 'overloaded' && shedding.due()) logger.warn({ lagMs: Math.round(lag!.lagMs()), maxLagMs }, 'event loop behind: refusing new handshakes (503 overloaded)');

@@ -23,7 +23,7 @@ export function startNodeTransport(opts: TransportOptions): Promise<RunningTrans
   answerRefusedUpgrades(opts.io);
   // No descriptor backstop here: libuv meets EMFILE by accepting and closing with a reserved descriptor, without spinning.
   const admission = opts.admission;
-  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: (reason) => admission.refused(reason), otherConnections: admission.otherConnections, overloaded: admission.overloaded });
+  if (admission) installAdmission(opts.io, admission, opts.http.replicaId);
   return new Promise((resolve, reject) => {
     const failed = (err: NodeJS.ErrnoException) => reject(new ListenError('PORT', opts.host, opts.port, err));
     server.once('error', failed);

@@ -24,14 +24,15 @@ export interface TransportOptions {
 
 /** How a transport admits connections, and whom it tells when it refuses or stops accepting. */
 export interface TransportAdmission {
-  /** Most connections (MAX_CONNECTIONS): Engine.IO's and `otherConnections`; undefined: no cap. */
-  readonly maxConnections: number | undefined;
-  /** Connections that are not Engine.IO's (event streams), counted against the cap. */
-  otherConnections(): number;
+  /**
+   * Why a new connection would be refused now, given how many Engine.IO connections there are:
+   * `capacity` when they and the other connections (event streams) reach MAX_CONNECTIONS,
+   * `overloaded` while the event loop is behind (HANDSHAKE_MAX_LAG_MS). Undefined when neither
+   * is configured. Socket.IO handshakes (admission.ts) and event streams ask the same.
+   */
+  readonly refusal: ((engineConnections: number) => RefusalReason | undefined) | undefined;
   /** The soft descriptor limit (RLIMIT_NOFILE); undefined: no backstop. */
   readonly descriptorLimit: number | undefined;
-  /** Whether the event loop is too far behind to take a handshake (HANDSHAKE_MAX_LAG_MS); undefined: never refused for it. */
-  readonly overloaded: (() => boolean) | undefined;
   /** A handshake was refused with 503 `over_capacity` or `overloaded`. */
   refused(reason: RefusalReason): void;
   /** The listen socket was closed with `open` descriptors in use, or opened again, or could not be. */
@@ -44,6 +45,9 @@ export interface TransportAdmission {
 
 /** Why a handshake was refused: MAX_CONNECTIONS reached, or the event loop behind (HANDSHAKE_MAX_LAG_MS). */
 export type RefusalReason = 'capacity' | 'overloaded';
+
+/** The error code a refused client is told, by reason (the metric's label is the reason). */
+export const REFUSAL_CODES = { capacity: 'over_capacity', overloaded: 'overloaded' } as const satisfies Record<RefusalReason, string>;
 
 /**
  * With compression on, messages shorter than this go out uncompressed: deflate saves little

@@ -51,7 +51,7 @@ export function startUwsTransport(uws: UwsModule, opts: TransportOptions): Promi
   const app: TemplatedApp = uws.App();
   attachEngine(opts.io, app, opts.compression ? compressionOptions(uws, opts.compression) : {});
   const admission = opts.admission;
-  if (admission) installAdmission(opts.io, { maxConnections: admission.maxConnections, replicaId: opts.http.replicaId, onRefused: (reason) => admission.refused(reason), otherConnections: admission.otherConnections, overloaded: admission.overloaded });
+  if (admission) installAdmission(opts.io, admission, opts.http.replicaId);
   opts.delivery.current = new UwsDelivery(app, { batchMs: opts.broadcastBatchMs, ...(opts.compression ? { compressFrom: COMPRESSION_THRESHOLD_BYTES } : {}) });
   // Socket.IO registered `/socket.io/*`, which is more specific and therefore wins over this.
   app.any('/*', (res, req) => {
