@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { defaultMaxConnections, descriptorReserve, effectiveMaxConnections, softDescriptorLimit } from '../src/limits/descriptors.js';
 import { acceptThresholds, AcceptGuard } from '../src/transport/accept-guard.js';
 import { connectClient, type TestClient } from './helpers/clients.js';
+import { attempt, upgradeHead, type HandshakeAttempt } from './helpers/raw.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -22,51 +23,6 @@ const cpuSeconds = (pid: number): number => {
 };
 const openFds = (pid: number): number => statSync(`/proc/${pid}/fd`).size;
 
-interface Attempt {
-  status: number | 'none';
-  body: string;
-  /** The server closed the connection after answering (or without answering). */
-  closedByServer: Promise<boolean>;
-  socket: NetSocket;
-}
-
-/** One raw HTTP request on its own connection: the answer's status and body, and whether the server then closes. */
-function attempt(port: number, head: string): Promise<Attempt> {
-  return new Promise((resolve) => {
-    const socket = tcpConnect(port, '127.0.0.1', () => socket.write(head));
-    let raw = '';
-    let answered = false;
-    let closed!: (v: boolean) => void;
-    const closedByServer = new Promise<boolean>((r) => (closed = r));
-    const answer = () => {
-      if (answered) return;
-      const end = raw.indexOf('\r\n\r\n');
-      const status = end < 0 ? 'none' : Number(raw.slice(9, 12));
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(raw)?.[1] ?? 0);
-      if (status !== 'none' && status !== 101 && raw.length < end + 4 + length) return;
-      answered = true;
-      resolve({ status, body: end < 0 ? '' : raw.slice(end + 4), closedByServer, socket });
-    };
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      raw += d;
-      answer();
-    });
-    socket.on('end', () => closed(true));
-    socket.on('close', () => {
-      closed(true);
-      answer();
-      if (!answered) {
-        answered = true;
-        resolve({ status: 'none', body: '', closedByServer, socket });
-      }
-    });
-    socket.on('error', () => {});
-  });
-}
-
-const upgradeHead = (path = '/socket.io/?EIO=4&transport=websocket') =>
-  `GET ${path} HTTP/1.1\r\nHost: herald\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 const pollingHead = 'GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: herald\r\n\r\n';
 
 /** GET or POST on a kept-alive connection (opened before a flood, it still works while the port accepts nothing). */
@@ -160,7 +116,7 @@ for (const transport of ['uws', 'node'] as const) {
 
       // One at a time, so the count at the cap is exact; the existing client holds one.
       let accepted = 0;
-      const refused: Attempt[] = [];
+      const refused: HandshakeAttempt[] = [];
       for (let i = 0; i < cap - 1 + 20; i++) {
         const a = await attempt(gw.port, upgradeHead());
         sockets.push(a.socket);

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { io as connect, type Socket } from 'socket.io-client';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { attempt, upgradeHead } from './helpers/raw.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { openSse } from './helpers/sse.js';
 import { onceWithin } from './helpers/wait.js';
@@ -21,33 +21,6 @@ const MAX_LAG_MS = 300;
 /** Long enough that the smoothed lag (a quarter of the stall, LOOP_LAG_WEIGHT) is well past MAX_LAG_MS. */
 const STALL_MS = 2_500;
 const ENV = { CONNECT_RATE_PER_IP: '100000', CONNECT_BURST_PER_IP: '100000' };
-
-const upgradeHead = `GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: herald\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
-
-/** A WebSocket upgrade on a raw connection: the answer's head and body, and whether the server closed the connection after it. */
-function upgrade(port: number): Promise<{ status: number; head: string; body: string; closed: Promise<void> }> {
-  return new Promise((resolve, reject) => {
-    const socket = tcpConnect(port, '127.0.0.1', () => socket.write(upgradeHead));
-    let raw = '';
-    let closed!: () => void;
-    const closedP = new Promise<void>((r) => (closed = r));
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      raw += d;
-      const end = raw.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const head = raw.slice(0, end);
-      const status = Number(raw.slice(9, 12));
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-      if (status === 101) {
-        resolve({ status, head, body: '', closed: closedP });
-        socket.destroy();
-      } else if (raw.length >= end + 4 + length) resolve({ status, head, body: raw.slice(end + 4, end + 4 + length), closed: closedP });
-    });
-    socket.on('close', () => closed());
-    socket.on('error', reject);
-  });
-}
 
 async function metricsText(gw: Gateway): Promise<string> {
   return (await fetch(`${gw.url}/metrics`)).text();
@@ -78,14 +51,14 @@ describe('HANDSHAKE_MAX_LAG_MS: handshakes refused while the event loop is behin
       assert.deepEqual(await open.subscribe(room), { ok: true, room });
 
       gw.signal('SIGSTOP');
-      let refusedUpgrade: ReturnType<typeof upgrade>;
+      let refusedUpgrade: ReturnType<typeof attempt>;
       let stream: ReturnType<typeof openSse>;
       let published: ReturnType<typeof publish>;
       const late = connect(gw.url, { transports: ['websocket'], forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 400 });
       clients.push(late);
       const firstError = onceWithin<[Error & { description?: unknown }]>(late, 'connect_error', 'the late client refused', STALL_MS + 10_000);
       try {
-        refusedUpgrade = upgrade(gw.port);
+        refusedUpgrade = attempt(gw.port, upgradeHead());
         stream = openSse(`${gw.url}/v1/stream?room=${room}`);
         published = publish(gw.url, { room, event: 'score', data: { during: 'stall' } });
         // The stimulus: how long the replica is stopped, so that it meets all of the above late.
@@ -98,7 +71,7 @@ describe('HANDSHAKE_MAX_LAG_MS: handshakes refused while the event loop is behin
       assert.equal(answer.status, 503, answer.head);
       assert.equal(JSON.parse(answer.body).error.code, 'overloaded');
       assert.match(answer.head, /\r\nretry-after: 1\r\n/i);
-      await answer.closed;
+      assert.equal(await answer.closedByServer, true, 'the refused connection is closed by the replica');
 
       const sse = await stream;
       const bye = await sse.waitFor('herald:disconnect', (e) => e.event === 'herald:disconnect');
@@ -121,14 +94,16 @@ describe('HANDSHAKE_MAX_LAG_MS: handshakes refused while the event loop is behin
     const gw = await startGateway({ env: { ...ENV, REDIS_URL: redis.url, HANDSHAKE_MAX_LAG_MS: '0' } });
     gateways.push(gw);
     gw.signal('SIGSTOP');
-    let answer: ReturnType<typeof upgrade>;
+    let answer: ReturnType<typeof attempt>;
     try {
-      answer = upgrade(gw.port);
+      answer = attempt(gw.port, upgradeHead());
       await delay(STALL_MS);
     } finally {
       gw.signal('SIGCONT');
     }
-    assert.equal((await answer).status, 101);
+    const accepted = await answer;
+    accepted.socket.destroy();
+    assert.equal(accepted.status, 101);
     assert.equal(refusedOverloaded(await metricsText(gw)), 0);
   });
 });

@@ -1,4 +1,4 @@
-import { connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect, type Socket as NetSocket } from 'node:net';
 import WebSocket from 'ws';
 import { WAIT_MS } from './wait.js';
 
@@ -129,3 +129,52 @@ export function slowHttp(
     socket.on('error', () => finish(true));
   });
 }
+
+export interface HandshakeAttempt {
+  status: number | 'none';
+  /** The status line and headers, without the blank line. */
+  head: string;
+  body: string;
+  /** The server closed the connection after answering (or without answering). */
+  closedByServer: Promise<boolean>;
+  socket: NetSocket;
+}
+
+/** One raw HTTP request on its own connection: the answer's status, head and body, and whether the server then closes. */
+export function attempt(port: number, head: string): Promise<HandshakeAttempt> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect(port, '127.0.0.1', () => socket.write(head));
+    let raw = '';
+    let answered = false;
+    let closed!: (v: boolean) => void;
+    const closedByServer = new Promise<boolean>((r) => (closed = r));
+    const answer = () => {
+      if (answered) return;
+      const end = raw.indexOf('\r\n\r\n');
+      const status = end < 0 ? 'none' : Number(raw.slice(9, 12));
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(raw)?.[1] ?? 0);
+      if (status !== 'none' && status !== 101 && raw.length < end + 4 + length) return;
+      answered = true;
+      resolve({ status, head: end < 0 ? '' : raw.slice(0, end), body: end < 0 ? '' : raw.slice(end + 4), closedByServer, socket });
+    };
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      raw += d;
+      answer();
+    });
+    socket.on('end', () => closed(true));
+    socket.on('close', () => {
+      closed(true);
+      answer();
+      if (!answered) {
+        answered = true;
+        resolve({ status: 'none', head: '', body: '', closedByServer, socket });
+      }
+    });
+    socket.on('error', () => {});
+  });
+}
+
+/** A WebSocket upgrade request for Engine.IO, as a browser sends it. */
+export const upgradeHead = (path = '/socket.io/?EIO=4&transport=websocket') =>
+  `GET ${path} HTTP/1.1\r\nHost: herald\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
