@@ -34,13 +34,16 @@ const STORM_LABELS = [
   '`herald:reset` received',
 ];
 
+/** When the last dropped fan of a storm was back and subscribed. */
+const allBack = (s: Storm) => (s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`);
+
 function stormColumn(s: Storm | undefined): string[] {
   if (!s) return STORM_LABELS.map(() => 'not run');
   const reconnected = s.sessionsRecovered + s.sinceRecovered / 2 + s.sinceNotRecovered / 2;
   return [
     `${s.victim}, ${fmt(s.victimConnections)} connections`,
     fmt(s.droppedFans),
-    s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`,
+    allBack(s),
     `${fmt(s.droppedComplete)} of ${fmt(s.droppedFans)}`,
     `${fmt(s.sessionsRecovered)} (${pct(s.sessionsRecovered / Math.max(1, reconnected))} of reconnected fans)`,
     counts(s.sessionOutcomes ?? {}),
@@ -112,7 +115,7 @@ function ceilingMarkdown(r: ScaleResult, c: ScaleResult): string[] {
     };
     rows.push(
       row('kill -9 of the process holding the most: connections it held', cell((s) => fmt(s.victimConnections))),
-      row('kill -9: all back and subscribed', cell((s) => (s.allBackSeconds === undefined ? '**not all back**' : `${fmt(s.allBackSeconds, 1)} s after the signal`))),
+      row('kill -9: all back and subscribed', cell(allBack)),
       row('kill -9: failed handshakes (by kind)', cell((s) => counts(s.refusals))),
       row('kill -9: connections dropped from a full listen queue', cell((s) => fmt(s.listenOverflows))),
       row("kill -9: healthy fans' latency during the storm", cell((s) => `p50 ${fmt(s.healthy.p50)} ms, p99 ${fmt(s.healthy.p99)} ms`)),

@@ -64,7 +64,7 @@ const result = await runScale(options);
 let ceiling: ScaleResult | undefined;
 if (process.env.SCALE_CEILING !== '0') {
   console.log('# the same fans against raw uWS (the ceiling)');
-  ceiling = await runScale({ ...options, server: 'ceiling', storms: options.storms.filter((k) => k === 'kill'), rates: { ...options.rates, user: 0 }, stormRates: { ...(options.stormRates ?? options.rates), user: 0 } });
+  ceiling = await runScale({ ...options, server: 'ceiling', rates: { ...options.rates, user: 0 }, stormRates: { ...(options.stormRates ?? options.rates), user: 0 } });
 }
 console.log('# measuring one Redis core\'s pub/sub capacity');
 const redis = await measureRedisPubSub();
