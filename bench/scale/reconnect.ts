@@ -112,6 +112,7 @@ async function storm(kind: 'kill' | 'drain', env: Record<string, string>): Promi
     const s0 = { at: Date.now(), cmds: await commandStats(redis), cpu: cpuSeconds(survivor.pid) };
     const v0 = cpuSeconds(victim.pid);
     let v1 = v0;
+    const signalledUs = process.hrtime.bigint() / 1000n;
     victim.signal(kind === 'kill' ? 'SIGKILL' : 'SIGTERM');
     const gone = victim.exited.then(() => true);
     const checked = delay(HEALTH_CHECK_MS).then(() => pool.urls([survivor.url]));
@@ -123,6 +124,8 @@ async function storm(kind: 'kill' | 'drain', env: Record<string, string>): Promi
       status = await pool.status();
       if ((status.droppedInPhase >= fans && status.live === COUNT) || Date.now() > deadline) break;
     }
+    // PROFILE: the storm's window on the monotonic clock a --cpu-prof's timestamps count on.
+    if (process.env.PROFILE) console.log(`# ${kind} storm window (monotonic µs): ${signalledUs} ${process.hrtime.bigint() / 1000n}`);
     await checked;
     await Promise.race([gone, delay(30_000)]);
     const s1 = { at: Date.now(), cmds: await commandStats(redis), cpu: cpuSeconds(survivor.pid) };
