@@ -2,6 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { bufferedAtBackpressureClose } from '../transport/uws-attach.js';
+import { outboxBytes } from '../transport/uws-outbox.js';
 
 /**
  * How stale `herald_outbound_buffer_max_bytes` may be: it is measured when read (a scrape), over
@@ -16,13 +17,15 @@ export interface SlowConsumerPolicy {
   boundBytes: number;
 }
 
-/** What is queued for a connection and not yet taken by the kernel: Engine.IO's buffer plus the WebSocket's. */
+/** What is queued for a connection and not yet taken by the kernel: Engine.IO's buffer, herald's outbox and the WebSocket's. */
 export function outboundBytes(socket: Socket): number {
   const conn = socket.conn as unknown as { writeBuffer?: { data?: unknown }[]; transport?: { socket?: unknown } };
   let bytes = 0;
   for (const p of conn.writeBuffer ?? []) {
     bytes += typeof p.data === 'string' ? p.data.length : ((p.data as { byteLength?: number } | undefined)?.byteLength ?? 0);
   }
+  // uWS: what waits in the turn's outbox for it too (src/transport/uws-outbox.ts).
+  if (conn.transport) bytes += outboxBytes(conn.transport);
   const raw = conn.transport?.socket as { getBufferedAmount?: () => number; bufferedAmount?: number } | undefined;
   try {
     bytes += raw?.getBufferedAmount ? raw.getBufferedAmount() : (raw?.bufferedAmount ?? 0);

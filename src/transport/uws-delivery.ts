@@ -3,6 +3,7 @@ import type { Adapter, BroadcastOptions } from 'socket.io-adapter';
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { LocalDelivery, Packet } from '../cluster/adapter.js';
 import { PublishBatcher } from './uws-batch.js';
+import { installOutbox, type Outbox } from './uws-outbox.js';
 
 /** Socket.IO's separator between namespace and room in uWS topic names (socket.io/dist/uws.js). */
 const SEPARATOR = '\x1f';
@@ -36,8 +37,12 @@ export class UwsDelivery implements LocalDelivery {
   /** Per namespace (one adapter each), its sockets still on long-polling. */
   private readonly polling = new WeakMap<Adapter, Set<Socket>>();
 
+  /** A connection's direct writes of one turn, in one write (src/transport/uws-outbox.ts). */
+  readonly outbox: Outbox;
+
   constructor(app: TemplatedApp, opts: { batchMs: number; compressFrom?: number }) {
     current?.flush();
+    this.outbox = installOutbox(app);
     // Socket.IO's own fast path never asks uWS to compress a publish; this one does when told to.
     this.batcher = new PublishBatcher(app, opts.batchMs, opts.compressFrom);
     current = this.batcher;
@@ -66,15 +71,19 @@ export class UwsDelivery implements LocalDelivery {
     const socket = socketOf(adapter, id);
     if (!socket) return;
     flushBeforeWrites(Object.getPrototypeOf(socket.conn) as EngineSocket);
-    if (socket.conn.transport.name === 'websocket') return;
+    if (socket.conn.transport.name === 'websocket') {
+      this.outbox.patch(Object.getPrototypeOf(socket.conn.transport));
+      return;
+    }
     let set = this.polling.get(adapter);
     if (!set) this.polling.set(adapter, (set = new Set()));
     set.add(socket);
     const forget = () => set.delete(socket);
     // Runs before Socket.IO's own `upgrade` listener (added after this join) subscribes it to its
     // rooms' topics: what is queued was already written to it on polling.
-    socket.conn.once('upgrade', () => {
+    socket.conn.once('upgrade', (transport: object) => {
       this.batcher.flush();
+      this.outbox.patch(Object.getPrototypeOf(transport));
       forget();
     });
     socket.conn.once('close', forget);
