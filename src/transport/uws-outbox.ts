@@ -107,7 +107,7 @@ export class Outbox {
     if (patched.has(proto)) return;
     patched.add(proto);
     const doClose = proto.doClose;
-    const outbox = () => current;
+    const box = this;
     // engine.io's own `send`, with `this.socket.send` handed to the outbox (same encoding, same
     // compression rule, same `drain` and `ready` events once the packets are taken).
     proto.send = function send(this: UwsTransport, packets) {
@@ -118,9 +118,7 @@ export class Outbox {
         const take = (data: string | Buffer) => {
           const binary = typeof data !== 'string';
           const compress = !!this.perMessageDeflate && Buffer.byteLength(data) > this.perMessageDeflate.threshold;
-          const box = outbox();
-          if (box) box.write(this, [data, binary, compress]);
-          else this.socket.send(data, binary, compress);
+          box.write(this, [data, binary, compress]);
           if (isLast) {
             this.emit('drain');
             this.writable = true;
@@ -132,27 +130,28 @@ export class Outbox {
       }
     };
     proto.doClose = function (this: UwsTransport, fn) {
-      outbox()?.flushOne(this);
+      box.flushOne(this);
       return doClose.call(this, fn);
     };
   }
 }
 
 const patched = new WeakSet<object>();
-/** The outbox of the uWS server in this process (one per process). */
-let current: Outbox | undefined;
+/**
+ * The process's outbox: one for every uWS app in it (tests and embedders may run several), so
+ * that any app's publish writes out whatever waits for any connection first.
+ */
+const outbox = new Outbox();
 
+/** Makes `app`'s publishes write out what waits first; the process's outbox. */
 export function installOutbox(app: TemplatedApp): Outbox {
-  current?.flush();
-  const outbox = new Outbox();
   outbox.wrapPublish(app);
-  current = outbox;
   return outbox;
 }
 
-/** What waits in this process's outbox for an Engine.IO transport's connection (0 without one). */
+/** What waits in the process's outbox for an Engine.IO transport's connection. */
 export function outboxBytes(transport: object): number {
-  return current?.pendingBytes(transport) ?? 0;
+  return outbox.pendingBytes(transport);
 }
 
 function writeOut(transport: UwsTransport, frames: Frame[]): void {
