@@ -23,6 +23,8 @@ export interface ScaleOptions {
   clientProcesses: number;
   matches: number;
   idleSeconds: number;
+  /** After the idle window, wait up to this long for the replicas' RSS to settle before reading it (`settledRss`). */
+  rssSettleSeconds: number;
   broadcastSeconds: number;
   /** Each storm publishes for this long; the replica goes at `stormAtSeconds` into it. */
   stormSeconds: number;
@@ -99,7 +101,16 @@ export interface ScaleResult {
    * in; it counts the pages the processes share, the node binary's code, once per process) and
    * PSS summed (each page once), each also per connection.
    */
-  memory: { replicasRssBytes: number; baselineRssBytes: number; perConnectionBytes: number; marginalPerConnectionBytes: number; replicasPssBytes: number; pssPerConnectionBytes: number };
+  memory: {
+    replicasRssBytes: number;
+    baselineRssBytes: number;
+    perConnectionBytes: number;
+    marginalPerConnectionBytes: number;
+    replicasPssBytes: number;
+    pssPerConnectionBytes: number;
+    /** Read this long after the idle window, once it had settled (`settledRss`); absent in results from before it waited. */
+    settledAfterSeconds?: number;
+  };
   idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number; clientsCpuShare: number };
   /** The broadcast phases: at `rates`, then at `stormRates` when those differ. */
   broadcasts: Broadcast[];
@@ -219,9 +230,9 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await delay(o.idleSeconds * 1000);
     const idleWall = (Date.now() - at) / 1000;
     const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall, clientsCpuShare: (cpuOf(pool.pids) - clientsMark) / idleWall };
-    const replicasRss = sum(replicas.map((r) => rssBytes(r.pid)));
+    const { bytes: replicasRss, waitedSeconds: rssSettledAfter } = await settledRss(() => sum(replicas.map((r) => rssBytes(r.pid))), o.rssSettleSeconds);
     const replicasPss = sum(replicas.map((r) => pssBytes(r.pid)));
-    o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB`);
+    o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB (settled ${rssSettledAfter} s after the idle window)`);
 
     // Broadcasts: at the asked rates, then at the storms' (a rate this machine can carry, if the first is not).
     const replicaPids = () => replicas.map((r) => r.pid);
@@ -332,7 +343,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const report = await pool.report(publisher.accepted);
     const problems = replicas.flatMap((r) => r.problems.map((p) => `${r.id}: ${p}`));
     return assemble(o, {
-      connectStarted, connectSeconds, connectOverflows, connectPhase, report, idle, baselineRss, replicasRss, replicasPss,
+      connectStarted, connectSeconds, connectOverflows, connectPhase, report, idle, baselineRss, replicasRss, replicasPss, rssSettledAfter,
       broadcasts, sentAt: publisher.sentAt,
       storms, publishFailures: publisher.failures, problems,
     });
@@ -364,6 +375,7 @@ interface Raw {
   baselineRss: number;
   replicasRss: number;
   replicasPss: number;
+  rssSettledAfter: number;
   broadcasts: BroadcastRaw[];
   sentAt: Map<number, number>;
   storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[];
@@ -395,6 +407,7 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
       marginalPerConnectionBytes: (r.replicasRss - r.baselineRss) / o.connections,
       replicasPssBytes: r.replicasPss,
       pssPerConnectionBytes: r.replicasPss / o.connections,
+      settledAfterSeconds: r.rssSettledAfter,
     },
     idle: r.idle,
     broadcasts: r.broadcasts.map((x) => {
@@ -450,4 +463,30 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
     },
     replicaProblems: r.problems,
   };
+}
+
+/** How far apart `settledRss` reads, and within how much of each other two readings count as settled. */
+const RSS_SETTLE_STEP_S = 5;
+const RSS_SETTLE_WITHIN = 0.01;
+
+/**
+ * RSS once it has settled: V8 gives back the heap a connect storm's garbage grew over tens of
+ * seconds (its memory reducer, after allocation slows), so a reading right after the storm
+ * measures the storm as much as the connections (with the Redis publisher auto-pipelined, 8,000
+ * fans read 5 KB more per connection 15 s after connecting than without, and the same 60 s after:
+ * bench/scale/profile.ts). Two readings RSS_SETTLE_STEP_S apart within RSS_SETTLE_WITHIN, or the
+ * last one after `maxSeconds`.
+ */
+async function settledRss(read: () => number, maxSeconds: number): Promise<{ bytes: number; waitedSeconds: number }> {
+  let last = read();
+  let waited = 0;
+  while (waited < maxSeconds) {
+    await delay(RSS_SETTLE_STEP_S * 1000);
+    waited += RSS_SETTLE_STEP_S;
+    const now = read();
+    const settled = Math.abs(now - last) <= RSS_SETTLE_WITHIN * last;
+    last = now;
+    if (settled) break;
+  }
+  return { bytes: last, waitedSeconds: waited };
 }
