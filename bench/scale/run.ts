@@ -4,7 +4,7 @@
  * Prints the tables and writes bench/scale-results.json and bench/scale-results.md.
  *
  * Sizes from the environment, for smaller runs: SCALE_CONNECTIONS (100000), SCALE_REPLICAS (7),
- * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25), SCALE_RSS_SETTLE_S (90: how long to wait after the idle window for the replicas' RSS to settle before reading it),
+ * SCALE_CLIENTS (7), SCALE_MATCHES (1000), SCALE_BROADCAST_S (60), SCALE_STORM_S (60), SCALE_IDLE_S (25), SCALE_RSS_SETTLE_S (60: the replicas' RSS is the lowest of readings every 5 s over this long after the idle window),
  * SCALE_MATCH_RATE (200 updates/s over all matches), SCALE_USER_RATE (20/s), SCALE_STORMS (kill,drain),
  * SCALE_STORM_BROADCAST (0.1 broadcasts/s: the second broadcast phase and the storms), SCALE_STORM_MATCH_RATE (50/s),
  * SCALE_DRAIN_SECONDS (herald's DRAIN_SECONDS, default 10), SCALE_HANDSHAKE_MAX_LAG_MS (herald's HANDSHAKE_MAX_LAG_MS), SCALE_CEILING=0 (skips the run of the
@@ -40,7 +40,7 @@ const options: ScaleOptions = {
   clientProcesses: num('SCALE_CLIENTS', 7),
   matches: num('SCALE_MATCHES', 1000),
   idleSeconds: num('SCALE_IDLE_S', 25),
-  rssSettleSeconds: num('SCALE_RSS_SETTLE_S', 90),
+  rssSettleSeconds: num('SCALE_RSS_SETTLE_S', 60),
   broadcastSeconds: num('SCALE_BROADCAST_S', 60),
   stormSeconds,
   stormAtSeconds: Math.min(10, Math.floor(stormSeconds / 4)),

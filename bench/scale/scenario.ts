@@ -23,7 +23,7 @@ export interface ScaleOptions {
   clientProcesses: number;
   matches: number;
   idleSeconds: number;
-  /** After the idle window, wait up to this long for the replicas' RSS to settle before reading it (`settledRss`). */
+  /** After the idle window, the replicas' RSS is the lowest reading over this long (`settledRss`). */
   rssSettleSeconds: number;
   broadcastSeconds: number;
   /** Each storm publishes for this long; the replica goes at `stormAtSeconds` into it. */
@@ -108,7 +108,7 @@ export interface ScaleResult {
     marginalPerConnectionBytes: number;
     replicasPssBytes: number;
     pssPerConnectionBytes: number;
-    /** Read this long after the idle window, once it had settled (`settledRss`); absent in results from before it waited. */
+    /** The lowest reading over this long after the idle window (`settledRss`); absent in results from before it waited. */
     settledAfterSeconds?: number;
   };
   idle: { seconds: number; replicaCpuShares: number[]; redisCpuShare: number; clientsCpuShare: number };
@@ -232,7 +232,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall, clientsCpuShare: (cpuOf(pool.pids) - clientsMark) / idleWall };
     const { bytes: replicasRss, waitedSeconds: rssSettledAfter } = await settledRss(() => sum(replicas.map((r) => rssBytes(r.pid))), o.rssSettleSeconds);
     const replicasPss = sum(replicas.map((r) => pssBytes(r.pid)));
-    o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB (settled ${rssSettledAfter} s after the idle window)`);
+    o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB (the lowest over ${rssSettledAfter} s after the idle window)`);
 
     // Broadcasts: at the asked rates, then at the storms' (a rate this machine can carry, if the first is not).
     const replicaPids = () => replicas.map((r) => r.pid);
@@ -465,28 +465,26 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
   };
 }
 
-/** How far apart `settledRss` reads, and within how much of each other two readings count as settled. */
-const RSS_SETTLE_STEP_S = 5;
-const RSS_SETTLE_WITHIN = 0.01;
+/** How often `settledRss` reads. */
+const RSS_READ_EVERY_S = 5;
 
 /**
- * RSS once it has settled: V8 gives back the heap a connect storm's garbage grew over tens of
- * seconds (its memory reducer, after allocation slows), so a reading right after the storm
- * measures the storm as much as the connections (with the Redis publisher auto-pipelined, 8,000
- * fans read 5 KB more per connection 15 s after connecting than without, and the same 60 s after:
- * bench/scale/profile.ts). Two readings RSS_SETTLE_STEP_S apart within RSS_SETTLE_WITHIN, or the
- * last one after `maxSeconds`.
+ * RSS once the connect storm's garbage is given back: the lowest of readings every
+ * RSS_READ_EVERY_S over `seconds` (read at once when 0). V8 returns the heap a storm grew in steps,
+ * over tens of seconds, after allocation slows (its memory reducer), and can hold a level for 20 s
+ * before the next step, so a reading right after the storm, or two equal readings, measure the
+ * storm as much as the connections (with the Redis publisher auto-pipelined, 8,000 fans read 5 KB
+ * more per connection 15 s after connecting than without, and the same 60 s after:
+ * bench/scale/profile.ts). What the connections need stays; the lowest reading is what a replica
+ * holds for them, plus what V8 keeps.
  */
-async function settledRss(read: () => number, maxSeconds: number): Promise<{ bytes: number; waitedSeconds: number }> {
-  let last = read();
+async function settledRss(read: () => number, seconds: number): Promise<{ bytes: number; waitedSeconds: number }> {
+  let lowest = read();
   let waited = 0;
-  while (waited < maxSeconds) {
-    await delay(RSS_SETTLE_STEP_S * 1000);
-    waited += RSS_SETTLE_STEP_S;
-    const now = read();
-    const settled = Math.abs(now - last) <= RSS_SETTLE_WITHIN * last;
-    last = now;
-    if (settled) break;
+  while (waited < seconds) {
+    await delay(RSS_READ_EVERY_S * 1000);
+    waited += RSS_READ_EVERY_S;
+    lowest = Math.min(lowest, read());
   }
-  return { bytes: last, waitedSeconds: waited };
+  return { bytes: lowest, waitedSeconds: waited };
 }
