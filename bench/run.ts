@@ -616,7 +616,7 @@ function scaleSection(): string[] {
   const [heading, ...rest] = readFileSync(file, 'utf8').trim().split('\n');
   const json = join(ROOT, 'bench/scale-results.json');
   const date = existsSync(json) ? (JSON.parse(readFileSync(json, 'utf8')) as { date?: string }).date : undefined;
-  return [heading!, '', `Run on its own${date ? ` on ${date}` : ''}, not as part of \`npm run bench\` (it takes the whole machine for about 13 minutes: herald, then the same fans against raw uWS); copied here from bench/scale-results.md.`, ...rest, ''];
+  return [heading!, '', `Run on its own${date ? ` on ${date}` : ''}, not as part of \`npm run bench\` (it takes the whole machine for about 17 minutes: herald, then the same fans against raw uWS); copied here from bench/scale-results.md.`, ...rest, ''];
 }
 
 interface Run {

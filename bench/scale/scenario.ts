@@ -230,7 +230,8 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     await delay(o.idleSeconds * 1000);
     const idleWall = (Date.now() - at) / 1000;
     const idle = { seconds: idleWall, replicaCpuShares: replicas.map((r, i) => (cpuSeconds(r.pid) - marks[i]!) / idleWall), redisCpuShare: (cpuSeconds(redis.pid) - redisMark) / idleWall, clientsCpuShare: (cpuOf(pool.pids) - clientsMark) / idleWall };
-    const { bytes: replicasRss, waitedSeconds: rssSettledAfter } = await settledRss(() => sum(replicas.map((r) => rssBytes(r.pid))), o.rssSettleSeconds);
+    const { bytes: replicasRss, waitedSeconds: rssSettledAfter, readings } = await settledRss(() => sum(replicas.map((r) => rssBytes(r.pid))), o.rssSettleSeconds);
+    o.log(`# RSS every ${RSS_READ_EVERY_S} s after the idle window (MiB): ${readings.map((b) => (b / 2 ** 20).toFixed(0)).join(' ')}`);
     const replicasPss = sum(replicas.map((r) => pssBytes(r.pid)));
     o.log(`# idle: replicas ${idle.replicaCpuShares.map((c) => `${(c * 100).toFixed(1)}%`).join(' ')}, redis ${(idle.redisCpuShare * 100).toFixed(1)}%; RSS ${(replicasRss / 2 ** 20).toFixed(0)} MiB (the lowest over ${rssSettledAfter} s after the idle window)`);
 
@@ -478,13 +479,11 @@ const RSS_READ_EVERY_S = 5;
  * bench/scale/profile.ts). What the connections need stays; the lowest reading is what a replica
  * holds for them, plus what V8 keeps.
  */
-async function settledRss(read: () => number, seconds: number): Promise<{ bytes: number; waitedSeconds: number }> {
-  let lowest = read();
-  let waited = 0;
-  while (waited < seconds) {
+async function settledRss(read: () => number, seconds: number): Promise<{ bytes: number; waitedSeconds: number; readings: number[] }> {
+  const readings = [read()];
+  for (let waited = 0; waited < seconds; waited += RSS_READ_EVERY_S) {
     await delay(RSS_READ_EVERY_S * 1000);
-    waited += RSS_READ_EVERY_S;
-    lowest = Math.min(lowest, read());
+    readings.push(read());
   }
-  return { bytes: lowest, waitedSeconds: waited };
+  return { bytes: Math.min(...readings), waitedSeconds: (readings.length - 1) * RSS_READ_EVERY_S, readings };
 }
