@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Server, type Socket } from 'socket.io';
+import type { Server, Socket } from 'socket.io';
 import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
-import type { us_listen_socket } from 'uWebSockets.js';
-import { loadUws } from '../src/transport/index.js';
 import type { PublishBatcher } from '../src/transport/uws-batch.js';
-import { memoryAdapter } from '../src/cluster/adapter.js';
-import { UwsDelivery } from '../src/transport/uws-delivery.js';
+import { startUwsSocketIo, type UwsSocketIo } from './helpers/uws-socketio.js';
 import { onceWithin } from './helpers/wait.js';
 
 /**
@@ -30,26 +27,17 @@ describe('room broadcasts batched on uWS', () => {
   let io: Server;
   let batcher: PublishBatcher;
   let url: string;
-  let closeListen: () => void;
+  let server: UwsSocketIo;
   const peers: Peer[] = [];
 
   before(async () => {
-    const loaded = loadUws();
-    if (!('uws' in loaded)) throw loaded.error;
-    io = new Server();
-    const app = loaded.uws.App();
-    io.attachApp(app);
-    const uws = new UwsDelivery(app, { batchMs: WINDOW_MS });
-    io.adapter(memoryAdapter({ delivery: uws, recovery: undefined }) as never);
-    batcher = uws.batcher;
-    const token = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uWS did not listen')))));
-    url = `http://127.0.0.1:${loaded.uws.us_socket_local_port(token)}`;
-    closeListen = () => loaded.uws.us_listen_socket_close(token);
+    server = await startUwsSocketIo({ batchMs: WINDOW_MS });
+    ({ io, url } = server);
+    batcher = server.delivery.batcher;
   });
   after(() => {
     for (const p of peers) p.client.close();
-    io.close();
-    closeListen();
+    server.close();
   });
 
   async function peer(transports: string[], onServerSocket?: (s: Socket) => void): Promise<Peer> {

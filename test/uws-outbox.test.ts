@@ -1,13 +1,10 @@
 import assert from 'node:assert/strict';
 import type { Socket as NetSocket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Server, type Socket } from 'socket.io';
+import type { Server, Socket } from 'socket.io';
 import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
-import type { us_listen_socket } from 'uWebSockets.js';
-import { memoryAdapter } from '../src/cluster/adapter.js';
-import { loadUws } from '../src/transport/index.js';
-import { UwsDelivery } from '../src/transport/uws-delivery.js';
 import { OUTBOX_FLUSH_BYTES, outboxBytes } from '../src/transport/uws-outbox.js';
+import { startUwsSocketIo, type UwsSocketIo } from './helpers/uws-socketio.js';
 import { onceWithin } from './helpers/wait.js';
 
 /**
@@ -31,25 +28,16 @@ const inNextTimer = (fn: () => void) => new Promise<void>((resolve) => setTimeou
 describe('direct writes on uWS, one write per connection per turn', () => {
   let io: Server;
   let url: string;
-  let closeListen: () => void;
+  let server: UwsSocketIo;
   const peers: Peer[] = [];
 
   before(async () => {
-    const loaded = loadUws();
-    if (!('uws' in loaded)) throw loaded.error;
-    io = new Server();
-    const app = loaded.uws.App();
-    io.attachApp(app);
-    const delivery = new UwsDelivery(app, { batchMs: 0 });
-    io.adapter(memoryAdapter({ delivery, recovery: undefined }) as never);
-    const token = await new Promise<us_listen_socket>((resolve, reject) => app.listen('127.0.0.1', 0, (t) => (t ? resolve(t) : reject(new Error('uWS did not listen')))));
-    url = `http://127.0.0.1:${loaded.uws.us_socket_local_port(token)}`;
-    closeListen = () => loaded.uws.us_listen_socket_close(token);
+    server = await startUwsSocketIo({ batchMs: 0 });
+    ({ io, url } = server);
   });
   after(() => {
     for (const p of peers) p.client.close();
-    io.close();
-    closeListen();
+    server.close();
   });
 
   async function peer(): Promise<Peer> {
