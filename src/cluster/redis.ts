@@ -18,12 +18,7 @@ export function commonOptions(timing: LinkTiming): RedisOptions {
 }
 
 /**
- * Publisher: auto-pipelined: the commands of one event-loop turn (a reconnecting crowd's token
- * checks, session lookups and catch-up reads; a turn's publishes) go to Redis in one write, where
- * each took a write system call of its own (15 % of a surviving replica's CPU in a reconnect
- * storm, bench/scale/reconnect.ts), in the order they were called. A command ioredis sends apart
- * (MULTI, which presence uses for every write) goes out at once, ahead of any queued; no caller
- * issues one after a queued command it must follow. No offline queue, so a publish during an outage fails at once (and is counted)
+ * Publisher: no offline queue, so a publish during an outage fails at once (and is counted)
  * instead of piling up in memory and arriving minutes late; and a command that was unanswered when
  * its connection died is not sent again after the reconnect (ioredis's default): its caller was
  * told it failed (timed out), and a publish that arrives after its failure was reported would be
@@ -31,7 +26,7 @@ export function commonOptions(timing: LinkTiming): RedisOptions {
  * Subscriber: queue subscriptions until connected and never give up on them; ioredis
  * resubscribes by itself after a reconnect.
  */
-const pubOptions = (t: LinkTiming): RedisOptions => ({ ...commonOptions(t), enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false, enableAutoPipelining: true });
+const pubOptions = (t: LinkTiming): RedisOptions => ({ ...commonOptions(t), enableOfflineQueue: false, maxRetriesPerRequest: 1, autoResendUnfulfilledCommands: false });
 const subOptions = (t: LinkTiming): RedisOptions => ({ ...commonOptions(t), maxRetriesPerRequest: null });
 
 /** A standalone Redis or a Redis Cluster: both speak the same commands through ioredis. */
@@ -212,8 +207,6 @@ function createCluster(urls: readonly string[], options: RedisOptions, subscribe
       tls: first.protocol === 'rediss:' ? { servername: first.hostname } : undefined,
     },
     enableOfflineQueue: options.enableOfflineQueue ?? true,
-    // A cluster takes this setting itself (per node, by slot), not from its node options.
-    enableAutoPipelining: options.enableAutoPipelining ?? false,
     clusterRetryStrategy: (attempt) => Math.min(attempt * 100, RECONNECT_MAX_DELAY_MS),
     dnsLookup: (address, callback) => callback(null, address),
     slotsRefreshTimeout: 2000,

@@ -56,10 +56,7 @@ export function createRedisPresence(opts: RedisPresenceOptions): PresenceBackend
       await write(() => redis.multi().hset(roomKey(room), self() + member.client, member.user ?? '').expire(roomKey(room), ROOM_KEY_TTL_SECONDS).exec());
     },
     async remove(room, client) {
-      // A MULTI as `add`'s: the publisher auto-pipelines single commands (src/cluster/redis.ts),
-      // which wait for the end of the turn, while a MULTI goes out at once; a plain HDEL followed
-      // in the same turn by the same socket's `add` would reach Redis after it and undo it.
-      await write(() => redis.multi().hdel(roomKey(room), self() + client).exec());
+      await write(() => redis.hdel(roomKey(room), self() + client));
     },
     async get(room) {
       const fields = await redis.hgetall(roomKey(room));
