@@ -7,7 +7,7 @@ import { deltasOf, type Deltas } from '../history/delta.js';
 import { PatternTable } from '../protocol/patterns.js';
 import { deltaRoomOf, isDeltaRoom, type RoomName } from '../protocol/rooms.js';
 import { whenUwsDrains } from '../transport/uws-attach.js';
-import { outboundBytes } from './slow-consumers.js';
+import { outboundBytesAgainst } from './slow-consumers.js';
 import { exceptedSockets } from './deliveries.js';
 
 /** Socket.IO packet types that carry an event (with and without binary attachments). */
@@ -111,7 +111,7 @@ export class Conflation implements AdapterConflation {
     const deltaRoom = deltas && opts.except?.has(deltaRoomOf(room)) ? adapter.rooms.get(deltaRoomOf(room)) : undefined;
     for (const id of deltaRoom ? [...deltaRoom] : []) {
       const socket = sockets.get(id);
-      if (socket && (this.holding.get(socket)?.held.has(room) || outboundBytes(socket) > this.opts.fromBytes)) deltas!.heldBack(id, room);
+      if (socket && (this.holding.get(socket)?.held.has(room) || outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes)) deltas!.heldBack(id, room);
     }
     const except = exceptedSockets(adapter, opts.except);
     let held: Set<string> | undefined;
@@ -120,7 +120,7 @@ export class Conflation implements AdapterConflation {
       const socket = sockets.get(id);
       if (!socket) continue;
       const state = this.holding.get(socket);
-      if (!state?.held.has(room) && outboundBytes(socket) <= this.opts.fromBytes) continue;
+      if (!state?.held.has(room) && outboundBytesAgainst(socket, this.opts.fromBytes) <= this.opts.fromBytes) continue;
       (held ??= new Set()).add(id);
       this.keep(state ?? this.start(adapter, socket), room, packet, opts.flags, deltas);
     }
@@ -198,11 +198,11 @@ export class Conflation implements AdapterConflation {
   private release(state: Holding): void {
     const { socket, adapter } = state;
     if (!socket.connected) return this.end(state);
-    if (outboundBytes(socket) > this.opts.fromBytes) return;
+    if (outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes) return;
     // Published while it held (superseded by what it holds): out to the topics' other members first.
     this.delivery?.beforeMembershipChange();
     for (const [room, { packet, flags }] of state.held) {
-      if (outboundBytes(socket) > this.opts.fromBytes) return;
+      if (outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes) return;
       state.held.delete(room);
       this.metrics.conflationHeld(-1);
       if (!adapter.rooms.get(room)?.has(socket.id)) continue;

@@ -2,7 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { bufferedAtBackpressureClose } from '../transport/uws-attach.js';
-import { outboxBytes } from '../transport/uws-outbox.js';
+import { outboxBytes, writeOutNow } from '../transport/uws-outbox.js';
 
 /**
  * How stale `herald_outbound_buffer_max_bytes` may be: it is measured when read (a scrape), over
@@ -33,6 +33,18 @@ export function outboundBytes(socket: Socket): number {
     // A uWS socket that closed in the meantime.
   }
   return bytes;
+}
+
+/**
+ * `outboundBytes` for a decision against `limit` (close, pace, hold back): past it, what only waits
+ * in the uWS outbox for the turn's end (src/transport/uws-outbox.ts) is written out first and the
+ * queue measured again, so that a connection is judged by what the kernel has not taken, not by
+ * what herald batches for one turn (a `last=100` replay of 1 KB messages is 100 KB in one turn).
+ */
+export function outboundBytesAgainst(socket: Socket, limit: number): number {
+  const bytes = outboundBytes(socket);
+  const transport = (socket.conn as unknown as { transport?: object }).transport;
+  return bytes > limit && transport && writeOutNow(transport) ? outboundBytes(socket) : bytes;
 }
 
 /** Where a guarded connection keeps its Socket.IO socket. */
@@ -118,7 +130,7 @@ export class SlowConsumers {
   private admits(conn: GuardedConn): boolean {
     if (this.cut.has(conn)) return false;
     const socket = conn[OWNER]!;
-    const bytes = outboundBytes(socket);
+    const bytes = outboundBytesAgainst(socket, this.policy.boundBytes);
     if (bytes <= this.policy.boundBytes) return true;
     this.shut(socket, bytes);
     return false;
@@ -143,7 +155,7 @@ export class SlowConsumers {
    */
   readonly pace = (socket: Socket): Promise<void> | undefined => {
     const half = this.policy.boundBytes / 2;
-    const ready = () => !socket.connected || this.cut.has(socket.conn) || outboundBytes(socket) <= half;
+    const ready = () => !socket.connected || this.cut.has(socket.conn) || outboundBytesAgainst(socket, half) <= half;
     if (ready()) return undefined;
     return new Promise((resolve) => {
       const check = () => (ready() ? resolve() : setTimeout(check, PACE_MS));

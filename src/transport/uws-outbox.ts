@@ -46,8 +46,10 @@ type Frame = [data: string | Buffer, binary: boolean, compress: boolean];
  *   written before any publish (`wrapPublish`);
  * - a connection that is being closed (`doClose`) gets what waits for it first;
  * - a connection whose waiting bytes pass `OUTBOX_FLUSH_BYTES` is written to at once, so the
- *   outbox holds little per connection, and a slow consumer meets uWS's `maxBackpressure` as
- *   before: `pendingBytes` counts what waits here in `outboundBytes` (src/realtime/slow-consumers.ts).
+ *   outbox holds little per connection; `outboundBytes` (src/realtime/slow-consumers.ts) counts
+ *   what waits here, and before a connection is closed, paced or held back for its queue
+ *   (`outboundBytesAgainst`) what waits is written out first (`writeOutNow`): those decisions
+ *   count what the kernel has not taken, as before, not what waits for the turn's end.
  * Long-polling is untouched (Engine.IO's polling transport buffers by itself).
  */
 export class Outbox {
@@ -152,6 +154,13 @@ export function installOutbox(app: TemplatedApp): Outbox {
 /** What waits in the process's outbox for an Engine.IO transport's connection. */
 export function outboxBytes(transport: object): number {
   return outbox.pendingBytes(transport);
+}
+
+/** Writes out now what waits for an Engine.IO transport's connection; false when nothing did. */
+export function writeOutNow(transport: object): boolean {
+  if (outbox.pendingBytes(transport) === 0) return false;
+  outbox.flushOne(transport as UwsTransport);
+  return true;
 }
 
 function writeOut(transport: UwsTransport, frames: Frame[]): void {
