@@ -474,9 +474,9 @@ const RSS_READ_EVERY_S = 5;
  * RSS_READ_EVERY_S over `seconds` (read at once when 0). V8 returns the heap a storm grew in steps,
  * over tens of seconds, after allocation slows (its memory reducer), and can hold a level for 20 s
  * before the next step, so a reading right after the storm, or two equal readings, measure the
- * storm as much as the connections (with the Redis publisher auto-pipelined, 8,000 fans read 5 KB
- * more per connection 15 s after connecting than without, and the same 60 s after:
- * bench/scale/profile.ts). What the connections need stays; the lowest reading is what a replica
+ * storm as much as the connections (with the Redis publisher auto-pipelined, tried and reverted,
+ * 8,000 fans read 5 KB more per connection 15 s after connecting than without, and the same 60 s
+ * after: bench/scale/profile.ts). What the connections need stays; the lowest reading is what a replica
  * holds for them, plus what V8 keeps.
  */
 async function settledRss(read: () => number, seconds: number): Promise<{ bytes: number; waitedSeconds: number; readings: number[] }> {

@@ -1,3 +1,4 @@
+import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import { HeraldError } from '../errors.js';
 import { throttle, type Logger } from '../observability/logger.js';
@@ -111,6 +112,7 @@ return 1`;
  */
 export function createRedisRevocations(opts: { redis: RedisClient; keyPrefix: string; now?: () => number; firstConnectWaitMs?: number }): Revocations {
   const { redis } = opts;
+  const reads = batchedReads(redis);
   const now = opts.now ?? Date.now;
   // A replica that has just started knows of no revocation but what Redis holds: until Redis is
   // first ready, checks wait for it (bounded) rather than fail at once and let a revoked token in.
@@ -139,8 +141,8 @@ export function createRedisRevocations(opts: { redis: RedisClient; keyPrefix: st
     async isRevoked(token) {
       if (firstReady) await firstReady;
       const [issuedBefore, jti] = await Promise.all([
-        token.user === undefined ? null : redis.get(userKey(token.user)),
-        token.tokenId === undefined ? null : redis.get(tokenKey(token.tokenId)),
+        token.user === undefined ? null : reads.get(userKey(token.user)),
+        token.tokenId === undefined ? null : reads.get(tokenKey(token.tokenId)),
       ]);
       if (jti !== null) return true;
       return issuedBefore !== null && (token.issuedAt === undefined || token.issuedAt < Number(issuedBefore));

@@ -1,4 +1,5 @@
 import { Cluster } from 'ioredis';
+import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import { HeraldError } from '../errors.js';
 import { compareIds } from '../protocol/ids.js';
@@ -62,6 +63,7 @@ export interface RedisHistoryOptions {
 
 export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
   const { pub, sub, logger, sharded, metrics } = opts;
+  const reads = batchedReads(pub);
   const channel = `${opts.keyPrefix}-history#`;
   const roomChannel = (room: string) => (sharded ? `${opts.keyPrefix}-history#{${room}}` : channel);
   // Braces make every key of one room hash to one Redis Cluster slot.
@@ -162,7 +164,7 @@ export function createRedisHistory(opts: RedisHistoryOptions): HistoryBackend {
         // XRANGE from `since` itself (inclusive) answers both in one step, so no trim can fall
         // between them: a stream is trimmed from its oldest end only, so if its first row is
         // `since`, every entry after it is still there.
-        const rows = await pub.xrange(key(room), since, '+', 'COUNT', limit + 1);
+        const rows = await reads.xrange(key(room), since, '+', 'COUNT', limit + 1);
         if (rows.length === 0 || compareIds(rows[0]![0], since) !== 0) return { entries: [], recovered: false };
         return { entries: entriesOf(room, rows.slice(1)), recovered: true };
       }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { answerShared, type Ring } from './ring.js';
@@ -75,6 +76,7 @@ const JOURNAL_GRACE_MS = 30_000;
  *   slot, so on Redis Cluster one call writes them all; every other call touches one key.
  */
 export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number): SessionStore {
+  const reads = batchedReads(redis);
   const sessionKeyOf = (h: string) => `${keyPrefix}-session:{${h}}`;
   const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
   const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
@@ -131,7 +133,8 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       return gone.reduce((n, g) => n + g, 0);
     },
     async peek(pid) {
-      const raw = await redis.get(sessionKeyOf(sessionKey(pid)));
+      // Every client of a killed replica asks, most for a session never saved: one write per turn.
+      const raw = await reads.get(sessionKeyOf(sessionKey(pid)));
       return raw === null ? undefined : parseStored(raw);
     },
     async take(pid) {
