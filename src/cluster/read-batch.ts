@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Redis, type Pipeline } from 'ioredis';
 import type { RedisClient } from './redis.js';
 
 /** A read a reconnecting crowd makes once per connection: a session lookup, a revocation, a catch-up. */
@@ -36,9 +36,18 @@ class ReadBatch {
   private readonly flush = (): void => {
     const batch = this.waiting;
     this.waiting = [];
-    const pipeline = this.redis.pipeline();
-    for (const r of batch) (pipeline[r.command] as (...args: unknown[]) => unknown)(...r.args);
-    pipeline.exec().then(
+    let sent: ReturnType<Pipeline['exec']>;
+    try {
+      const pipeline = this.redis.pipeline();
+      for (const r of batch) (pipeline[r.command] as (...args: unknown[]) => unknown).apply(pipeline, r.args);
+      sent = pipeline.exec();
+    } catch (err) {
+      // Not seen from ioredis (it rejects rather than throws), but a throw here would leave the
+      // whole batch waiting for ever: each read fails as it would alone.
+      for (const r of batch) r.reject(err as Error);
+      return;
+    }
+    sent.then(
       (results) => {
         batch.forEach((r, i) => {
           const [err, value] = results?.[i] ?? [new Error('no reply in the pipeline'), undefined];
