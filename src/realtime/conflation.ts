@@ -111,7 +111,7 @@ export class Conflation implements AdapterConflation {
     const deltaRoom = deltas && opts.except?.has(deltaRoomOf(room)) ? adapter.rooms.get(deltaRoomOf(room)) : undefined;
     for (const id of deltaRoom ? [...deltaRoom] : []) {
       const socket = sockets.get(id);
-      if (socket && (this.holding.get(socket)?.held.has(room) || outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes)) deltas!.heldBack(id, room);
+      if (socket && (this.holding.get(socket)?.held.has(room) || this.behind(socket))) deltas!.heldBack(id, room);
     }
     const except = exceptedSockets(adapter, opts.except);
     let held: Set<string> | undefined;
@@ -120,7 +120,7 @@ export class Conflation implements AdapterConflation {
       const socket = sockets.get(id);
       if (!socket) continue;
       const state = this.holding.get(socket);
-      if (!state?.held.has(room) && outboundBytesAgainst(socket, this.opts.fromBytes) <= this.opts.fromBytes) continue;
+      if (!state?.held.has(room) && !this.behind(socket)) continue;
       (held ??= new Set()).add(id);
       this.keep(state ?? this.start(adapter, socket), room, packet, opts.flags, deltas);
     }
@@ -194,15 +194,20 @@ export class Conflation implements AdapterConflation {
     if (this.holding.get(state.socket) === state) this.arm(state);
   }
 
+  /** Whether more than `fromBytes` is queued for it (what only waits for the turn's end written out first). */
+  private behind(socket: Socket): boolean {
+    return outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes;
+  }
+
   /** Writes what the connection holds, room by room, while its queue is at most `fromBytes`. */
   private release(state: Holding): void {
     const { socket, adapter } = state;
     if (!socket.connected) return this.end(state);
-    if (outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes) return;
+    if (this.behind(socket)) return;
     // Published while it held (superseded by what it holds): out to the topics' other members first.
     this.delivery?.beforeMembershipChange();
     for (const [room, { packet, flags }] of state.held) {
-      if (outboundBytesAgainst(socket, this.opts.fromBytes) > this.opts.fromBytes) return;
+      if (this.behind(socket)) return;
       state.held.delete(room);
       this.metrics.conflationHeld(-1);
       if (!adapter.rooms.get(room)?.has(socket.id)) continue;

@@ -53,7 +53,7 @@ type Frame = [data: string | Buffer, binary: boolean, compress: boolean];
  * Long-polling is untouched (Engine.IO's polling transport buffers by itself).
  */
 export class Outbox {
-  private readonly waiting = new Map<UwsTransport, { frames: Frame[]; bytes: number }>();
+  private waiting = new Map<UwsTransport, { frames: Frame[]; bytes: number }>();
   private scheduled = false;
 
   /** Bytes waiting for this Engine.IO transport's connection. */
@@ -80,16 +80,18 @@ export class Outbox {
   readonly flush = (): void => {
     this.scheduled = false;
     if (this.waiting.size === 0) return;
-    const waiting = [...this.waiting];
-    this.waiting.clear();
+    const waiting = this.waiting;
+    this.waiting = new Map();
     for (const [transport, { frames }] of waiting) writeOut(transport, frames);
   };
 
-  flushOne(transport: UwsTransport): void {
+  /** Writes out what waits for one connection now; false when nothing did. */
+  flushOne(transport: UwsTransport): boolean {
     const entry = this.waiting.get(transport);
-    if (!entry) return;
+    if (!entry) return false;
     this.waiting.delete(transport);
     writeOut(transport, entry.frames);
+    return true;
   }
 
   /** Everything waiting goes out before any of this app's publishes. */
@@ -158,9 +160,7 @@ export function outboxBytes(transport: object): number {
 
 /** Writes out now what waits for an Engine.IO transport's connection; false when nothing did. */
 export function writeOutNow(transport: object): boolean {
-  if (outbox.pendingBytes(transport) === 0) return false;
-  outbox.flushOne(transport as UwsTransport);
-  return true;
+  return outbox.flushOne(transport as UwsTransport);
 }
 
 function writeOut(transport: UwsTransport, frames: Frame[]): void {
