@@ -50,6 +50,10 @@ export interface Storm {
   droppedFans: number;
   /** First drop (the signal) to the last dropped fan live again; undefined if not everyone came back in time. */
   allBackSeconds: number | undefined;
+  /** Wall-clock ms of the signal. */
+  signalAt: number;
+  /** Seconds after the signal by which half, 90 % and 99 % of the dropped fans were live again (100 ms steps); undefined: not that many came back. */
+  backSeconds: { p50: number | undefined; p90: number | undefined; p99: number | undefined };
   reconnects: number;
   /** Attempts the balancer sent on to another replica after a refused TCP connection (unseen by the client). */
   redispatched: number;
@@ -267,7 +271,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     if (o.stormRates && o.stormRates.broadcast !== o.rates.broadcast) broadcasts.push(await broadcast('broadcast-storm-rate', o.stormRates));
 
     // Storms.
-    const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[] = [];
+    const storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets' | 'backSeconds'>[] = [];
     // The ceiling has nothing to drain: SIGTERM would only be a kill -9 that closes its sockets.
     for (const kind of ceiling ? o.storms.filter((k) => k === 'kill') : o.storms) {
       // The replica holding the most connections goes; the publisher uses the others.
@@ -329,6 +333,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
         victimConnections,
         droppedFans: status.droppedInPhase,
         allBackSeconds: back ? (status.lastBackAt - mark.at) / 1000 : undefined,
+        signalAt: mark.at,
         redis: { cpuShare: (end.redisCpu - mark.redisCpu) / wall, commandsPerSecond: (end.commands - mark.commands) / wall, seconds: wall },
         cores: split(mark.read, end.read),
         sessionOutcomes: overStorm('sessions'),
@@ -379,12 +384,23 @@ interface Raw {
   rssSettledAfter: number;
   broadcasts: BroadcastRaw[];
   sentAt: Map<number, number>;
-  storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets'>[];
+  storms: Omit<Storm, 'healthy' | 'droppedComplete' | 'reconnects' | 'redispatched' | 'refusals' | 'sessionsRecovered' | 'sinceRecovered' | 'sinceNotRecovered' | 'resets' | 'backSeconds'>[];
   publishFailures: Record<string, number>;
   problems: string[];
 }
 
 const pct = (h: PhaseTotals['latency']) => ({ p50: h.quantile(0.5), p99: h.quantile(0.99), max: h.max, samples: h.total });
+
+/** From fans back per 100 ms: seconds after `signalAt` by which half, 90 % and 99 % of `dropped` were back. */
+export function backCurve(per100ms: Record<string, number>, signalAt: number, dropped: number): Storm['backSeconds'] {
+  const slots = Object.entries(per100ms).map(([k, n]) => [Number(k), n] as const).sort((a, b) => a[0] - b[0]);
+  const by = (q: number) => {
+    let sum = 0;
+    for (const [slot, n] of slots) if ((sum += n) >= q * dropped) return Math.max(0, ((slot + 1) * 100 - signalAt) / 1000);
+    return undefined;
+  };
+  return { p50: by(0.5), p90: by(0.9), p99: by(0.99) };
+}
 
 function assemble(o: ScaleOptions, r: Raw): ScaleResult {
   const phase = (name: string) => r.report.phases.get(name)!;
@@ -450,6 +466,7 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
         resets: storm.resets + after.resets,
         droppedComplete: r.report.droppedComplete[`${s.kind}-storm`] ?? 0,
         healthy: pct(storm.healthyLatency),
+        backSeconds: backCurve({ ...storm.backPer100ms, ...Object.fromEntries(Object.entries(after.backPer100ms).map(([k, v]) => [k, v + (storm.backPer100ms[k] ?? 0)])) }, s.signalAt, s.droppedFans),
       };
     }),
     totals: {

@@ -44,6 +44,8 @@ export class PhaseStats {
   sinceRecovered = 0;
   sinceNotRecovered = 0;
   resets = 0;
+  /** Fans live again after a drop, per 100 ms of wall-clock time (`Math.floor(ms / 100)` → count). */
+  readonly backPer100ms: Record<string, number> = {};
   constructor(readonly id: number) {}
 }
 

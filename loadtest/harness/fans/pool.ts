@@ -146,6 +146,7 @@ function emptyPhase(): PhaseTotals {
     sinceRecovered: 0,
     sinceNotRecovered: 0,
     resets: 0,
+    backPer100ms: {},
   };
 }
 
@@ -162,4 +163,5 @@ function mergePhase(t: PhaseTotals, p: PhaseReport): void {
   }
   for (const k of ['delivered', 'replayed', 'drops', 'reconnects', 'redispatched', 'sessionsRecovered', 'sinceRecovered', 'sinceNotRecovered', 'resets'] as const) t[k] += p[k];
   addCounts(t.refusals, p.refusals);
+  addCounts(t.backPer100ms, p.backPer100ms);
 }

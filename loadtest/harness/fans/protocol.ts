@@ -78,6 +78,8 @@ export interface PhaseReport {
   refusals: Record<string, number>;
   reconnects: number;
   redispatched: number;
+  /** Fans live again after a drop, per 100 ms of wall-clock time (`Math.floor(ms / 100)` → count). */
+  backPer100ms: Record<string, number>;
   /** Reconnects whose Socket.IO session came back whole (same sid, built-in recovery). */
   sessionsRecovered: number;
   /** Subscribes with `since` answered `recovered: true` / false. */

@@ -23,7 +23,11 @@ const world: FanWorld = {
       const s = String(Math.floor(now / 1000));
       firstLivePerSecond[s] = (firstLivePerSecond[s] ?? 0) + 1;
       lastFirstLiveAt = now;
-    } else lastBackAt = Math.max(lastBackAt, now);
+    } else {
+      lastBackAt = Math.max(lastBackAt, now);
+      const slot = String(Math.floor(now / 100));
+      world.phase.backPer100ms[slot] = (world.phase.backPer100ms[slot] ?? 0) + 1;
+    }
   },
 };
 phases.set('connect', world.phase);
@@ -75,6 +79,7 @@ function phaseReport(p: PhaseStats): PhaseReport {
     sinceRecovered: p.sinceRecovered,
     sinceNotRecovered: p.sinceNotRecovered,
     resets: p.resets,
+    backPer100ms: p.backPer100ms,
   };
 }
 
