@@ -14,7 +14,7 @@ const KEY = 'recovery-restores-key-0123456789';
 const RESTORES = 5;
 const ATTACK_CONNECTIONS = 10;
 const FRAMES_PER_CONNECTION = 200;
-/** Reads of one session lookup that finds none: the first and one retry (recovery.ts RETAKE_MS). */
+/** Most reads of one session lookup that finds none: the first and one retry (recovery.ts RETAKE_MS; the retry only while the replica of the offset lives). */
 const READS_PER_LOOKUP = 2;
 
 async function outcomes(gw: Gateway): Promise<Record<string, number>> {

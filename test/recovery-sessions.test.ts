@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { io as connect, type Socket } from 'socket.io-client';
@@ -179,6 +180,40 @@ describe('connection recovery: sessions', () => {
     c.close();
   });
 
+  it("a restore looks for the session again 350 ms on only while the replica that holds it lives: once for a killed replica's client, twice for a living one's", async () => {
+    const doomed = await startGateway({ env: { ...base, REDIS_URL: redis.url } });
+    const orphan = await client(doomed.url);
+    assert.equal((await subscribe(orphan.socket, 'h:6')).ok, true);
+    const living = await client(gateways[1]!.url);
+    // Its ack comes after the hello that carries its first offset.
+    assert.equal((await subscribe(living.socket, 'h:7')).ok, true);
+    const state = (c: { socket: Socket }) => c.socket as unknown as { _pid: string; _lastOffset: string };
+    const [orphanPid, orphanOffset] = [state(orphan)._pid, state(orphan)._lastOffset];
+    // A session never saved, held by a replica that lives: a pid of no session, with that replica's offset.
+    const [unsavedPid, livingOffset] = [randomBytes(15).toString('base64url'), state(living)._lastOffset];
+    assert.notEqual(orphanOffset.split('.')[0], livingOffset.split('.')[0], 'the two replicas append offsets of their own');
+    const exited = doomed.exited();
+    doomed.signal('SIGKILL');
+    await exited;
+    const reads = await watchSessionReads(redis);
+    try {
+      for (const [pid, offset] of [[orphanPid, orphanOffset], [unsavedPid, livingOffset]] as const) {
+        const raw = await rawSocket(gateways[0]!.url);
+        raw.send(`40${JSON.stringify({ pid, offset })}`);
+        const answer = await raw.next((f) => f.startsWith('40') || f.startsWith('44'));
+        raw.close();
+        assert.ok(answer?.startsWith('40') && (JSON.parse(answer.slice(2)) as { pid?: string }).pid !== pid, `a fresh session: ${answer}`);
+      }
+      const counted = await reads.settled();
+      assert.equal(counted.get(sessionKey(orphanPid)) ?? 0, 1, "the killed replica's client: one look");
+      assert.equal(counted.get(sessionKey(unsavedPid)) ?? 0, 2, "the living replica's client: a second look 350 ms on");
+    } finally {
+      await reads.stop();
+      orphan.socket.close();
+      living.socket.close();
+    }
+  });
+
   it('Redis down during the restore: a fresh session, and the replica stays up', async () => {
     const c = await client(gateways[0]!.url);
     assert.equal((await subscribe(c.socket, 'h:5')).ok, true);
@@ -195,6 +230,36 @@ describe('connection recovery: sessions', () => {
     other.socket.close();
   });
 });
+
+/**
+ * GETs of session keys Redis serves from now on (MONITOR), by session hash. `settled` resolves once
+ * a marker read sent after every read so far has come through, so it counts all of them.
+ */
+async function watchSessionReads(redis: RedisProcess): Promise<{ settled(): Promise<Map<string, number>>; stop(): Promise<void> }> {
+  const { Redis } = await import('ioredis');
+  const counts = new Map<string, number>();
+  const markers = new Set<string>();
+  const monitor = await new Redis(redis.url).monitor();
+  monitor.on('monitor', (_time: string, args: string[]) => {
+    if (args[0]?.toLowerCase() !== 'get') return;
+    const m = /^socket\.io-session:\{(.+)\}$/.exec(args[1] ?? '');
+    if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
+    else if (args[1]?.startsWith('test-marker:')) markers.add(args[1]);
+  });
+  const other = new Redis(redis.url);
+  return {
+    async settled() {
+      const marker = `test-marker:${randomBytes(6).toString('hex')}`;
+      await other.get(marker);
+      await waitFor('the marker read in MONITOR', () => markers.has(marker), 5000);
+      return counts;
+    },
+    async stop() {
+      monitor.disconnect();
+      other.disconnect();
+    },
+  };
+}
 
 /** Whether the token a client connected with has expired (its `exp`, read from its auth). */
 function expired(socket: Socket): boolean {

@@ -1,8 +1,11 @@
 import { Redis, type Pipeline } from 'ioredis';
 import type { RedisClient } from './redis.js';
 
-/** A read a reconnecting crowd makes once per connection: a session lookup, a revocation, a catch-up. */
-type Read = { command: 'get'; args: [key: string] } | { command: 'xrange'; args: [key: string, start: string, end: string, count: 'COUNT', n: number] };
+/** A read a reconnecting crowd makes once per connection: a session lookup, a revocation, a catch-up, whether a replica still lives. */
+type Read =
+  | { command: 'get'; args: [key: string] }
+  | { command: 'xrange'; args: [key: string, start: string, end: string, count: 'COUNT', n: number] }
+  | { command: 'pubsub'; args: ['NUMSUB', channel: string] };
 type Waiting = Read & { resolve(value: unknown): void; reject(err: Error): void };
 
 /**
@@ -68,9 +71,16 @@ const batches = new WeakMap<Redis, ReadBatch>();
 export function batchedReads(client: RedisClient): {
   get(key: string): Promise<string | null>;
   xrange(key: string, start: string, end: string, count: 'COUNT', n: number): Promise<[id: string, fields: string[]][]>;
+  /** Subscribers of a classic pub/sub channel (`PUBSUB NUMSUB`); on a cluster, those of the node asked only. */
+  numsub(channel: string): Promise<number>;
 } {
+  const subscribers = (reply: unknown) => Number((reply as [string, number | string] | undefined)?.[1] ?? 0);
   if (!(client instanceof Redis)) {
-    return { get: (key) => client.get(key), xrange: (key, start, end, count, n) => client.xrange(key, start, end, count, n) };
+    return {
+      get: (key) => client.get(key),
+      xrange: (key, start, end, count, n) => client.xrange(key, start, end, count, n),
+      numsub: async (channel) => subscribers(await client.pubsub('NUMSUB', channel)),
+    };
   }
   let batch = batches.get(client);
   if (!batch) batches.set(client, (batch = new ReadBatch(client)));
@@ -78,5 +88,6 @@ export function batchedReads(client: RedisClient): {
   return {
     get: (key) => b.read({ command: 'get', args: [key] }) as Promise<string | null>,
     xrange: (key, start, end, count, n) => b.read({ command: 'xrange', args: [key, start, end, count, n] }) as Promise<[string, string[]][]>,
+    numsub: async (channel) => subscribers(await b.read({ command: 'pubsub', args: ['NUMSUB', channel] })),
   };
 }

@@ -17,9 +17,10 @@ import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js'
 
 /**
  * Pauses before looking for a session again that was not there yet: once, 350 ms after the first
- * look. A session written within 350 ms is found as it was when this looked at 50, 150 and 350 ms,
- * with one read instead of three where none comes (every client of a killed replica); only the
- * rare client that asks before its session is written waits longer for it.
+ * look, and only while the replica process that holds it may still write it (`mayStillSave`: not
+ * for the clients of a killed one). A session written within 350 ms is found as it was when this
+ * looked at 50, 150 and 350 ms, with one read instead of three; only the rare client that asks
+ * before its session is written waits longer for it.
  */
 const RETAKE_MS = [350];
 
@@ -191,13 +192,20 @@ export class Recovery implements AdapterRecovery {
     let stored: StoredSession | undefined;
     let failed = false;
     try {
+      // The process that sent the client's last offset holds its session; asked in the same turn
+      // (one write to Redis), whether it may still write one.
+      const epoch = parseOffset(baseOf(offset))?.epoch;
+      const alive = epoch === undefined ? Promise.resolve(true) : this.deps.store.mayStillSave(epoch).catch(() => true);
       stored = await this.deps.store.peek(pid);
       // A client that reconnects the moment its connection dropped can ask before the replica it
-      // left has written the session: look again a little later before giving up on it.
-      for (const wait of RETAKE_MS) {
-        if (stored) break;
-        await delay(wait);
-        stored = await this.deps.store.peek(pid);
+      // left has written the session: look again a little later before giving up on it, unless
+      // that replica is gone (a kill -9: every one of its clients asks, and none will find one).
+      if (!stored && (await alive)) {
+        for (const wait of RETAKE_MS) {
+          if (stored) break;
+          await delay(wait);
+          stored = await this.deps.store.peek(pid);
+        }
       }
     } catch (err) {
       // Socket.IO would drop this error without a word (its debug log): the client starts afresh.

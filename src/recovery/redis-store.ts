@@ -65,18 +65,38 @@ const AMEND_ATTEMPTS = 3;
 const JOURNAL_GRACE_MS = 30_000;
 
 /**
+ * How a process tells the others it is alive: its subscriber connection holds a channel of its
+ * own (`<prefix>-alive#<epoch>#`) for as long as it lives. Redis drops the subscription the
+ * moment that connection closes (a kill -9 closes it in the kernel), so `PUBSUB NUMSUB` of a
+ * process's channel is 0 from then on. Only on a single Redis (or Sentinel's master): a cluster
+ * node answers NUMSUB for its own subscribers only.
+ */
+export interface Liveness {
+  sub: RedisClient;
+  epoch: string;
+  onFailure(err: Error): void;
+}
+
+/**
  * Sessions in Redis:
  * - one key per session (`<prefix>-session:{<hash of its id>}`, JSON, expiring with the
  *   recovery window);
  * - per waiting key (user, socket id, `jti`), an index of its sessions
  *   (`<prefix>-waiting:{<hash of the key>}`, at most `perKey` of them, expiring with the last);
+ * - per replica process, with `liveness`, a channel its subscriber connection holds while it
+ *   lives (`Liveness`); no key;
  * - per replica process and history room, the room's shared deliveries
  *   (`<prefix>-journal:{<epoch>}:<room>`, a sorted set of entry ids by seq, and its floor),
  *   written when a session that needs them is saved. The journal keys of one process share a hash
  *   slot, so on Redis Cluster one call writes them all; every other call touches one key.
  */
-export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number): SessionStore {
+export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number, liveness?: Liveness): SessionStore {
   const reads = batchedReads(redis);
+  const aliveChannel = (epoch: string) => `${keyPrefix}-alive#${epoch}#`;
+  if (liveness) {
+    // ioredis subscribes again after every reconnect; a subscribe sent while Redis is away waits for it.
+    liveness.sub.subscribe(aliveChannel(liveness.epoch)).catch((err: Error) => liveness.onFailure(err));
+  }
   const sessionKeyOf = (h: string) => `${keyPrefix}-session:{${h}}`;
   const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
   const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
@@ -151,6 +171,10 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       const space = floor?.indexOf(' ') ?? -1;
       const kept = floor && space > 0 ? { seq: Number(floor.slice(0, space)), id: idOf(floor.slice(space + 1)) } : undefined;
       return answerShared(newest, kept, after, upTo);
+    },
+    async mayStillSave(epoch) {
+      if (!liveness) return true;
+      return (await reads.numsub(aliveChannel(epoch))) > 0;
     },
     async amend(key, amend, changed) {
       const hashes = await redis.zrangebyscore(indexKeyOf(waitingKey(key)), Date.now(), '+inf');

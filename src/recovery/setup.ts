@@ -24,8 +24,12 @@ export function createRecovery(
   const { io, bus } = deps;
   const journal = new Journal({ roomEntries: config.recoveryJournalRoomEntries, entries: config.recoveryJournalEntries, socketSends: config.recoverySocketSends });
   const perUser = config.recoverySessionsPerUser;
-  const store = bus.redis
-    ? createRedisSessionStore(bus.redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries)
+  const redis = bus.redis;
+  const liveness = redis && !redis.cluster
+    ? { sub: redis.sub, epoch: journal.epoch, onFailure: (err: Error) => deps.logger.warn({ err: err.message }, 'could not subscribe to this replica\'s liveness channel; the others will not wait for a session of its that is not written yet') }
+    : undefined;
+  const store = redis
+    ? createRedisSessionStore(redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries, liveness)
     : createMemorySessionStore(journal, perUser);
   return new Recovery({
     store,

@@ -58,6 +58,12 @@ export interface SessionStore {
   shared(epoch: string, room: RoomName, after: number, upTo: number): Promise<MessageId | null | undefined>;
   /** Applies `amend` to the sessions waiting under `key`; adds the hash of each one it changed or dropped to `changed`. */
   amend(key: WaitingKey, amend: Amend, changed: Set<string>): Promise<void>;
+  /**
+   * Whether the replica process `epoch` (its journal's; the part of an offset before the dot)
+   * may still save sessions: false once it is known gone, so that a restore does not wait for a
+   * session that cannot come (every client of a killed replica). True where it cannot be told.
+   */
+  mayStillSave(epoch: string): Promise<boolean>;
 }
 
 /** The session id is a secret: stores and logs only ever see a hash of it. */
@@ -167,6 +173,10 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
         else kept.session = next;
         changed.add(h);
       }
+    },
+    // Sessions live in this process only: another process's cannot come here.
+    async mayStillSave(epoch) {
+      return epoch === journal.epoch;
     },
   };
 }
