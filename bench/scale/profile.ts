@@ -14,7 +14,10 @@
  * PROFILE=<dir>: each phase is also profiled (V8's sampling profiler over the inspector, started
  * and stopped at the phase's edges, so the connect storm is not in it): `<variant>-<phase>.cpuprofile`
  * there (open in Chrome DevTools), and the functions with the most self time printed. The
- * profiler costs CPU itself: compare CPU numbers from runs without PROFILE.
+ * profiler costs CPU itself: compare CPU numbers from runs without PROFILE. ALLOCATIONS=1 with
+ * PROFILE also samples the heap's allocations over each phase (V8's sampling heap profiler, one
+ * sample per 32 KiB allocated): the functions that allocated the most, garbage included, printed
+ * (what the garbage collector's share of the phase comes from).
  *
  * VARIANTS: `name:ENV=v,ENV=v;name:...` (herald settings; NODE_ARGS for node flags; MAIN=<path>
  * of another build's dist/main.js, to run before/after side by side). Default:
@@ -151,6 +154,36 @@ class RemoteProfiler {
   }
 }
 
+interface SamplingHeapProfile {
+  head: SamplingNode;
+}
+interface SamplingNode {
+  callFrame: CpuProfile['nodes'][number]['callFrame'];
+  selfSize: number;
+  children: SamplingNode[];
+}
+
+/** The functions that allocated the most (self), with the herald or package frame nearest above each, as lines. */
+function summarizeAllocations(profile: SamplingHeapProfile, top = 20): string[] {
+  const self = new Map<string, number>();
+  let total = 0;
+  const walk = (n: SamplingNode, caller: string) => {
+    const here = where(n.callFrame);
+    // Built-ins (no url) are named with their nearest caller that has code of its own.
+    const name = n.callFrame.url ? here : `${here} ← ${caller}`;
+    if (n.selfSize > 0) {
+      self.set(name, (self.get(name) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c, n.callFrame.url ? here : caller);
+  };
+  walk(profile.head, '(root)');
+  return [
+    `  ${(total / 2 ** 20).toFixed(1)} MiB sampled`,
+    ...[...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, b]) => `  ${((b / total) * 100).toFixed(1).padStart(5)} %  ${(b / 2 ** 20).toFixed(2).padStart(7)} MiB  ${k}`),
+  ];
+}
+
 /** Where a frame's code lives: herald's module, a package, or V8's own buckets ((garbage collector), (program)...). */
 function where(f: CpuProfile['nodes'][number]['callFrame']): string {
   const url = f.url.replace(/.*node_modules\//, '').replace(/.*\/dist\//, 'dist/').replace(/^file:\/\//, '');
@@ -202,9 +235,15 @@ for (const v of rounds) {
   const pool = await FanPool.start(2);
   const profiler = profileDir ? await RemoteProfiler.connect(inspectPort) : undefined;
   const publisher = new ScalePublisher([replica.url], PUBLISH_KEY, MATCHES, COUNT);
+  const allocations = profiler !== undefined && process.env.ALLOCATIONS === '1';
   const profiled = async <T>(phase: string, run: () => Promise<T>): Promise<T> => {
     await profiler?.call('Profiler.start');
+    if (allocations) await profiler.call('HeapProfiler.startSampling', { samplingInterval: 32 * 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     const out = await run();
+    if (allocations) {
+      const { profile } = (await profiler.call('HeapProfiler.stopSampling')) as { profile: SamplingHeapProfile };
+      console.log(`# ${v.name} ${phase} allocations:\n${summarizeAllocations(profile).join('\n')}`);
+    }
     if (profiler) {
       const profile = await profiler.stop();
       writeFileSync(join(profileDir!, `${v.name}-${phase}.cpuprofile`), JSON.stringify(profile));
