@@ -70,6 +70,13 @@ const JOURNAL_GRACE_MS = 30_000;
  * moment that connection closes (a kill -9 closes it in the kernel), so `PUBSUB NUMSUB` of a
  * process's channel is 0 from then on. Only on a single Redis (or Sentinel's master): a cluster
  * node answers NUMSUB for its own subscribers only.
+ *
+ * It tells whether the process's subscriber connection holds the channel, which is a little less
+ * than whether the process lives: while that connection reconnects, or if its SUBSCRIBE was
+ * refused (a Redis ACL without the channel), or for a replica of a version before this one (a
+ * rolling upgrade), a living process reads as gone. What that costs is the second look only: a
+ * client back within 350 ms of its drop, before its session is written, starts afresh
+ * (`recovered: false`) and subscribes again with `since`, as after a kill.
  */
 export interface Liveness {
   sub: RedisClient;
@@ -173,7 +180,8 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       return answerShared(newest, kept, after, upTo);
     },
     async mayStillSave(epoch) {
-      if (!liveness) return true;
+      // This process lives, whatever its own subscriber connection is doing right now.
+      if (!liveness || epoch === liveness.epoch) return true;
       return (await reads.numsub(aliveChannel(epoch))) > 0;
     },
     async amend(key, amend, changed) {
