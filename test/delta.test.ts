@@ -36,14 +36,14 @@ async function metric(gw: Gateway, name: string, labels = ''): Promise<number> {
 }
 
 /** Publishes `count` scores into `room` through `gw`, one after the other; resolves with [id, data] pairs. */
-async function publishScores(gw: Gateway, room: string, from: number, count: number, each?: (i: number) => void): Promise<Recorded[]> {
+async function publishScores(gw: Gateway, room: string, from: number, count: number, each?: (i: number) => void | Promise<void>): Promise<Recorded[]> {
   const out: Recorded[] = [];
   for (let i = from; i < from + count; i++) {
     const data = score(i);
     const res = await publish(gw.url, { room, event: 'score', data }, KEY);
     assert.equal(res.status, 200, JSON.stringify(res.body));
     out.push({ id: res.body.ids[room] as string, data });
-    each?.(i - from);
+    await each?.(i - from);
   }
   return out;
 }
@@ -140,10 +140,15 @@ for (const { transport, mode } of SETUPS) {
       await herald.subscribe(room, { delta: 'fossil' });
       const resetsAt = new Set([20, 50, 80]);
       let resets = 0;
-      const published = await publishScores(b, room, 0, 110, (i) => {
+      const published = await publishScores(b, room, 0, 110, async (i) => {
         // At the second reset the balancer moves on: the client comes back on the other replica.
         if (i === 50) relay.retarget(b.port);
-        if (resetsAt.has(i)) resets += relay.resetAll() > 0 ? 1 : 0;
+        if (resetsAt.has(i)) {
+          // A reset needs a connection to reset: the client back from the one before (its
+          // reconnect delay can outlast 30 publishes on a busy machine).
+          await waitFor(`the client connected again before reset ${resets + 1}`, () => socket.connected);
+          resets += relay.resetAll() > 0 ? 1 : 0;
+        }
       });
       await waitFor('every payload after the resets', () => got.length >= published.length && got.at(-1)!.id === published.at(-1)!.id).catch((err: Error) => {
         throw new Error(`${err.message}: ${got.length} of ${published.length}, connected ${socket.connected}, stats ${JSON.stringify(herald.stats)}, errors ${errors.map(String).join('; ')}, at ${herald.position(room)}, last published ${published.at(-1)!.id}\n${trace.join('\n')}\ngot ${got.map((g) => g.id).join(' ')}`);
