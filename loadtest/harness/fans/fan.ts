@@ -62,7 +62,8 @@ export interface FanWorld {
 /**
  * The balancer in front of the replicas, as the shipped HAProxy (deploy/compose/haproxy.cfg) is
  * set up: `balance leastconn` over the replicas its health check sees up, and a connection a
- * replica refuses is dispatched to another one (`retries 2`, `option redispatch`). Each client
+ * replica refuses, or a handshake it answers 503, is dispatched to another one (`retries 2`,
+ * `option redispatch`, `retry-on conn-failure 503`). Each client
  * process balances its own fans, so the connections of all of them are spread as leastconn
  * would. The coordinator says which replicas are up (`setUp`), as the health check would learn it.
  */
@@ -91,8 +92,10 @@ export class Balancer {
   }
 }
 
-/** Redispatches of one connection attempt to another replica after a refused TCP connection (HAProxy `retries`). */
+/** Redispatches of one connection attempt to another replica (HAProxy `retries`). */
 const REDISPATCHES = 2;
+/** What HAProxy tries on another replica: a refused TCP connection, and a handshake answered 503 (`retry-on conn-failure 503`). */
+const REDISPATCHED = /ECONNREFUSED|^handshake: HTTP\/1\.1 503/;
 
 const b = (s: string) => Buffer.from(s);
 const SEQ = b('"s":');
@@ -175,8 +178,9 @@ export class Fan {
           done();
           if (this.ws !== ws || this.state === 'closed') return;
           this.ws = undefined;
-          if (!connected && /ECONNREFUSED/.test(reason) && redispatched < REDISPATCHES) {
-            // What the balancer does for a replica that refuses the TCP connection: the client sees nothing.
+          if (!connected && REDISPATCHED.test(reason) && redispatched < REDISPATCHES) {
+            // What the balancer does for a replica that refuses the TCP connection or answers the
+            // handshake 503: the client sees nothing.
             this.world.phase.redispatched++;
             void this.connect(this.world.balancer.pick(url), redispatched + 1);
             return;
