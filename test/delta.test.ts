@@ -5,6 +5,7 @@ import { io } from 'socket.io-client';
 import { HeraldClient } from '../client/src/index.js';
 import { connectClient, getJson, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { metricValue } from './helpers/metrics.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { startRelay, type Relay } from './helpers/relay.js';
 import { openSse } from './helpers/sse.js';
@@ -29,11 +30,7 @@ function compareIds(a: string, b: string): number {
   return am - bm || as - bs;
 }
 
-async function metric(gw: Gateway, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-  return line ? Number(line.split(' ')[1]) : 0;
-}
+const metric = (gw: Gateway, name: string, labels = '') => metricValue(gw.url, `${name}${labels}`, KEY);
 
 /** Publishes `count` scores into `room` through `gw`, one after the other; resolves with [id, data] pairs. */
 async function publishScores(gw: Gateway, room: string, from: number, count: number, each?: (i: number) => void | Promise<void>): Promise<Recorded[]> {

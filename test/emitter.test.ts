@@ -4,17 +4,14 @@ import { Emitter } from '@socket.io/redis-emitter';
 import { Redis } from 'ioredis';
 import { connectClient, getJson, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { metricValue } from './helpers/metrics.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 import { compareIds, isStreamId } from '../src/protocol/ids.js';
 
 const KEY = 'emitter-test-key-0123456789';
 
-async function metric(gw: Gateway, series: string): Promise<number> {
-  const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
+const metric = (gw: Gateway, series: string) => metricValue(gw.url, series, KEY);
 
 // @socket.io/redis-emitter publishes on the adapter's channel, past history: a history room would
 // get a message that is in no stream, with a meta.id `since` refuses. herald does not deliver it

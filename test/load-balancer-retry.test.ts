@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { connectClient, publish, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startHaproxy, type Haproxy } from './helpers/haproxy.js';
+import { metricValue } from './helpers/metrics.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { needs } from './helpers/tools.js';
 
@@ -10,10 +11,7 @@ const KEY = 'test-publish-key-0123456789';
 const CLIENTS = 12;
 
 /** `herald_connections_refused_total{reason="capacity"}` of one replica. */
-async function refusedForCapacity(g: Gateway): Promise<number> {
-  const text = await (await fetch(`${g.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
-  return Number(/^herald_connections_refused_total\{reason="capacity"\} (\d+)$/m.exec(text)?.[1] ?? 0);
-}
+const refusedForCapacity = (g: Gateway) => metricValue(g.url, 'herald_connections_refused_total{reason="capacity"}', KEY);
 
 /**
  * deploy/compose/haproxy.cfg (`retry-on conn-failure 503`, only for GETs) in front of a replica at

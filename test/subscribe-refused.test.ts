@@ -3,16 +3,13 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { connectClient, getJson, type TestClient } from './helpers/clients.js';
 import { startGateway, type Gateway } from './helpers/gateway.js';
+import { metricValue } from './helpers/metrics.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';
 
 const KEY = 'subscribe-refused-key-0123456789';
 
-async function metric(gw: Gateway, series: string): Promise<number> {
-  const text = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line ? Number(line.slice(series.length + 1)) : 0;
-}
+const metric = (gw: Gateway, series: string) => metricValue(gw.url, series, KEY);
 
 // Sharded mode: a replica hears a room only once it subscribed the room's shard channel. When that
 // SSUBSCRIBE fails, the subscribe must not answer ok (the client would wait for messages that
