@@ -6,6 +6,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { FanPool, type PhaseTotals, type PoolReport } from '../../loadtest/harness/fans/pool.js';
+import { addCounts } from '../../loadtest/harness/fans/stats.js';
 import { cpuBusySeconds, loopbackAddresses } from '../../loadtest/harness/workers.js';
 import { cpuSeconds, eventLoopLagMax, listenOverflows, pssBytes, readiness, redisCommands, rssBytes, countsByLabel, startCeiling, startRedis, startReplica, type Replica } from './cluster.js';
 import { ScalePublisher, type Rates } from './publisher.js';
@@ -391,6 +392,14 @@ interface Raw {
 
 const pct = (h: PhaseTotals['latency']) => ({ p50: h.quantile(0.5), p99: h.quantile(0.99), max: h.max, samples: h.total });
 
+/** Two phases' counts by key, added. */
+function summed(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  addCounts(out, a);
+  addCounts(out, b);
+  return out;
+}
+
 /** From fans back per 100 ms: seconds after `signalAt` by which half, 90 % and 99 % of `dropped` were back. */
 export function backCurve(per100ms: Record<string, number>, signalAt: number, dropped: number): Storm['backSeconds'] {
   const slots = Object.entries(per100ms).map(([k, n]) => [Number(k), n] as const).sort((a, b) => a[0] - b[0]);
@@ -459,14 +468,14 @@ function assemble(o: ScaleOptions, r: Raw): ScaleResult {
         ...s,
         reconnects: storm.reconnects + after.reconnects,
         redispatched: storm.redispatched + after.redispatched,
-        refusals: { ...storm.refusals, ...Object.fromEntries(Object.entries(after.refusals).map(([k, v]) => [k, v + (storm.refusals[k] ?? 0)])) },
+        refusals: summed(storm.refusals, after.refusals),
         sessionsRecovered: storm.sessionsRecovered + after.sessionsRecovered,
         sinceRecovered: storm.sinceRecovered + after.sinceRecovered,
         sinceNotRecovered: storm.sinceNotRecovered + after.sinceNotRecovered,
         resets: storm.resets + after.resets,
         droppedComplete: r.report.droppedComplete[`${s.kind}-storm`] ?? 0,
         healthy: pct(storm.healthyLatency),
-        backSeconds: backCurve({ ...storm.backPer100ms, ...Object.fromEntries(Object.entries(after.backPer100ms).map(([k, v]) => [k, v + (storm.backPer100ms[k] ?? 0)])) }, s.signalAt, s.droppedFans),
+        backSeconds: backCurve(summed(storm.backPer100ms, after.backPer100ms), s.signalAt, s.droppedFans),
       };
     }),
     totals: {
