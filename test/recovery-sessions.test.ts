@@ -239,14 +239,15 @@ async function watchSessionReads(redis: RedisProcess): Promise<{ settled(): Prom
   const { Redis } = await import('ioredis');
   const counts = new Map<string, number>();
   const markers = new Set<string>();
-  const monitor = await new Redis(redis.url).monitor();
+  // The marker's client; `monitor()` opens a connection of its own beside it.
+  const other = new Redis(redis.url);
+  const monitor = await other.monitor();
   monitor.on('monitor', (_time: string, args: string[]) => {
     if (args[0]?.toLowerCase() !== 'get') return;
     const m = /^socket\.io-session:\{(.+)\}$/.exec(args[1] ?? '');
     if (m) counts.set(m[1]!, (counts.get(m[1]!) ?? 0) + 1);
     else if (args[1]?.startsWith('test-marker:')) markers.add(args[1]);
   });
-  const other = new Redis(redis.url);
   return {
     async settled() {
       const marker = `test-marker:${randomBytes(6).toString('hex')}`;
