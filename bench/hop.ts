@@ -16,6 +16,7 @@ import * as scenarios from '../loadtest/harness/scenarios.js';
 import { Workers } from '../loadtest/harness/workers.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CLIENT_CPU, ceilingStack, cpuSeconds, cpuUsEach, heraldStack, parseVariants, pinToClientCpu, stackCpuSeconds, type Stack } from './stacks.js';
 
 pinToClientCpu();
@@ -31,12 +32,15 @@ const switches = (pid: number): number => {
  * `perf stat` (software events: no hardware counters needed) when PERF=1: unlike CPU time, these
  * counts barely move with the machine's load.
  */
-function perfCounters(pids: Record<string, number>) {
+function perfCounters(pids: Record<string, number>, record?: (name: string) => string) {
   let running: { name: string; child: ChildProcess; out: Promise<string> }[] = [];
   return {
     start(): number {
       running = Object.entries(pids).map(([name, pid]) => {
-        const child = spawn('perf', ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter,context-switches', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+        const args = record
+          ? ['record', '-q', '-F', '999', '-e', 'cpu-clock', '-g', '-p', String(pid), '-o', record(name)]
+          : ['stat', '-x', ',', '-e', 'raw_syscalls:sys_enter,context-switches', '-p', String(pid)];
+        const child = spawn('perf', args, { stdio: ['ignore', 'ignore', 'pipe'] });
         let err = '';
         child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
         return { name, child, out: new Promise<string>((resolve) => child.once('exit', () => resolve(err))) };
@@ -58,12 +62,25 @@ function perfCounters(pids: Record<string, number>) {
     },
   };
 }
-const PERF = process.env.PERF === '1';
+/**
+ * PERF_RECORD=<dir>: instead of counting, `perf record` each server process on its CPU over the
+ * publishing (kernel and native code included, which V8's profiler cannot see), one file per
+ * stack, round and process: `perf report -i <file> --no-children`.
+ */
+const PERF_RECORD = process.env.PERF_RECORD;
+const PERF = process.env.PERF === '1' || !!PERF_RECORD;
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const RATE = Number(process.env.RATE ?? 100);
 const SECONDS = Number(process.env.STEP_SECONDS ?? 5);
 /** Subscribers of the one room (default 1,000); a few, with a high RATE, leave each message's own cost (the hop's) bare. */
 const SUBSCRIBERS = Number(process.env.SUBSCRIBERS ?? 1000);
+/**
+ * WARMUP_SECONDS (default 0): before the measured run, the same scenario on the same stack for
+ * this long, not counted. A replica that has run for a while has its JavaScript compiled by V8's
+ * optimizing tier; a fresh one spends part of the first seconds on that (in a compiler thread)
+ * and runs the rest slower meanwhile. Raw uWS gets the same warm-up.
+ */
+const WARMUP_SECONDS = Number(process.env.WARMUP_SECONDS ?? 0);
 
 interface Run {
   stack: string;
@@ -97,7 +114,7 @@ const makers: { name: string; make: () => Promise<Stack> }[] = [
 
 const workers = await Workers.start(2, { cpus: CLIENT_CPU });
 const runs: Run[] = [];
-console.log(`# bench/hop: ${RATE} msg/s × ${SUBSCRIBERS} subscribers for ${SECONDS} s, ${ROUNDS} rounds; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`# bench/hop: ${RATE} msg/s × ${SUBSCRIBERS} subscribers for ${SECONDS} s${WARMUP_SECONDS > 0 ? ` after a ${WARMUP_SECONDS}-s warm-up` : ''}, ${ROUNDS} rounds; load average at start ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? makers : [...makers].reverse();
@@ -107,7 +124,8 @@ try {
         const names = stack.all.length === 1 ? ['server'] : [...stack.servers.map((_, i) => `replica ${i}`), 'redis'];
         const counters: Record<string, () => number> = Object.fromEntries(stack.all.map((p, i) => [names[i]!, () => cpuSeconds(p.pid)]));
         counters.switches = () => stack.all.reduce((a, p) => a + switches(p.pid), 0);
-        const perf = PERF ? perfCounters(Object.fromEntries(stack.all.map((p, i) => [names[i]!, p.pid]))) : undefined;
+        const record = PERF_RECORD ? (proc: string) => join(PERF_RECORD, `${m.name}-${round}-${proc}.data`.replace(/[^\w.-]+/g, '_')) : undefined;
+        const perf = PERF ? perfCounters(Object.fromEntries(stack.all.map((p, i) => [names[i]!, p.pid])), record) : undefined;
         // fanoutLatency reads its counters before the connects, before the publishing and after
         // it: perf counts from the second reading to the third, after the CPU readings' start
         // and stop, so the counts span the publishing.
@@ -115,11 +133,13 @@ try {
           let reads = 0;
           return () => (++reads === 2 ? perf.start() : reads === 3 ? perf.stop() : 0);
         })();
+        if (WARMUP_SECONDS > 0) await scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: SUBSCRIBERS, rate: RATE, seconds: WARMUP_SECONDS });
         const before = stackCpuSeconds(stack);
         const r = await scenarios.fanoutLatency(workers, { urls: stack.urls }, { subscribers: SUBSCRIBERS, rate: RATE, seconds: SECONDS, counters });
         const whole = stackCpuSeconds(stack) - before;
         const { switches: switched = 0, ' perf': _perf, ...cpu } = r.during;
-        const counted = perf ? await perf.read() : undefined;
+        const counted = perf && !PERF_RECORD ? await perf.read() : undefined;
+        if (perf && PERF_RECORD) await perf.read();
         const publishing = Object.values(cpu).reduce((a, b) => a + b, 0);
         const run: Run = {
           stack: m.name,
