@@ -65,7 +65,8 @@ function perfCounters(pids: Record<string, number>, record?: (name: string) => s
 /**
  * PERF_RECORD=<dir>: instead of counting, `perf record` each server process on its CPU over the
  * publishing (kernel and native code included, which V8's profiler cannot see), one file per
- * stack, round and process: `perf report -i <file> --no-children`.
+ * stack, round and process: `perf report -i <file> --no-children`, or, per published message,
+ * bench/perf-split.ts.
  */
 const PERF_RECORD = process.env.PERF_RECORD;
 const PERF = process.env.PERF === '1' || !!PERF_RECORD;
