@@ -201,6 +201,27 @@ for (const { transport, cuts } of cases) {
     }
 
     if (transport === 'uws') {
+      it('a backend unsubscribe B could not hear is not undone when its client recovers on A (no session saved: a portable offset)', async () => {
+        await lb.waitForStatus('B', 'UP');
+        const other = `${H}-other`;
+        const zero = await on(b, [H, other], 'zero-code');
+        const first = await post(a.url, KEY, { room: other, event: 'm', data: 'before' }, HANG_MS);
+        await waitFor('delivered on B', () => zero.got[other]!.includes(first.body.ids[other]), WAIT);
+        relay.cut();
+        // Sent through A while B hears nothing: no open connection or waiting session to reach.
+        const res = await fetch(`${a.url}/v1/unsubscribe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client: zero.socket.id, room: other }) });
+        assert.equal(res.status, 200, await res.clone().text());
+        await waitFor('B closed its client, which recovered on A', () => zero.disconnects.some((d) => d.code === 'redis_unreachable') && zero.replicas.at(-1) === a.replicaId && zero.recovered.length > 0, WAIT);
+        assert.equal(zero.recovered.at(-1), true, 'its other history room came back whole');
+        const skipped = await post(a.url, KEY, { room: other, event: 'm', data: 'after the unsubscribe' }, HANG_MS);
+        const kept = await post(a.url, KEY, { room: H, event: 'm', data: 'after the unsubscribe' }, HANG_MS);
+        await waitFor('the room it kept, live', () => zero.got[H]!.includes(kept.body.ids[H]), WAIT);
+        assert.ok(!zero.got[other]!.includes(skipped.body.ids[other]), 'the room the backend took it out of did not come back');
+        relay.heal();
+        await lb.waitForStatus('B', 'UP');
+        zero.close();
+      });
+
       it('drains while cut off: exits 0 within its bound, says what it could not save, its clients recover on A', async () => {
         await lb.waitForStatus('B', 'UP');
         const zero = await on(b, [H], 'zero-code');

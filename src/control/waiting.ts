@@ -3,7 +3,7 @@ import type { HistoryRooms } from '../history/rooms.js';
 import type { Logger } from '../observability/logger.js';
 import type { MessageId } from '../protocol/events.js';
 import type { Recovery } from '../recovery/recovery.js';
-import type { Amend, StoredSession, WaitingKey } from '../recovery/store.js';
+import type { Amend, CommandMark, StoredSession, WaitingKey } from '../recovery/store.js';
 import type { Command } from './commands.js';
 
 /** What a command does to the sessions waiting for their client (saved by connection recovery). */
@@ -71,6 +71,23 @@ export function waitingChange(command: Command, position?: MessageId): WaitingCh
   }
 }
 
+/**
+ * What a command leaves for clients that come back with a portable offset, whose sessions were
+ * never saved (src/recovery/portable.ts); undefined for `revoke` (the handshake checks
+ * revocations) and `list`.
+ */
+export function commandMark(command: Command): { key: WaitingKey; mark: CommandMark } | undefined {
+  switch (command.kind) {
+    case 'disconnect':
+      return { key: command.target, mark: { kind: 'disconnect' } };
+    case 'unsubscribe':
+    case 'subscribe':
+      return { key: command.target, mark: { kind: command.kind, room: command.room } };
+    default:
+      return undefined;
+  }
+}
+
 function matcher(key: WaitingKey): (s: StoredSession) => boolean {
   if ('user' in key) return (s) => s.user === key.user;
   if ('client' in key) return (s) => s.sid === key.client;
@@ -80,7 +97,8 @@ function matcher(key: WaitingKey): (s: StoredSession) => boolean {
 /**
  * Applies a command to the waiting sessions, for the replica the command was sent to (it runs
  * this once before the command goes to the replicas and once after they reported: see
- * `ClusterCommands`); adds the hash of each session changed to `changed`.
+ * `ClusterCommands`); adds the hash of each session changed to `changed`. At the first run it
+ * also leaves the command's mark (`commandMark`), timed before any replica heard it.
  */
 export function applyToWaiting(recovery: Recovery, history: HistoryRooms | undefined, logger: Logger) {
   // Both runs of one subscribe start the room where it was when the command ran.
@@ -101,7 +119,14 @@ export function applyToWaiting(recovery: Recovery, history: HistoryRooms | undef
     }
     return p;
   };
+  // Marked once per command, at its first run: before it goes to the other replicas.
+  const marked = new WeakSet<Command>();
   return async (command: Command, changed: Set<string>): Promise<void> => {
+    const mark = marked.has(command) ? undefined : commandMark(command);
+    if (mark) {
+      await recovery.markCommand(mark.key, mark.mark, Date.now());
+      marked.add(command);
+    }
     const change = waitingChange(command, await positionFor(command));
     if (change) await recovery.amendWaiting(change.key, change.amend, changed);
   };

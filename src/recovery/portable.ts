@@ -13,11 +13,19 @@ import { lastShared } from './ring.js';
  * each one it sends one last packet, `herald:disconnect`, whose offset (the trailing string
  * socket.io-client keeps and sends back when it reconnects) says all a session would have:
  *
- *   `<epoch>.<seq>!<room>|<id>,<room>|<id>!<room>,<room>[!+]`
+ *   `<epoch>.<seq>!<room>|<id>,<room>|<id>!<room>,<room>[!+][!@<ms>.<socket id>]`
  *
  * the ordinary offset this packet would have had; per history room, the id of the last entry this
  * connection was sent (empty when it cannot be told); the rooms without history; `!+` when rooms
- * were left out to stay within `PORTABLE_MAX_CHARS`. Room names and ids cannot contain `!|,`.
+ * were left out to stay within `PORTABLE_MAX_CHARS`; when the replica last heard every control
+ * command (ms since the epoch: now, or when it lost Redis) and the connection's socket id. Room
+ * names and ids cannot contain `!|,`.
+ *
+ * Control commands reach saved sessions; these were not saved, so a `disconnect`, `unsubscribe`
+ * or `subscribe` for the user or the socket id is also kept as a mark (store.ts `CommandMark`),
+ * and the restore applies the marks made since the time in the offset: a command the replica
+ * could not hear is not undone by the restore. Revocations need no mark: the handshake checks
+ * them.
  *
  * The replica the client reconnects to, finding no stored session, accepts it for no more than an
  * explicit `subscribe {room, since}` per room would give the same token: a fresh socket id, rooms
@@ -33,6 +41,8 @@ export interface PortableState {
   readonly rooms: readonly RoomName[];
   /** Rooms were left out (the size bound, backend-granted rooms): not whole. */
   readonly partial: boolean;
+  /** Until when (ms) the closing replica heard every control command, and the socket id; absent in offsets of earlier versions. */
+  readonly heard?: { readonly until: number; readonly sid: string };
 }
 
 /** Longest portable offset herald writes or reads, in characters (it travels back in the handshake). */
@@ -46,8 +56,9 @@ export function encodePortable(state: PortableState): string {
   const history: string[] = [];
   const rooms: string[] = [];
   let partial = state.partial;
-  // The base, three separators and the partial mark; then room by room while they fit.
-  let length = state.base.length + 4;
+  const heard = state.heard ? `!@${state.heard.until}.${state.heard.sid}` : '';
+  // The base, three separators, the partial mark and what was heard; then room by room while they fit.
+  let length = state.base.length + 4 + heard.length;
   const add = (list: string[], item: string) => {
     if (length + item.length + 1 > PORTABLE_MAX_CHARS) return void (partial = true);
     list.push(item);
@@ -55,15 +66,22 @@ export function encodePortable(state: PortableState): string {
   };
   for (const [room, id] of Object.entries(state.history)) add(history, `${room}|${id ?? ''}`);
   for (const room of state.rooms) add(rooms, room);
-  return `${state.base}!${history.join(',')}!${rooms.join(',')}${partial ? '!+' : ''}`;
+  return `${state.base}!${history.join(',')}!${rooms.join(',')}${partial ? '!+' : ''}${heard}`;
 }
+
+/** `@<ms>.<socket id>`: the part after the rooms (and `+`) saying what the closing replica heard. */
+const HEARD = /^@(\d{1,15})\.([A-Za-z0-9_#/+=-]{1,64})$/;
 
 /** The state in a portable offset; undefined for an ordinary offset, or one that breaks any rule. */
 export function decodePortable(offset: string, maxRooms: number): PortableState | undefined {
   if (offset.length > PORTABLE_MAX_CHARS) return undefined;
   const parts = offset.split('!');
-  if (parts.length < 3 || parts.length > 4 || (parts.length === 4 && parts[3] !== '+')) return undefined;
-  const [base, historyPart, roomsPart] = parts as [string, string, string];
+  if (parts.length < 3 || parts.length > 5) return undefined;
+  const [base, historyPart, roomsPart, ...rest] = parts as [string, string, string, ...string[]];
+  const partial = rest[0] === '+';
+  if (partial) rest.shift();
+  const heardMatch = rest.length === 1 ? HEARD.exec(rest[0]!) : undefined;
+  if (rest.length > 0 && !heardMatch) return undefined;
   if (base.length === 0 || base.length > BASE_MAX_CHARS) return undefined;
   const history: Record<RoomName, MessageId | null> = {};
   const rooms: RoomName[] = [];
@@ -85,7 +103,7 @@ export function decodePortable(offset: string, maxRooms: number): PortableState 
     rooms.push(r);
   }
   if (seen.size > maxRooms) return undefined;
-  return { base, history, rooms, partial: parts.length === 4 };
+  return { base, history, rooms, partial, ...(heardMatch ? { heard: { until: Number(heardMatch[1]), sid: heardMatch[2]! } } : {}) };
 }
 
 /** The part of an offset Socket.IO's own bookkeeping reads: the whole of an ordinary one. */
@@ -108,7 +126,7 @@ function isRoom(name: string): boolean {
  * journal's record, as a stored session would say), its other rooms. Read and sent in one go
  * (`closeWithOffset`), so nothing is delivered in between.
  */
-export function portableStateOf(socket: Socket, journal: Journal, deps: { isHistoryRoom(room: RoomName): boolean; granted: ReadonlySet<RoomName>; user: string | null }): PortableState {
+export function portableStateOf(socket: Socket, journal: Journal, deps: { isHistoryRoom(room: RoomName): boolean; granted: ReadonlySet<RoomName>; user: string | null; heardUntil: number }): PortableState {
   const history: Record<RoomName, MessageId | null> = {};
   const rooms: RoomName[] = [];
   let partial = false;
@@ -118,7 +136,7 @@ export function portableStateOf(socket: Socket, journal: Journal, deps: { isHist
     else if (deps.isHistoryRoom(room)) history[room] = positionNow(journal, socket.id, room);
     else rooms.push(room);
   }
-  return { base: `${journal.epoch}.${journal.current}`, history, rooms, partial };
+  return { base: `${journal.epoch}.${journal.current}`, history, rooms, partial, heard: { until: deps.heardUntil, sid: socket.id } };
 }
 
 /** The last entry of `room` the journal says `socketId` was sent, up to the latest delivery; null when unknown. */

@@ -13,7 +13,7 @@ import type { MessageId } from '../protocol/events.js';
 import { deltaRoomOf, isInternalRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
 import { baseOf, decodePortable, encodePortable, portableStateOf } from './portable.js';
-import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js';
+import { markOf, type Amend, type CommandMark, type SessionStore, type StoredSession, type WaitingKey } from './store.js';
 
 /**
  * Pauses before looking for a session again that was not there yet: once, 350 ms after the first
@@ -23,6 +23,9 @@ import type { Amend, SessionStore, StoredSession, WaitingKey } from './store.js'
  * before its session is written waits longer for it.
  */
 const RETAKE_MS = [350];
+
+/** Command marks outlive the longest a portable offset is honoured after them by this much (clocks of replicas a little apart). */
+const MARK_GRACE_MS = 60_000;
 
 /** Socket.IO packet types that carry an event (with and without binary attachments). */
 const EVENT = 2;
@@ -36,8 +39,11 @@ export interface RecoveryPlan {
   granted: RoomName[];
   /** Per history room, the last id the client has; null: cannot be told (not restored: the client subscribes again). */
   history: Record<RoomName, MessageId | null>;
-  /** From a portable offset (portable.ts): any user's, rooms left out when `incomplete`. */
-  portable?: { incomplete: boolean };
+  /**
+   * From a portable offset (portable.ts): any user's, rooms left out when `incomplete`; `heard`:
+   * until when its replica heard every control command, and its socket id (the marks since apply).
+   */
+  portable?: { incomplete: boolean; heard?: { until: number; sid: string } };
 }
 
 /** A restore found its session, which stays where it is until the user is checked (`Recovery.check`). */
@@ -62,6 +68,16 @@ export interface RecoveryDeps {
   inUse(room: RoomName): boolean;
   /** Most rooms a portable offset may name (MAX_SUBSCRIPTIONS). */
   maxRooms: number;
+  /**
+   * Until when this replica has heard every control command (ms): now while it reaches Redis,
+   * when it lost Redis during an outage. Written into portable offsets.
+   */
+  heardUntil(): number;
+  /**
+   * How long after its replica stopped hearing commands a portable offset is honoured: the
+   * window, plus REDIS_OUTAGE_CLOSE_SECONDS (an outage closes its clients that much later).
+   */
+  portableWindowMs: number;
   logger: Logger;
   metrics: Metrics;
 }
@@ -104,7 +120,15 @@ export class Recovery implements AdapterRecovery {
   finalOffset(socket: Socket): string {
     const { deps } = this;
     const granted = new Set(deps.grantedOf(socket));
-    return encodePortable(portableStateOf(socket, deps.journal, { isHistoryRoom: (room) => deps.isHistoryRoom(room), granted, user: deps.identityOf(socket).userId ?? null }));
+    return encodePortable(portableStateOf(socket, deps.journal, { isHistoryRoom: (room) => deps.isHistoryRoom(room), granted, user: deps.identityOf(socket).userId ?? null, heardUntil: deps.heardUntil() }));
+  }
+
+  /**
+   * Keeps a control command for restores from portable offsets, which no saved session carries
+   * (portable.ts): for as long as such an offset is honoured after it.
+   */
+  markCommand(key: WaitingKey, mark: CommandMark, at: number): Promise<void> {
+    return this.deps.store.markCommand(key, mark, at, this.deps.portableWindowMs + MARK_GRACE_MS);
   }
 
   stamp(adapter: Adapter, packet: Packet, opts: BroadcastOptions): Packet {
@@ -215,8 +239,9 @@ export class Recovery implements AdapterRecovery {
     if (!stored || Date.now() - stored.at > this.deps.windowMs) {
       // Closed by a replica that could not save it (portable.ts): a fresh id, its rooms as `since`.
       const portable = decodePortable(offset, this.deps.maxRooms);
-      if (portable) {
-        const plan: RecoveryPlan = { user: null, rooms: [...portable.rooms], granted: [], history: { ...portable.history }, portable: { incomplete: portable.partial } };
+      // Older than its commands' marks are kept: the restore could undo one; not honoured.
+      if (portable && !(portable.heard && Date.now() - portable.heard.until > this.deps.portableWindowMs)) {
+        const plan: RecoveryPlan = { user: null, rooms: [...portable.rooms], granted: [], history: { ...portable.history }, portable: { incomplete: portable.partial, ...(portable.heard ? { heard: portable.heard } : {}) } };
         return { sid: randomBytes(15).toString('base64url'), pid, rooms: [], data: { [PLAN]: plan }, missedPackets: [] } as unknown as Session;
       }
       if (!failed) this.deps.metrics.sessionRecovery('not_found');
@@ -239,12 +264,29 @@ export class Recovery implements AdapterRecovery {
     if (!pending) {
       // A portable offset grants what `subscribe {room, since}` would, to whoever holds the token.
       const plan = data[PLAN] as RecoveryPlan | undefined;
-      if (plan?.portable) {
-        const whole = isWhole(plan);
-        if (!whole) renew(socket, false);
-        this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
-      }
-      return next();
+      if (!plan?.portable) return next();
+      this.applyMarks(socket, plan).then(
+        (dropped) => {
+          if (dropped) {
+            delete data[PLAN];
+            this.deps.metrics.sessionRecovery('not_found');
+            renew(socket, true);
+            return next();
+          }
+          const whole = isWhole(plan);
+          if (!whole) renew(socket, false);
+          this.deps.metrics.sessionRecovery(whole ? 'recovered' : 'partial');
+          next();
+        },
+        (err: unknown) => {
+          // The marks could not be read: a command may be among them; the client starts afresh.
+          delete data[PLAN];
+          this.lookupFailed(err);
+          renew(socket, true);
+          next();
+        },
+      );
+      return;
     }
     if (pending.user !== (this.deps.identityOf(socket).userId ?? null)) {
       this.deps.metrics.sessionRecovery('refused');
@@ -259,6 +301,42 @@ export class Recovery implements AdapterRecovery {
       },
     );
   };
+
+  /**
+   * Applies to a plan from a portable offset the control commands its replica did not hear (the
+   * marks since `heard.until`; all kept ones for an offset without it), in the order they ran:
+   * true when one was a `disconnect` (the restore starts afresh, as from a dropped session).
+   */
+  private async applyMarks(socket: Socket, plan: RecoveryPlan): Promise<boolean> {
+    const user = this.deps.identityOf(socket).userId ?? null;
+    const heard = plan.portable!.heard;
+    const keys: WaitingKey[] = [];
+    if (user !== null) keys.push({ user });
+    if (heard) keys.push({ client: heard.sid });
+    if (keys.length === 0) return false;
+    const since = heard?.until ?? 0;
+    const due = [...(await this.deps.store.commandMarks(keys))].filter(([, at]) => at >= since).sort((a, b) => a[1] - b[1]);
+    for (const [field] of due) {
+      const mark = markOf(field);
+      if (!mark) continue;
+      if (mark.kind === 'disconnect') return true;
+      const { room } = mark;
+      // A user's own room is never left nor granted (as for waiting sessions, control/waiting.ts).
+      if (user !== null && room === userRoom(user)) continue;
+      const had = plan.rooms.includes(room) || plan.granted.includes(room) || Object.hasOwn(plan.history, room);
+      if (mark.kind === 'unsubscribe') {
+        plan.rooms = plan.rooms.filter((r) => r !== room);
+        plan.granted = plan.granted.filter((r) => r !== room);
+        delete plan.history[room];
+      } else if (!had) {
+        // Granted while the client was away: joined on restore, its messages since then lost.
+        plan.granted.push(room);
+        plan.rooms.push(room);
+        plan.portable!.incomplete = true;
+      }
+    }
+    return false;
+  }
 
   /** The session store could not be read (Redis) or gave a session that cannot be parsed: counted, logged, a fresh session. */
   private lookupFailed(err: unknown): void {

@@ -3,7 +3,7 @@ import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { answerShared, type Ring } from './ring.js';
-import { parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
+import { addMark, COMMAND_MARKS_PER_KEY, markField, parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
 import type { Journal } from './journal.js';
 
 /**
@@ -58,6 +58,19 @@ if not cur or redis.sha1hex(cur) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end
 return 1`;
 
+/**
+ * A command mark (store.ts `markCommand`): KEYS[1] the key's marks (a hash of field → ms);
+ * ARGV: field, time, ttl ms, most fields. A new field past the bound is kept as `d`.
+ */
+const MARK = `
+local field = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then field = 'd' end
+local old = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], field, ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
 /** Attempts of one change to one session that another writer (a restore, another command) keeps changing. */
 const AMEND_ATTEMPTS = 3;
 
@@ -90,6 +103,9 @@ export interface Liveness {
  *   recovery window);
  * - per waiting key (user, socket id, `jti`), an index of its sessions
  *   (`<prefix>-waiting:{<hash of the key>}`, at most `perKey` of them, expiring with the last);
+ * - per user or socket id a control command named, its marks for restores from portable offsets
+ *   (`<prefix>-marks:{<hash of the key>}`, a hash of at most `COMMAND_MARKS_PER_KEY` fields,
+ *   expiring a while after the last command);
  * - per replica process, with `liveness`, a channel its subscriber connection holds while it
  *   lives (`Liveness`); no key;
  * - per replica process and history room, the room's shared deliveries
@@ -106,6 +122,7 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
   }
   const sessionKeyOf = (h: string) => `${keyPrefix}-session:{${h}}`;
   const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
+  const marksKeyOf = (key: string) => `${keyPrefix}-marks:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
   const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
   const floorKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}:floor`;
   // Writes of one room's ring, one after another: each sends what the previous one did not.
@@ -183,6 +200,15 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       // This process lives, whatever its own subscriber connection is doing right now.
       if (!liveness || epoch === liveness.epoch) return true;
       return (await reads.numsub(aliveChannel(epoch))) > 0;
+    },
+    async markCommand(key, mark, at, ttlMs) {
+      await redis.eval(MARK, 1, marksKeyOf(waitingKey(key)), markField(mark), at, ttlMs, COMMAND_MARKS_PER_KEY);
+    },
+    async commandMarks(keys) {
+      const out = new Map<string, number>();
+      const all = await Promise.all(keys.map((k) => redis.hgetall(marksKeyOf(waitingKey(k)))));
+      for (const fields of all) for (const [f, at] of Object.entries(fields)) if (Number.isFinite(Number(at))) addMark(out, f, Number(at));
+      return out;
     },
     async amend(key, amend, changed) {
       const hashes = await redis.zrangebyscore(indexKeyOf(waitingKey(key)), Date.now(), '+inf');

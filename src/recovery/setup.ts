@@ -40,6 +40,13 @@ export function createRecovery(
     grantedOf: (socket) => [...grantedRooms(socket)],
     inUse: (room) => io.of('/').adapter.rooms.has(room),
     maxRooms: config.maxSubscriptions,
+    // Commands come over Redis: while it is away, this replica hears none, and a link that died
+    // silently is found out up to REDIS_TIMEOUT_SECONDS later (src/cluster/link.ts).
+    heardUntil: () => {
+      const down = bus.reachability.downSince;
+      return down === undefined ? Date.now() : down - config.redisTimeoutSeconds * 1000;
+    },
+    portableWindowMs: (config.connectionRecoverySeconds + config.redisOutageCloseSeconds + config.redisTimeoutSeconds) * 1000,
     logger: deps.logger,
     metrics: deps.metrics,
   });

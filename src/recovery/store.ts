@@ -37,6 +37,33 @@ export type WaitingKey = { readonly user: string } | { readonly client: string }
 export type Amend = (session: StoredSession) => StoredSession | null | undefined;
 
 /**
+ * A control command as a restore from a portable offset (src/recovery/portable.ts) still has to
+ * apply it: no session carried it, since none was saved. `disconnect` (the restore starts
+ * afresh), or a room taken out (`unsubscribe`) or put in (`subscribe`).
+ */
+export type CommandMark = { readonly kind: 'disconnect' } | { readonly kind: 'unsubscribe' | 'subscribe'; readonly room: RoomName };
+
+/**
+ * Most marks kept under one user or connection at a time: past it, a new room's mark is kept as
+ * a `disconnect` (the restore starts afresh, which undoes none of them), so a backend commanding
+ * thousands of rooms for one user within the window costs one bounded hash.
+ */
+export const COMMAND_MARKS_PER_KEY = 256;
+
+/** A mark as a field of its key's marks: `d`, `u:<room>`, `s:<room>`. */
+export function markField(mark: CommandMark): string {
+  return mark.kind === 'disconnect' ? 'd' : `${mark.kind === 'unsubscribe' ? 'u' : 's'}:${mark.room}`;
+}
+
+/** The mark a field stands for; undefined for one herald does not write. */
+export function markOf(field: string): CommandMark | undefined {
+  if (field === 'd') return { kind: 'disconnect' };
+  if (field.startsWith('u:')) return { kind: 'unsubscribe', room: field.slice(2) };
+  if (field.startsWith('s:')) return { kind: 'subscribe', room: field.slice(2) };
+  return undefined;
+}
+
+/**
  * Where sessions wait for their client to come back: in memory on a single node, in Redis when
  * replicas share one, so a client may come back to any replica.
  *
@@ -64,6 +91,20 @@ export interface SessionStore {
    * session that cannot come (every client of a killed replica). True where it cannot be told.
    */
   mayStillSave(epoch: string): Promise<boolean>;
+  /**
+   * Remembers for `ttlMs` that `mark` ran at `at` (ms) for a user or a connection (its socket
+   * id), for restores from portable offsets: each field keeps its latest time, at most
+   * `COMMAND_MARKS_PER_KEY` fields per key.
+   */
+  markCommand(key: WaitingKey, mark: CommandMark, at: number, ttlMs: number): Promise<void>;
+  /** The marks kept under `keys`, field (`markField`) → latest time. */
+  commandMarks(keys: readonly WaitingKey[]): Promise<Map<string, number>>;
+}
+
+/** Adds `field` at `at` to `marks` as the stores keep them (see `SessionStore.markCommand`). */
+export function addMark(marks: Map<string, number>, field: string, at: number): void {
+  const kept = !marks.has(field) && marks.size >= COMMAND_MARKS_PER_KEY ? 'd' : field;
+  if ((marks.get(kept) ?? -Infinity) < at) marks.set(kept, at);
 }
 
 /** The session id is a secret: stores and logs only ever see a hash of it. */
@@ -122,9 +163,12 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
     }
     return kept;
   };
+  /** Waiting key → its command marks (`markCommand`) and when they expire. */
+  const marks = new Map<string, { fields: Map<string, number>; until: number }>();
   const sweep = setInterval(() => {
     const t = now();
     for (const [h, v] of sessions) if (v.until <= t) remove(h);
+    for (const [k, v] of marks) if (v.until <= t) marks.delete(k);
   }, 10_000);
   sweep.unref();
   const live = (h: string) => {
@@ -177,6 +221,21 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
     // Sessions live in this process only: another process's cannot come here.
     async mayStillSave(epoch) {
       return epoch === journal.epoch;
+    },
+    async markCommand(key, mark, at, ttlMs) {
+      const k = waitingKey(key);
+      let kept = marks.get(k);
+      if (!kept || kept.until <= now()) marks.set(k, (kept = { fields: new Map(), until: 0 }));
+      addMark(kept.fields, markField(mark), at);
+      kept.until = now() + ttlMs;
+    },
+    async commandMarks(keys) {
+      const out = new Map<string, number>();
+      for (const key of keys) {
+        const kept = marks.get(waitingKey(key));
+        if (kept && kept.until > now()) for (const [f, at] of kept.fields) addMark(out, f, at);
+      }
+      return out;
     },
   };
 }
