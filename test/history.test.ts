@@ -238,6 +238,12 @@ describe('history rooms while Redis is down', () => {
     assert.deepEqual(sub, { ok: true, room: 'live:down', recovered: false }, 'no offset while history is unreachable');
     const warning = await gw.waitForLog('history unreachable on subscribe', (l) => l.msg === 'history unreachable on subscribe; joined for live messages only');
     assert.equal(warning.room, 'live:down');
+    // Asked for the room's newest messages: they are the client's state, so no silent live-only join.
+    const last = (await c.subscribe({ room: 'live:down', last: 1 })) as { ok: boolean; error?: { code: string } };
+    assert.equal(last.ok, false, JSON.stringify(last));
+    assert.equal(last.error?.code, 'unavailable');
+    await publish(gw.url, { room: 'plain:down', event: 'msg', data: 'local again' }, KEY);
+    await c.waitFor('plain message again', (r) => r.data === 'local again');
     assert.equal((await getJson(`${gw.url}/healthz`)).status, 200);
   });
 });

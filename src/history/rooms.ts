@@ -1,5 +1,8 @@
 import type { Server, Socket } from 'socket.io';
 import { ROOM_CHANNEL_FAILED } from '../cluster/bus.js';
+
+/** A subscribe that asks for the room's newest messages while history cannot be read. */
+const LAST_UNREACHABLE = "History is unreachable (Redis), so the room's newest messages cannot be sent first; not subscribed. Retry the subscribe.";
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../protocol/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
@@ -179,7 +182,15 @@ export class HistoryRooms {
         if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
         throw err;
       }
-      // History unreachable: joined for live messages only.
+      // History unreachable. Asked for the room's newest messages first (`last`, or the room's
+      // `last=`): those are the state the client starts from, and live messages alone would
+      // leave it without them and without a word; refused, so that it asks again.
+      if (since === undefined && tail > 0) {
+        if (this.catchups.get(room)?.get(socket.id) === catchup) await this.undo(socket, room, wasIn);
+        if (this.unreachableLog.due()) this.logger.warn({ room, client: socket.id, err: (err as Error).message }, 'history unreachable on subscribe with last; subscribe refused (unavailable)');
+        throw new HeraldError('unavailable', LAST_UNREACHABLE, { cause: err });
+      }
+      // Otherwise joined for live messages only.
       mark = undefined;
       if (this.unreachableLog.due()) {
         this.logger.warn({ room, client: socket.id, err: (err as Error).message }, 'history unreachable on subscribe; joined for live messages only');
