@@ -205,6 +205,21 @@ for (const transport of ['uws', 'node'] as const) {
       for (const k of tally.keys()) assert.ok(/bad_request|invalid_json|payload_too_large|closed/.test(k), k);
     });
 
+    it('numbers JSON cannot carry (1e999 reads as Infinity, delivered as null): refused, not changed', async () => {
+      for (const data of ['1e999', '-1e999', '{"score":[1,2e400]}']) {
+        const res = await fetch(`${gw.url}/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${KEY}` }, body: `{"room":"fuzz:x","event":"e","data":${data}}` });
+        const body = (await res.json()) as { error?: { code: string; message: string } };
+        assert.equal(res.status, 400, data);
+        assert.equal(body.error?.code, 'bad_request', data);
+        assert.match(body.error!.message, /too large for JSON/, data);
+      }
+      const s = await rawSocket(gw.url, { connect: true, headers: { 'x-forwarded-for': someIp() } });
+      s.send('4272["publish",{"room":"fuzz:x","event":"e","data":1e999}]');
+      const ack = await s.next((f) => f.startsWith('4372'), 2000);
+      s.close();
+      assert.ok(ack === undefined || /"code":"(bad_request|forbidden)"/.test(ack), `a client publish: ${ack}`);
+    });
+
     it('subscription cap: one connection gets MAX_SUBSCRIPTIONS rooms, then too_many_subscriptions', async () => {
       const s = await rawSocket(gw.url, { connect: true, headers: { 'x-forwarded-for': someIp() } });
       const tally = new Map();

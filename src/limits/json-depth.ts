@@ -4,13 +4,17 @@ import { HeraldError } from '../errors.js';
 export const MAX_JSON_DEPTH = 32;
 
 /**
- * Throws `bad_request` when `value` nests deeper than `max`. Iterative, so hostile input cannot
- * exhaust the stack, and it stops at the first level too deep.
+ * Throws `bad_request` when `value` nests deeper than `max`, or holds a number JSON cannot carry
+ * (`1e999` parses as Infinity, which every subscriber would receive as `null`). Iterative, so
+ * hostile input cannot exhaust the stack, and it stops at the first fault.
  */
 export function assertDepth(value: unknown, max = MAX_JSON_DEPTH): void {
   const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
+    if (typeof v === 'number' && !Number.isFinite(v)) {
+      throw new HeraldError('bad_request', '"data" holds a number too large for JSON (it would arrive as null); send it as a string.');
+    }
     if (v === null || typeof v !== 'object' || isBinary(v)) continue;
     if (depth >= max) throw new HeraldError('bad_request', `"data" nests deeper than ${max} levels.`);
     for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
