@@ -29,7 +29,7 @@ export const HISTORY_SETTINGS = [
   setting({
     env: 'HISTORY_NEW_ROOMS_PER_IP',
     key: 'historyNewRoomsPerIp',
-    doc: 'New history rooms one client address may make herald create in Redis per minute (a stream of about 4.4 KB for a room without messages, kept for the room\'s TTL): a subscribe to a history room that has no stream yet takes one. Past it the subscribe gets `too_many_new_rooms`; rooms that have messages subscribe as before. Bounds the Redis memory one address (and so one connection) can make herald allocate: this × the TTL in minutes × 4.4 KB (4.4 MB at the defaults). 0: subscribes never create rooms, only publishes do.',
+    doc: 'New history rooms one client address may make a replica create in Redis (a stream of about 4.4 KB for a room without messages, kept for the room\'s TTL): a subscribe to a history room that has no stream yet takes one. A token bucket per address on each replica: a burst of this many, then this many a minute (so up to twice this within one minute, after a quiet spell). Past it the subscribe gets `too_many_new_rooms`; rooms that have messages subscribe as before. Bounds the Redis memory one address (and so one connection) can make each replica it reaches allocate: this × (the TTL in minutes + 1) × 4.4 KB (4.8 MB at the defaults). 0: subscribes never create rooms, only publishes do.',
     defaultText: '100',
     parse: integer(0, 1_000_000, 100),
   }),
