@@ -94,7 +94,7 @@ export function createApp(config: Config, logger: Logger): HeraldApp {
   // Rooms: history, publishing into them, the control API, presence, webhooks; then the clients.
   const slow = new SlowConsumers(io, { boundBytes: config.slowClientMaxBytes }, metrics, logger);
   const history = createHistory({ io, bus, policies: historyRooms, keyPrefix, journal: recovery?.journal, pace: slow.pace, logger, redisLogger: redisLog, metrics, conflated: conflation ? (room) => conflation.covers(room) : undefined });
-  const publisher = createPublisher(io, metrics, history, timing.timeoutMs);
+  const publisher = createPublisher(io, metrics, history, timing.timeoutMs, logger);
   const control = createControl({ config, io, bus, history, recovery, metrics, logger, others: streamCommands({ hub: sse, history, bus, metrics, logger, replicaId }) });
   const connects = new ConnectGuard(metrics, logger, { restoresPerMinute: config.recoveryRestoresPerIp, trustProxy: config.trustProxy });
   installAdminUi(config, io, connects, logger);

@@ -247,3 +247,42 @@ describe('history rooms while Redis is down', () => {
     assert.equal((await getJson(`${gw.url}/healthz`)).status, 200);
   });
 });
+
+/**
+ * Redis reachable but refusing writes (out of memory under `noeviction`, or a replica that became
+ * read-only): not "down", and another replica writes to the same Redis. The publish says so, and
+ * the replica logs why.
+ */
+describe('history rooms while Redis refuses writes', () => {
+  let redis: RedisProcess;
+  let gw: Gateway;
+  let r: Redis;
+  before(async () => {
+    redis = await startRedis();
+    r = new Redis(redis.url);
+    gw = await startGateway({ env: { PUBLISH_KEYS: KEY, HISTORY_ROOMS, REDIS_URL: redis.url } });
+  });
+  after(async () => {
+    r?.disconnect();
+    await gw?.stop();
+    await redis?.stop();
+  });
+
+  it('answers 503 unavailable naming the refusal (OOM), logs it, and publishes again once Redis takes writes', async () => {
+    assert.equal((await publish(gw.url, { room: 'live:oom', event: 'msg', data: 'before' }, KEY)).status, 200);
+    await r.config('SET', 'maxmemory-policy', 'noeviction');
+    await r.config('SET', 'maxmemory', '1');
+    try {
+      const refused = await publish(gw.url, { room: 'live:oom', event: 'msg', data: 'refused' }, KEY);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error.code, 'unavailable');
+      assert.match(refused.body.error.message, /Redis refused the write \(OOM/);
+      assert.doesNotMatch(refused.body.error.message, /Redis is down/);
+      const line = await gw.waitForLog('the refusal logged', (l) => l.msg === 'redis refused a history write; the publish was refused (unavailable)');
+      assert.match(String(line.err), /^OOM/);
+    } finally {
+      await r.config('SET', 'maxmemory', '0');
+    }
+    assert.equal((await publish(gw.url, { room: 'live:oom', event: 'msg', data: 'after' }, KEY)).status, 200);
+  });
+});

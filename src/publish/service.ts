@@ -3,6 +3,7 @@ import { ReplyError } from 'ioredis';
 import { HeraldError } from '../errors.js';
 import { assertDepth, containsBinary } from '../limits/json-depth.js';
 import type { Metrics } from '../observability/metrics.js';
+import { throttle, type Logger } from '../observability/logger.js';
 import type { HistoryRooms } from '../history/rooms.js';
 import { validateEventName, type MessageId, type MessageMeta } from '../protocol/events.js';
 import { validateRoom, type RoomName } from '../protocol/rooms.js';
@@ -48,8 +49,9 @@ export interface Publisher {
 
 export type PublishSource = 'http' | 'client' | 'redis-stream' | 'amqp';
 
-export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined, timeoutMs: number): Publisher {
+export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined, timeoutMs: number, logger?: Logger): Publisher {
   const nextId = messageIds();
+  const refusedLog = throttle(10_000);
   const run = async (req: PublishRequest, source: PublishSource, dedupeKey: string | undefined): Promise<PublishResult> => {
     const id = nextId();
     const ts = Date.now();
@@ -69,7 +71,16 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
     if (failures.length > 0) {
       // One write whose outcome is unknown makes the whole publish's unknown.
       const unknown = failures.find((err) => !notSent(err));
-      throw unknown ? new HeraldError('publish_timeout', undefined, { cause: unknown }) : new HeraldError('unavailable', undefined, { cause: failures[0] });
+      if (unknown) throw new HeraldError('publish_timeout', undefined, { cause: unknown });
+      // Reachable, but refusing writes (out of memory, a read-only replica): not "down", and not
+      // mended by another replica, which writes to the same Redis.
+      const refused = failures.find((err) => err instanceof ReplyError);
+      if (refused) {
+        const reply = refused.message.split('\n')[0]!.slice(0, 200);
+        if (refusedLog.due()) logger?.warn({ err: reply, rooms: appended.map((a) => a.room) }, 'redis refused a history write; the publish was refused (unavailable)');
+        throw new HeraldError('unavailable', `Redis refused the write (${reply}); nothing was published. It is reachable but does not take writes (out of memory, a read-only replica): retry once it does.`, { cause: refused });
+      }
+      throw new HeraldError('unavailable', undefined, { cause: failures[0] });
     }
     for (const d of done) {
       if (d.status !== 'fulfilled') continue;
