@@ -417,6 +417,26 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     assert.deepEqual(await reconnect(three[2]!.socket), { recovered: true });
     for (const c of three) c.socket.close();
   });
+
+  it('keeps at most as many sessions of anonymous connections from one client address: the oldest starts afresh', async () => {
+    const evicted = outcome(await metricsText(gw), 'evicted');
+    const three = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await client(gw.url);
+      assert.equal((await subscribe(c.socket, 'h:anonymous')).ok, true);
+      three.push(c);
+    }
+    for (const c of three) {
+      const saved = outcome(await metricsText(gw), 'saved');
+      await drop(c.socket);
+      await waitFor('the session saved', async () => outcome(await metricsText(gw), 'saved') > saved);
+    }
+    assert.equal(outcome(await metricsText(gw), 'evicted'), evicted + 1, 'the oldest dropped: one address holds no more than RECOVERY_SESSIONS_PER_USER');
+    assert.deepEqual(await reconnect(three[0]!.socket), { recovered: false });
+    assert.deepEqual(await reconnect(three[1]!.socket), { recovered: true });
+    assert.deepEqual(await reconnect(three[2]!.socket), { recovered: true });
+    for (const c of three) c.socket.close();
+  });
 });
 
 function outcome(metrics: string, name: string): number {

@@ -13,7 +13,7 @@ import type { MessageId } from '../protocol/events.js';
 import { deltaRoomOf, isInternalRoom, type RoomName } from '../protocol/rooms.js';
 import { Journal, ownPosition, parseOffset, type Track } from './journal.js';
 import { baseOf, decodePortable, encodePortable, portableStateOf } from './portable.js';
-import { markOf, type Amend, type CommandMark, type SessionStore, type StoredSession, type WaitingKey } from './store.js';
+import { addressKey, markOf, type Amend, type CommandMark, type SessionStore, type StoredSession, type WaitingKey } from './store.js';
 
 /**
  * Pauses before looking for a session again that was not there yet: once, 350 ms after the first
@@ -64,6 +64,8 @@ export interface RecoveryDeps {
   /** Who a socket is (from its token), and the rooms the backend granted it. */
   identityOf(socket: Socket): Identity;
   grantedOf(socket: Socket): RoomName[];
+  /** The client address a connection counts against (TRUST_PROXY), for anonymous sessions' bound. */
+  addressOf(socket: Socket): string;
   /** Whether this replica has members in `room` (its shared deliveries are kept while it does). */
   inUse(room: RoomName): boolean;
   /** Most rooms a portable offset may name (MAX_SUBSCRIPTIONS). */
@@ -192,6 +194,7 @@ export class Recovery implements AdapterRecovery {
       user,
       ...(identity.issuedAt !== undefined ? { issuedAt: identity.issuedAt } : {}),
       ...(identity.tokenId !== undefined ? { tokenId: identity.tokenId } : {}),
+      ...(user === null && identity.tokenId === undefined ? { addressKey: addressKey(this.deps.addressOf(socket)) } : {}),
       rooms,
       granted: this.deps.grantedOf(socket),
       history,

@@ -1,6 +1,7 @@
 import type { Server } from 'socket.io';
 import { grantedRooms } from '../auth/access.js';
 import { identityOf } from '../auth/identity.js';
+import { clientAddress } from '../limits/client-ip.js';
 import type { Bus } from '../cluster/bus.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
@@ -38,6 +39,7 @@ export function createRecovery(
     isHistoryRoom: deps.isHistoryRoom,
     identityOf,
     grantedOf: (socket) => [...grantedRooms(socket)],
+    addressOf: (socket) => clientAddress(socket.handshake.headers['x-forwarded-for'], socket.handshake.address, config.trustProxy),
     inUse: (room) => io.of('/').adapter.rooms.has(room),
     maxRooms: config.maxSubscriptions,
     // Commands come over Redis: while it is away, this replica hears none, and a link that died

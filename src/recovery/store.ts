@@ -19,6 +19,11 @@ export interface StoredSession {
   /** The token's `iat` (seconds) and `jti`, for revocations that reach waiting sessions. */
   issuedAt?: number;
   tokenId?: string;
+  /**
+   * For a connection with neither user nor `jti` (anonymous): a hash of its client address, so
+   * that at most `perKey` of its sessions wait at once, as for a user.
+   */
+  addressKey?: string;
   /** Rooms without history (their messages cannot be replayed), besides its own rooms. */
   rooms: RoomName[];
   /** Rooms the backend subscribed it to (`POST /v1/subscribe`): kept even where its claims do not reach. */
@@ -68,8 +73,8 @@ export function markOf(field: string): CommandMark | undefined {
  * replicas share one, so a client may come back to any replica.
  *
  * Each waiting session is also found by its user, its socket id and its token's `jti`, for
- * control commands; at most `perKey` sessions wait under one user or `jti` (the oldest is
- * dropped past it).
+ * control commands; at most `perKey` sessions wait under one user or `jti`, or under one client
+ * address for anonymous connections (the oldest is dropped past it).
  */
 export interface SessionStore {
   /**
@@ -107,6 +112,11 @@ export function addMark(marks: Map<string, number>, field: string, at: number): 
   if ((marks.get(kept) ?? -Infinity) < at) marks.set(kept, at);
 }
 
+/** A client address as an anonymous session keeps it: a hash (stores never hold the address). */
+export function addressKey(address: string): string {
+  return createHash('sha256').update(`address:${address}`).digest('base64url').slice(0, 16);
+}
+
 /** The session id is a secret: stores and logs only ever see a hash of it. */
 export function sessionKey(pid: string): string {
   return createHash('sha256').update(pid).digest('base64url').slice(0, 24);
@@ -117,6 +127,7 @@ export function waitingKeys(s: StoredSession): string[] {
   const keys = [waitingKey({ client: s.sid })];
   if (s.user !== null) keys.push(waitingKey({ user: s.user }));
   if (s.tokenId !== undefined) keys.push(waitingKey({ jti: s.tokenId }));
+  if (s.user === null && s.tokenId === undefined && s.addressKey !== undefined) keys.push(`a:${s.addressKey}`);
   return keys;
 }
 

@@ -33,7 +33,7 @@ export const RECOVERY_SETTINGS = [
   setting({
     env: 'RECOVERY_SESSIONS_PER_USER',
     key: 'recoverySessionsPerUser',
-    doc: 'Saved sessions that may wait at once for one user (token `sub`) or one token (`jti`). Past it the oldest is dropped (`herald_session_recovery_total{outcome="evicted"}`); its client starts afresh.',
+    doc: 'Saved sessions that may wait at once for one user (token `sub`), one token (`jti`), or, for anonymous connections, one client address. Past it the oldest is dropped (`herald_session_recovery_total{outcome="evicted"}`); its client starts afresh.',
     defaultText: '100',
     parse: integer(1, 100_000, 100),
   }),
