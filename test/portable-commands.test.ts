@@ -78,6 +78,15 @@ describe('portable recovery offsets: control commands the closing replica did no
     const b = await publish(g.url, { room: `feed:b-${tag}`, event: 'm', data: 'old b' }, KEY);
     return `feed:a-${tag}|${a.body.ids[`feed:a-${tag}`]},feed:b-${tag}|${b.body.ids[`feed:b-${tag}`]}`;
   };
+  /** A fresh connection: in no room of its offset (`room` gets a message it must not see), and its own subscribe works. */
+  const assertFresh = async (socket: Socket, got: { data: unknown }[], room: string, own: string) => {
+    await publish(g.url, { room, event: 'm', data: 'not subscribed' }, KEY);
+    const ack = (await socket.timeout(5000).emitWithAck('subscribe', own)) as { ok: boolean };
+    assert.equal(ack.ok, true);
+    await publish(g.url, { room: own, event: 'm', data: 'subscribed' }, KEY);
+    await waitFor(`its own subscribe works (${own})`, () => got.length > 0);
+    assert.deepEqual(got.map((m) => m.data), ['subscribed'], `no room came back (${own})`);
+  };
   /** Publishes to both rooms, a first; waits for b's; what arrived of a came before it on the one connection. */
   const liveRooms = async (got: { room: string; data: unknown }[], tag: string) => {
     await publish(g.url, { room: `feed:a-${tag}`, event: 'm', data: 'live a' }, KEY);
@@ -117,12 +126,7 @@ describe('portable recovery offsets: control commands the closing replica did no
       await control('/v1/disconnect', target);
       const { socket, got } = await client(user, `AAAA.1!${history}!!@${heard}.${sid}`);
       assert.equal(socket.recovered, false, `${user}: not restored`);
-      await publish(g.url, { room: `feed:a-${user}`, event: 'm', data: 'not subscribed' }, KEY);
-      const ack = (await socket.timeout(5000).emitWithAck('subscribe', `plain:${user}`)) as { ok: boolean };
-      assert.equal(ack.ok, true);
-      await publish(g.url, { room: `plain:${user}`, event: 'm', data: 'subscribed' }, KEY);
-      await waitFor(`${user}: its own subscribe works`, () => got.length > 0);
-      assert.deepEqual(got.map((m) => m.data), ['subscribed'], `${user}: no room came back`);
+      await assertFresh(socket, got, `feed:a-${user}`, `plain:${user}`);
     }
   });
 
@@ -154,11 +158,6 @@ describe('portable recovery offsets: control commands the closing replica did no
     const history = await positions('o1');
     const { socket, got } = await client('frank', `AAAA.1!${history}!!@${Date.now() - 24 * 3600_000}.frank-socket`);
     assert.equal(socket.recovered, false);
-    await publish(g.url, { room: 'feed:a-o1', event: 'm', data: 'not subscribed' }, KEY);
-    const ack = (await socket.timeout(5000).emitWithAck('subscribe', 'plain:frank')) as { ok: boolean };
-    assert.equal(ack.ok, true);
-    await publish(g.url, { room: 'plain:frank', event: 'm', data: 'subscribed' }, KEY);
-    await waitFor('its own subscribe works', () => got.length > 0);
-    assert.deepEqual(got.map((m) => m.data), ['subscribed']);
+    await assertFresh(socket, got, 'feed:a-o1', 'plain:frank');
   });
 });
