@@ -77,7 +77,8 @@ export interface RecoveryDeps {
   heardUntil(): number;
   /**
    * How long after its replica stopped hearing commands a portable offset is honoured: the
-   * window, plus REDIS_OUTAGE_CLOSE_SECONDS (an outage closes its clients that much later).
+   * window, plus REDIS_OUTAGE_CLOSE_SECONDS (an outage closes its clients that much later) and
+   * REDIS_TIMEOUT_SECONDS (`heardUntil` is that much before the outage was noticed).
    */
   portableWindowMs: number;
   logger: Logger;
