@@ -8,7 +8,9 @@ import { startGateway, type Gateway } from './helpers/gateway.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { onceWithin, waitFor } from './helpers/wait.js';
 import { decodePortable, encodePortable } from '../src/recovery/portable.js';
-import { COMMAND_MARKS_PER_KEY } from '../src/recovery/store.js';
+import { Journal } from '../src/recovery/journal.js';
+import { createRedisSessionStore } from '../src/recovery/redis-store.js';
+import { COMMAND_MARKS_PER_KEY, createMemorySessionStore, type SessionStore } from '../src/recovery/store.js';
 
 const KEY = 'portable-commands-key-0123456789';
 const CONTROL_KEY = 'portable-commands-control-0123456789';
@@ -154,10 +156,48 @@ describe('portable recovery offsets: control commands the closing replica did no
     assert.equal(socket.recovered, false, 'the commands past the bound are not lost: the client starts afresh');
   });
 
+  it("a socket id in an offset is anyone's to write: another connection's marks never grant a room past the claims", async () => {
+    const history = await positions('g1');
+    const heard = Date.now() - 1000;
+    // The backend grants bob's connection a room mallory's claims (feed:*, plain:*) do not reach.
+    await control('/v1/subscribe', { client: 'bobSocketId000000000', room: 'secret:bob' });
+    const { socket, got } = await client('mallory', `AAAA.1!${history}!!@${heard}.bobSocketId000000000`);
+    assert.equal(socket.recovered, false, 'not whole: the subscribe could not be applied');
+    await publish(g.url, { room: 'secret:bob', event: 'm', data: 'secret' }, KEY);
+    assert.deepEqual(await liveRooms(got, 'g1'), ['feed:a-g1', 'feed:b-g1']);
+    assert.ok(!got.some((m) => m.data === 'secret'), "never bob's granted room");
+  });
+
   it('an offset older than its marks are kept is not honoured', async () => {
     const history = await positions('o1');
     const { socket, got } = await client('frank', `AAAA.1!${history}!!@${Date.now() - 24 * 3600_000}.frank-socket`);
     assert.equal(socket.recovered, false);
     await assertFresh(socket, got, 'feed:a-o1', 'plain:frank');
+  });
+});
+
+describe('command marks: old ones go, so a busy user does not end at the bound for good', () => {
+  const check = async (store: SessionStore) => {
+    const ttl = 60_000;
+    for (let i = 0; i < COMMAND_MARKS_PER_KEY + 5; i++) await store.markCommand({ user: 'busy' }, { kind: 'subscribe', room: `plain:old-${i}` }, 1_000 + i, ttl);
+    const full = await store.commandMarks([{ user: 'busy' }]);
+    assert.equal(full.size, COMMAND_MARKS_PER_KEY + 1, 'at the bound, the rest kept as one disconnect');
+    assert.ok(full.has('d'));
+    // Past the ttl of them all: they go before the new one is counted.
+    await store.markCommand({ user: 'busy' }, { kind: 'unsubscribe', room: 'plain:new' }, 100_000, ttl);
+    assert.deepEqual([...(await store.commandMarks([{ user: 'busy' }]))], [['u:plain:new', 100_000]]);
+  };
+  it('in memory', async () => {
+    await check(createMemorySessionStore(new Journal({ roomEntries: 10, entries: 100, socketSends: 10 }), 10));
+  });
+  it('in Redis', async () => {
+    const redis = await startRedis();
+    const r = new Redis(redis.url);
+    try {
+      await check(createRedisSessionStore(r, 'marks-test', 10, 10));
+    } finally {
+      r.disconnect();
+      await redis.stop();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { userRoom } from '../auth/identity.js';
 import type { HistoryRooms } from '../history/rooms.js';
-import type { Logger } from '../observability/logger.js';
+import { throttle, type Logger } from '../observability/logger.js';
 import type { MessageId } from '../protocol/events.js';
 import type { Recovery } from '../recovery/recovery.js';
 import type { Amend, CommandMark, StoredSession, WaitingKey } from '../recovery/store.js';
@@ -121,11 +121,16 @@ export function applyToWaiting(recovery: Recovery, history: HistoryRooms | undef
   };
   // Marked once per command, at its first run: before it goes to the other replicas.
   const marked = new WeakSet<Command>();
+  const markLog = throttle(10_000);
   return async (command: Command, changed: Set<string>): Promise<void> => {
     const mark = marked.has(command) ? undefined : commandMark(command);
     if (mark) {
-      await recovery.markCommand(mark.key, mark.mark, Date.now());
       marked.add(command);
+      // Not kept (Redis refusing writes: out of memory): the command still reaches the open
+      // connections and the waiting sessions; only a client back from a partition misses it.
+      await recovery.markCommand(mark.key, mark.mark, Date.now()).catch((err: Error) => {
+        if (markLog.due()) logger.warn({ command: command.kind, err: err.message }, 'could not keep a control command for clients that come back with a portable offset; it reaches open connections and waiting sessions');
+      });
     }
     const change = waitingChange(command, await positionFor(command));
     if (change) await recovery.amendWaiting(change.key, change.amend, changed);

@@ -314,14 +314,18 @@ export class Recovery implements AdapterRecovery {
   private async applyMarks(socket: Socket, plan: RecoveryPlan): Promise<boolean> {
     const user = this.deps.identityOf(socket).userId ?? null;
     const heard = plan.portable!.heard;
-    const keys: WaitingKey[] = [];
-    if (user !== null) keys.push({ user });
-    if (heard) keys.push({ client: heard.sid });
-    if (keys.length === 0) return false;
     const since = heard?.until ?? 0;
-    const due = [...(await this.deps.store.commandMarks(keys))].filter(([, at]) => at >= since).sort((a, b) => a[1] - b[1]);
-    for (const [field] of due) {
-      const mark = markOf(field);
+    // The user's marks are the token's (verified); the socket id's come from the offset, which
+    // anyone can write: those only ever take away (a disconnect, a room left), never grant.
+    const [byUser, byClient] = await Promise.all([
+      user !== null ? this.deps.store.commandMarks([{ user }]) : new Map<string, number>(),
+      heard ? this.deps.store.commandMarks([{ client: heard.sid }]) : new Map<string, number>(),
+    ]);
+    const due = [...[...byUser].map(([f, at]) => ({ f, at, verified: true })), ...[...byClient].map(([f, at]) => ({ f, at, verified: false }))]
+      .filter(({ at }) => at >= since)
+      .sort((a, b) => a.at - b.at);
+    for (const { f, verified } of due) {
+      const mark = markOf(f);
       if (!mark) continue;
       if (mark.kind === 'disconnect') return true;
       const { room } = mark;
@@ -333,8 +337,9 @@ export class Recovery implements AdapterRecovery {
         plan.granted = plan.granted.filter((r) => r !== room);
         delete plan.history[room];
       } else if (!had) {
-        // Granted while the client was away: joined on restore, its messages since then lost.
-        plan.granted.push(room);
+        // Subscribed while the client was away: joined on restore (granted only when the mark is
+        // the token's user's; a socket id's is held to the claims), its messages since then lost.
+        if (verified) plan.granted.push(room);
         plan.rooms.push(room);
         plan.portable!.incomplete = true;
       }

@@ -3,7 +3,7 @@ import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { answerShared, type Ring } from './ring.js';
-import { addMark, COMMAND_MARKS_PER_KEY, markField, parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
+import { addMark, boundOf, COMMAND_MARKS_PER_KEY, markField, parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
 import type { Journal } from './journal.js';
 
 /**
@@ -60,9 +60,15 @@ return 1`;
 
 /**
  * A command mark (store.ts `markCommand`): KEYS[1] the key's marks (a hash of field → ms);
- * ARGV: field, time, ttl ms, most fields. A new field past the bound is kept as `d`.
+ * ARGV: field, time, ttl ms, most fields. Fields older than the ttl go first; a new field past
+ * the bound is kept as `d`.
  */
 const MARK = `
+local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < cutoff then redis.call('HDEL', KEYS[1], all[i]) end
+end
 local field = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then field = 'd' end
 local old = tonumber(redis.call('HGET', KEYS[1], field) or '0')
@@ -113,7 +119,7 @@ export interface Liveness {
  *   written when a session that needs them is saved. The journal keys of one process share a hash
  *   slot, so on Redis Cluster one call writes them all; every other call touches one key.
  */
-export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number, liveness?: Liveness): SessionStore {
+export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, perKey: number, capacity: number, liveness?: Liveness, perAddress = 0): SessionStore {
   const reads = batchedReads(redis);
   const aliveChannel = (epoch: string) => `${keyPrefix}-alive#${epoch}#`;
   if (liveness) {
@@ -171,7 +177,8 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
       // finds nothing to change, and a replica waits for its saves under way before it reports.
       tick = (tick + 1) % 1000;
       const until = now + ttlMs + tick / 1000;
-      const dropped = (await Promise.all(waitingKeys(session).map((k) => redis.eval(INDEX, 1, indexKeyOf(k), h, until, now, perKey) as Promise<string[]>))).flat();
+      const keys = waitingKeys(session).filter((k) => boundOf(k, perKey, perAddress) > 0);
+      const dropped = (await Promise.all(keys.map((k) => redis.eval(INDEX, 1, indexKeyOf(k), h, until, now, boundOf(k, perKey, perAddress)) as Promise<string[]>))).flat();
       await redis.set(sessionKeyOf(h), JSON.stringify(session), 'PX', ttlMs);
       const gone = await Promise.all(dropped.filter((d) => d !== h).map((d) => redis.del(sessionKeyOf(d))));
       return gone.reduce((n, g) => n + g, 0);

@@ -21,7 +21,7 @@ export interface StoredSession {
   tokenId?: string;
   /**
    * For a connection with neither user nor `jti` (anonymous): a hash of its client address, so
-   * that at most `perKey` of its sessions wait at once, as for a user.
+   * that at most `perAddress` of its sessions wait at once (RECOVERY_SESSIONS_PER_ADDRESS).
    */
   addressKey?: string;
   /** Rooms without history (their messages cannot be replayed), besides its own rooms. */
@@ -73,8 +73,8 @@ export function markOf(field: string): CommandMark | undefined {
  * replicas share one, so a client may come back to any replica.
  *
  * Each waiting session is also found by its user, its socket id and its token's `jti`, for
- * control commands; at most `perKey` sessions wait under one user or `jti`, or under one client
- * address for anonymous connections (the oldest is dropped past it).
+ * control commands; at most `perKey` sessions wait under one user or `jti`, and `perAddress` under
+ * one client address for anonymous connections (the oldest is dropped past it; 0: no bound).
  */
 export interface SessionStore {
   /**
@@ -98,16 +98,17 @@ export interface SessionStore {
   mayStillSave(epoch: string): Promise<boolean>;
   /**
    * Remembers for `ttlMs` that `mark` ran at `at` (ms) for a user or a connection (its socket
-   * id), for restores from portable offsets: each field keeps its latest time, at most
-   * `COMMAND_MARKS_PER_KEY` fields per key.
+   * id), for restores from portable offsets: each field keeps its latest time, fields older than
+   * `ttlMs` are dropped, at most `COMMAND_MARKS_PER_KEY` fields per key.
    */
   markCommand(key: WaitingKey, mark: CommandMark, at: number, ttlMs: number): Promise<void>;
   /** The marks kept under `keys`, field (`markField`) → latest time. */
   commandMarks(keys: readonly WaitingKey[]): Promise<Map<string, number>>;
 }
 
-/** Adds `field` at `at` to `marks` as the stores keep them (see `SessionStore.markCommand`). */
-export function addMark(marks: Map<string, number>, field: string, at: number): void {
+/** Adds `field` at `at` to `marks` as the stores keep them (see `SessionStore.markCommand`); with `ttlMs`, fields older than it go first. */
+export function addMark(marks: Map<string, number>, field: string, at: number, ttlMs?: number): void {
+  if (ttlMs !== undefined) for (const [f, t] of marks) if (t < at - ttlMs) marks.delete(f);
   const kept = !marks.has(field) && marks.size >= COMMAND_MARKS_PER_KEY ? 'd' : field;
   if ((marks.get(kept) ?? -Infinity) < at) marks.set(kept, at);
 }
@@ -120,6 +121,11 @@ export function addressKey(address: string): string {
 /** The session id is a secret: stores and logs only ever see a hash of it. */
 export function sessionKey(pid: string): string {
   return createHash('sha256').update(pid).digest('base64url').slice(0, 24);
+}
+
+/** How many sessions may wait under a key of `waitingKeys` (0: no bound, not indexed). */
+export function boundOf(key: string, perKey: number, perAddress: number): number {
+  return key.startsWith('a:') ? perAddress : perKey;
 }
 
 /** The keys a session waits under (see `SessionStore`). */
@@ -159,7 +165,7 @@ export function parseStored(raw: string): StoredSession {
 }
 
 /** Sessions on a single node; `perKey` as in `SessionStore`. */
-export function createMemorySessionStore(journal: Journal, perKey: number, now: () => number = Date.now): SessionStore {
+export function createMemorySessionStore(journal: Journal, perKey: number, now: () => number = Date.now, perAddress = 0): SessionStore {
   const sessions = new Map<string, { session: StoredSession; until: number; keys: string[] }>();
   /** Waiting key → session hashes, oldest first. */
   const index = new Map<string, Set<string>>();
@@ -191,7 +197,7 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
     async save(pid, session, _journal, ttlMs) {
       const h = sessionKey(pid);
       remove(h);
-      const keys = waitingKeys(session);
+      const keys = waitingKeys(session).filter((k) => boundOf(k, perKey, perAddress) > 0);
       sessions.set(h, { session, until: now() + ttlMs, keys });
       let dropped = 0;
       for (const k of keys) {
@@ -199,7 +205,7 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
         if (!hs) index.set(k, (hs = new Set()));
         hs.add(h);
         for (const oldest of hs) {
-          if (hs.size <= perKey) break;
+          if (hs.size <= boundOf(k, perKey, perAddress)) break;
           if (remove(oldest)) dropped++;
         }
       }
@@ -237,7 +243,7 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
       const k = waitingKey(key);
       let kept = marks.get(k);
       if (!kept || kept.until <= now()) marks.set(k, (kept = { fields: new Map(), until: 0 }));
-      addMark(kept.fields, markField(mark), at);
+      addMark(kept.fields, markField(mark), at, ttlMs);
       kept.until = now() + ttlMs;
     },
     async commandMarks(keys) {
