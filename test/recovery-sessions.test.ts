@@ -343,6 +343,7 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     RECOVERY_JOURNAL_ROOM_ENTRIES: '10',
     RECOVERY_JOURNAL_ENTRIES: '100',
     RECOVERY_SESSIONS_PER_USER: '2',
+    RECOVERY_SESSIONS_PER_ADDRESS: '2',
   };
   before(async () => {
     gw = await startGateway({ env });
@@ -418,7 +419,7 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
     for (const c of three) c.socket.close();
   });
 
-  it('keeps at most as many sessions of anonymous connections from one client address: the oldest starts afresh', async () => {
+  it('keeps at most RECOVERY_SESSIONS_PER_ADDRESS sessions of anonymous connections from one client address: the oldest starts afresh', async () => {
     const evicted = outcome(await metricsText(gw), 'evicted');
     const three = [];
     for (let i = 0; i < 3; i++) {
@@ -431,7 +432,7 @@ describe('connection recovery: the bounds of a single node (memory store)', () =
       await drop(c.socket);
       await waitFor('the session saved', async () => outcome(await metricsText(gw), 'saved') > saved);
     }
-    assert.equal(outcome(await metricsText(gw), 'evicted'), evicted + 1, 'the oldest dropped: one address holds no more than RECOVERY_SESSIONS_PER_USER');
+    assert.equal(outcome(await metricsText(gw), 'evicted'), evicted + 1, 'the oldest dropped: one address holds no more than RECOVERY_SESSIONS_PER_ADDRESS');
     assert.deepEqual(await reconnect(three[0]!.socket), { recovered: false });
     assert.deepEqual(await reconnect(three[1]!.socket), { recovered: true });
     assert.deepEqual(await reconnect(three[2]!.socket), { recovered: true });

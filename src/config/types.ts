@@ -72,6 +72,7 @@ export interface Config {
   readonly recoveryRestoresPerIp: number;
   /** Saved sessions waiting at once per user or per token jti. @default 100 */
   readonly recoverySessionsPerUser: number;
+  readonly recoverySessionsPerAddress: number;
   /** Seconds a revocation is kept (user: after its issuedBefore; jti without expiresAt: after it was made). @default 86400 */
   readonly revocationTtlSeconds: number;
   /** Largest publish body in bytes. @default 65536 */

@@ -30,8 +30,8 @@ export function createRecovery(
     ? { sub: redis.sub, epoch: journal.epoch, onFailure: (err: Error) => deps.logger.warn({ err: err.message }, 'could not subscribe to this replica\'s liveness channel; the others will not wait for a session of its that is not written yet') }
     : undefined;
   const store = redis
-    ? createRedisSessionStore(redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries, liveness)
-    : createMemorySessionStore(journal, perUser);
+    ? createRedisSessionStore(redis.pub, config.redisKeyPrefix, perUser, config.recoveryJournalRoomEntries, liveness, config.recoverySessionsPerAddress)
+    : createMemorySessionStore(journal, perUser, Date.now, config.recoverySessionsPerAddress);
   return new Recovery({
     store,
     journal,

@@ -33,8 +33,15 @@ export const RECOVERY_SETTINGS = [
   setting({
     env: 'RECOVERY_SESSIONS_PER_USER',
     key: 'recoverySessionsPerUser',
-    doc: 'Saved sessions that may wait at once for one user (token `sub`), one token (`jti`), or, for anonymous connections, one client address. Past it the oldest is dropped (`herald_session_recovery_total{outcome="evicted"}`); its client starts afresh.',
+    doc: 'Saved sessions that may wait at once for one user (token `sub`) or one token (`jti`). Past it the oldest is dropped (`herald_session_recovery_total{outcome="evicted"}`); its client starts afresh.',
     defaultText: '100',
     parse: integer(1, 100_000, 100),
+  }),
+  setting({
+    env: 'RECOVERY_SESSIONS_PER_ADDRESS',
+    key: 'recoverySessionsPerAddress',
+    doc: 'Saved sessions of anonymous connections (no `sub`, no `jti`) that may wait at once per client address (as TRUST_PROXY tells it; saves within the window count, restored ones too). Past it the oldest is dropped, as above. Many viewers behind one NAT share an address: size it for the most anonymous clients one address may drop at once (a drain). 0: no bound per address (the connect rate per address still limits them).',
+    defaultText: '1000',
+    parse: integer(0, 1_000_000, 1000),
   }),
 ] as const;
