@@ -2,7 +2,7 @@ import type { Server, Socket } from 'socket.io';
 import { ROOM_CHANNEL_FAILED } from '../cluster/bus.js';
 
 /** A subscribe that asks for the room's newest messages while history cannot be read. */
-const LAST_UNREACHABLE = "History is unreachable (Redis), so the room's newest messages cannot be sent first; not subscribed. Retry the subscribe.";
+const LAST_UNREACHABLE = "History is unreachable (Redis), so the room's newest messages cannot be sent first; not subscribed (a connection already in the room stays in it, live only). Retry the subscribe.";
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../protocol/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
