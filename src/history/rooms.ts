@@ -1,8 +1,5 @@
 import type { Server, Socket } from 'socket.io';
 import { ROOM_CHANNEL_FAILED } from '../cluster/bus.js';
-
-/** A subscribe that asks for the room's newest messages while history cannot be read. */
-const LAST_UNREACHABLE = "History is unreachable (Redis), so the room's newest messages cannot be sent first; not subscribed (a connection already in the room stays in it, live only). Retry the subscribe.";
 import { HeraldError } from '../errors.js';
 import { compareIds, isStreamId } from '../protocol/ids.js';
 import type { HistoryBackend, HistoryEntry, HistoryPolicy } from './types.js';
@@ -15,6 +12,9 @@ import type { Journal } from '../recovery/journal.js';
 import { hold, markRestored, meta, restoredRooms, send, type Catchup, type Pace, type Replaying, type RoomBudget } from './catchup.js';
 import { Deltas } from './delta.js';
 import { GapRefill } from './refill.js';
+
+/** A subscribe that asks for the room's newest messages while history cannot be read. */
+const LAST_UNREACHABLE = "History is unreachable (Redis), so the room's newest messages cannot be sent first; not subscribed (a connection already in the room stays in it, live only). Retry the subscribe.";
 
 export type { Pace, RoomBudget } from './catchup.js';
 

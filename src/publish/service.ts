@@ -49,7 +49,7 @@ export interface Publisher {
 
 export type PublishSource = 'http' | 'client' | 'redis-stream' | 'amqp';
 
-export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined, timeoutMs: number, logger?: Logger): Publisher {
+export function createPublisher(io: Server, metrics: Metrics, history: HistoryRooms | undefined, timeoutMs: number, logger: Logger): Publisher {
   const nextId = messageIds();
   const refusedLog = throttle(10_000);
   const run = async (req: PublishRequest, source: PublishSource, dedupeKey: string | undefined): Promise<PublishResult> => {
@@ -77,7 +77,7 @@ export function createPublisher(io: Server, metrics: Metrics, history: HistoryRo
       const refused = failures.find((err) => err instanceof ReplyError);
       if (refused) {
         const reply = refused.message.split('\n')[0]!.slice(0, 200);
-        if (refusedLog.due()) logger?.warn({ err: reply, rooms: appended.map((a) => a.room) }, 'redis refused a history write; the publish was refused (unavailable)');
+        if (refusedLog.due()) logger.warn({ err: reply, rooms: appended.map((a) => a.room) }, 'redis refused a history write; the publish was refused (unavailable)');
         throw new HeraldError('unavailable', `Redis refused the write (${reply}); nothing was published. It is reachable but does not take writes (out of memory, a read-only replica): retry once it does.`, { cause: refused });
       }
       throw new HeraldError('unavailable', undefined, { cause: failures[0] });

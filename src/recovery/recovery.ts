@@ -318,8 +318,8 @@ export class Recovery implements AdapterRecovery {
     // The user's marks are the token's (verified); the socket id's come from the offset, which
     // anyone can write: those only ever take away (a disconnect, a room left), never grant.
     const [byUser, byClient] = await Promise.all([
-      user !== null ? this.deps.store.commandMarks([{ user }]) : new Map<string, number>(),
-      heard ? this.deps.store.commandMarks([{ client: heard.sid }]) : new Map<string, number>(),
+      user !== null ? this.deps.store.commandMarks({ user }) : new Map<string, number>(),
+      heard ? this.deps.store.commandMarks({ client: heard.sid }) : new Map<string, number>(),
     ]);
     const due = [...[...byUser].map(([f, at]) => ({ f, at, verified: true })), ...[...byClient].map(([f, at]) => ({ f, at, verified: false }))]
       .filter(({ at }) => at >= since)

@@ -3,7 +3,7 @@ import { batchedReads } from '../cluster/read-batch.js';
 import type { RedisClient } from '../cluster/redis.js';
 import type { RoomName } from '../protocol/rooms.js';
 import { answerShared, type Ring } from './ring.js';
-import { addMark, boundOf, COMMAND_MARKS_PER_KEY, markField, parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
+import { boundOf, COMMAND_MARKS_PER_KEY, markField, parseStored, sessionKey, waitingKey, waitingKeys, type SessionStore, type StoredSession } from './store.js';
 import type { Journal } from './journal.js';
 
 /**
@@ -127,8 +127,10 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
     liveness.sub.subscribe(aliveChannel(liveness.epoch)).catch((err: Error) => liveness.onFailure(err));
   }
   const sessionKeyOf = (h: string) => `${keyPrefix}-session:{${h}}`;
-  const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
-  const marksKeyOf = (key: string) => `${keyPrefix}-marks:{${createHash('sha256').update(key).digest('base64url').slice(0, 24)}}`;
+  /** A waiting key (a user, a socket id, a `jti`) as it names Redis keys: hashed. */
+  const hashOf = (key: string) => createHash('sha256').update(key).digest('base64url').slice(0, 24);
+  const indexKeyOf = (key: string) => `${keyPrefix}-waiting:{${hashOf(key)}}`;
+  const marksKeyOf = (key: string) => `${keyPrefix}-marks:{${hashOf(key)}}`;
   const ringKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}`;
   const floorKey = (epoch: string, room: RoomName) => `${keyPrefix}-journal:{${epoch}}:${room}:floor`;
   // Writes of one room's ring, one after another: each sends what the previous one did not.
@@ -211,11 +213,9 @@ export function createRedisSessionStore(redis: RedisClient, keyPrefix: string, p
     async markCommand(key, mark, at, ttlMs) {
       await redis.eval(MARK, 1, marksKeyOf(waitingKey(key)), markField(mark), at, ttlMs, COMMAND_MARKS_PER_KEY);
     },
-    async commandMarks(keys) {
-      const out = new Map<string, number>();
-      const all = await Promise.all(keys.map((k) => redis.hgetall(marksKeyOf(waitingKey(k)))));
-      for (const fields of all) for (const [f, at] of Object.entries(fields)) if (Number.isFinite(Number(at))) addMark(out, f, Number(at));
-      return out;
+    async commandMarks(key) {
+      const fields = await redis.hgetall(marksKeyOf(waitingKey(key)));
+      return new Map(Object.entries(fields).flatMap(([f, at]) => (Number.isFinite(Number(at)) ? [[f, Number(at)] as const] : [])));
     },
     async amend(key, amend, changed) {
       const hashes = await redis.zrangebyscore(indexKeyOf(waitingKey(key)), Date.now(), '+inf');

@@ -102,13 +102,13 @@ export interface SessionStore {
    * `ttlMs` are dropped, at most `COMMAND_MARKS_PER_KEY` fields per key.
    */
   markCommand(key: WaitingKey, mark: CommandMark, at: number, ttlMs: number): Promise<void>;
-  /** The marks kept under `keys`, field (`markField`) → latest time. */
-  commandMarks(keys: readonly WaitingKey[]): Promise<Map<string, number>>;
+  /** The marks kept under `key`, field (`markField`) → latest time. */
+  commandMarks(key: WaitingKey): Promise<Map<string, number>>;
 }
 
-/** Adds `field` at `at` to `marks` as the stores keep them (see `SessionStore.markCommand`); with `ttlMs`, fields older than it go first. */
-export function addMark(marks: Map<string, number>, field: string, at: number, ttlMs?: number): void {
-  if (ttlMs !== undefined) for (const [f, t] of marks) if (t < at - ttlMs) marks.delete(f);
+/** Adds `field` at `at` to `marks` as the stores keep them (see `SessionStore.markCommand`): fields older than `ttlMs` go first. */
+export function addMark(marks: Map<string, number>, field: string, at: number, ttlMs: number): void {
+  for (const [f, t] of marks) if (t < at - ttlMs) marks.delete(f);
   const kept = !marks.has(field) && marks.size >= COMMAND_MARKS_PER_KEY ? 'd' : field;
   if ((marks.get(kept) ?? -Infinity) < at) marks.set(kept, at);
 }
@@ -246,13 +246,9 @@ export function createMemorySessionStore(journal: Journal, perKey: number, now: 
       addMark(kept.fields, markField(mark), at, ttlMs);
       kept.until = now() + ttlMs;
     },
-    async commandMarks(keys) {
-      const out = new Map<string, number>();
-      for (const key of keys) {
-        const kept = marks.get(waitingKey(key));
-        if (kept && kept.until > now()) for (const [f, at] of kept.fields) addMark(out, f, at);
-      }
-      return out;
+    async commandMarks(key) {
+      const kept = marks.get(waitingKey(key));
+      return new Map(kept && kept.until > now() ? kept.fields : []);
     },
   };
 }
